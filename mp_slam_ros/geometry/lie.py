@@ -1,0 +1,276 @@
+"""Vectorized Lie-group helpers for SO(3), SE(3) and SE(2).
+
+Conventions (used everywhere in the package):
+
+* Poses are homogeneous matrices ``T_a_b`` of shape ``(N, 4, 4)`` (SE(3)) or ``(N, 3, 3)``
+  (SE(2)) that map points from frame ``b`` to frame ``a``: ``p_a = T_a_b @ p_b``.
+* SE(3) tangent vectors are ``xi = [rho, phi]`` of shape ``(N, 6)``: translation part first, then
+  rotation (the order of g2o's information matrices). SE(2) tangents are ``[x, y, theta]``.
+* Perturbations are on the right: ``T (+) delta = T @ exp(delta)``.
+* Quaternions are ``quat_xyzw`` (scalar last, as in g2o, TUM and ROS messages).
+
+All functions take stacked inputs (a leading batch axis) and compute in float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.spatial.transform import Rotation
+
+FloatArray = NDArray[np.float64]
+
+_SMALL_ANGLE_RAD = 1e-4
+
+
+def hat(phi: FloatArray) -> FloatArray:
+    """Skew-symmetric matrices ``(N, 3, 3)`` of vectors ``phi`` ``(N, 3)``: ``hat(a) @ b = a x b``."""
+    phi = np.asarray(phi, dtype=np.float64)
+    out = np.zeros(phi.shape[:-1] + (3, 3))
+    out[..., 0, 1] = -phi[..., 2]
+    out[..., 0, 2] = phi[..., 1]
+    out[..., 1, 0] = phi[..., 2]
+    out[..., 1, 2] = -phi[..., 0]
+    out[..., 2, 0] = -phi[..., 1]
+    out[..., 2, 1] = phi[..., 0]
+    return out
+
+
+def so3_exp(phi: FloatArray) -> FloatArray:
+    """Rotation matrices ``(N, 3, 3)`` from rotation vectors ``phi`` ``(N, 3)`` (radians)."""
+    return Rotation.from_rotvec(np.asarray(phi, dtype=np.float64).reshape(-1, 3)).as_matrix()
+
+
+def so3_log(R: FloatArray) -> FloatArray:
+    """Rotation vectors ``(N, 3)`` (radians, norm <= pi) of rotation matrices ``R`` ``(N, 3, 3)``."""
+    return Rotation.from_matrix(np.asarray(R, dtype=np.float64).reshape(-1, 3, 3)).as_rotvec()
+
+
+def _angle_coefficients(theta: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Return ``(sin t / t, (1 - cos t) / t^2, (t - sin t) / t^3)`` with Taylor series near 0."""
+    small = theta < _SMALL_ANGLE_RAD
+    t = np.where(small, 1.0, theta)
+    t2 = theta * theta
+    a = np.where(small, 1.0 - t2 / 6.0, np.sin(t) / t)
+    b = np.where(small, 0.5 - t2 / 24.0, (1.0 - np.cos(t)) / (t * t))
+    c = np.where(small, 1.0 / 6.0 - t2 / 120.0, (t - np.sin(t)) / (t * t * t))
+    return a, b, c
+
+
+def so3_left_jacobian(phi: FloatArray) -> FloatArray:
+    """Left Jacobians ``(N, 3, 3)`` of SO(3): ``exp(phi + d) ~ exp(J_l d) exp(phi)``."""
+    phi = np.asarray(phi, dtype=np.float64).reshape(-1, 3)
+    _, b, c = _angle_coefficients(np.linalg.norm(phi, axis=1))
+    K = hat(phi)
+    return np.eye(3) + b[:, None, None] * K + c[:, None, None] * (K @ K)
+
+
+def so3_right_jacobian(phi: FloatArray) -> FloatArray:
+    """Right Jacobians ``(N, 3, 3)`` of SO(3): ``exp(phi + d) ~ exp(phi) exp(J_r d)``."""
+    return so3_left_jacobian(-np.asarray(phi, dtype=np.float64))
+
+
+def so3_left_jacobian_inv(phi: FloatArray) -> FloatArray:
+    """Inverses ``(N, 3, 3)`` of :func:`so3_left_jacobian` in closed form."""
+    phi = np.asarray(phi, dtype=np.float64).reshape(-1, 3)
+    theta = np.linalg.norm(phi, axis=1)
+    small = theta < _SMALL_ANGLE_RAD
+    t = np.where(small, 1.0, theta)
+    coeff = np.where(
+        small,
+        1.0 / 12.0 + theta * theta / 720.0,
+        1.0 / (t * t) - (1.0 + np.cos(t)) / (2.0 * t * np.sin(t)),
+    )
+    K = hat(phi)
+    return np.eye(3) - 0.5 * K + coeff[:, None, None] * (K @ K)
+
+
+def so3_right_jacobian_inv(phi: FloatArray) -> FloatArray:
+    """Inverses ``(N, 3, 3)`` of :func:`so3_right_jacobian`."""
+    return so3_left_jacobian_inv(-np.asarray(phi, dtype=np.float64))
+
+
+def _se3_q_matrix(rho: FloatArray, phi: FloatArray) -> FloatArray:
+    """Barfoot's ``Q(rho, phi)`` block ``(N, 3, 3)`` of the SE(3) left Jacobian."""
+    theta = np.linalg.norm(phi, axis=1)
+    small = theta < _SMALL_ANGLE_RAD
+    t = np.where(small, 1.0, theta)
+    t2 = theta * theta
+    _, _, c1 = _angle_coefficients(theta)
+    c2 = np.where(small, 1.0 / 24.0 - t2 / 720.0, (t * t + 2.0 * np.cos(t) - 2.0) / (2.0 * t**4))
+    c3 = np.where(
+        small,
+        1.0 / 120.0 - t2 / 2520.0,
+        (2.0 * t - 3.0 * np.sin(t) + t * np.cos(t)) / (2.0 * t**5),
+    )
+    P, R = hat(phi), hat(rho)
+    PR, RP = P @ R, R @ P
+    PRP = PR @ P
+    return (
+        0.5 * R
+        + c1[:, None, None] * (PR + RP + PRP)
+        + c2[:, None, None] * (P @ PR + RP @ P - 3.0 * PRP)
+        + c3[:, None, None] * (PRP @ P + P @ PRP)
+    )
+
+
+def se3_exp(xi: FloatArray) -> FloatArray:
+    """Poses ``(N, 4, 4)`` from tangent vectors ``xi = [rho, phi]`` ``(N, 6)``."""
+    xi = np.asarray(xi, dtype=np.float64).reshape(-1, 6)
+    T = np.zeros((xi.shape[0], 4, 4))
+    T[:, :3, :3] = so3_exp(xi[:, 3:])
+    T[:, :3, 3] = np.einsum("nij,nj->ni", so3_left_jacobian(xi[:, 3:]), xi[:, :3])
+    T[:, 3, 3] = 1.0
+    return T
+
+
+def se3_log(T: FloatArray) -> FloatArray:
+    """Tangent vectors ``(N, 6)`` ``[rho, phi]`` of poses ``T`` ``(N, 4, 4)``."""
+    T = np.asarray(T, dtype=np.float64).reshape(-1, 4, 4)
+    phi = so3_log(T[:, :3, :3])
+    rho = np.einsum("nij,nj->ni", so3_left_jacobian_inv(phi), T[:, :3, 3])
+    return np.concatenate([rho, phi], axis=1)
+
+
+def se3_inverse(T: FloatArray) -> FloatArray:
+    """Inverse poses ``(N, 4, 4)`` (uses the rotation transpose, no general matrix inverse)."""
+    T = np.asarray(T, dtype=np.float64)
+    R_t = np.swapaxes(T[..., :3, :3], -1, -2)
+    out = np.zeros_like(T)
+    out[..., :3, :3] = R_t
+    out[..., :3, 3] = -np.einsum("...ij,...j->...i", R_t, T[..., :3, 3])
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def se3_adjoint(T: FloatArray) -> FloatArray:
+    """Adjoint matrices ``(N, 6, 6)``: ``T exp(xi) T^-1 = exp(Ad(T) xi)`` for ``xi = [rho, phi]``."""
+    T = np.asarray(T, dtype=np.float64).reshape(-1, 4, 4)
+    R = T[:, :3, :3]
+    Ad = np.zeros((T.shape[0], 6, 6))
+    Ad[:, :3, :3] = R
+    Ad[:, 3:, 3:] = R
+    Ad[:, :3, 3:] = hat(T[:, :3, 3]) @ R
+    return Ad
+
+
+def se3_left_jacobian(xi: FloatArray) -> FloatArray:
+    """Left Jacobians ``(N, 6, 6)`` of SE(3): ``exp(xi + d) ~ exp(J_l d) exp(xi)``."""
+    xi = np.asarray(xi, dtype=np.float64).reshape(-1, 6)
+    J = np.zeros((xi.shape[0], 6, 6))
+    J_so3 = so3_left_jacobian(xi[:, 3:])
+    J[:, :3, :3] = J_so3
+    J[:, 3:, 3:] = J_so3
+    J[:, :3, 3:] = _se3_q_matrix(xi[:, :3], xi[:, 3:])
+    return J
+
+
+def se3_left_jacobian_inv(xi: FloatArray) -> FloatArray:
+    """Inverses ``(N, 6, 6)`` of :func:`se3_left_jacobian` in closed form."""
+    xi = np.asarray(xi, dtype=np.float64).reshape(-1, 6)
+    J_inv = np.zeros((xi.shape[0], 6, 6))
+    J_so3_inv = so3_left_jacobian_inv(xi[:, 3:])
+    Q = _se3_q_matrix(xi[:, :3], xi[:, 3:])
+    J_inv[:, :3, :3] = J_so3_inv
+    J_inv[:, 3:, 3:] = J_so3_inv
+    J_inv[:, :3, 3:] = -J_so3_inv @ Q @ J_so3_inv
+    return J_inv
+
+
+def se3_right_jacobian(xi: FloatArray) -> FloatArray:
+    """Right Jacobians ``(N, 6, 6)`` of SE(3): ``exp(xi + d) ~ exp(xi) exp(J_r d)``."""
+    return se3_left_jacobian(-np.asarray(xi, dtype=np.float64))
+
+
+def se3_right_jacobian_inv(xi: FloatArray) -> FloatArray:
+    """Inverses ``(N, 6, 6)`` of :func:`se3_right_jacobian`."""
+    return se3_left_jacobian_inv(-np.asarray(xi, dtype=np.float64))
+
+
+def se3_from_translation_quat(t_xyz: FloatArray, quat_xyzw: FloatArray) -> FloatArray:
+    """Poses ``(N, 4, 4)`` from translations ``(N, 3)`` and unit quaternions ``(N, 4)`` xyzw."""
+    t_xyz = np.asarray(t_xyz, dtype=np.float64).reshape(-1, 3)
+    T = np.zeros((t_xyz.shape[0], 4, 4))
+    T[:, :3, :3] = Rotation.from_quat(np.asarray(quat_xyzw, dtype=np.float64).reshape(-1, 4)).as_matrix()
+    T[:, :3, 3] = t_xyz
+    T[:, 3, 3] = 1.0
+    return T
+
+
+def se3_to_translation_quat(T: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Translations ``(N, 3)`` and unit quaternions ``(N, 4)`` xyzw (``qw >= 0``) of poses."""
+    T = np.asarray(T, dtype=np.float64).reshape(-1, 4, 4)
+    quat_xyzw = Rotation.from_matrix(T[:, :3, :3]).as_quat(canonical=True)
+    return T[:, :3, 3].copy(), quat_xyzw
+
+
+def se2_exp(xi: FloatArray) -> FloatArray:
+    """SE(2) poses ``(N, 3, 3)`` from tangent vectors ``[x, y, theta]`` ``(N, 3)``."""
+    xi = np.asarray(xi, dtype=np.float64).reshape(-1, 3)
+    theta = xi[:, 2]
+    a, b, _ = _angle_coefficients(np.abs(theta))
+    c, s = np.cos(theta), np.sin(theta)
+    V = np.zeros((xi.shape[0], 2, 2))
+    V[:, 0, 0] = a
+    V[:, 1, 1] = a
+    V[:, 0, 1] = -b * theta
+    V[:, 1, 0] = b * theta
+    T = np.zeros((xi.shape[0], 3, 3))
+    T[:, 0, 0], T[:, 0, 1], T[:, 1, 0], T[:, 1, 1] = c, -s, s, c
+    T[:, :2, 2] = np.einsum("nij,nj->ni", V, xi[:, :2])
+    T[:, 2, 2] = 1.0
+    return T
+
+
+def se2_log(T: FloatArray) -> FloatArray:
+    """Tangent vectors ``(N, 3)`` ``[x, y, theta]`` (theta in (-pi, pi]) of SE(2) poses."""
+    T = np.asarray(T, dtype=np.float64).reshape(-1, 3, 3)
+    theta = np.arctan2(T[:, 1, 0], T[:, 0, 0])
+    a, b, _ = _angle_coefficients(np.abs(theta))
+    det = a * a + (b * theta) ** 2
+    V_inv = np.zeros((T.shape[0], 2, 2))
+    V_inv[:, 0, 0] = a / det
+    V_inv[:, 1, 1] = a / det
+    V_inv[:, 0, 1] = b * theta / det
+    V_inv[:, 1, 0] = -b * theta / det
+    rho = np.einsum("nij,nj->ni", V_inv, T[:, :2, 2])
+    return np.concatenate([rho, theta[:, None]], axis=1)
+
+
+def se2_inverse(T: FloatArray) -> FloatArray:
+    """Inverse SE(2) poses ``(N, 3, 3)``."""
+    T = np.asarray(T, dtype=np.float64)
+    R_t = np.swapaxes(T[..., :2, :2], -1, -2)
+    out = np.zeros_like(T)
+    out[..., :2, :2] = R_t
+    out[..., :2, 2] = -np.einsum("...ij,...j->...i", R_t, T[..., :2, 2])
+    out[..., 2, 2] = 1.0
+    return out
+
+
+def se2_adjoint(T: FloatArray) -> FloatArray:
+    """SE(2) adjoints ``(N, 3, 3)`` for tangents ordered ``[x, y, theta]``."""
+    T = np.asarray(T, dtype=np.float64).reshape(-1, 3, 3)
+    Ad = np.zeros((T.shape[0], 3, 3))
+    Ad[:, :2, :2] = T[:, :2, :2]
+    Ad[:, 0, 2] = T[:, 1, 2]
+    Ad[:, 1, 2] = -T[:, 0, 2]
+    Ad[:, 2, 2] = 1.0
+    return Ad
+
+
+def se2_from_xytheta(xy_theta: FloatArray) -> FloatArray:
+    """SE(2) poses ``(N, 3, 3)`` from ``(N, 3)`` rows ``[x, y, theta]`` (not a tangent vector)."""
+    xy_theta = np.asarray(xy_theta, dtype=np.float64).reshape(-1, 3)
+    c, s = np.cos(xy_theta[:, 2]), np.sin(xy_theta[:, 2])
+    T = np.zeros((xy_theta.shape[0], 3, 3))
+    T[:, 0, 0], T[:, 0, 1], T[:, 1, 0], T[:, 1, 1] = c, -s, s, c
+    T[:, :2, 2] = xy_theta[:, :2]
+    T[:, 2, 2] = 1.0
+    return T
+
+
+def se2_to_xytheta(T: FloatArray) -> FloatArray:
+    """Rows ``[x, y, theta]`` ``(N, 3)`` of SE(2) poses (theta in (-pi, pi])."""
+    T = np.asarray(T, dtype=np.float64).reshape(-1, 3, 3)
+    return np.stack([T[:, 0, 2], T[:, 1, 2], np.arctan2(T[:, 1, 0], T[:, 0, 0])], axis=1)

@@ -1,0 +1,191 @@
+"""The one place that decides precision and backend.
+
+A :class:`PrecisionPolicy` says which floating-point type each part of a nonlinear least-squares
+solve uses. :func:`precision_policy` builds it from a user-facing :class:`Precision` mode and the
+:class:`ProblemKind`, following the published mixed-precision recipe:
+
+===========  ========  ==========  ===============  =======  ======
+mode         residual  J products  preconditioner   vectors  update
+===========  ========  ==========  ===============  =======  ======
+fp64         fp64      fp64        fp64             fp64     fp64
+fp32         fp32      fp32        fp32             fp32     fp64
+fp16 (naive) fp16      fp16        fp16             fp16     fp16
+mixed, BA    fp32      **fp16**    fp32             fp32     fp64
+mixed, PGO   fp32      fp32        **fp16**         fp32     fp64
+===========  ========  ==========  ===============  =======  ======
+
+``fp16`` stores and rounds every value to float16 and exists to show why naive half precision
+fails. On a CPU without native half arithmetic the fp16 parts are *emulated*: values are truly
+rounded to float16 (so accuracy effects are real) while products accumulate in float32, as GPU
+half-precision sparse kernels do. Speed gains from fp16 therefore appear only on GPUs (and
+fp16-capable ARM CPUs), never on this x86 path.
+
+:func:`select_backend` picks NumPy (CPU) or CuPy (CUDA) once; solvers ask it, never guess.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from dataclasses import dataclass, replace
+from types import ModuleType
+
+import numpy as np
+
+from mp_slam_ros.errors import ConfigError
+
+
+class Precision(str, enum.Enum):
+    """User-facing precision mode (the value of the ``*.precision`` parameters)."""
+
+    FP64 = "fp64"
+    FP32 = "fp32"
+    FP16 = "fp16"
+    MIXED = "mixed"
+
+    @classmethod
+    def parse(cls, value: str | Precision, key: str = "precision") -> Precision:
+        """Return the mode named by ``value``; raise :class:`ConfigError` naming ``key`` otherwise."""
+        try:
+            return cls(value.value if isinstance(value, Precision) else str(value).lower())
+        except ValueError:
+            choices = ", ".join(m.value for m in cls)
+            raise ConfigError(key, value, f"must be one of {choices}") from None
+
+
+class ProblemKind(str, enum.Enum):
+    """Which optimization problem a policy is for (the recipe differs between them)."""
+
+    BA = "ba"
+    PGO = "pgo"
+
+
+class Backend(str, enum.Enum):
+    """Where the linear algebra runs."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+    @classmethod
+    def parse(cls, value: str | Backend, key: str = "backend") -> Backend:
+        """Return the backend named by ``value``; raise :class:`ConfigError` otherwise."""
+        try:
+            return cls(value.value if isinstance(value, Backend) else str(value).lower())
+        except ValueError:
+            choices = ", ".join(m.value for m in cls)
+            raise ConfigError(key, value, f"must be one of {choices}") from None
+
+
+#: Escalation ladder: a failed low-precision step is redone one rung up.
+_ESCALATION: dict[Precision, Precision] = {
+    Precision.FP16: Precision.MIXED,
+    Precision.MIXED: Precision.FP32,
+    Precision.FP32: Precision.FP64,
+}
+
+#: Largest finite float16 value; fp16 parts are scaled to stay well below it.
+FP16_MAX = float(np.finfo(np.float16).max)
+
+
+@dataclass(frozen=True)
+class PrecisionPolicy:
+    """Floating-point types of each part of a solve (see the module table).
+
+    ``residual``: dtype residuals and Jacobian values are evaluated and stored in;
+    ``matvec``: storage dtype of the Jacobian in the products ``J p`` and ``J^T q``;
+    ``preconditioner``: dtype of the preconditioner's factor and triangular solves;
+    ``vector``: dtype of iterative-solver vectors, dot products and scalars;
+    ``update``: dtype the state increment is rounded to before it is applied in float64.
+    """
+
+    mode: Precision
+    kind: ProblemKind
+    residual: np.dtype
+    matvec: np.dtype
+    preconditioner: np.dtype
+    vector: np.dtype
+    update: np.dtype
+
+    @property
+    def uses_fp16(self) -> bool:
+        """True when any part of the solve is rounded to float16."""
+        return np.dtype(np.float16) in (self.residual, self.matvec, self.preconditioner, self.vector)
+
+    def escalated(self) -> PrecisionPolicy | None:
+        """The policy one rung up the escalation ladder, or ``None`` from fp64."""
+        higher = _ESCALATION.get(self.mode)
+        return None if higher is None else precision_policy(higher, self.kind)
+
+    def describe(self) -> dict[str, str]:
+        """A JSON-friendly dict of the dtypes (for summaries and statistics messages)."""
+        return {
+            "mode": self.mode.value,
+            "residual": self.residual.name,
+            "matvec": self.matvec.name,
+            "preconditioner": self.preconditioner.name,
+            "vector": self.vector.name,
+            "update": self.update.name,
+        }
+
+
+_F16, _F32, _F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
+
+
+@functools.lru_cache(maxsize=None)
+def precision_policy(mode: Precision | str, kind: ProblemKind | str) -> PrecisionPolicy:
+    """Build the :class:`PrecisionPolicy` of ``mode`` for problem ``kind`` (see module table)."""
+    mode = Precision.parse(mode)
+    kind = ProblemKind(kind)
+    if mode is Precision.FP64:
+        return PrecisionPolicy(mode, kind, _F64, _F64, _F64, _F64, _F64)
+    if mode is Precision.FP32:
+        return PrecisionPolicy(mode, kind, _F32, _F32, _F32, _F32, _F64)
+    if mode is Precision.FP16:
+        return PrecisionPolicy(mode, kind, _F16, _F16, _F16, _F16, _F16)
+    base = PrecisionPolicy(mode, kind, _F32, _F32, _F32, _F32, _F64)
+    if kind is ProblemKind.BA:
+        return replace(base, matvec=_F16)
+    return replace(base, preconditioner=_F16)
+
+
+def round_to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Round ``values`` to ``dtype``; float16 results are returned as float32 holding fp16 values.
+
+    This is how fp16 storage is emulated for kernels that have no half-precision
+    implementation on the CPU (SciPy sparse): every value is exactly representable in float16,
+    and arithmetic on it in float32 matches a GPU kernel with fp16 inputs and fp32 accumulation.
+    """
+    if np.dtype(dtype) == _F16:
+        return values.astype(np.float16).astype(np.float32)
+    return values.astype(dtype, copy=False)
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device."""
+    try:
+        import cupy  # noqa: PLC0415 (optional dependency)
+
+        return bool(cupy.cuda.runtime.getDeviceCount() > 0)
+    except Exception:  # ImportError, CUDARuntimeError, missing driver libraries, ...
+        return False
+
+
+def select_backend(requested: Backend | str = Backend.AUTO) -> Backend:
+    """Resolve ``auto`` to CUDA when a device is present, else CPU; refuse CUDA without one."""
+    requested = Backend.parse(requested)
+    if requested is Backend.AUTO:
+        return Backend.CUDA if cuda_available() else Backend.CPU
+    if requested is Backend.CUDA and not cuda_available():
+        raise ConfigError("backend", requested.value, "no CUDA device (or CuPy) is available")
+    return requested
+
+
+def array_module(backend: Backend) -> ModuleType:
+    """``numpy`` for the CPU backend, ``cupy`` for CUDA."""
+    if backend is Backend.CUDA:
+        import cupy  # noqa: PLC0415
+
+        return cupy
+    return np

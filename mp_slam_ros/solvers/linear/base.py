@@ -1,0 +1,106 @@
+"""The interface between the LM driver and its linear solvers.
+
+Each LM iteration solves the damped, Jacobi-scaled least-squares problem
+
+    min_y || J_s y - b ||^2 + damping * ||y||^2,     J_s = J S,  b = -r,  dx = S y,
+
+where ``S = diag(1 / ||J[:, j]||)`` makes every column of ``J_s`` unit-norm. The scaling is the
+regularization of the recipe: ``J_s`` has entries in [-1, 1] (no fp16 overflow), ``J_s^T J_s``
+has a unit diagonal, and the damping acts as Marquardt's ``diag(J^T J)`` on the unscaled problem.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from mp_slam_ros.precision import Backend, PrecisionPolicy
+from mp_slam_ros.solvers.summary import LinearSolverOptions
+
+#: Columns with a norm below this are treated as empty (their scale is 1, their step 0).
+_EMPTY_COLUMN_NORM = 1e-300
+
+
+class LinearStatus(str, enum.Enum):
+    """How an inner solve ended."""
+
+    CONVERGED = "converged"
+    MAX_ITERATIONS = "max_iterations"
+    STALLED = "stalled"  # no progress: the precision floor of the low-precision parts
+    NON_FINITE = "non_finite"  # overflow or NaN in a low-precision part
+    BREAKDOWN = "breakdown"  # e.g. a non-positive curvature p^T A p <= 0
+
+    @property
+    def failed(self) -> bool:
+        """True when the step must not be used at all."""
+        return self in (LinearStatus.NON_FINITE, LinearStatus.BREAKDOWN)
+
+
+@dataclass
+class ScaledSystem:
+    """One linearization, column-scaled: ``J_s`` ``(m, n)`` CSR float64, ``b`` ``(m,)`` float64."""
+
+    jacobian_scaled: sp.csr_matrix
+    rhs: np.ndarray
+    column_scale: np.ndarray  # S, (n,) float64
+
+    @classmethod
+    def from_linearization(cls, jacobian: sp.spmatrix, residual: np.ndarray) -> ScaledSystem:
+        """Scale the columns of ``jacobian`` to unit norm; the right-hand side is ``-residual``."""
+        J = sp.csr_matrix(jacobian, dtype=np.float64)
+        column_norm = np.sqrt(np.asarray(J.multiply(J).sum(axis=0)).ravel())
+        column_scale = 1.0 / np.where(column_norm > _EMPTY_COLUMN_NORM, column_norm, 1.0)
+        J_s = sp.csr_matrix(J @ sp.diags(column_scale))
+        return cls(J_s, -np.asarray(residual, dtype=np.float64), column_scale)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(num_residuals, num_parameters)``."""
+        return self.jacobian_scaled.shape
+
+    def scaled_gradient(self) -> np.ndarray:
+        """``J_s^T b`` (float64): minus the gradient of the cost in scaled variables."""
+        return self.jacobian_scaled.T @ self.rhs
+
+    def unscale(self, step_scaled: np.ndarray) -> np.ndarray:
+        """The parameter step ``dx = S y`` (float64) of a scaled solution ``y``."""
+        return self.column_scale * np.asarray(step_scaled, dtype=np.float64)
+
+
+@dataclass
+class LinearSolveResult:
+    """Solution ``y`` (float64, host) of the scaled damped system and how it was obtained."""
+
+    step_scaled: np.ndarray
+    status: LinearStatus
+    iterations: int
+    relative_residual: float
+    shifts: int = 0  # diagonal shifts the preconditioner needed (breakdown retries) so far
+
+
+class LinearSolver(Protocol):
+    """What the LM driver needs from a linear solver."""
+
+    name: str
+
+    def prepare(self, system: ScaledSystem, policy: PrecisionPolicy, backend: Backend) -> None:
+        """Build per-problem data (a static preconditioner) from the first system.
+
+        Called once per problem, before the first :meth:`solve`. Later solves may use a higher
+        precision (escalation): per-precision data is then derived from what was built here.
+        """
+        ...
+
+    def solve(
+        self,
+        system: ScaledSystem,
+        damping: float,
+        policy: PrecisionPolicy,
+        options: LinearSolverOptions,
+    ) -> LinearSolveResult:
+        """Solve ``min ||J_s y - b||^2 + damping ||y||^2`` in the precisions of ``policy``."""
+        ...

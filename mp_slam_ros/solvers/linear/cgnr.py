@@ -1,0 +1,165 @@
+"""CGNR: conjugate gradients on the normal equations, applied to the Jacobian itself.
+
+Solves ``min ||J_s y - b||^2 + damping ||y||^2`` without forming ``J_s^T J_s`` (no Hessian, no
+Schur complement): each iteration costs one ``J_s p`` and one ``J_s^T q`` product, done by a
+:class:`SparseOperator` in ``policy.matvec``; every other operation (vector updates, dot
+products, the optional preconditioner's arithmetic unless the policy says otherwise) runs in
+``policy.vector``. The right-hand side is normalized to unit length first, so no intermediate
+vector can overflow float16; the solution is scaled back in float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from mp_slam_ros.precision import Backend, PrecisionPolicy, array_module
+from mp_slam_ros.solvers.linear.base import LinearSolveResult, LinearStatus, ScaledSystem
+from mp_slam_ros.solvers.linear.operators import SparseOperator
+from mp_slam_ros.solvers.summary import LinearSolverOptions
+
+#: Relative improvement of the best residual that resets the stall counter.
+_STALL_IMPROVEMENT = 0.99
+#: Growth of the residual over its best value taken as divergence (rounding has won).
+_DIVERGENCE_GROWTH = 10.0
+
+
+class Preconditioner(Protocol):
+    """``z = M^-1 s`` for ``M ~ J_s^T J_s + damping I``.
+
+    ``shifts`` counts the diagonal-shift retries its construction needed (breakdowns).
+    """
+
+    shifts: int
+
+    def apply(self, s: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """Return ``M^-1 s`` computed in ``dtype`` (the policy's preconditioner precision),
+        converted back to the dtype of ``s``."""
+        ...
+
+
+#: Builds a preconditioner from ``(J_s, damping, policy, backend)``.
+PreconditionerFactory = Callable[[sp.csr_matrix, float, PrecisionPolicy, Backend], Preconditioner]
+
+
+class CGNRSolver:
+    """Matrix-free (preconditioned) CGNR satisfying the :class:`LinearSolver` protocol.
+
+    ``static_preconditioner=True`` builds the preconditioner once per problem in :meth:`prepare`
+    (the recipe's static incomplete Cholesky); otherwise it is rebuilt for every solve.
+    """
+
+    def __init__(
+        self,
+        preconditioner: PreconditionerFactory | None = None,
+        static_preconditioner: bool = True,
+        name: str = "cgnr",
+    ) -> None:
+        self.name = name
+        self._factory = preconditioner
+        self._static = static_preconditioner
+        self._preconditioner: Preconditioner | None = None
+        self._backend = Backend.CPU
+
+    def prepare(self, system: ScaledSystem, policy: PrecisionPolicy, backend: Backend) -> None:
+        """Remember the backend; build the static preconditioner from the first system."""
+        self._backend = backend
+        self._preconditioner = None
+        if self._factory is not None and self._static:
+            self._preconditioner = self._factory(system.jacobian_scaled, 0.0, policy, backend)
+
+    def solve(
+        self,
+        system: ScaledSystem,
+        damping: float,
+        policy: PrecisionPolicy,
+        options: LinearSolverOptions,
+    ) -> LinearSolveResult:
+        """Run preconditioned CGNR on the scaled damped system (see module docstring)."""
+        xp = array_module(self._backend)
+        n = system.shape[1]
+        b_norm = float(np.linalg.norm(system.rhs))
+        if b_norm == 0.0 or n == 0:
+            return LinearSolveResult(np.zeros(n), LinearStatus.CONVERGED, 0, 0.0)
+        preconditioner = self._preconditioner
+        if self._factory is not None and not self._static:
+            preconditioner = self._factory(system.jacobian_scaled, damping, policy, self._backend)
+        J = SparseOperator(system.jacobian_scaled, policy.matvec, self._backend, policy.vector)
+        def precondition(v: np.ndarray) -> np.ndarray:
+            return v if preconditioner is None else preconditioner.apply(v, policy.preconditioner)
+
+        b_unit = xp.asarray((system.rhs / b_norm).astype(policy.vector))
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are detected
+            x, status, iterations, relative = _cgnr_iterations(
+                J, b_unit, damping, precondition, options, xp
+            )
+        step = x.get() if hasattr(x, "get") else x
+        shifts = 0 if preconditioner is None else preconditioner.shifts
+        return LinearSolveResult(
+            np.asarray(step, dtype=np.float64) * b_norm, status, iterations, relative, shifts
+        )
+
+
+def _cgnr_iterations(
+    J: SparseOperator,
+    b: np.ndarray,
+    damping: float,
+    precondition: Callable[[np.ndarray], np.ndarray],
+    options: LinearSolverOptions,
+    xp: object,
+) -> tuple[np.ndarray, LinearStatus, int, float]:
+    """The CGLS recurrences; returns ``(x, status, iterations, ||s|| / ||s_0||)``.
+
+    Unless it converges, the iterate with the smallest normal-equation residual is returned:
+    in low precision the recurrences lose orthogonality once rounding dominates, and the
+    residual can grow again (stall or divergence).
+    """
+    dtype = b.dtype
+    lam = dtype.type(damping)
+    x = xp.zeros(J.shape[1], dtype=dtype)
+    r = b.copy()
+    s = J.rmatvec(r)
+    s0_norm = float(xp.linalg.norm(s.astype(np.float64)))
+    if s0_norm == 0.0 or not np.isfinite(s0_norm):
+        status = LinearStatus.CONVERGED if s0_norm == 0.0 else LinearStatus.NON_FINITE
+        return x, status, 0, 0.0 if s0_norm == 0.0 else float("inf")
+
+    z = precondition(s)
+    p = z.copy()
+    gamma = xp.dot(s, z)
+    best_x, best, best_iteration = x.copy(), 1.0, 0
+    for iteration in range(1, options.max_iterations + 1):
+        q = J.matvec(p)
+        delta = xp.dot(q, q) + lam * xp.dot(p, p)
+        if not bool(xp.isfinite(delta)) or not bool(xp.isfinite(gamma)):
+            return best_x, LinearStatus.NON_FINITE, iteration, best
+        if float(delta) <= 0.0 or float(gamma) <= 0.0:
+            status = LinearStatus.BREAKDOWN if best_iteration == 0 else LinearStatus.STALLED
+            return best_x, status, iteration, best
+        alpha = gamma / delta
+        x += alpha * p
+        r -= alpha * q
+        s = J.rmatvec(r) - lam * x
+        relative = float(xp.linalg.norm(s.astype(np.float64))) / s0_norm
+        if not np.isfinite(relative):
+            return best_x, LinearStatus.NON_FINITE, iteration, best
+        if relative <= options.rtol:
+            return x, LinearStatus.CONVERGED, iteration, relative
+        if relative < best:
+            best_x[...] = x
+            if relative < _STALL_IMPROVEMENT * best:
+                best_iteration = iteration
+            best = relative
+        if (
+            iteration - best_iteration >= options.stall_iterations
+            or relative > _DIVERGENCE_GROWTH * best
+        ):
+            return best_x, LinearStatus.STALLED, iteration, best
+        z = precondition(s)
+        gamma_next = xp.dot(s, z)
+        p = z + (gamma_next / gamma) * p
+        gamma = gamma_next
+    return best_x, LinearStatus.MAX_ITERATIONS, options.max_iterations, best

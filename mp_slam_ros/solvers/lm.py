@@ -1,0 +1,284 @@
+"""Levenberg-Marquardt driver with a precision policy and automatic escalation.
+
+One outer iteration: linearize (residual and Jacobian in ``policy.residual``), scale the columns
+of the Jacobian, solve the damped linear least-squares problem with the problem's linear solver
+(in the policy's precisions), round the step to ``policy.update`` and apply it to the state in
+float64, evaluate the trial cost and accept or reject the step (Nielsen's damping update).
+
+Escalation (``options.escalate``): a step is redone one rung up the precision ladder
+(fp16 -> mixed -> fp32 -> fp64) when the low-precision linear solve produced a non-finite value
+or broke down, or when its step increased the cost while the same step computed one rung up does
+not. An escalation is kept for the rest of the solve and recorded in the :class:`Summary`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from mp_slam_ros.precision import PrecisionPolicy, ProblemKind, precision_policy, select_backend
+from mp_slam_ros.solvers.linear.base import LinearSolver, LinearSolveResult, ScaledSystem
+from mp_slam_ros.solvers.summary import (
+    Escalation,
+    IterationRecord,
+    SolverOptions,
+    Summary,
+    Termination,
+    Timings,
+)
+
+StateT = TypeVar("StateT")
+
+
+@dataclass
+class Linearization:
+    """Residual ``(m,)`` and sparse Jacobian ``(m, n)`` at a state, with its cost (float64).
+
+    For robust losses ``residual``/``jacobian`` are the reweighted ones whose Gauss-Newton model
+    matches the robust cost to first order; ``cost`` is the robust cost itself.
+    """
+
+    residual: np.ndarray
+    jacobian: sp.spmatrix
+    cost: float
+
+
+class LeastSquaresProblem(Protocol[StateT]):
+    """A nonlinear least-squares problem the driver can solve."""
+
+    kind: ProblemKind
+
+    def initial_state(self) -> StateT:
+        """The starting state (never modified by the driver)."""
+        ...
+
+    def linearize(self, state: StateT, dtype: np.dtype) -> Linearization:
+        """Residual, Jacobian and cost at ``state``, evaluated in ``dtype`` (cost in float64)."""
+        ...
+
+    def cost(self, state: StateT, dtype: np.dtype) -> float:
+        """The (robust) cost at ``state``, residuals evaluated in ``dtype``, summed in float64."""
+        ...
+
+    def retract(self, state: StateT, delta: np.ndarray) -> StateT:
+        """A new state: ``state`` moved by the float64 tangent step ``delta`` ``(n,)``."""
+        ...
+
+    def state_norm(self, state: StateT) -> float:
+        """A norm of the state for the step-size stopping rule (e.g. of all translations)."""
+        ...
+
+
+@dataclass
+class SolveResult(Generic[StateT]):
+    """The optimized state and the :class:`Summary` of the solve."""
+
+    state: StateT
+    summary: Summary
+
+
+IterationCallback = Callable[[IterationRecord], Any]
+
+
+class _Trial:
+    """A computed step and its evaluation (internal)."""
+
+    def __init__(self, result: LinearSolveResult, policy: PrecisionPolicy) -> None:
+        self.result = result
+        self.policy = policy
+        self.state: Any = None
+        self.cost = float("nan")
+        self.step_norm = float("nan")
+        self.model_decrease = float("nan")
+
+    @property
+    def decreases_cost(self) -> bool:
+        return bool(np.isfinite(self.cost)) and self.model_decrease > 0.0
+
+
+def solve(
+    problem: LeastSquaresProblem[StateT],
+    linear_solver: LinearSolver,
+    options: SolverOptions | None = None,
+    callback: IterationCallback | None = None,
+) -> SolveResult[StateT]:
+    """Minimize ``problem`` with Levenberg-Marquardt; see the module docstring.
+
+    ``callback`` is called with each :class:`IterationRecord`; returning ``False`` stops the solve
+    with :attr:`Termination.USER_STOPPED`.
+    """
+    options = options or SolverOptions()
+    options.validate()
+    return _Driver(problem, linear_solver, options, callback).run()
+
+
+class _Driver(Generic[StateT]):
+    """State of one LM solve (internal; keeps :func:`solve` readable)."""
+
+    def __init__(
+        self,
+        problem: LeastSquaresProblem[StateT],
+        linear_solver: LinearSolver,
+        options: SolverOptions,
+        callback: IterationCallback | None,
+    ) -> None:
+        self.problem = problem
+        self.linear_solver = linear_solver
+        self.options = options
+        self.callback = callback
+        self.backend = select_backend(options.backend)
+        self.policy = precision_policy(options.precision, problem.kind)
+        self.timings = Timings()
+        self.records: list[IterationRecord] = []
+        self.escalations: list[Escalation] = []
+        self._results: list[LinearSolveResult] = []
+
+    def run(self) -> SolveResult[StateT]:
+        started = time.perf_counter()
+        state = self.problem.initial_state()
+        linearization = self._linearize(state)
+        initial_cost = linearization.cost
+        history = [initial_cost]
+        system = self._prepare(linearization)
+        damping, nu = self.options.initial_damping, 2.0
+        termination, message = Termination.MAX_ITERATIONS, "reached max_iterations"
+        if not np.isfinite(initial_cost):
+            termination, message = Termination.NUMERICAL_FAILURE, "initial cost is not finite"
+        elif np.max(np.abs(system.scaled_gradient()), initial=0.0) <= self.options.gradient_tolerance:
+            termination, message = Termination.CONVERGED_GRADIENT, "initial gradient is zero"
+        else:
+            for iteration in range(1, self.options.max_iterations + 1):
+                trial = self._step(state, system, damping, linearization.cost, iteration)
+                accepted = trial.decreases_cost and trial.cost < linearization.cost
+                record = IterationRecord(
+                    iteration, trial.cost, trial.step_norm, damping, trial.policy.mode,
+                    trial.result.iterations, trial.result.relative_residual,
+                    trial.result.status.value, accepted,
+                )
+                self.records.append(record)
+                if accepted:
+                    rho = (linearization.cost - trial.cost) / trial.model_decrease
+                    damping *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+                    nu = 2.0
+                    old_cost, state = linearization.cost, trial.state
+                    history.append(trial.cost)
+                    done = self._converged(old_cost, trial, state)
+                    linearization = self._linearize(state)
+                    if done is not None:
+                        termination, message = done
+                        break
+                    system = self._scale(linearization)
+                    if np.max(np.abs(system.scaled_gradient())) <= self.options.gradient_tolerance:
+                        termination, message = Termination.CONVERGED_GRADIENT, "gradient below tolerance"
+                        break
+                else:
+                    damping *= nu
+                    nu *= 2.0
+                    if damping > self.options.max_damping:
+                        termination, message = Termination.NO_PROGRESS, "damping exceeded max_damping"
+                        break
+                if self.callback is not None and self.callback(record) is False:
+                    termination, message = Termination.USER_STOPPED, "stopped by callback"
+                    break
+        self.timings.total_s = time.perf_counter() - started
+        summary = Summary(
+            termination=termination,
+            message=message,
+            precision_requested=self.options.precision,
+            precision_used=self.policy.mode,
+            initial_cost=initial_cost,
+            final_cost=history[-1],
+            cost_history=history,
+            iterations=self.records,
+            escalations=self.escalations,
+            linear_solver=self.linear_solver.name,
+            backend=self.backend,
+            num_residuals=int(linearization.jacobian.shape[0]),
+            num_parameters=int(linearization.jacobian.shape[1]),
+            jacobian_nnz=int(linearization.jacobian.nnz),
+            preconditioner_shifts=max((r.shifts for r in self._results), default=0),
+            timings=self.timings,
+        )
+        return SolveResult(state, summary)
+
+    def _linearize(self, state: StateT) -> Linearization:
+        t0 = time.perf_counter()
+        linearization = self.problem.linearize(state, self.policy.residual)
+        self.timings.jacobian_s += time.perf_counter() - t0
+        return linearization
+
+    def _scale(self, linearization: Linearization) -> ScaledSystem:
+        t0 = time.perf_counter()
+        system = ScaledSystem.from_linearization(linearization.jacobian, linearization.residual)
+        self.timings.linear_solve_s += time.perf_counter() - t0
+        return system
+
+    def _prepare(self, linearization: Linearization) -> ScaledSystem:
+        system = self._scale(linearization)
+        t0 = time.perf_counter()
+        self.linear_solver.prepare(system, self.policy, self.backend)
+        self.timings.linear_solve_s += time.perf_counter() - t0
+        return system
+
+    def _step(
+        self, state: StateT, system: ScaledSystem, damping: float, cost: float, iteration: int
+    ) -> _Trial:
+        """Compute and evaluate one step, escalating precision when it fails (module doc)."""
+        trial = self._try(state, system, damping, self.policy)
+        while self.options.escalate and self.policy.escalated() is not None:
+            failed_solve = trial.result.status.failed
+            if not failed_solve and trial.decreases_cost and trial.cost < cost:
+                break
+            higher = self.policy.escalated()
+            assert higher is not None
+            redo = self._try(state, system, damping, higher)
+            if not failed_solve and not (redo.decreases_cost and redo.cost < cost):
+                break  # a genuine LM rejection, not a precision failure: stay where we are
+            reason = (
+                f"linear solve {trial.result.status.value}"
+                if failed_solve
+                else f"cost increased ({trial.cost:.6g} >= {cost:.6g})"
+            )
+            self.escalations.append(Escalation(iteration, self.policy.mode, higher.mode, reason))
+            self.policy, trial = higher, redo
+        return trial
+
+    def _try(
+        self, state: StateT, system: ScaledSystem, damping: float, policy: PrecisionPolicy
+    ) -> _Trial:
+        t0 = time.perf_counter()
+        result = self.linear_solver.solve(system, damping, policy, self.options.linear)
+        t1 = time.perf_counter()
+        self.timings.linear_solve_s += t1 - t0
+        self._results.append(result)
+        trial = _Trial(result, policy)
+        if result.status.failed or not np.all(np.isfinite(result.step_scaled)):
+            self.timings.update_s += time.perf_counter() - t1
+            return trial
+        step_scaled = result.step_scaled
+        delta = system.unscale(step_scaled).astype(policy.update).astype(np.float64)
+        trial.step_norm = float(np.linalg.norm(delta))
+        predicted = system.jacobian_scaled @ step_scaled - system.rhs
+        trial.model_decrease = 0.5 * (
+            float(system.rhs @ system.rhs) - float(predicted @ predicted)
+        )
+        trial.state = self.problem.retract(state, delta)
+        trial.cost = self.problem.cost(trial.state, policy.residual)
+        self.timings.update_s += time.perf_counter() - t1
+        return trial
+
+    def _converged(
+        self, old_cost: float, trial: _Trial, state: StateT
+    ) -> tuple[Termination, str] | None:
+        opts = self.options
+        if old_cost - trial.cost <= opts.function_tolerance * old_cost:
+            return Termination.CONVERGED_FUNCTION, "relative cost decrease below tolerance"
+        x_norm = self.problem.state_norm(state)
+        if trial.step_norm <= opts.parameter_tolerance * (x_norm + opts.parameter_tolerance):
+            return Termination.CONVERGED_STEP, "step below tolerance"
+        return None

@@ -1,0 +1,192 @@
+"""Options in, Summary out: the contract every solver of the package follows.
+
+:class:`SolverOptions` holds every knob of the Levenberg-Marquardt driver with a default and a
+documented stopping rule; :meth:`SolverOptions.validate` explains a bad value. A solve returns a
+:class:`Summary` with the termination reason, the cost history, the precision actually used
+(after any escalation), problem sizes and wall time split into Jacobian / linear solve / update.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+
+from mp_slam_ros.errors import ConfigError
+from mp_slam_ros.precision import Backend, Precision
+
+
+class Termination(str, enum.Enum):
+    """Why a nonlinear solve stopped."""
+
+    CONVERGED_FUNCTION = "converged_function"  # relative cost decrease < function_tolerance
+    CONVERGED_GRADIENT = "converged_gradient"  # max |scaled gradient| < gradient_tolerance
+    CONVERGED_STEP = "converged_step"  # |step| < parameter_tolerance * (|x| + tolerance)
+    MAX_ITERATIONS = "max_iterations"
+    NO_PROGRESS = "no_progress"  # damping hit its maximum without an acceptable step
+    NUMERICAL_FAILURE = "numerical_failure"  # non-finite cost or step even in fp64
+    USER_STOPPED = "user_stopped"
+
+    @property
+    def converged(self) -> bool:
+        """True for the three convergence reasons."""
+        return self.value.startswith("converged")
+
+
+@dataclass
+class LinearSolverOptions:
+    """Options of the inner (linear) solver.
+
+    The iterative solvers stop when the normal-equation residual ``||J^T (b - J x) - lambda x||``
+    falls below ``rtol`` times its initial value, after ``max_iterations``, or when it has not
+    improved by 1% over ``stall_iterations`` iterations (precision floor reached).
+    """
+
+    rtol: float = 1e-6
+    max_iterations: int = 300
+    stall_iterations: int = 20
+
+    def validate(self, prefix: str = "linear") -> None:
+        """Raise :class:`ConfigError` naming the first invalid option."""
+        if not 0.0 < self.rtol < 1.0:
+            raise ConfigError(f"{prefix}.rtol", self.rtol, "must be in (0, 1)")
+        if self.max_iterations < 1:
+            raise ConfigError(f"{prefix}.max_iterations", self.max_iterations, "must be >= 1")
+        if self.stall_iterations < 2:
+            raise ConfigError(f"{prefix}.stall_iterations", self.stall_iterations, "must be >= 2")
+
+
+@dataclass
+class SolverOptions:
+    """Options of the Levenberg-Marquardt driver (keys match YAML, CLI and ROS parameters).
+
+    Stopping rules, checked after every accepted step:
+    ``(cost_old - cost_new) / cost_old < function_tolerance``;
+    ``max |S J^T r| < gradient_tolerance`` (S = Jacobi column scaling);
+    ``|dx| < parameter_tolerance * (|x| + parameter_tolerance)`` where the problem reports |x|.
+    """
+
+    precision: Precision = Precision.MIXED
+    backend: Backend = Backend.AUTO
+    max_iterations: int = 50
+    function_tolerance: float = 1e-10
+    gradient_tolerance: float = 1e-12
+    parameter_tolerance: float = 1e-10
+    initial_damping: float = 1e-4
+    max_damping: float = 1e12
+    escalate: bool = True
+    linear: LinearSolverOptions = field(default_factory=LinearSolverOptions)
+
+    def validate(self, prefix: str = "") -> None:
+        """Raise :class:`ConfigError` naming the first invalid option (dotted key)."""
+        key = f"{prefix}." if prefix else ""
+        self.precision = Precision.parse(self.precision, f"{key}precision")
+        self.backend = Backend.parse(self.backend, f"{key}backend")
+        if self.max_iterations < 1:
+            raise ConfigError(f"{key}max_iterations", self.max_iterations, "must be >= 1")
+        for name in ("function_tolerance", "gradient_tolerance", "parameter_tolerance"):
+            if not getattr(self, name) >= 0.0:
+                raise ConfigError(f"{key}{name}", getattr(self, name), "must be >= 0")
+        if not 0.0 < self.initial_damping < self.max_damping:
+            raise ConfigError(
+                f"{key}initial_damping", self.initial_damping, "must be in (0, max_damping)"
+            )
+        self.linear.validate(f"{key}linear")
+
+
+@dataclass
+class Timings:
+    """Wall time in seconds, split as the recipe reports it."""
+
+    jacobian_s: float = 0.0  # residual + Jacobian evaluation (linearization)
+    linear_solve_s: float = 0.0  # scaling, preconditioner, inner iterations
+    update_s: float = 0.0  # applying the step in fp64 and evaluating the trial cost
+    total_s: float = 0.0
+
+
+@dataclass
+class IterationRecord:
+    """One outer (LM) iteration, as shown by progress displays."""
+
+    iteration: int
+    cost: float  # cost after this iteration (the trial cost if rejected)
+    step_norm: float
+    damping: float
+    precision: Precision
+    linear_iterations: int
+    linear_relative_residual: float
+    linear_status: str
+    accepted: bool
+
+
+@dataclass
+class Escalation:
+    """A step that was redone one rung up the precision ladder."""
+
+    iteration: int
+    from_precision: Precision
+    to_precision: Precision
+    reason: str
+
+
+@dataclass
+class Summary:
+    """What a solve did (termination, costs, precision actually used, sizes and timings)."""
+
+    termination: Termination
+    message: str
+    precision_requested: Precision
+    precision_used: Precision
+    initial_cost: float
+    final_cost: float
+    cost_history: list[float] = field(default_factory=list)
+    iterations: list[IterationRecord] = field(default_factory=list)
+    escalations: list[Escalation] = field(default_factory=list)
+    linear_solver: str = ""
+    backend: Backend = Backend.CPU
+    num_residuals: int = 0
+    num_parameters: int = 0
+    jacobian_nnz: int = 0
+    preconditioner_shifts: int = 0
+    timings: Timings = field(default_factory=Timings)
+
+    @property
+    def converged(self) -> bool:
+        """True when the solve stopped on a convergence criterion."""
+        return self.termination.converged
+
+    @property
+    def num_iterations(self) -> int:
+        """Number of outer iterations (accepted and rejected)."""
+        return len(self.iterations)
+
+    @property
+    def linear_iterations(self) -> int:
+        """Total inner (linear-solver) iterations."""
+        return sum(record.linear_iterations for record in self.iterations)
+
+    @property
+    def final_linear_residual(self) -> float:
+        """Relative residual of the last linear solve (nan if none ran)."""
+        return self.iterations[-1].linear_relative_residual if self.iterations else float("nan")
+
+    def to_dict(self) -> dict:
+        """A JSON-serializable dict (enums as their values)."""
+
+        def plain(value: object) -> object:
+            if isinstance(value, enum.Enum):
+                return value.value
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [plain(v) for v in value]
+            return value
+
+        out = plain(asdict(self))
+        assert isinstance(out, dict)
+        out.update(
+            converged=self.converged,
+            num_iterations=self.num_iterations,
+            linear_iterations=self.linear_iterations,
+            final_linear_residual=self.final_linear_residual,
+        )
+        return out

@@ -1,0 +1,146 @@
+"""LM driver, CGNR and precision policy on small synthetic problems (no PGO/BA specifics)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from mp_slam_ros.errors import ConfigError
+from mp_slam_ros.precision import Backend, Precision, ProblemKind, precision_policy, round_to
+from mp_slam_ros.solvers.linear.base import LinearStatus, ScaledSystem
+from mp_slam_ros.solvers.linear.cgnr import CGNRSolver
+from mp_slam_ros.solvers.lm import Linearization, solve
+from mp_slam_ros.solvers.summary import LinearSolverOptions, SolverOptions, Termination
+
+
+@dataclass
+class ExpFit:
+    """Fit y = a * exp(b * t) + c to samples: a small, well-posed nonlinear problem."""
+
+    t: np.ndarray
+    y: np.ndarray
+    x0: np.ndarray
+    kind: ProblemKind = ProblemKind.PGO
+
+    def initial_state(self) -> np.ndarray:
+        return self.x0.copy()
+
+    def _residual(self, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        return round_to(x[0] * np.exp(x[1] * self.t) + x[2] - self.y, dtype)
+
+    def linearize(self, x: np.ndarray, dtype: np.dtype) -> Linearization:
+        e = np.exp(x[1] * self.t)
+        J = round_to(np.stack([e, x[0] * self.t * e, np.ones_like(self.t)], axis=1), dtype)
+        r = self._residual(x, dtype)
+        return Linearization(r, sp.csr_matrix(J), 0.5 * float(np.sum(r.astype(np.float64) ** 2)))
+
+    def cost(self, x: np.ndarray, dtype: np.dtype) -> float:
+        return 0.5 * float(np.sum(self._residual(x, dtype).astype(np.float64) ** 2))
+
+    def retract(self, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        return x + delta
+
+    def state_norm(self, x: np.ndarray) -> float:
+        return float(np.linalg.norm(x))
+
+
+def _exp_fit(offset: float = 0.0) -> ExpFit:
+    rng = np.random.default_rng(1)
+    t = np.linspace(0.0, 2.0, 60)
+    y = 2.0 * np.exp(-1.3 * t) + 0.5 + offset + 1e-3 * rng.standard_normal(t.size)
+    return ExpFit(t, y, np.array([1.0, -0.5, offset]))
+
+
+def _reference_cost(problem: ExpFit) -> float:
+    result = solve(problem, CGNRSolver(), SolverOptions(precision=Precision.FP64))
+    return result.summary.final_cost
+
+
+@pytest.mark.parametrize("mode", [Precision.FP64, Precision.FP32, Precision.MIXED])
+def test_every_mode_converges_on_exp_fit(mode: Precision) -> None:
+    problem = _exp_fit()
+    result = solve(problem, CGNRSolver(), SolverOptions(precision=mode, max_iterations=100))
+    reference = _reference_cost(problem)
+    assert result.summary.final_cost <= reference * (1 + 1e-3)
+    np.testing.assert_allclose(result.state, [2.0, -1.3, 0.5], atol=2e-2)
+    assert result.summary.cost_history[0] > result.summary.final_cost
+
+
+def test_fp64_converges_to_tight_tolerance() -> None:
+    problem = _exp_fit()
+    summary = solve(problem, CGNRSolver(), SolverOptions(precision=Precision.FP64)).summary
+    assert summary.converged, summary.message
+    assert summary.precision_used is Precision.FP64
+    assert summary.escalations == []
+    assert len(summary.cost_history) >= 2
+    assert summary.timings.total_s >= summary.timings.linear_solve_s
+
+
+def test_fp16_escalates_when_half_precision_cannot_make_progress() -> None:
+    # A large constant offset makes fp16 residuals too coarse to see the cost decrease.
+    problem = _exp_fit(offset=900.0)
+    summary = solve(problem, CGNRSolver(), SolverOptions(precision=Precision.FP16)).summary
+    assert summary.escalations, "expected at least one escalation"
+    assert summary.precision_used is not Precision.FP16
+    assert summary.final_cost <= _reference_cost(problem) * (1 + 1e-3)
+
+
+def test_fp16_without_escalation_stays_in_fp16() -> None:
+    problem = _exp_fit(offset=900.0)
+    options = SolverOptions(precision=Precision.FP16, escalate=False)
+    result = solve(problem, CGNRSolver(), options)
+    assert result.summary.escalations == []
+    assert result.summary.precision_used is Precision.FP16
+    rejected = [record for record in result.summary.iterations if not record.accepted]
+    assert rejected, "fp16 steps should be rejected where the escalating run moved up"
+
+
+
+@pytest.mark.parametrize("mode", list(Precision))
+def test_cgnr_solves_damped_system(mode: Precision) -> None:
+    rng = np.random.default_rng(0)
+    J = sp.random(80, 30, density=0.2, random_state=2, format="csr") + sp.eye(80, 30)
+    system = ScaledSystem.from_linearization(J, rng.standard_normal(80))
+    damping = 1e-3
+    policy = precision_policy(mode, ProblemKind.BA)
+    solver = CGNRSolver()
+    solver.prepare(system, policy, Backend.CPU)
+    result = solver.solve(system, damping, policy, LinearSolverOptions(rtol=1e-8))
+    A = (system.jacobian_scaled.T @ system.jacobian_scaled).toarray() + damping * np.eye(30)
+    expected = np.linalg.solve(A, system.scaled_gradient())
+    error = np.linalg.norm(result.step_scaled - expected) / np.linalg.norm(expected)
+    tolerance = {"fp64": 1e-6, "fp32": 1e-4, "mixed": 5e-2, "fp16": 5e-1}[mode.value]
+    assert error < tolerance
+    if mode is Precision.FP64:
+        assert result.status is LinearStatus.CONVERGED
+
+
+def test_policy_follows_the_recipe() -> None:
+    ba = precision_policy("mixed", "ba")
+    pgo = precision_policy("mixed", "pgo")
+    assert ba.matvec == np.float16 and ba.preconditioner == np.float32
+    assert pgo.matvec == np.float32 and pgo.preconditioner == np.float16
+    for policy in (ba, pgo):
+        assert policy.residual == np.float32 and policy.update == np.float64
+    assert precision_policy("fp16", "ba").update == np.float16
+    assert ba.escalated().mode is Precision.FP32
+    assert precision_policy("fp64", "ba").escalated() is None
+
+
+def test_bad_options_name_the_key() -> None:
+    with pytest.raises(ConfigError, match="precision"):
+        SolverOptions(precision="fp8").validate()  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="ba.linear.rtol"):
+        SolverOptions(linear=LinearSolverOptions(rtol=2.0)).validate("ba")
+
+
+def test_summary_is_json_serializable() -> None:
+    import json
+
+    summary = solve(_exp_fit(), CGNRSolver(), SolverOptions()).summary
+    data = json.loads(json.dumps(summary.to_dict()))
+    assert data["termination"] in {t.value for t in Termination}
+    assert data["precision_used"] == "mixed"
