@@ -35,40 +35,55 @@ die() {
 }
 
 # --- 1. prerequisites -------------------------------------------------------------------------
+# Every missing prerequisite is reported at once, with what to install.
+PROBLEMS=()
+problem() { PROBLEMS+=("$*"); }
+PYTHON_HINT="    Install it: Debian 12: apt-get install python3 python3-venv python3-dev
+                Ubuntu:    apt-get install python3.11 python3.11-venv python3.11-dev
+    or point PYTHON at a Python 3.11: PYTHON=/path/to/python3.11 ./scripts/setup.sh"
+
 check_python() {
   local version
   if ! command -v "$PYTHON" >/dev/null 2>&1; then
-    die "Python 3.11 not found (looked for '$PYTHON'). ROS 2 Kilted is on PyPI for CPython 3.11 only.
-  Install it: Debian 12: apt-get install python3 python3-venv python3-dev
-              Ubuntu:    apt-get install python3.11 python3.11-venv python3.11-dev
-  or point PYTHON at one: PYTHON=/path/to/python3.11 ./scripts/setup.sh"
+    problem "Python 3.11 not found (looked for '$PYTHON'); ROS 2 Kilted is on PyPI for CPython 3.11 only.
+$PYTHON_HINT"
+    return
   fi
   version="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)"
   if [[ "$version" != "3.11" ]]; then
-    die "'$PYTHON' is Python ${version:-(unknown: it did not run)}, but 3.11 is required: the
-  ros-kilted-* wheels on PyPI exist only for CPython 3.11. Install python3.11 (and python3.11-venv,
-  python3.11-dev) and rerun, or point PYTHON=/path/to/python3.11 ./scripts/setup.sh"
+    problem "'$PYTHON' is Python ${version:-(unknown: it did not run)}, but 3.11 is required: the
+    ros-kilted-* wheels on PyPI exist only for CPython 3.11.
+$PYTHON_HINT"
+    return
   fi
-  if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-    die "'$PYTHON' cannot create virtualenvs (no venv/ensurepip module).
-  Install it: apt-get install python3.11-venv (Debian 12: python3-venv)"
-  fi
-  if ! "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
-    die "the Python 3.11 development headers (Python.h) are missing; the interfaces are compiled
-  against them. Install them: apt-get install python3.11-dev (Debian 12: python3-dev)"
-  fi
+  "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 \
+    || problem "'$PYTHON' cannot create virtualenvs (no venv/ensurepip module).
+    Install it: apt-get install python3.11-venv (Debian 12: python3-venv)"
+  "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || problem "the Python 3.11 development headers (Python.h) are missing; the interfaces are compiled
+    against them. Install them: apt-get install python3.11-dev (Debian 12: python3-dev)"
 }
 
 check_tools() {
-  [[ "$(uname -s)-$(uname -m)" == "Linux-x86_64" ]] \
-    || die "this setup needs x86_64 Linux (the ROS 2 wheels on PyPI are manylinux x86_64 only); found $(uname -s)-$(uname -m)"
   local tool
+  [[ "$(uname -s)-$(uname -m)" == "Linux-x86_64" ]] \
+    || problem "this setup needs x86_64 Linux (the ROS 2 wheels on PyPI are manylinux x86_64 only); found $(uname -s)-$(uname -m)"
   for tool in "$CMAKE" "$CC" "$CXX" make; do
     command -v "$tool" >/dev/null 2>&1 \
-      || die "'$tool' not found; building the ROS interfaces needs cmake, a C and C++ compiler and make.
-  Install them: apt-get install cmake build-essential   (or set CMAKE=, CC=, CXX= to their paths)"
+      || problem "'$tool' not found; building the ROS interfaces needs cmake, a C and a C++ compiler and make.
+    Install them: apt-get install cmake build-essential   (or set CMAKE=, CC=, CXX= to their paths)"
   done
-  command -v flock >/dev/null 2>&1 || die "'flock' not found; install util-linux"
+  command -v flock >/dev/null 2>&1 || problem "'flock' not found; install util-linux"
+}
+
+check_prerequisites() {
+  check_python
+  check_tools
+  if ((${#PROBLEMS[@]})); then
+    printf '[setup] ERROR: missing prerequisites (nothing was changed):\n' >&2
+    printf '  - %s\n' "${PROBLEMS[@]}" >&2
+    exit 1
+  fi
 }
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -251,8 +266,7 @@ install_package() {
 }
 
 main() {
-  check_python
-  check_tools
+  check_prerequisites
   ensure_venv
   mkdir -p "$STAMPS" "$BUILD"
   # One setup at a time per venv (a test run may start one while another is running).
