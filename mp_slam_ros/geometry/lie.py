@@ -259,6 +259,43 @@ def se2_adjoint(T: FloatArray) -> FloatArray:
     return Ad
 
 
+def se2_right_jacobian(xi: FloatArray) -> FloatArray:
+    """Right Jacobians ``(N, 3, 3)`` of SE(2): ``exp(xi + d) ~ exp(xi) exp(J_r d)``."""
+    xi = np.asarray(xi, dtype=np.float64).reshape(-1, 3)
+    rho_x, rho_y, theta = xi[:, 0], xi[:, 1], xi[:, 2]
+    a, b, c = _angle_coefficients(np.abs(theta))
+    b_theta, c_theta = b * theta, c * theta  # (1 - cos t) / t and (t - sin t) / t^2
+    J = np.zeros((xi.shape[0], 3, 3))
+    J[:, 0, 0], J[:, 0, 1], J[:, 1, 0], J[:, 1, 1] = a, b_theta, -b_theta, a
+    J[:, 0, 2] = rho_x * c_theta - rho_y * b
+    J[:, 1, 2] = rho_x * b + rho_y * c_theta
+    J[:, 2, 2] = 1.0
+    return J
+
+
+def se2_right_jacobian_inv(xi: FloatArray) -> FloatArray:
+    """Inverses ``(N, 3, 3)`` of :func:`se2_right_jacobian` in closed form."""
+    J = se2_right_jacobian(xi)
+    a, b_theta = J[:, 0, 0], J[:, 0, 1]
+    det = a * a + b_theta * b_theta
+    J_inv = np.zeros_like(J)
+    J_inv[:, 0, 0], J_inv[:, 1, 1] = a / det, a / det
+    J_inv[:, 0, 1], J_inv[:, 1, 0] = -b_theta / det, b_theta / det
+    J_inv[:, :2, 2] = -np.einsum("nij,nj->ni", J_inv[:, :2, :2], J[:, :2, 2])
+    J_inv[:, 2, 2] = 1.0
+    return J_inv
+
+
+def se2_left_jacobian(xi: FloatArray) -> FloatArray:
+    """Left Jacobians ``(N, 3, 3)`` of SE(2): ``exp(xi + d) ~ exp(J_l d) exp(xi)``."""
+    return se2_right_jacobian(-np.asarray(xi, dtype=np.float64))
+
+
+def se2_left_jacobian_inv(xi: FloatArray) -> FloatArray:
+    """Inverses ``(N, 3, 3)`` of :func:`se2_left_jacobian`."""
+    return se2_right_jacobian_inv(-np.asarray(xi, dtype=np.float64))
+
+
 def se2_from_xytheta(xy_theta: FloatArray) -> FloatArray:
     """SE(2) poses ``(N, 3, 3)`` from ``(N, 3)`` rows ``[x, y, theta]`` (not a tangent vector)."""
     xy_theta = np.asarray(xy_theta, dtype=np.float64).reshape(-1, 3)

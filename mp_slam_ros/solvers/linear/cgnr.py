@@ -23,8 +23,10 @@ from mp_slam_ros.solvers.summary import LinearSolverOptions
 
 #: Relative improvement of the best residual that resets the stall counter.
 _STALL_IMPROVEMENT = 0.99
-#: Growth of the residual over its best value taken as divergence (rounding has won).
-_DIVERGENCE_GROWTH = 10.0
+#: Relative decrease of the least-squares objective (in units of the vector dtype's machine
+#: epsilon) that also resets the stall counter: with a preconditioner the residual norm is not
+#: monotone and may grow for many iterations while the objective keeps decreasing.
+_OBJECTIVE_PROGRESS_EPS = 8.0
 
 
 class Preconditioner(Protocol):
@@ -113,9 +115,12 @@ def _cgnr_iterations(
 ) -> tuple[np.ndarray, LinearStatus, int, float]:
     """The CGLS recurrences; returns ``(x, status, iterations, ||s|| / ||s_0||)``.
 
-    Unless it converges, the iterate with the smallest normal-equation residual is returned:
-    in low precision the recurrences lose orthogonality once rounding dominates, and the
-    residual can grow again (stall or divergence).
+    Unless it converges, the iterate with the smallest objective ``||b - J x||^2 + lambda ||x||^2``
+    (what the LM step needs; monotone in exact arithmetic, unlike the normal-equation residual
+    ``||s||`` of a preconditioned solve) is returned. The solve stalls when neither the objective
+    nor the best ``||s||`` has improved for ``stall_iterations``: in low precision the
+    recurrences lose orthogonality once rounding dominates. It stops as diverged when the
+    objective exceeds that of the zero step.
     """
     dtype = b.dtype
     lam = dtype.type(damping)
@@ -130,7 +135,10 @@ def _cgnr_iterations(
     z = precondition(s)
     p = z.copy()
     gamma = xp.dot(s, z)
-    best_x, best, best_iteration = x.copy(), 1.0, 0
+    objective_progress = 1.0 - _OBJECTIVE_PROGRESS_EPS * float(np.finfo(dtype).eps)
+    objective0 = float(xp.dot(b, b))
+    best_x, best, best_objective, best_iteration = x.copy(), 1.0, objective0, 0
+    lowest_relative = 1.0
     for iteration in range(1, options.max_iterations + 1):
         q = J.matvec(p)
         delta = xp.dot(q, q) + lam * xp.dot(p, p)
@@ -148,15 +156,14 @@ def _cgnr_iterations(
             return best_x, LinearStatus.NON_FINITE, iteration, best
         if relative <= options.rtol:
             return x, LinearStatus.CONVERGED, iteration, relative
-        if relative < best:
+        objective = float(xp.dot(r, r)) + damping * float(xp.dot(x, x))
+        if objective < best_objective * objective_progress or relative < _STALL_IMPROVEMENT * lowest_relative:
+            best_iteration = iteration
+        lowest_relative = min(lowest_relative, relative)
+        if objective < best_objective:
             best_x[...] = x
-            if relative < _STALL_IMPROVEMENT * best:
-                best_iteration = iteration
-            best = relative
-        if (
-            iteration - best_iteration >= options.stall_iterations
-            or relative > _DIVERGENCE_GROWTH * best
-        ):
+            best, best_objective = relative, objective
+        if iteration - best_iteration >= options.stall_iterations or objective > objective0:
             return best_x, LinearStatus.STALLED, iteration, best
         z = precondition(s)
         gamma_next = xp.dot(s, z)
