@@ -127,6 +127,14 @@ class BagReader:
         return {c.topic: c.msgtype for c in self._reader.connections}
 
     @property
+    def counts(self) -> dict[str, int]:
+        """Topic name -> number of messages (from the bag's index)."""
+        totals: dict[str, int] = {}
+        for connection in self._reader.connections:
+            totals[connection.topic] = totals.get(connection.topic, 0) + connection.msgcount
+        return totals
+
+    @property
     def start_ns(self) -> int:
         """Log time of the first message."""
         return int(self._reader.start_time)
