@@ -14,9 +14,9 @@ from typing import TypeVar
 
 import numpy as np
 from geometry_msgs.msg import PoseWithCovariance
+from mp_slam_interfaces.msg import Keyframe, PoseGraph, SolverStats
 from numpy.typing import NDArray
 
-from mp_slam_interfaces.msg import Keyframe, PoseGraph, SolverStats
 from mp_slam_ros.errors import MessageError
 from mp_slam_ros.precision import Precision, ProblemKind
 from mp_slam_ros.ros.conversions import (

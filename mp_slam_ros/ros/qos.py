@@ -2,56 +2,33 @@
 
 The TF profiles are those of tf2_ros (``DynamicBroadcasterQoS``, ``StaticBroadcasterQoS`` and
 ``StaticListenerQoS``), so our /tf and /tf_static match rviz2, ``tf2_echo`` and every tf2 listener.
+All profiles are reliable and keep the last ``depth`` messages.
 """
 
 from __future__ import annotations
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-#: /tf: reliable, volatile, the last 100 messages (tf2_ros DynamicBroadcasterQoS).
-TF_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=100,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
-)
 
-#: /tf_static publisher: latched (transient local), one message holding every static transform.
-TF_STATIC_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
+def reliable_qos(depth: int, *, latched: bool = False) -> QoSProfile:
+    """Reliable, keep-last-``depth`` profile; ``latched`` = transient local (late joiners get it)."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+    )
 
+
+#: /tf: the last 100 messages, volatile (tf2_ros DynamicBroadcasterQoS).
+TF_QOS = reliable_qos(100)
+#: /tf_static publisher: one latched message holding every static transform.
+TF_STATIC_QOS = reliable_qos(1, latched=True)
 #: /tf_static subscriber: transient local so that a late subscriber gets the latched message.
-TF_STATIC_LISTENER_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=100,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
-
-#: Keyframes: reliable with a deep queue; the loop-closure node must not miss one.
-KEYFRAME_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=50,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
-)
-
+TF_STATIC_LISTENER_QOS = reliable_qos(100, latched=True)
+#: Keyframes: a deep queue; the loop-closure node must not miss one.
+KEYFRAME_QOS = reliable_qos(50)
 #: Pose graph: latched, so a late subscriber (rviz, a logger) gets the current graph at once.
-POSE_GRAPH_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
-
-#: Solver statistics: one message per solve, a short reliable queue.
-SOLVER_STATS_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=10,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
-)
+POSE_GRAPH_QOS = reliable_qos(1, latched=True)
+#: Solver statistics: one message per solve, a short queue.
+SOLVER_STATS_QOS = reliable_qos(10)

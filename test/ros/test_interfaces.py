@@ -15,7 +15,7 @@ import pytest
 from ament_index_python.packages import get_package_share_directory
 from mp_slam_interfaces import msg as generated
 from rclpy.serialization import serialize_message
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosidl_adapter.parser import parse_message_string
 from tf2_msgs.msg import TFMessage
 

@@ -108,8 +108,9 @@ def test_tf_static_is_latched_and_accumulates_per_child_frame(node_pair, report)
     broadcaster = TfBroadcaster(node_pair.talker, **topics)
     stamp_ns = 1_700_000_000_000_000_002
     old_cam = transform_to_msg(np.eye(4), "base_link", "camera_link", stamp_ns)
-    imu = transform_to_msg(se3_exp(np.array([[0.1, 0.0, 0.2, 0.0, 0.0, 0.3]]))[0], "base_link", "imu_link", stamp_ns)
-    new_cam = transform_to_msg(se3_exp(np.array([[0.2, 0.0, 0.5, 0.0, 0.1, 0.0]]))[0], "base_link", "camera_link", stamp_ns)
+    T_base_imu, T_base_cam = se3_exp(np.array([[0.1, 0.0, 0.2, 0.0, 0.0, 0.3], [0.2, 0.0, 0.5, 0.0, 0.1, 0.0]]))
+    imu = transform_to_msg(T_base_imu, "base_link", "imu_link", stamp_ns)
+    new_cam = transform_to_msg(T_base_cam, "base_link", "camera_link", stamp_ns)
 
     def send_all() -> None:
         broadcaster.send_static([old_cam, imu])

@@ -203,3 +203,14 @@ def test_transform_round_trip_is_a_rigid_motion():
 def test_message_classes_come_from_the_interface_package():
     for cls in (Keyframe, PoseGraph, SolverStats):
         assert cls.__module__.startswith("mp_slam_interfaces.msg.")
+
+
+def test_tf_qos_matches_tf2_ros():
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+
+    from mp_slam_ros.ros.qos import TF_QOS, TF_STATIC_QOS
+
+    assert (TF_QOS.depth, TF_QOS.durability, TF_QOS.reliability) == (
+        100, DurabilityPolicy.VOLATILE, ReliabilityPolicy.RELIABLE)
+    assert (TF_STATIC_QOS.depth, TF_STATIC_QOS.durability, TF_STATIC_QOS.reliability) == (
+        1, DurabilityPolicy.TRANSIENT_LOCAL, ReliabilityPolicy.RELIABLE)
