@@ -179,10 +179,11 @@ install_optional() {
 }
 
 # --- 4. interfaces ------------------------------------------------------------------------------
-# Prints "ours" when tf2_msgs must be generated from interfaces/tf2_msgs, "system" otherwise.
+# Prints "ours" when tf2_msgs must be generated from interfaces/tf2_msgs (absent, or our stand-in
+# from an earlier run), "system" when the environment has the real package.
 tf2_msgs_source() {
   local manifest="$VENV/share/tf2_msgs/package.xml"
-  if [[ -f "$manifest" ]] && ! cmp -s "$manifest" "$ROOT/interfaces/tf2_msgs/package.xml"; then
+  if [[ -f "$manifest" ]] && ! grep -q 'Stand-in for the standard tf2_msgs' "$manifest"; then
     echo system
   else
     echo ours
