@@ -1,14 +1,16 @@
-"""``mp-slam play``: replay a rosbag2 into the live ROS 2 graph, with /clock for use_sim_time."""
+"""``mp-slam play``: replay a rosbag2 into the live ROS 2 graph, with /clock for use_sim_time.
+
+The ROS side lives in :mod:`mp_slam_ros.ros.player`, imported only when the command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
-
-from mp_slam_ros.io.bags import BagReader
 
 #: ``--clock`` without a value publishes at this rate (Hz), like ``ros2 bag play --clock``
 DEFAULT_CLOCK_HZ = 40.0
@@ -27,30 +29,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Open the bag, start rclpy, publish with a progress bar; 0 on success."""
-    import rclpy
-
-    from mp_slam_ros.ros.player import BagPlayer, PlayOptions
+    """Replay with a progress bar; 0 on success."""
+    from mp_slam_ros.ros.player import BagPlayer, PlayOptions, play_bag
 
     options = PlayOptions(args.rate, args.clock, args.loop, args.start_offset, tuple(args.topics) if args.topics else None).validate()
-    with BagReader(args.bag) as bag:
-        rclpy.init()
-        node = rclpy.create_node("mp_slam_player")
-        try:
-            player = BagPlayer(node, bag, options)
-            for topic, msgtype in player.skipped.items():
-                print(f"mp-slam play: skipping {topic}: message package of {msgtype} is not installed", file=sys.stderr)
-            total = sum(bag.counts[topic] for topic in player.publishers)  # upper bound with --start-offset
-            with tqdm(total=total, unit="msg", desc=f"playing {args.bag.name}", disable=args.no_progress) as bar:
+    bars: list[tqdm] = []
 
-                def advance(_message: object) -> None:
-                    if bar.n >= total:  # next loop
-                        bar.reset()
-                    bar.update(1)
+    def on_start(player: BagPlayer) -> Callable[[object], None]:
+        for topic, msgtype in player.skipped.items():
+            print(f"mp-slam play: skipping {topic}: message package of {msgtype} is not installed", file=sys.stderr)
+        total = sum(player.bag.counts[topic] for topic in player.publishers)  # upper bound with --start-offset
+        bars.append(tqdm(total=total, unit="msg", desc=f"playing {args.bag.name}", disable=args.no_progress))
 
-                published = player.play(advance)
-        finally:
-            node.destroy_node()
-            rclpy.try_shutdown()
+        def advance(_message: object) -> None:
+            if bars[0].n >= total:  # next pass of --loop
+                bars[0].reset()
+            bars[0].update(1)
+
+        return advance
+
+    try:
+        published = play_bag(args.bag, options, on_start)
+    finally:
+        for bar in bars:
+            bar.close()
     print(f"published {published} messages from {args.bag}")
     return 0

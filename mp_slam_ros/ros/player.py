@@ -12,7 +12,10 @@ import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import rclpy
+from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -142,3 +145,25 @@ class BagPlayer:
         if on_message is not None:
             on_message(message)
         return 1
+
+
+def play_bag(
+    path: str | Path,
+    options: PlayOptions,
+    on_start: Callable[[BagPlayer], Callable[[BagMessage], None] | None] = lambda player: None,
+) -> int:
+    """Open the bag, start a private rclpy context and node ``mp_slam_player``, replay, shut down.
+
+    ``on_start(player)`` runs once the publishers exist (report ``player.skipped``, size a progress
+    bar) and may return a per-message callback. Returns the number of messages published.
+    """
+    with BagReader(path) as bag:
+        context = Context()
+        rclpy.init(context=context)
+        node = Node("mp_slam_player", context=context)
+        try:
+            player = BagPlayer(node, bag, options)
+            return player.play(on_start(player))
+        finally:
+            node.destroy_node()
+            context.try_shutdown()

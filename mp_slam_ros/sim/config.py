@@ -108,8 +108,8 @@ class RobotConfig:
     bump_height_m: float = 0.003
     odom_rate_hz: float = 50.0
     #: systematic wheel radius / wheel base errors (std-dev of the relative error drawn per sequence)
-    odom_scale_error: float = 0.01
-    odom_wheel_base_error: float = 0.02
+    odom_scale_error: float = 0.003
+    odom_wheel_base_error: float = 0.01
     #: white noise on each wheel speed, m/s
     odom_speed_noise_mps: float = 0.01
 

@@ -116,7 +116,8 @@ def _rasterize(origin_c, axis_u_c, axis_v_c, normal_c, boxes, near, fx, fy, cx, 
 
 
 @numba.njit(cache=True, inline="always")
-def _bilinear(texels, offset, size, x, y, channel):  # type: ignore[no-untyped-def]
+def _bilinear_rgb(texels, offset, size, x, y):  # type: ignore[no-untyped-def]
+    """Bilinear RGB sample of a wrapping ``size x size`` texture at texel coordinates (x, y)."""
     x0 = int(np.floor(x))
     y0 = int(np.floor(y))
     fx = x - x0
@@ -124,11 +125,15 @@ def _bilinear(texels, offset, size, x, y, channel):  # type: ignore[no-untyped-d
     mask = size - 1
     xa, xb = x0 & mask, (x0 + 1) & mask
     ya, yb = y0 & mask, (y0 + 1) & mask
-    t00 = texels[offset + (ya * size + xa) * 3 + channel]
-    t01 = texels[offset + (ya * size + xb) * 3 + channel]
-    t10 = texels[offset + (yb * size + xa) * 3 + channel]
-    t11 = texels[offset + (yb * size + xb) * 3 + channel]
-    return (t00 * (1 - fx) + t01 * fx) * (1 - fy) + (t10 * (1 - fx) + t11 * fx) * fy
+    i00 = offset + (ya * size + xa) * 3
+    i01 = offset + (ya * size + xb) * 3
+    i10 = offset + (yb * size + xa) * 3
+    i11 = offset + (yb * size + xb) * 3
+    w00, w01, w10, w11 = (1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy
+    red = w00 * texels[i00] + w01 * texels[i01] + w10 * texels[i10] + w11 * texels[i11]
+    green = w00 * texels[i00 + 1] + w01 * texels[i01 + 1] + w10 * texels[i10 + 1] + w11 * texels[i11 + 1]
+    blue = w00 * texels[i00 + 2] + w01 * texels[i01 + 2] + w10 * texels[i10 + 2] + w11 * texels[i11 + 2]
+    return red, green, blue
 
 
 @numba.njit(cache=True, parallel=True)
@@ -160,19 +165,18 @@ def _shade(depth, surface, coord_a, coord_b, len_u, len_v, tex_offset, material,
             t = coord_b[r, c] * len_v[q] + tex_offset[q, 1]
             scale0 = texel * (1 << l0)
             scale1 = texel * (1 << l1)
-            colour = np.empty(3)
-            for ch in range(3):
-                c0 = _bilinear(texels, offsets[m, l0], sizes[m, l0], s / scale0 - 0.5, -t / scale0 - 0.5, ch)
-                c1 = _bilinear(texels, offsets[m, l1], sizes[m, l1], s / scale1 - 0.5, -t / scale1 - 0.5, ch)
-                colour[ch] = c0 * (1.0 - w1) + c1 * w1
-            albedo[r, c] = (colour[0] + colour[1] + colour[2]) / (3.0 * 255.0)
             light = quad_light[q]
             lx, ly, lz = lights_c[light, 0] - z * x, lights_c[light, 1] - z * y, lights_c[light, 2] - z
             dist = np.sqrt(lx * lx + ly * ly + lz * lz)
             lambert = max(0.0, (normal_c[q, 0] * lx + normal_c[q, 1] * ly + normal_c[q, 2] * lz) / dist)
             gain = _AMBIENT + _DIFFUSE * lambert / (1.0 + (dist / _FALLOFF_M) ** 2)
-            for ch in range(3):
-                rgb[r, c, ch] = np.uint8(min(255.0, colour[ch] * gain + 0.5))
+            r0, g0, b0 = _bilinear_rgb(texels, offsets[m, l0], sizes[m, l0], s / scale0 - 0.5, -t / scale0 - 0.5)
+            r1, g1, b1 = _bilinear_rgb(texels, offsets[m, l1], sizes[m, l1], s / scale1 - 0.5, -t / scale1 - 0.5)
+            red, green, blue = r0 + w1 * (r1 - r0), g0 + w1 * (g1 - g0), b0 + w1 * (b1 - b0)
+            albedo[r, c] = (red + green + blue) / (3.0 * 255.0)
+            rgb[r, c, 0] = np.uint8(min(255.0, red * gain + 0.5))
+            rgb[r, c, 1] = np.uint8(min(255.0, green * gain + 0.5))
+            rgb[r, c, 2] = np.uint8(min(255.0, blue * gain + 0.5))
 
 
 def render(scene: Scene, camera: PinholeCamera, T_world_cam: NDArray[np.float64], near_m: float = 0.05) -> RenderResult:

@@ -122,19 +122,36 @@ def _grid_graph(clearance: NDArray[np.float32], min_clearance: float) -> tuple[c
 
 
 def _room_waypoints(rng: np.random.Generator, house: House, grid: FloorGrid, min_clearance: float) -> list[list[tuple[int, int]]]:
-    """Two goal cells per room: the most open spot and a random well-cleared one."""
+    """Up to four goal cells per room, one per quadrant in counter-clockwise order: driving through
+    them in turn circles the room. Each is the well-cleared cell nearest to a point part-way
+    (random 45-70 %) from the room centre to that quadrant's corner."""
     goals = []
     for room in house.rooms:
         r0, c0 = grid.cell(room.lo_xy)
         r1, c1 = grid.cell(room.hi_xy)
-        patch = grid.clearance_m[r0:r1, c0:c1]
-        best = np.unravel_index(int(np.argmax(patch)), patch.shape)
-        open_cells = np.argwhere(patch > min_clearance + 0.35)
+        open_cells = np.argwhere(grid.clearance_m[r0:r1, c0:c1] > min_clearance + 0.25)
         if open_cells.size == 0:
             raise ProblemError(f"{room.label} has no free floor for the robot (too much furniture?)")
-        other = open_cells[int(rng.integers(len(open_cells)))]
-        goals.append([(r0 + int(best[0]), c0 + int(best[1])), (r0 + int(other[0]), c0 + int(other[1]))])
+        centre = np.array([(r1 - r0) / 2.0, (c1 - c0) / 2.0])
+        room_goals = []
+        for corner in ((0, 0), (0, 1), (1, 1), (1, 0)):  # (row, col) = (y, x): CCW seen from above
+            target = centre + rng.uniform(0.45, 0.7) * (np.array(corner) * [r1 - r0, c1 - c0] - centre)
+            in_quadrant = open_cells[np.all((open_cells >= centre) == np.array(corner, bool), axis=1)]
+            if in_quadrant.size:
+                best = in_quadrant[int(np.argmin(np.linalg.norm(in_quadrant - target, axis=1)))]
+                room_goals.append((r0 + int(best[0]), c0 + int(best[1])))
+        goals.append(room_goals or [(r0 + int(open_cells[0][0]), c0 + int(open_cells[0][1]))])
     return goals
+
+
+def _waypoints(goals: list[list[tuple[int, int]]], tour: list[int], lap: int) -> list[tuple[int, int]]:
+    """Goal cells of one lap: lap 0 circles the start room and drives its first leg again (an
+    overlapping loop); later laps tour all rooms (alternating direction) and return to the start
+    room, so places are revisited."""
+    if lap == 0:
+        return [*goals[0][1:], *goals[0][:2]]
+    order = tour[1:] if lap % 2 == 1 else tour[-2::-1]
+    return [goals[room][(lap + visit) % len(goals[room])] for visit, room in enumerate(order)]
 
 
 def _room_tour(house: House) -> list[int]:
@@ -167,13 +184,11 @@ def _plan_path(house: House, grid: FloorGrid, rng: np.random.Generator, min_clea
     pieces: list[FloatArray] = []
     total, lap, current = 0.0, 0, goals[0][0]
     while total < length_m:
-        order = tour[1:] if lap % 2 == 0 else tour[-2::-1]
-        for visit, room in enumerate(order):
-            target = goals[room][(lap + visit) % 2]
+        for target in _waypoints(goals, tour, lap):
             _, pred = dijkstra(graph, directed=False, indices=int(ids[target]), return_predecessors=True)
             node, chain = int(ids[current]), []
             if pred[node] < 0 and node != ids[target]:
-                raise ProblemError(f"no path for the robot into room{room}: a door is blocked")
+                raise ProblemError(f"no path for the robot to {grid.point(np.array([target[0]]), np.array([target[1]]))[0]}: a door is blocked")
             while node >= 0:
                 chain.append(node)
                 node = int(pred[node])
