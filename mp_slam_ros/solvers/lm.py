@@ -9,6 +9,8 @@ Escalation (``options.escalate``): a step is redone one rung up the precision la
 (fp16 -> mixed -> fp32 -> fp64) when the low-precision linear solve produced a non-finite value
 or broke down, or when its step increased the cost while the same step computed one rung up does
 not. An escalation is kept for the rest of the solve and recorded in the :class:`Summary`.
+A rejected step whose *predicted* relative decrease is already below ``function_tolerance``
+ends the solve as converged instead (rounding, not precision, limits further progress there).
 """
 
 from __future__ import annotations
@@ -176,6 +178,10 @@ class _Driver(Generic[StateT]):
                     if np.max(np.abs(system.scaled_gradient())) <= self.options.gradient_tolerance:
                         termination, message = Termination.CONVERGED_GRADIENT, "gradient below tolerance"
                         break
+                elif self._negligible(trial, linearization.cost):
+                    termination = Termination.CONVERGED_FUNCTION
+                    message = "predicted cost decrease below tolerance (precision floor)"
+                    break
                 else:
                     damping *= nu
                     nu *= 2.0
@@ -234,6 +240,8 @@ class _Driver(Generic[StateT]):
             failed_solve = trial.result.status.failed
             if not failed_solve and trial.decreases_cost and trial.cost < cost:
                 break
+            if not failed_solve and self._negligible(trial, cost):
+                break  # converged to the precision floor: a higher rung has nothing to gain
             higher = self.policy.escalated()
             assert higher is not None
             redo = self._try(state, system, damping, higher)
@@ -271,6 +279,11 @@ class _Driver(Generic[StateT]):
         trial.cost = self.problem.cost(trial.state, policy.residual)
         self.timings.update_s += time.perf_counter() - t1
         return trial
+
+    def _negligible(self, trial: _Trial, cost: float) -> bool:
+        """True when even the model predicts a relative decrease below ``function_tolerance``."""
+        decrease = trial.model_decrease
+        return bool(np.isfinite(decrease)) and decrease <= self.options.function_tolerance * cost
 
     def _converged(
         self, old_cost: float, trial: _Trial, state: StateT

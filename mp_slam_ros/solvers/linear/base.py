@@ -52,9 +52,15 @@ class ScaledSystem:
     def from_linearization(cls, jacobian: sp.spmatrix, residual: np.ndarray) -> ScaledSystem:
         """Scale the columns of ``jacobian`` to unit norm; the right-hand side is ``-residual``."""
         J = sp.csr_matrix(jacobian, dtype=np.float64)
-        column_norm = np.sqrt(np.asarray(J.multiply(J).sum(axis=0)).ravel())
+        if not J.has_canonical_format:  # duplicates would be squared separately below
+            J = J.copy()
+            J.sum_duplicates()
+        # Scaling the values in place keeps the caller's sparsity pattern (same indices/indptr,
+        # explicit zeros kept), which structure-aware solvers rely on; ~10x cheaper than J @ D.
+        columns = J.indices.astype(np.intp, copy=False)  # int32 indices make numpy gathers slow
+        column_norm = np.sqrt(np.bincount(columns, weights=J.data * J.data, minlength=J.shape[1]))
         column_scale = 1.0 / np.where(column_norm > _EMPTY_COLUMN_NORM, column_norm, 1.0)
-        J_s = sp.csr_matrix(J @ sp.diags(column_scale))
+        J_s = sp.csr_matrix((J.data * column_scale.take(columns), J.indices, J.indptr), shape=J.shape)
         return cls(J_s, -np.asarray(residual, dtype=np.float64), column_scale)
 
     @property

@@ -1,0 +1,447 @@
+"""Bundle adjustment (BA) of camera poses and landmarks, solved by the mixed-precision LM driver.
+
+Model
+-----
+* Poses are ``T_world_cam`` ``(C, 4, 4)`` (camera-to-world, REP-103 optical camera frame: ``z``
+  forward), perturbed on the right: ``T <- T exp(delta)``, ``delta = [rho, phi]``.
+* Landmarks are world points ``points_world`` ``(P, 3)`` (XYZ, 3 parameters each). XYZ rather
+  than anchored inverse depth: household scenes are 0.3-10 m deep with RGB-D/stereo depth, so
+  the points-at-infinity case that inverse depth fixes does not arise; every residual touches one
+  pose (9 Jacobian entries per row instead of 13 for host + target pose + depth), the landmark
+  blocks of the Hessian stay 3x3-diagonal for the Schur baseline, and BAL files are XYZ. A
+  50-keyframe window with tracks of 2-20 observations (~11 on average) gives the seed's shape:
+  ~2,750 observations, ~250 landmarks, a Jacobian of ~5,500 x (300 + 750).
+* Residuals: pixel reprojection error ``w (pi(T_cam_world X) - uv)`` per observation (``w`` =
+  per-observation weight, 1/sigma in 1/px), optionally a right-image coordinate residual for
+  stereo / RGB-D (ORB-SLAM's ``u_right = u - fx b / z``), all of one observation under one
+  robust loss (:class:`~mp_slam_ros.solvers.robust.RobustLoss`).
+* Fixed (gauge) cameras keep their pose and have no columns.
+
+Precision: :meth:`BundleAdjustment.linearize` evaluates with the state and the measurements
+rounded to the requested dtype (float16 values held in float32, see
+:func:`mp_slam_ros.precision.round_to`), writes residuals and Jacobian values in that dtype, and
+the driver applies the update in float64.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from mp_slam_ros.errors import ConfigError, ProblemError
+from mp_slam_ros.geometry.camera import PinholeCamera
+from mp_slam_ros.geometry.lie import se3_exp, se3_inverse
+from mp_slam_ros.precision import Precision, ProblemKind, round_to
+from mp_slam_ros.solvers.ba_kernels import evaluate_observations
+from mp_slam_ros.solvers.linear.base import LinearSolver
+from mp_slam_ros.solvers.linear.block_jacobi import block_jacobi
+from mp_slam_ros.solvers.linear.cgnr import CGNRSolver
+from mp_slam_ros.solvers.linear.schur import SchurSolver
+from mp_slam_ros.solvers.lm import IterationCallback, Linearization, SolveResult, solve
+from mp_slam_ros.solvers.robust import RobustLoss, reweight_factors
+from mp_slam_ros.solvers.summary import LinearSolverOptions, SolverOptions
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+POSE_DIM = 6
+POINT_DIM = 3
+
+
+@dataclass
+class BAProblem:
+    """Inputs of a bundle adjustment (initial values, measurements, weights, loss, gauge).
+
+    ``intrinsics`` is ``(C, 6)`` ``[fx, fy, cx, cy, k1, k2]`` per camera (see
+    :meth:`from_camera` for one shared :class:`PinholeCamera`). ``obs_u_right`` holds the
+    right-image coordinate of stereo/RGB-D observations (NaN where there is none) and needs
+    ``fx_baseline`` ``(C,)`` = ``fx * baseline_m``. ``obs_weight`` multiplies each observation's
+    residuals (1/sigma, 1/px). ``fixed_cams`` ``(C,)`` marks gauge cameras that are not optimized.
+    """
+
+    T_world_cam: FloatArray
+    points_world: FloatArray
+    intrinsics: FloatArray
+    obs_cam: IntArray
+    obs_point: IntArray
+    obs_uv: FloatArray
+    obs_weight: FloatArray | None = None
+    obs_u_right: FloatArray | None = None
+    fx_baseline: FloatArray | None = None
+    fixed_cams: NDArray[np.bool_] | None = None
+    loss: RobustLoss = field(default_factory=RobustLoss)
+
+    def __post_init__(self) -> None:
+        self.T_world_cam = np.array(self.T_world_cam, dtype=np.float64).reshape(-1, 4, 4)
+        self.points_world = np.array(self.points_world, dtype=np.float64).reshape(-1, 3)
+        num_cams, num_obs = self.T_world_cam.shape[0], np.size(self.obs_cam)
+        self.intrinsics = np.array(
+            np.broadcast_to(np.asarray(self.intrinsics, dtype=np.float64), (num_cams, 6))
+        )
+        self.obs_cam = np.asarray(self.obs_cam, dtype=np.int64).reshape(-1)
+        self.obs_point = np.asarray(self.obs_point, dtype=np.int64).reshape(-1)
+        self.obs_uv = np.array(self.obs_uv, dtype=np.float64).reshape(-1, 2)
+        self.obs_weight = _per_item(self.obs_weight, num_obs, 1.0)
+        self.obs_u_right = _per_item(self.obs_u_right, num_obs, np.nan)
+        self.fx_baseline = _per_item(self.fx_baseline, num_cams, 0.0)
+        fixed = np.zeros(num_cams, bool) if self.fixed_cams is None else self.fixed_cams
+        self.fixed_cams = np.asarray(fixed, dtype=bool).reshape(-1)
+        _validate(self)
+
+    @classmethod
+    def from_camera(cls, camera: PinholeCamera, **arrays: object) -> BAProblem:
+        """A problem whose cameras all share ``camera`` (intrinsics and stereo baseline)."""
+        num_cams = np.asarray(arrays["T_world_cam"]).reshape(-1, 4, 4).shape[0]
+        arrays.setdefault("fx_baseline", np.full(num_cams, camera.fx * camera.baseline_m))
+        return cls(intrinsics=camera.intrinsics, **arrays)  # type: ignore[arg-type]
+
+    @property
+    def num_cams(self) -> int:
+        """Number of camera poses (fixed ones included)."""
+        return int(self.T_world_cam.shape[0])
+
+    @property
+    def num_points(self) -> int:
+        """Number of landmarks."""
+        return int(self.points_world.shape[0])
+
+    @property
+    def num_observations(self) -> int:
+        """Number of image observations."""
+        return int(self.obs_cam.shape[0])
+
+    def initial_state(self) -> BAState:
+        """The initial values as a :class:`BAState` (copies)."""
+        return BAState(self.T_world_cam.copy(), self.points_world.copy())
+
+
+def _per_item(values: object, count: int, default: float) -> FloatArray:
+    if values is None:
+        return np.full(count, default)
+    return np.array(np.broadcast_to(np.asarray(values, dtype=np.float64), (count,)))
+
+
+def _validate(problem: BAProblem) -> None:
+    """Raise :class:`ProblemError` naming the first inconsistent input."""
+    C, P, N = problem.num_cams, problem.num_points, problem.num_observations
+    checks: list[tuple[bool, str]] = [
+        (N > 0, "the problem has no observations"),
+        (problem.obs_point.shape == (N,) and problem.obs_uv.shape == (N, 2), "obs_cam, obs_point "
+         f"and obs_uv disagree in length ({N}, {problem.obs_point.size}, {len(problem.obs_uv)})"),
+        (problem.fixed_cams.shape == (C,), f"fixed_cams has {problem.fixed_cams.size} entries for {C} cameras"),
+        (bool(np.all(np.isfinite(problem.T_world_cam))), "T_world_cam has non-finite values"),
+        (bool(np.all(np.isfinite(problem.points_world))), "points_world has non-finite values"),
+        (bool(np.all(np.isfinite(problem.intrinsics))), "intrinsics have non-finite values"),
+        (bool(np.all(problem.intrinsics[:, :2] > 0.0)), "focal lengths must be positive"),
+        (bool(np.all(np.isfinite(problem.obs_uv))), "obs_uv has non-finite values"),
+        (bool(np.all((problem.obs_weight > 0.0) & np.isfinite(problem.obs_weight))),
+         "obs_weight must be finite and positive"),
+        (bool(np.all(np.isfinite(problem.fx_baseline))), "fx_baseline has non-finite values"),
+    ]
+    for ok, reason in checks:
+        if not ok:
+            raise ProblemError(f"bundle adjustment: {reason}")
+    for name, index, size in (("obs_cam", problem.obs_cam, C), ("obs_point", problem.obs_point, P)):
+        bad = np.flatnonzero((index < 0) | (index >= size))
+        if bad.size:
+            raise ProblemError(
+                f"bundle adjustment: observation {bad[0]} has {name}={index[bad[0]]} "
+                f"outside [0, {size})"
+            )
+    stereo = ~np.isnan(problem.obs_u_right)
+    if np.any(~np.isfinite(problem.obs_u_right[stereo])):
+        raise ProblemError("bundle adjustment: obs_u_right must be finite or NaN")
+    if np.any(problem.fx_baseline[problem.obs_cam[stereo]] <= 0.0):
+        raise ProblemError("bundle adjustment: a stereo observation's camera has fx_baseline <= 0")
+
+
+@dataclass
+class BAState:
+    """Poses ``T_world_cam`` ``(C, 4, 4)`` and landmarks ``points_world`` ``(P, 3)``, float64."""
+
+    T_world_cam: FloatArray
+    points_world: FloatArray
+
+
+@dataclass(frozen=True)
+class BAStructure:
+    """Sparsity of a BA Jacobian, for structure-aware linear solvers (Schur, block-Jacobi).
+
+    Columns: ``6`` per free camera (``cam_column[c]`` = first column, -1 for fixed), then ``3``
+    per landmark from ``num_pose_columns``. Observations are sorted by landmark:
+    ``point_obs_ptr[l]:point_obs_ptr[l + 1]`` are landmark ``l``'s observations, each with
+    residual rows ``2 o, 2 o + 1`` and ``obs_stereo_row[o]`` (-1: none).
+    """
+
+    num_pose_columns: int
+    num_points: int
+    cam_column: IntArray  # (C,)
+    obs_cam: IntArray  # (N,) sorted order
+    obs_point: IntArray  # (N,)
+    obs_stereo_row: IntArray  # (N,)
+    point_obs_ptr: IntArray  # (P + 1,)
+
+    @property
+    def num_columns(self) -> int:
+        """Total number of parameters."""
+        return self.num_pose_columns + POINT_DIM * self.num_points
+
+    def column_block_starts(self) -> IntArray:
+        """First column of every parameter block, plus the total (poses of 6, then points of 3)."""
+        poses = np.arange(0, self.num_pose_columns, POSE_DIM)
+        points = self.num_pose_columns + np.arange(0, POINT_DIM * self.num_points + 1, POINT_DIM)
+        return np.concatenate([poses, points]).astype(np.int64)
+
+
+class BundleAdjustment:
+    """A :class:`BAProblem` as an LM :class:`~mp_slam_ros.solvers.lm.LeastSquaresProblem`.
+
+    Builds the row layout and the CSR pattern once; every :meth:`linearize` only refreshes the
+    CSR values. ``initial_state`` overrides the problem's initial values (warm start).
+    """
+
+    kind = ProblemKind.BA
+
+    def __init__(self, problem: BAProblem, initial_state: BAState | None = None) -> None:
+        self.problem = problem
+        self._initial = initial_state or problem.initial_state()
+        order = np.lexsort((problem.obs_cam, problem.obs_point))
+        self._order = order
+        self._free = ~problem.fixed_cams
+        cam_column = np.full(problem.num_cams, -1, dtype=np.int64)
+        cam_column[self._free] = POSE_DIM * np.arange(int(self._free.sum()))
+        num_pose_columns = POSE_DIM * int(self._free.sum())
+        obs_cam, obs_point = problem.obs_cam[order], problem.obs_point[order]
+        stereo = ~np.isnan(problem.obs_u_right[order])
+        num_obs = obs_cam.size
+        obs_stereo_row = np.full(num_obs, -1, dtype=np.int64)
+        obs_stereo_row[stereo] = 2 * num_obs + np.arange(int(stereo.sum()))
+        self.structure = BAStructure(
+            num_pose_columns=num_pose_columns,
+            num_points=problem.num_points,
+            cam_column=cam_column,
+            obs_cam=obs_cam,
+            obs_point=obs_point,
+            obs_stereo_row=obs_stereo_row,
+            point_obs_ptr=np.searchsorted(obs_point, np.arange(problem.num_points + 1)),
+        )
+        self._row_obs = np.concatenate([np.repeat(np.arange(num_obs), 2), np.flatnonzero(stereo)])
+        self._build_pattern()
+        self._measurements: dict[np.dtype, tuple[FloatArray, ...]] = {}
+
+    def _build_pattern(self) -> None:
+        """CSR ``indptr``/``indices`` and each row's first data slot (layout of ba_kernels)."""
+        s = self.structure
+        row_cam = s.obs_cam[self._row_obs]
+        row_pose_col = s.cam_column[row_cam]
+        row_point_col = s.num_pose_columns + POINT_DIM * s.obs_point[self._row_obs]
+        row_nnz = np.where(row_pose_col >= 0, POSE_DIM + POINT_DIM, POINT_DIM)
+        indptr = np.zeros(row_nnz.size + 1, dtype=np.int64)
+        np.cumsum(row_nnz, out=indptr[1:])
+        offsets = np.arange(int(indptr[-1])) - np.repeat(indptr[:-1], row_nnz)
+        free_row = np.repeat(row_pose_col >= 0, row_nnz)
+        pose_col = np.repeat(row_pose_col, row_nnz) + offsets
+        point_col = np.repeat(row_point_col, row_nnz) + offsets - np.where(free_row, POSE_DIM, 0)
+        is_pose = free_row & (offsets < POSE_DIM)
+        self._indices = np.where(is_pose, pose_col, point_col).astype(np.intp)
+        self._indptr = indptr.astype(np.intp)
+        self._row_data_start = indptr[:-1].copy()
+        self.num_residuals = int(row_nnz.size)
+
+    # -- LeastSquaresProblem protocol -------------------------------------------------------
+    def initial_state(self) -> BAState:
+        """The starting state (a copy)."""
+        return BAState(self._initial.T_world_cam.copy(), self._initial.points_world.copy())
+
+    def linearize(self, state: BAState, dtype: np.dtype) -> Linearization:
+        """Reweighted residual ``(M,)``, CSR Jacobian ``(M, n)`` in ``dtype`` and robust cost."""
+        scale = self._measurements_in(dtype)[3]
+        robust_cost = None
+        if not self.problem.loss.is_trivial:
+            _, robust_cost, factors = self._residual(state, dtype)
+            scale = scale * factors
+        out_dtype = _storage_dtype(dtype)
+        residual = np.empty(self.num_residuals, dtype=out_dtype)
+        data = np.empty(self._indices.size, dtype=out_dtype)
+        self._evaluate(state, dtype, scale, residual, data)
+        if np.dtype(dtype) == np.float16:
+            residual, data = round_to(residual, dtype), round_to(data, dtype)
+        if robust_cost is None:
+            robust_cost = 0.5 * float(np.sum(self._squared_norms(residual)))
+        jacobian = sp.csr_matrix(
+            (data, self._indices, self._indptr), shape=(self.num_residuals, self.structure.num_columns)
+        )
+        return Linearization(residual, jacobian, robust_cost)
+
+    def cost(self, state: BAState, dtype: np.dtype) -> float:
+        """The robust cost ``1/2 sum rho(||r_o||^2)`` with residuals evaluated in ``dtype``."""
+        return self._residual(state, dtype)[1]
+
+    def retract(self, state: BAState, delta: FloatArray) -> BAState:
+        """Poses ``T exp(delta_pose)`` for free cameras, points ``X + delta_point`` (float64)."""
+        n_pose = self.structure.num_pose_columns
+        T = state.T_world_cam.copy()
+        if n_pose:
+            T[self._free] = T[self._free] @ se3_exp(delta[:n_pose].reshape(-1, POSE_DIM))
+        points = state.points_world + delta[n_pose:].reshape(-1, POINT_DIM)
+        return BAState(T, points)
+
+    def state_norm(self, state: BAState) -> float:
+        """Norm of all camera positions and landmark coordinates (metres)."""
+        positions = state.T_world_cam[:, :3, 3]
+        return float(np.sqrt(np.sum(positions**2) + np.sum(state.points_world**2)))
+
+    # -- helpers ----------------------------------------------------------------------------
+    def residuals_per_observation(self, state: BAState) -> FloatArray:
+        """Unweighted-by-loss squared residual norms ``(N,)`` in the problem's observation order."""
+        residual = np.empty(self.num_residuals)
+        self._evaluate(state, np.dtype(np.float64), self._measurements_in(np.float64)[3], residual, np.empty(0))
+        squared = self._squared_norms(residual)
+        out = np.empty_like(squared)
+        out[self._order] = squared
+        return out
+
+    def _residual(self, state: BAState, dtype: np.dtype) -> tuple[np.ndarray, float, FloatArray | None]:
+        """Weighted residual (before the loss), robust cost and per-observation loss factors."""
+        residual = np.empty(self.num_residuals, dtype=_storage_dtype(dtype))
+        self._evaluate(state, dtype, self._measurements_in(dtype)[3], residual, np.empty(0, residual.dtype))
+        if np.dtype(dtype) == np.float16:
+            residual = round_to(residual, dtype)
+        cost, factors = reweight_factors(self.problem.loss, self._squared_norms(residual))
+        return residual, cost, factors
+
+    def _squared_norms(self, residual: np.ndarray) -> FloatArray:
+        r = residual.astype(np.float64)
+        num_obs = self.structure.obs_cam.size
+        squared = r[0 : 2 * num_obs : 2] ** 2 + r[1 : 2 * num_obs : 2] ** 2
+        stereo_rows = self.structure.obs_stereo_row
+        has_stereo = stereo_rows >= 0
+        squared[has_stereo] += r[stereo_rows[has_stereo]] ** 2
+        return squared
+
+    def _evaluate(
+        self, state: BAState, dtype: np.dtype, obs_scale: FloatArray, residual: np.ndarray, data: np.ndarray
+    ) -> None:
+        """Run the compiled kernel on the state and measurements rounded to ``dtype``."""
+        T_cam_world = round_to(se3_inverse(round_to(state.T_world_cam, dtype)), dtype)
+        points = round_to(state.points_world, dtype).astype(np.float64)
+        intrinsics, uv, u_right, _, fx_baseline = self._measurements_in(dtype)
+        s = self.structure
+        evaluate_observations(
+            np.ascontiguousarray(T_cam_world[:, :3, :3], dtype=np.float64),
+            np.ascontiguousarray(T_cam_world[:, :3, 3], dtype=np.float64),
+            points, intrinsics, fx_baseline, s.obs_cam, s.obs_point, uv, u_right, obs_scale,
+            s.obs_stereo_row, self._free, self._row_data_start, residual, data,
+        )
+
+    def _measurements_in(self, dtype: np.dtype) -> tuple[FloatArray, ...]:
+        """Intrinsics, uv, u_right, weight, fx_baseline rounded to ``dtype`` (as float64, cached)."""
+        key = np.dtype(dtype)
+        if key not in self._measurements:
+            p, order = self.problem, self._order
+            arrays = (p.intrinsics, p.obs_uv[order], p.obs_u_right[order], p.obs_weight[order], p.fx_baseline)
+            self._measurements[key] = tuple(
+                np.ascontiguousarray(round_to(a, key), dtype=np.float64) for a in arrays
+            )
+        return self._measurements[key]
+
+
+def _storage_dtype(dtype: np.dtype) -> np.dtype:
+    """Array dtype holding values of ``dtype`` (float16 values live in float32 arrays)."""
+    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+
+
+class LinearSolverKind(str, enum.Enum):
+    """Linear solver of a BA (the value of ``ba.solver``)."""
+
+    CGNR = "cgnr"  # the recipe: matrix-free CGNR on J, products in policy.matvec
+    SCHUR = "schur"  # the baseline: landmark elimination + dense Cholesky, float64
+
+
+class PreconditionerKind(str, enum.Enum):
+    """CGNR preconditioner (the value of ``ba.preconditioner``)."""
+
+    NONE = "none"
+    BLOCK_JACOBI = "block_jacobi"  # rebuilt from every linearization with the current damping
+    BLOCK_JACOBI_STATIC = "block_jacobi_static"  # built once from the first linearization
+
+
+def _parse(enum_type: type[enum.Enum], value: object, key: str) -> enum.Enum:
+    try:
+        return enum_type(value.value if isinstance(value, enum.Enum) else str(value).lower())
+    except ValueError:
+        choices = ", ".join(member.value for member in enum_type)
+        raise ConfigError(key, value, f"must be one of {choices}") from None
+
+
+def ba_solver_options(precision: Precision | str = Precision.MIXED, **overrides: object) -> SolverOptions:
+    """LM options tuned for sliding-window BA (inexact Newton: the linear solve stops early).
+
+    ``linear.rtol = 1e-2``: each step only needs a few digits (the next linearization corrects
+    it); ``function_tolerance = 1e-6``: stop once the cost changes by less than a part per
+    million, well inside the 0.1% a VO window needs. Keyword ``overrides`` set other fields.
+    """
+    options = SolverOptions(
+        precision=Precision.parse(precision),
+        max_iterations=30,
+        function_tolerance=1e-6,
+        parameter_tolerance=1e-9,
+        linear=LinearSolverOptions(rtol=1e-2, max_iterations=100, stall_iterations=10),
+    )
+    for key, value in overrides.items():
+        if not hasattr(options, key):
+            raise ConfigError(key, value, "is not a SolverOptions field")
+        setattr(options, key, value)
+    return options
+
+
+def make_linear_solver(
+    structure: BAStructure,
+    solver: LinearSolverKind | str = LinearSolverKind.CGNR,
+    preconditioner: PreconditionerKind | str = PreconditionerKind.NONE,
+) -> LinearSolver:
+    """The linear solver named by ``solver`` (and CGNR ``preconditioner``) for a BA structure."""
+    kind = _parse(LinearSolverKind, solver, "ba.solver")
+    preconditioner = _parse(PreconditionerKind, preconditioner, "ba.preconditioner")
+    if kind is LinearSolverKind.SCHUR:
+        return SchurSolver(structure)
+    if preconditioner is PreconditionerKind.NONE:
+        return CGNRSolver()
+    return CGNRSolver(
+        preconditioner=block_jacobi(structure.column_block_starts()),
+        static_preconditioner=preconditioner is PreconditionerKind.BLOCK_JACOBI_STATIC,
+        name=f"cgnr+{preconditioner.value}",
+    )
+
+
+def bundle_adjust(
+    problem: BAProblem,
+    options: SolverOptions | None = None,
+    solver: LinearSolverKind | str = LinearSolverKind.CGNR,
+    callback: IterationCallback | None = None,
+    preconditioner: PreconditionerKind | str = PreconditionerKind.BLOCK_JACOBI_STATIC,
+    initial_state: BAState | None = None,
+) -> SolveResult[BAState]:
+    """Bundle-adjust ``problem``; returns the optimized :class:`BAState` and the LM Summary.
+
+    ``options`` default to :func:`ba_solver_options` (mixed precision); ``solver`` is ``"cgnr"``
+    (the mixed-precision recipe) or ``"schur"`` (float64 baseline); ``callback`` receives every
+    :class:`~mp_slam_ros.solvers.summary.IterationRecord` (return ``False`` to stop);
+    ``preconditioner`` applies to CGNR (the static block-Jacobi default was fastest in
+    ``bench/bench_ba.py``).
+    Cameras with ``problem.fixed_cams`` set are the gauge and are not moved. For a sliding window,
+    pass the previous window's estimates as the problem's initial values (or as
+    ``initial_state``, a warm start with the same cameras and landmarks as ``problem``).
+    """
+    if initial_state is not None and (
+        initial_state.T_world_cam.shape != problem.T_world_cam.shape
+        or initial_state.points_world.shape != problem.points_world.shape
+    ):
+        raise ProblemError("bundle adjustment: initial_state does not match the problem's sizes")
+    ba = BundleAdjustment(problem, initial_state)
+    linear_solver = make_linear_solver(ba.structure, solver, preconditioner)
+    return solve(ba, linear_solver, options or ba_solver_options(), callback)

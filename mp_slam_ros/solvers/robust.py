@@ -1,0 +1,94 @@
+"""Robust losses (Huber, Cauchy) and the reweighting that lets Levenberg-Marquardt use them.
+
+A robust problem minimizes ``1/2 sum_i rho(s_i)`` with ``s_i = ||r_i||^2`` the squared norm of
+residual block ``i`` (one observation). The Gauss-Newton model used by the LM driver is the
+iteratively-reweighted one: every block's residual and Jacobian rows are multiplied by
+``sqrt(rho'(s_i))``. Its gradient ``rho'(s) J^T r`` is exact and its Hessian approximation
+``rho'(s) J^T J`` stays positive semi-definite (Ceres' Triggs correction also adds a ``rho''``
+term; without it the model is only first-order exact, which LM's step control absorbs).
+
+Conventions follow Ceres: ``scale`` is the residual norm (in whitened units, e.g. sigmas) where
+the loss stops being quadratic; ``rho(s) = s`` for small ``s``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mp_slam_ros.errors import ConfigError
+
+FloatArray = NDArray[np.float64]
+
+
+class LossKind(str, enum.Enum):
+    """Name of a robust loss (the value of ``ba.loss``)."""
+
+    NONE = "none"
+    HUBER = "huber"
+    CAUCHY = "cauchy"
+
+
+@dataclass(frozen=True)
+class RobustLoss:
+    """``rho(s)`` of :class:`LossKind` ``kind`` with transition at residual norm ``scale``."""
+
+    kind: LossKind = LossKind.NONE
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", parse_loss_kind(self.kind))
+        if not (np.isfinite(self.scale) and self.scale > 0.0):
+            raise ConfigError("loss_scale", self.scale, "must be a finite positive number")
+
+    @property
+    def is_trivial(self) -> bool:
+        """True for the plain squared loss (no reweighting needed)."""
+        return self.kind is LossKind.NONE
+
+    def rho(self, squared_norm: FloatArray) -> FloatArray:
+        """``rho(s)`` for squared residual norms ``s`` ``(N,)`` (float64)."""
+        s = np.asarray(squared_norm, dtype=np.float64)
+        c2 = self.scale * self.scale
+        if self.kind is LossKind.HUBER:
+            return np.where(s <= c2, s, 2.0 * self.scale * np.sqrt(s) - c2)
+        if self.kind is LossKind.CAUCHY:
+            return c2 * np.log1p(s / c2)
+        return s
+
+    def weight(self, squared_norm: FloatArray) -> FloatArray:
+        """``rho'(s)`` ``(N,)`` in ``(0, 1]``: the IRLS weight of each residual block."""
+        s = np.asarray(squared_norm, dtype=np.float64)
+        c2 = self.scale * self.scale
+        if self.kind is LossKind.HUBER:
+            return np.where(s <= c2, 1.0, self.scale / np.sqrt(np.maximum(s, c2)))
+        if self.kind is LossKind.CAUCHY:
+            return 1.0 / (1.0 + s / c2)
+        return np.ones_like(s)
+
+    def cost(self, squared_norm: FloatArray) -> float:
+        """``1/2 sum rho(s)`` summed in float64."""
+        return 0.5 * float(np.sum(self.rho(squared_norm)))
+
+    def describe(self) -> str:
+        """``"none"`` or e.g. ``"huber(2)"`` for summaries and progress output."""
+        return self.kind.value if self.is_trivial else f"{self.kind.value}({self.scale:g})"
+
+
+def parse_loss_kind(value: str | LossKind, key: str = "loss") -> LossKind:
+    """Return the :class:`LossKind` named by ``value``; raise :class:`ConfigError` otherwise."""
+    try:
+        return LossKind(value.value if isinstance(value, LossKind) else str(value).lower())
+    except ValueError:
+        choices = ", ".join(kind.value for kind in LossKind)
+        raise ConfigError(key, value, f"must be one of {choices}") from None
+
+
+def reweight_factors(loss: RobustLoss, squared_norm: FloatArray) -> tuple[float, FloatArray | None]:
+    """Robust cost ``1/2 sum rho(s)`` and the per-block factors ``sqrt(rho'(s))`` (``None`` if trivial)."""
+    if loss.is_trivial:
+        return 0.5 * float(np.sum(squared_norm, dtype=np.float64)), None
+    return loss.cost(squared_norm), np.sqrt(loss.weight(squared_norm))

@@ -1,0 +1,183 @@
+"""Bundle adjustment: Jacobians vs finite differences, convergence of every mode and solver,
+CGNR vs Schur agreement, robust losses, gauge, escalation, input validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mp_slam_ros.errors import ConfigError, ProblemError
+from mp_slam_ros.geometry.camera import PinholeCamera
+from mp_slam_ros.geometry.lie import se3_inverse, se3_log
+from mp_slam_ros.precision import Backend, Precision, ProblemKind, precision_policy
+from mp_slam_ros.sim.ba_windows import WindowConfig, generate_window
+from mp_slam_ros.solvers.ba import BAProblem, BAState, BundleAdjustment, ba_solver_options, bundle_adjust
+from mp_slam_ros.solvers.linear.base import ScaledSystem
+from mp_slam_ros.solvers.linear.cgnr import CGNRSolver
+from mp_slam_ros.solvers.linear.schur import SchurSolver
+from mp_slam_ros.solvers.robust import LossKind, RobustLoss
+from mp_slam_ros.solvers.summary import LinearSolverOptions
+
+DISTORTED = PinholeCamera(525.0, 520.0, 319.5, 239.5, k1=0.02, k2=-0.003, width=640, height=480, baseline_m=0.08)
+
+
+def _window(num_keyframes: int = 8, seed: int = 0, **config: object):
+    return generate_window(num_keyframes, seed, WindowConfig(**config))
+
+
+def _numeric_jacobian(ba: BundleAdjustment, state: BAState, eps: float = 1e-6) -> np.ndarray:
+    n = ba.structure.num_columns
+    columns = []
+    for j in range(n):
+        delta = np.zeros(n)
+        delta[j] = eps
+        plus = ba.linearize(ba.retract(state, delta), np.float64).residual
+        minus = ba.linearize(ba.retract(state, -delta), np.float64).residual
+        columns.append((plus - minus) / (2 * eps))
+    return np.stack(columns, axis=1)
+
+
+@pytest.mark.parametrize("rgbd, camera", [(False, None), (True, DISTORTED)])
+def test_jacobian_matches_finite_differences(rgbd: bool, camera: PinholeCamera | None) -> None:
+    config = dict(rgbd=rgbd, loss=RobustLoss(), num_fixed=1, min_parallax_deg=0.0)
+    if camera is not None:
+        config["camera"] = camera
+    window = _window(4, seed=1, **config)
+    ba = BundleAdjustment(window.problem)
+    state = ba.initial_state()
+    analytic = ba.linearize(state, np.float64).jacobian.toarray()
+    numeric = _numeric_jacobian(ba, state)
+    assert np.max(np.abs(analytic - numeric)) < 1e-6 * np.max(np.abs(analytic))
+    assert ba.structure.num_pose_columns == 6 * 3  # one fixed camera has no columns
+
+
+def test_robust_linearization_has_the_exact_gradient() -> None:
+    window = _window(4, seed=2, loss=RobustLoss(LossKind.CAUCHY, 1.0), min_parallax_deg=0.0)
+    ba = BundleAdjustment(window.problem)
+    state = ba.initial_state()
+    lin = ba.linearize(state, np.float64)
+    gradient = lin.jacobian.T @ lin.residual  # of the reweighted model
+    eps = 1e-6
+    n = ba.structure.num_columns
+    for j in np.random.default_rng(0).choice(n, 12, replace=False):
+        delta = np.zeros(n)
+        delta[j] = eps
+        numeric = (ba.cost(ba.retract(state, delta), np.float64) - ba.cost(ba.retract(state, -delta), np.float64)) / (2 * eps)
+        assert numeric == pytest.approx(gradient[j], rel=1e-5, abs=1e-6)
+    assert lin.cost == pytest.approx(ba.cost(state, np.float64))
+
+
+@pytest.mark.parametrize("solver", ["cgnr", "schur"])
+@pytest.mark.parametrize("mode", list(Precision))
+def test_every_mode_and_solver_converges(solver: str, mode: Precision) -> None:
+    window = _window(seed=3, rgbd=True)  # depth residuals: a well-conditioned window
+    reference = bundle_adjust(window.problem, ba_solver_options("fp64", function_tolerance=1e-12), solver="schur")
+    result = bundle_adjust(window.problem, ba_solver_options(mode), solver=solver)
+    ba = BundleAdjustment(window.problem)
+    final = ba.cost(result.state, np.float64)
+    assert final <= reference.summary.final_cost * (1 + 2e-3)
+    assert final < 0.5 * result.summary.initial_cost
+    fixed = window.problem.fixed_cams
+    np.testing.assert_array_equal(result.state.T_world_cam[fixed], window.problem.T_world_cam[fixed])
+    if mode is not Precision.FP16:
+        assert result.summary.escalations == []
+
+
+def test_cgnr_in_fp64_agrees_with_schur() -> None:
+    window = _window(seed=4)
+    ba = BundleAdjustment(window.problem)
+    lin = ba.linearize(ba.initial_state(), np.float64)
+    system = ScaledSystem.from_linearization(lin.jacobian, lin.residual)
+    policy = precision_policy(Precision.FP64, ProblemKind.BA)
+    options = LinearSolverOptions(rtol=1e-12, max_iterations=5000, stall_iterations=200)
+    steps = []
+    for solver in (SchurSolver(ba.structure), CGNRSolver()):
+        solver.prepare(system, policy, Backend.CPU)
+        steps.append(solver.solve(system, 1e-3, policy, options).step_scaled)
+    np.testing.assert_allclose(steps[1], steps[0], rtol=1e-6, atol=1e-8 * np.abs(steps[0]).max())
+    J = system.jacobian_scaled.toarray()
+    dense = np.linalg.solve(J.T @ J + 1e-3 * np.eye(J.shape[1]), J.T @ system.rhs)
+    np.testing.assert_allclose(steps[0], dense, rtol=1e-7, atol=1e-10 * np.abs(dense).max())
+    options = ba_solver_options("fp64", function_tolerance=1e-12)
+    poses = [bundle_adjust(window.problem, options, solver=s).state.T_world_cam for s in ("cgnr", "schur")]
+    np.testing.assert_allclose(poses[0], poses[1], atol=1e-6)
+
+
+def _pose_error_m(window, state: BAState) -> float:
+    error = se3_log(se3_inverse(window.T_world_cam_true) @ state.T_world_cam)
+    return float(np.sqrt(np.mean(np.sum(error[:, :3] ** 2, axis=1))))
+
+
+def test_robust_loss_suppresses_injected_outliers() -> None:
+    config = dict(outlier_fraction=0.08, outlier_offset_px=(40.0, 80.0), rgbd=True)
+    clean = _window(12, seed=5, outlier_fraction=0.0, rgbd=True)
+    errors = {}
+    for kind in (LossKind.NONE, LossKind.HUBER, LossKind.CAUCHY):
+        window = _window(12, seed=5, loss=RobustLoss(kind, 2.0), **config)
+        assert window.is_outlier.sum() > 5
+        state = bundle_adjust(window.problem, ba_solver_options("fp64"), solver="schur").state
+        errors[kind] = _pose_error_m(window, state)
+    clean_error = _pose_error_m(clean, bundle_adjust(clean.problem, ba_solver_options("fp64"), solver="schur").state)
+    assert errors[LossKind.HUBER] < 0.5 * errors[LossKind.NONE]
+    assert errors[LossKind.CAUCHY] < 0.5 * errors[LossKind.NONE]
+    assert errors[LossKind.CAUCHY] < 3.0 * clean_error + 1e-3
+
+
+def test_far_from_origin_window_escalates_out_of_fp16() -> None:
+    window = _window(seed=6)
+    offset = np.array([3000.0, -2000.0, 0.0])  # fp16 spacing at 2048-4096 is 2 m
+    problem = window.problem
+    T = problem.T_world_cam.copy()
+    T[:, :3, 3] += offset
+    shifted = BAProblem(T, problem.points_world + offset, problem.intrinsics, problem.obs_cam, problem.obs_point,
+                        problem.obs_uv, problem.obs_weight, None, None, problem.fixed_cams, problem.loss)
+    summary = bundle_adjust(shifted, ba_solver_options("fp16"), solver="cgnr").summary
+    assert summary.escalations and summary.escalations[0].from_precision is Precision.FP16
+    assert summary.precision_used is not Precision.FP16
+    assert summary.final_cost < 0.5 * summary.initial_cost
+    naive = bundle_adjust(shifted, ba_solver_options("fp16", escalate=False), solver="cgnr").summary
+    assert naive.escalations == [] and naive.final_cost > 2.0 * summary.final_cost
+
+
+def test_warm_start_from_a_solution_converges_at_once() -> None:
+    window = _window(seed=7)
+    first = bundle_adjust(window.problem, ba_solver_options("fp64", function_tolerance=1e-12), solver="schur")
+    again = bundle_adjust(window.problem, ba_solver_options("fp64"), solver="schur", initial_state=first.state)
+    assert again.summary.num_iterations <= 2
+    assert again.summary.initial_cost == pytest.approx(first.summary.final_cost, rel=1e-9)
+    with pytest.raises(ProblemError, match="initial_state"):
+        bundle_adjust(window.problem, initial_state=BAState(first.state.T_world_cam[:2], first.state.points_world))
+
+
+def _tiny_problem(**overrides: object) -> BAProblem:
+    arrays = dict(
+        T_world_cam=np.tile(np.eye(4), (2, 1, 1)), points_world=np.array([[0.0, 0.0, 2.0]]),
+        obs_cam=[0, 1], obs_point=[0, 0], obs_uv=[[320.0, 240.0], [320.0, 240.0]],
+    )
+    arrays.update(overrides)
+    return BAProblem.from_camera(DISTORTED, **arrays)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(obs_point=[0, 3]), "obs_point=3"),
+        (dict(obs_cam=[0, -1]), "obs_cam=-1"),
+        (dict(obs_uv=[[np.nan, 1.0], [1.0, 1.0]]), "obs_uv"),
+        (dict(obs_weight=[1.0, 0.0]), "obs_weight"),
+        (dict(points_world=np.array([[0.0, np.inf, 1.0]])), "points_world"),
+        (dict(obs_cam=[], obs_point=[], obs_uv=np.zeros((0, 2))), "no observations"),
+        (dict(fixed_cams=[True]), "fixed_cams"),
+    ],
+)
+def test_invalid_problems_raise_problem_error(overrides: dict, message: str) -> None:
+    with pytest.raises(ProblemError, match=message):
+        _tiny_problem(**overrides)
+
+
+def test_bad_solver_names_raise_config_error() -> None:
+    problem = _tiny_problem()
+    with pytest.raises(ConfigError, match="ba.solver"):
+        bundle_adjust(problem, solver="qr")
+    with pytest.raises(ConfigError, match="ba.preconditioner"):
+        bundle_adjust(problem, preconditioner="ilu")
