@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
@@ -21,33 +22,50 @@ def tof_depth(view: RenderResult, cfg: DepthConfig, rng: np.random.Generator) ->
     """Noisy depth in metres (0 = no return) from an exact rendered view.
 
     Model: returns are lost outside ``[min_m, max_m]``, at grazing incidence, on mixed pixels at
-    depth discontinuities, on dark surfaces (with probability ``dark_dropout``) and at random;
-    valid returns get Gaussian axial noise ``(sigma0 + sigma1 z + sigma2 z^2) / sqrt(albedo)``.
+    depth discontinuities (a 4-neighbour more than ``edge_jump_ratio`` away, relative), on dark
+    surfaces (with probability ``dark_dropout``) and at random; valid returns get Gaussian axial
+    noise ``(sigma0 + sigma1 z + sigma2 z^2) / sqrt(albedo)``.
     """
-    z = view.depth_m.astype(np.float64)
     if not cfg.enabled_noise:
+        z = view.depth_m
         return np.where((z >= cfg.min_m) & (z <= cfg.max_m), z, 0.0).astype(np.float32)
-    lost = (z < cfg.min_m) | (z > cfg.max_m) | (view.cos_incidence < cfg.min_cos_incidence)
-    lost |= _depth_edges(z, cfg.edge_jump_ratio)
-    albedo = np.maximum(view.albedo.astype(np.float64), 0.05)
-    draw = rng.random(z.shape)
-    lost |= (albedo < cfg.dark_albedo) & (draw < cfg.dark_dropout)
-    lost |= rng.random(z.shape) < cfg.random_dropout
-    sigma = (cfg.sigma0_m + cfg.sigma1 * z + cfg.sigma2_per_m * z * z) / np.sqrt(albedo)
-    noisy = z + sigma * rng.standard_normal(z.shape)
-    return np.where(lost, 0.0, np.maximum(noisy, 0.0)).astype(np.float32)
+    shape = view.depth_m.shape
+    dark_draw = rng.random(shape, dtype=np.float32)
+    drop_draw = rng.random(shape, dtype=np.float32)
+    normal_draw = rng.standard_normal(shape, dtype=np.float32)
+    return _tof_kernel(
+        view.depth_m, view.cos_incidence, view.albedo, dark_draw, drop_draw, normal_draw,
+        cfg.min_m, cfg.max_m, cfg.min_cos_incidence, cfg.edge_jump_ratio, cfg.dark_albedo, cfg.dark_dropout,
+        cfg.random_dropout, cfg.sigma0_m, cfg.sigma1, cfg.sigma2_per_m,
+    )
 
 
-def _depth_edges(z: FloatArray, ratio: float) -> NDArray[np.bool_]:
-    """Pixels whose depth differs from a 4-neighbour by more than ``ratio`` (relative)."""
-    edge = np.zeros(z.shape, bool)
-    jump_x = np.abs(np.diff(z, axis=1)) > ratio * np.minimum(z[:, 1:], z[:, :-1])
-    jump_y = np.abs(np.diff(z, axis=0)) > ratio * np.minimum(z[1:], z[:-1])
-    edge[:, 1:] |= jump_x
-    edge[:, :-1] |= jump_x
-    edge[1:] |= jump_y
-    edge[:-1] |= jump_y
-    return edge
+@numba.njit(cache=True)
+def _tof_kernel(depth, cos_incidence, albedo, dark_draw, drop_draw, normal_draw, min_m, max_m, min_cos,
+                edge_ratio, dark_albedo, dark_dropout, random_dropout, sigma0, sigma1, sigma2):  # type: ignore[no-untyped-def]
+    """Per-pixel ToF model of :func:`tof_depth` with pre-drawn random numbers (one pass)."""
+    height, width = depth.shape
+    out = np.zeros((height, width), np.float32)
+    for r in range(height):
+        for c in range(width):
+            z = np.float64(depth[r, c])
+            if z < min_m or z > max_m or cos_incidence[r, c] < min_cos or drop_draw[r, c] < random_dropout:
+                continue
+            a = max(np.float64(albedo[r, c]), 0.05)
+            if a < dark_albedo and dark_draw[r, c] < dark_dropout:
+                continue
+            mixed = False
+            for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                rr, cc = r + dr, c + dc
+                if 0 <= rr < height and 0 <= cc < width:
+                    other = np.float64(depth[rr, cc])
+                    if abs(other - z) > edge_ratio * min(other, z):
+                        mixed = True
+            if mixed:
+                continue
+            sigma = (sigma0 + sigma1 * z + sigma2 * z * z) / np.sqrt(a)
+            out[r, c] = max(z + sigma * normal_draw[r, c], 0.0)
+    return out
 
 
 def encode_depth(depth_m: NDArray[np.float32], encoding: str) -> NDArray[np.generic]:

@@ -130,3 +130,28 @@ def test_camera_inside_a_wall_is_rejected(house) -> None:
     T_world_base[1, 0, 3] = room.hi_xy[0] - 0.05  # camera (0.1 m ahead) ends up in the wall
     with pytest.raises(ConfigError, match=r"camera would be inside or within .* of a wall of room0 .*at t=0.10 s"):
         check_camera_clearance(house, rig, T_world_base, np.array([0.0, 0.1]), cfg)
+
+
+def test_tof_depth_model() -> None:
+    from mp_slam_ros.sim.config import DepthConfig
+    from mp_slam_ros.sim.render import RenderResult
+    from mp_slam_ros.sim.sensors import tof_depth
+
+    h, w = 200, 200
+    depth = np.full((h, w), 2.0, np.float32)
+    depth[:, 150:] = 3.0  # a depth step -> mixed pixels on both sides of it
+    depth[:10] = 7.0  # beyond max range
+    cos = np.ones((h, w), np.float32)
+    cos[190:] = 0.05  # grazing
+    albedo = np.full((h, w), 0.5, np.float32)
+    cfg = DepthConfig(random_dropout=0.0)
+    view = RenderResult(np.zeros((h, w, 3), np.uint8), depth, np.zeros((h, w), np.int32), albedo, cos)
+    noisy = tof_depth(view, cfg, np.random.default_rng(0))
+    assert np.all(noisy[:10] == 0) and np.all(noisy[190:] == 0)
+    assert np.all(noisy[20:180, 149:151] == 0) and np.all(noisy[20:180, 148] > 0)
+    flat = noisy[20:180, :140]
+    expected_sigma = (cfg.sigma0_m + cfg.sigma1 * 2.0 + cfg.sigma2_per_m * 4.0) / np.sqrt(0.5)
+    assert flat.mean() == pytest.approx(2.0, abs=3e-4)
+    assert flat.std() == pytest.approx(expected_sigma, rel=0.03)
+    again = tof_depth(view, cfg, np.random.default_rng(0))
+    np.testing.assert_array_equal(noisy, again)
