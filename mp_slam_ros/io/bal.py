@@ -12,7 +12,8 @@ A BAL camera is ``[rotation (Rodrigues vector), translation, f, k1, k2]`` with `
 and a point projects to ``f r(p) p`` with ``p = -P / P_z``, ``r(p) = 1 + k1 |p|^2 + k2 |p|^4``,
 pixel origin at the image centre. :func:`bal_to_problem` turns this into the package's
 conventions (``T_world_cam``, optical frame ``z`` forward / ``y`` down, ``v`` down) and
-:func:`solution_to_bal` turns an optimized state back, keeping ``f, k1, k2`` as read.
+:func:`solution_to_bal` turns an optimized state back, keeping ``f, k1, k2`` as read;
+:func:`problem_to_bal` exports a package problem (e.g. a generated window) for other BAL tools.
 
 Parameter values may be spread over lines in any way (one per line is customary). Errors raise
 :class:`~mp_slam_ros.errors.FileFormatError` naming the file, the 1-based line and the problem.
@@ -27,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial.transform import Rotation
 
-from mp_slam_ros.errors import FileFormatError
+from mp_slam_ros.errors import FileFormatError, ProblemError
 from mp_slam_ros.geometry.lie import se3_inverse
 from mp_slam_ros.solvers.ba import BAProblem, BAState
 from mp_slam_ros.solvers.robust import RobustLoss
@@ -184,3 +185,23 @@ def solution_to_bal(bal: BALProblem, state: BAState) -> BALProblem:
     camera_params[:, :3] = Rotation.from_matrix(_F_OPTICAL_BAL @ T_cam_world[:, :3, :3]).as_rotvec()
     camera_params[:, 3:6] = T_cam_world[:, :3, 3] @ _F_OPTICAL_BAL
     return BALProblem(camera_params, state.points_world.copy(), bal.obs_cam, bal.obs_point, bal.obs_xy)
+
+
+def problem_to_bal(problem: BAProblem) -> BALProblem:
+    """Export ``problem``'s initial values and observations as BAL (``fx == fy`` required).
+
+    The principal point is moved into the observations (``x = u - cx``, exact also with
+    distortion, which acts on normalized coordinates). Weights, losses, fixed cameras and
+    right-image coordinates have no BAL representation and are left out.
+    """
+    fx, fy, cx, cy, k1, k2 = problem.intrinsics.T
+    if not np.allclose(fx, fy, rtol=1e-12, atol=0.0):
+        raise ProblemError("BAL cameras have one focal length: fx != fy cannot be exported")
+    T_cam_world = se3_inverse(problem.T_world_cam)
+    camera_params = np.column_stack([
+        Rotation.from_matrix(_F_OPTICAL_BAL @ T_cam_world[:, :3, :3]).as_rotvec(),
+        T_cam_world[:, :3, 3] @ _F_OPTICAL_BAL, fx, k1, k2,
+    ])
+    principal = np.column_stack([cx, cy])[problem.obs_cam]
+    obs_xy = (problem.obs_uv - principal) * [1.0, -1.0]
+    return BALProblem(camera_params, problem.points_world.copy(), problem.obs_cam.copy(), problem.obs_point.copy(), obs_xy)
