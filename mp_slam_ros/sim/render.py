@@ -21,6 +21,7 @@ _EDGE_EPS = 1e-7
 _AMBIENT = 0.45
 _DIFFUSE = 0.75
 _FALLOFF_M = 3.5
+_ROWS_PER_CHUNK = 8
 
 
 @dataclass(frozen=True)
@@ -195,16 +196,18 @@ def render(scene: Scene, camera: PinholeCamera, T_world_cam: NDArray[np.float64]
     surface = np.full((h, w), -1, np.int32)
     coord_a = np.zeros((h, w), np.float64)
     coord_b = np.zeros((h, w), np.float64)
-    _rasterize(origin_c, axis_u_c, axis_v_c, normal_c, boxes, near_m, *args, depth, surface, coord_a, coord_b)
     rgb = np.zeros((h, w, 3), np.uint8)
     albedo = np.zeros((h, w), np.float32)
     cos_incidence = np.zeros((h, w), np.float32)
     atlas = scene.atlas
-    _shade(
-        depth, surface, coord_a, coord_b,
-        np.linalg.norm(scene.axis_u_w, axis=1), np.linalg.norm(scene.axis_v_w, axis=1), scene.tex_offset_m, scene.material,
-        normal_c, scene.light, lights_c, atlas.texels, atlas.offsets, atlas.sizes, atlas.n_levels, atlas.texel_m,
-        *args, rgb, albedo, cos_incidence,
-    )
+    # rows are handed out in small chunks so a thread slowed by other load does not stall the frame
+    with numba.parallel_chunksize(_ROWS_PER_CHUNK):
+        _rasterize(origin_c, axis_u_c, axis_v_c, normal_c, boxes, near_m, *args, depth, surface, coord_a, coord_b)
+        _shade(
+            depth, surface, coord_a, coord_b,
+            np.linalg.norm(scene.axis_u_w, axis=1), np.linalg.norm(scene.axis_v_w, axis=1), scene.tex_offset_m, scene.material,
+            normal_c, scene.light, lights_c, atlas.texels, atlas.offsets, atlas.sizes, atlas.n_levels, atlas.texel_m,
+            *args, rgb, albedo, cos_incidence,
+        )
     depth[surface < 0] = 0.0
     return RenderResult(rgb, depth.astype(np.float32), surface, albedo, cos_incidence)
