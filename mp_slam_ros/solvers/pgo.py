@@ -34,26 +34,33 @@ import scipy.sparse as sp
 from mp_slam_ros.backend.pose_graph import PoseGraph
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.geometry import lie
-from mp_slam_ros.precision import ProblemKind, round_to
-from mp_slam_ros.solvers.linear.base import LinearSolver
+from mp_slam_ros.solvers import pgo_kernels as kernels
+from mp_slam_ros.precision import Backend, PrecisionPolicy, ProblemKind, round_to
+from mp_slam_ros.solvers.linear.base import LinearSolver, LinearSolveResult, ScaledSystem
+from mp_slam_ros.solvers.linear.cgnr import CGNRSolver
+from mp_slam_ros.solvers.linear.cholesky import SparseCholeskySolver
+from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory
 from mp_slam_ros.solvers.lm import IterationCallback, Linearization, solve
 from mp_slam_ros.solvers.summary import LinearSolverOptions, SolverOptions, Summary
 
 
+#: Drop tolerance of the default (thresholded) incomplete Cholesky of ``cgnr_ic``.
+DEFAULT_DROP_TOLERANCE = 3e-3
+
+
 @dataclass(frozen=True)
 class _Group:
-    """The Lie-group functions of SE(3) or SE(2) the problem needs (internal)."""
+    """What differs between SE(3) and SE(2) graphs (internal)."""
 
     k: int
     exp: Callable[[np.ndarray], np.ndarray]
-    log: Callable[[np.ndarray], np.ndarray]
     inverse: Callable[[np.ndarray], np.ndarray]
-    adjoint: Callable[[np.ndarray], np.ndarray]
-    right_jacobian_inv: Callable[[np.ndarray], np.ndarray]
+    edges: Callable[..., None]  # the numba kernel of pgo_kernels
 
 
-_SE3 = _Group(6, lie.se3_exp, lie.se3_log, lie.se3_inverse, lie.se3_adjoint, lie.se3_right_jacobian_inv)
-_SE2 = _Group(3, lie.se2_exp, lie.se2_log, lie.se2_inverse, lie.se2_adjoint, lie.se2_right_jacobian_inv)
+_SE3 = _Group(6, lie.se3_exp, lie.se3_inverse, kernels.se3_edges)
+_SE2 = _Group(3, lie.se2_exp, lie.se2_inverse, kernels.se2_edges)
+_EMPTY = np.zeros(0)
 
 
 class PoseGraphProblem:
@@ -78,17 +85,15 @@ class PoseGraphProblem:
         fixed[graph.index_of(fixed_ids)] = True
         self.fixed = fixed
         self._from, self._to = graph.edge_indices()
-        self._variable = np.where(fixed, -1, np.cumsum(~fixed) - 1)  # node -> variable block
+        variable = np.where(fixed, -1, np.cumsum(~fixed) - 1)  # node -> variable block
         self._free_nodes = np.flatnonzero(~fixed)
         self._Z_inv = self._group.inverse(graph.T_from_to)
         # Whitening W = L^T with Omega = L L^T, so ||W e||^2 = e^T Omega e.
-        self._whitening = np.swapaxes(np.linalg.cholesky(graph.information), 1, 2)
+        self._whitening = np.swapaxes(np.linalg.cholesky(graph.information), 1, 2).copy()
         self._rounded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.num_residuals = graph.num_edges * k
         self.num_parameters = self._free_nodes.size * k
-        self._gather, self._indices, self._indptr = _jacobian_pattern(
-            self._variable[self._from], self._variable[self._to], k
-        )
+        self._scatter, self._indices, self._indptr = _jacobian_pattern(variable[self._from], variable[self._to], k)
 
     # ---- LeastSquaresProblem protocol ------------------------------------------------------------
 
@@ -98,25 +103,13 @@ class PoseGraphProblem:
 
     def linearize(self, state: np.ndarray, dtype: np.dtype) -> Linearization:
         """Whitened residuals ``(6E,)``/``(3E,)`` and the sparse Jacobian, both in ``dtype``."""
-        T_rel, error = self._errors(state, dtype)
-        g = self._group
-        _, W = self._inputs(dtype)
-        J_to = np.einsum("nij,njk->nik", W, g.right_jacobian_inv(error))
-        J_from = -np.einsum("nij,njk->nik", J_to, g.adjoint(g.inverse(T_rel)))
-        blocks = np.concatenate([J_from, J_to], axis=2)
-        data = round_to(blocks.reshape(-1)[self._gather], dtype)
-        jacobian = sp.csr_matrix(
-            (data, self._indices, self._indptr), shape=(self.num_residuals, self.num_parameters)
-        )
-        jacobian.has_sorted_indices = True
-        residual = round_to(np.einsum("nij,nj->ni", W, error).reshape(-1), dtype)
-        return Linearization(residual, jacobian, _half_squared_norm(residual))
+        residual, values = self._evaluate(state, dtype, jacobian=True)
+        return Linearization(residual, self._csr(values), _half_squared_norm(residual))
 
     def cost(self, state: np.ndarray, dtype: np.dtype) -> float:
         """``1/2 sum ||r||^2`` with the residuals evaluated in ``dtype``, summed in float64."""
-        _, error = self._errors(state, dtype)
-        _, W = self._inputs(dtype)
-        return _half_squared_norm(round_to(np.einsum("nij,nj->ni", W, error).reshape(-1), dtype))
+        residual, _ = self._evaluate(state, dtype, jacobian=False)
+        return _half_squared_norm(residual)
 
     def retract(self, state: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """New poses ``T <- T exp(delta_block)`` for every free node (fixed nodes unchanged)."""
@@ -136,19 +129,50 @@ class PoseGraphProblem:
         """Sum of squared Mahalanobis errors ``sum e^T Omega e`` in float64 (= 2 cost)."""
         return 2.0 * self.cost(state, np.dtype(np.float64))
 
+    def reference_jacobian(self) -> sp.csr_matrix:
+        """The Jacobian (float64) at zero residual: every ``T_i^-1 T_j`` equal to its measurement.
+
+        It depends on the measurements only and is the linearization LM converges toward on a
+        consistent graph, so it is a good matrix for a static preconditioner. (Evaluated by the
+        same kernel on a two-pose graph per edge, ``I`` and ``Z``.)
+        """
+        num_edges = self.graph.num_edges
+        poses = np.empty((2 * num_edges,) + self.graph.T_from_to.shape[1:])
+        poses[0::2] = np.eye(poses.shape[-1])
+        poses[1::2] = self.graph.T_from_to
+        values = np.zeros(self._indices.size)
+        self._group.edges(
+            poses, np.arange(0, 2 * num_edges, 2), np.arange(1, 2 * num_edges, 2), self._Z_inv,
+            self._whitening, np.empty(self.num_residuals), values, self._scatter, False,
+        )
+        return self._csr(values)
+
+    def _evaluate(self, state: np.ndarray, dtype: np.dtype, jacobian: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Residuals and (if asked) Jacobian values in ``dtype`` (float32 holding float16)."""
+        dtype = np.dtype(dtype)
+        storage = np.dtype(np.float32) if dtype == np.float16 else dtype
+        Z_inv, W = self._inputs(dtype)
+        poses = round_to(state, dtype).astype(np.float64, copy=False)
+        residual = np.empty(self.num_residuals, dtype=storage)
+        values = np.empty(self._indices.size, dtype=storage) if jacobian else _EMPTY.astype(storage)
+        self._group.edges(poses, self._from, self._to, Z_inv, W, residual, values, self._scatter, dtype == np.float16)
+        return residual, values
+
+    def _csr(self, values: np.ndarray) -> sp.csr_matrix:
+        jacobian = sp.csr_matrix(
+            (values, self._indices, self._indptr), shape=(self.num_residuals, self.num_parameters)
+        )
+        jacobian.has_sorted_indices = True
+        return jacobian
+
     def _inputs(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-        """Inverse measurements and whitening matrices rounded to ``dtype`` (cached)."""
+        """Inverse measurements and whitening matrices rounded to ``dtype``, as float64 (cached)."""
         key = np.dtype(dtype).name
         if key not in self._rounded:
-            self._rounded[key] = (round_to(self._Z_inv, dtype), round_to(self._whitening, dtype))
+            self._rounded[key] = tuple(  # type: ignore[assignment]
+                round_to(values, dtype).astype(np.float64, copy=False) for values in (self._Z_inv, self._whitening)
+            )
         return self._rounded[key]
-
-    def _errors(self, state: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-        """Relative poses ``T_i^-1 T_j`` ``(E, ., .)`` and tangent errors ``(E, k)`` (float64)."""
-        poses = round_to(state, dtype).astype(np.float64, copy=False)
-        Z_inv, _ = self._inputs(dtype)
-        T_rel = self._group.inverse(poses[self._from]) @ poses[self._to]
-        return T_rel, self._group.log(Z_inv.astype(np.float64, copy=False) @ T_rel)
 
 
 def _half_squared_norm(residual: np.ndarray) -> float:
@@ -159,11 +183,11 @@ def _half_squared_norm(residual: np.ndarray) -> float:
 def _jacobian_pattern(
     variable_from: np.ndarray, variable_to: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSR pattern of the Jacobian and where its values come from, built once per problem.
+    """CSR pattern of the Jacobian and where each block entry goes, built once per problem.
 
     Each edge owns ``k`` rows; its dense block row is ``[J_from | J_to]`` ``(k, 2k)``. Returns
-    ``gather`` (indices into the flattened ``(E, k, 2k)`` blocks, in CSR order with sorted
-    columns per row, fixed nodes' columns left out), ``indices`` and ``indptr``.
+    ``scatter`` ``(E, k, 2k)`` (the CSR value index of each block entry, -1 for the columns of a
+    fixed node; columns sorted within each row), ``indices`` and ``indptr``.
     """
     num_edges = variable_from.size
     edge, row, col = np.meshgrid(np.arange(num_edges), np.arange(k), np.arange(2 * k), indexing="ij")
@@ -171,43 +195,87 @@ def _jacobian_pattern(
     keep = (variable >= 0).reshape(-1)
     column = (variable * k + col % k).reshape(-1)[keep]
     global_row = (edge * k + row).reshape(-1)[keep]
-    flat = np.arange(edge.size)[keep]
     order = np.lexsort((column, global_row))
+    scatter = np.full(edge.size, -1, dtype=np.int64)
+    scatter[np.flatnonzero(keep)[order]] = np.arange(order.size)
     counts = np.bincount(global_row, minlength=num_edges * k)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-    return flat[order], column[order].astype(np.int32), indptr
+    return scatter.reshape(edge.shape), column[order].astype(np.int32), indptr
 
 
 SOLVERS = ("cgnr_ic", "cholesky")
 
 
 def default_options(**overrides: object) -> SolverOptions:
-    """LM options tuned for pose graphs (inexact Newton inner solves); ``overrides`` replace fields.
+    """LM options tuned for pose graphs; ``overrides`` replace fields.
 
-    The inner CGNR stops at a relative normal-equation residual of 1e-4 (an inexact Newton
-    step: LM needs a descent direction, not an exact one) and the outer loop at a relative cost
-    decrease of 1e-7.
+    A small initial damping (1e-8 on the unit-diagonal scaled system: the long, soft modes of a
+    pose graph must not be damped away), a relative cost decrease of 1e-6 to stop, and inner
+    solves to a relative residual of at most 1e-3 (see :class:`InexactNewton`).
     """
     options = SolverOptions(
         max_iterations=100,
-        function_tolerance=1e-7,
+        function_tolerance=1e-6,
         gradient_tolerance=1e-10,
         parameter_tolerance=1e-9,
-        linear=LinearSolverOptions(rtol=1e-4, max_iterations=500, stall_iterations=20),
+        initial_damping=1e-8,
+        linear=LinearSolverOptions(rtol=1e-3, max_iterations=500, stall_iterations=10),
     )
     return replace(options, **overrides)  # type: ignore[arg-type]
 
 
-def make_linear_solver(name: str) -> LinearSolver:
-    """The linear solver called ``name`` (one of :data:`SOLVERS`)."""
+class InexactNewton:
+    """A :class:`LinearSolver` wrapper choosing each inner tolerance (inexact Newton).
+
+    The relative tolerance of the solve at LM iteration ``k`` is
+    ``max(rtol, floor_k, min(eta_max, sqrt(||g_k|| / ||g_0||)))`` (an Eisenstat-Walker style
+    forcing term: loose far from the solution, ``options.linear.rtol`` close to it), where
+    ``g = J_s^T b`` is the scaled gradient and ``floor_k = 30 eps(vector dtype) ||b|| / ||g_k||``
+    the rounding floor of the normal-equation residual computed in the policy's vector dtype
+    (asking for less only burns iterations until the stall test fires).
+    """
+
+    def __init__(self, inner: LinearSolver, eta_max: float = 0.1) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.eta_max = eta_max
+        self._initial_gradient = 0.0
+
+    def prepare(self, system: ScaledSystem, policy: PrecisionPolicy, backend: Backend) -> None:
+        """Remember the initial gradient norm and prepare the wrapped solver."""
+        self._initial_gradient = float(np.linalg.norm(system.scaled_gradient()))
+        self.inner.prepare(system, policy, backend)
+
+    def solve(
+        self, system: ScaledSystem, damping: float, policy: PrecisionPolicy, options: LinearSolverOptions
+    ) -> LinearSolveResult:
+        """Solve with the wrapped solver at this iteration's tolerance."""
+        gradient = float(np.linalg.norm(system.scaled_gradient()))
+        if gradient == 0.0 or self._initial_gradient == 0.0:
+            return self.inner.solve(system, damping, policy, options)
+        forcing = min(self.eta_max, np.sqrt(gradient / self._initial_gradient))
+        floor = 30.0 * float(np.finfo(policy.vector).eps) * float(np.linalg.norm(system.rhs)) / gradient
+        rtol = float(min(max(options.rtol, forcing, floor), 0.5))
+        return self.inner.solve(system, damping, policy, replace(options, rtol=rtol))
+
+
+def make_linear_solver(
+    name: str, problem: PoseGraphProblem | None = None, preconditioner: IncompleteCholeskyFactory | None = None
+) -> LinearSolver:
+    """The linear solver called ``name`` (one of :data:`SOLVERS`) for ``problem``.
+
+    ``cgnr_ic``: CGNR with the static incomplete-Cholesky ``preconditioner`` (default:
+    thresholded, drop tolerance 3e-3, AMD ordering) built from ``problem``'s reference
+    Jacobian (the Jacobian at zero residual, see :meth:`PoseGraphProblem.reference_jacobian`)
+    when a problem is given, else from the first linearization; wrapped in
+    :class:`InexactNewton`. ``cholesky``: the float64 sparse direct reference.
+    """
     if name == "cgnr_ic":
-        from mp_slam_ros.solvers.linear.cgnr import CGNRSolver  # noqa: PLC0415
-        from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory  # noqa: PLC0415
-
-        return CGNRSolver(IncompleteCholeskyFactory(), static_preconditioner=True, name="cgnr_ic")
+        factory = preconditioner or IncompleteCholeskyFactory(drop_tolerance=DEFAULT_DROP_TOLERANCE)
+        if problem is not None:
+            factory = replace(factory, reference_jacobian=problem.reference_jacobian())
+        return InexactNewton(CGNRSolver(factory, static_preconditioner=True, name="cgnr_ic"))
     if name == "cholesky":
-        from mp_slam_ros.solvers.linear.cholesky import SparseCholeskySolver  # noqa: PLC0415
-
         return SparseCholeskySolver()
     raise ConfigError("solver", name, f"must be one of {', '.join(SOLVERS)}")
 
@@ -228,6 +296,7 @@ def optimize_pose_graph(
     solver: str = "cgnr_ic",
     callback: IterationCallback | None = None,
     fixed_ids: np.ndarray | None = None,
+    preconditioner: IncompleteCholeskyFactory | None = None,
 ) -> PoseGraphResult:
     """Optimize the poses of ``graph`` with LM; return a new graph (the input is not modified).
 
@@ -235,14 +304,16 @@ def optimize_pose_graph(
     fp64 / fp32 / fp16 / mixed); ``solver``: ``"cgnr_ic"`` (CGNR with a static incomplete-
     Cholesky preconditioner, the mixed-precision recipe) or ``"cholesky"`` (fp64 sparse direct
     reference); ``callback``: called with each iteration record, return ``False`` to stop;
-    ``fixed_ids``: nodes held constant (default: the graph's fixed ids, else its first node).
+    ``fixed_ids``: nodes held constant (default: the graph's fixed ids, else its first node);
+    ``preconditioner``: the incomplete-Cholesky options of ``cgnr_ic`` (e.g.
+    ``IncompleteCholeskyFactory(drop_tolerance=0.0)`` for IC(0)).
     chi2 values are ``sum e^T Omega e`` evaluated in float64 whatever the precision.
     Raises :class:`~mp_slam_ros.errors.ProblemError` for an invalid graph and
     :class:`~mp_slam_ros.errors.ConfigError` for invalid options.
     """
     options = options or default_options()
-    linear_solver = make_linear_solver(solver)
     problem = PoseGraphProblem(graph, fixed_ids)
+    linear_solver = make_linear_solver(solver, problem, preconditioner)
     initial_chi2 = problem.chi2(problem.initial_state())
     result = solve(problem, linear_solver, options, callback)
     return PoseGraphResult(

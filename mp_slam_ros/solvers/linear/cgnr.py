@@ -23,9 +23,9 @@ from mp_slam_ros.solvers.summary import LinearSolverOptions
 
 #: Relative improvement of the best residual that resets the stall counter.
 _STALL_IMPROVEMENT = 0.99
-#: Relative decrease of the least-squares objective (in units of the vector dtype's machine
-#: epsilon) that also resets the stall counter: with a preconditioner the residual norm is not
-#: monotone and may grow for many iterations while the objective keeps decreasing.
+#: Relative growth of the objective decrease (in units of the vector dtype's machine epsilon)
+#: that also resets the stall counter: with a preconditioner the residual norm is not monotone
+#: and may grow for many iterations while the objective keeps decreasing.
 _OBJECTIVE_PROGRESS_EPS = 8.0
 
 
@@ -94,9 +94,12 @@ class CGNRSolver:
             return v if preconditioner is None else preconditioner.apply(v, policy.preconditioner)
 
         b_unit = xp.asarray((system.rhs / b_norm).astype(policy.vector))
+        # A half-precision preconditioner is not an exactly fixed linear operator: use the
+        # flexible (Polak-Ribiere) update of the search direction, robust to that.
+        flexible = preconditioner is not None and policy.preconditioner == np.float16
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are detected
             x, status, iterations, relative = _cgnr_iterations(
-                J, b_unit, damping, precondition, options, xp
+                J, b_unit, damping, precondition, options, xp, flexible
             )
         step = x.get() if hasattr(x, "get") else x
         shifts = 0 if preconditioner is None else preconditioner.shifts
@@ -112,19 +115,25 @@ def _cgnr_iterations(
     precondition: Callable[[np.ndarray], np.ndarray],
     options: LinearSolverOptions,
     xp: object,
+    flexible: bool = False,
 ) -> tuple[np.ndarray, LinearStatus, int, float]:
     """The CGLS recurrences; returns ``(x, status, iterations, ||s|| / ||s_0||)``.
 
-    Unless it converges, the iterate with the smallest objective ``||b - J x||^2 + lambda ||x||^2``
-    (what the LM step needs; monotone in exact arithmetic, unlike the normal-equation residual
-    ``||s||`` of a preconditioned solve) is returned. The solve stalls when neither the objective
-    nor the best ``||s||`` has improved for ``stall_iterations``: in low precision the
-    recurrences lose orthogonality once rounding dominates. It stops as diverged when the
-    objective exceeds that of the zero step.
+    Unless it converges, the iterate with the largest decrease of the objective
+    ``||b - J x||^2 + lambda ||x||^2`` (ties up to rounding: the smallest ``||s||``) is returned (what the LM step needs; monotone in exact
+    arithmetic, unlike the normal-equation residual ``||s||`` of a preconditioned solve, which
+    can grow for many iterations). The decrease is computed from ``u = J x`` (tracked as
+    ``u += alpha q``) as ``2 b.u - u.u - lambda x.x``, free of the cancellation of
+    ``||b||^2 - ||r||^2`` when the achievable decrease is tiny. The solve stalls when neither the
+    decrease nor the best ``||s||`` has improved for ``stall_iterations`` (in low precision the
+    recurrences lose orthogonality once rounding dominates) and stops as diverged when the
+    objective exceeds that of the zero step. ``flexible``: Polak-Ribiere update of the search
+    direction, for a preconditioner that is not exactly linear (half precision).
     """
     dtype = b.dtype
     lam = dtype.type(damping)
     x = xp.zeros(J.shape[1], dtype=dtype)
+    u = xp.zeros_like(b)
     r = b.copy()
     s = J.rmatvec(r)
     s0_norm = float(xp.linalg.norm(s.astype(np.float64)))
@@ -135,9 +144,8 @@ def _cgnr_iterations(
     z = precondition(s)
     p = z.copy()
     gamma = xp.dot(s, z)
-    objective_progress = 1.0 - _OBJECTIVE_PROGRESS_EPS * float(np.finfo(dtype).eps)
-    objective0 = float(xp.dot(b, b))
-    best_x, best, best_objective, best_iteration = x.copy(), 1.0, objective0, 0
+    progress = 1.0 + _OBJECTIVE_PROGRESS_EPS * float(np.finfo(dtype).eps)
+    best_x, best, best_decrease, best_iteration = x.copy(), 1.0, 0.0, 0
     lowest_relative = 1.0
     for iteration in range(1, options.max_iterations + 1):
         q = J.matvec(p)
@@ -149,6 +157,7 @@ def _cgnr_iterations(
             return best_x, status, iteration, best
         alpha = gamma / delta
         x += alpha * p
+        u += alpha * q
         r -= alpha * q
         s = J.rmatvec(r) - lam * x
         relative = float(xp.linalg.norm(s.astype(np.float64))) / s0_norm
@@ -156,17 +165,21 @@ def _cgnr_iterations(
             return best_x, LinearStatus.NON_FINITE, iteration, best
         if relative <= options.rtol:
             return x, LinearStatus.CONVERGED, iteration, relative
-        objective = float(xp.dot(r, r)) + damping * float(xp.dot(x, x))
-        if objective < best_objective * objective_progress or relative < _STALL_IMPROVEMENT * lowest_relative:
+        decrease = 2.0 * float(xp.dot(b, u)) - float(xp.dot(u, u)) - damping * float(xp.dot(x, x))
+        improved = decrease > best_decrease * progress
+        if improved or relative < _STALL_IMPROVEMENT * lowest_relative:
             best_iteration = iteration
         lowest_relative = min(lowest_relative, relative)
-        if objective < best_objective:
+        # Keep the iterate with the largest decrease; among decreases equal up to rounding,
+        # the one with the smallest normal-equation residual.
+        if improved or (decrease >= best_decrease * (2.0 - progress) and relative < best):
             best_x[...] = x
-            best, best_objective = relative, objective
-        if iteration - best_iteration >= options.stall_iterations or objective > objective0:
+            best, best_decrease = relative, max(decrease, best_decrease)
+        if iteration - best_iteration >= options.stall_iterations or decrease < 0.0:
             return best_x, LinearStatus.STALLED, iteration, best
-        z = precondition(s)
-        gamma_next = xp.dot(s, z)
-        p = z + (gamma_next / gamma) * p
-        gamma = gamma_next
+        z_next = precondition(s)
+        gamma_next = xp.dot(s, z_next)
+        beta = (gamma_next - xp.dot(s, z)) / gamma if flexible else gamma_next / gamma
+        p = z_next + beta * p
+        z, gamma = z_next, gamma_next
     return best_x, LinearStatus.MAX_ITERATIONS, options.max_iterations, best
