@@ -186,7 +186,7 @@ def household_graph(
 ) -> SyntheticPoseGraph:
     """Repeated tours of a corridor (12 m) with six 4 m rooms off it; poses every ``step_m``.
 
-    Each tour visits a random subset of rooms (corridor -> door -> a lap of the room -> door)
+    Each tour visits a random subset of rooms (corridor -> door -> one or two laps -> door)
     with a little lateral jitter; a pose closes a loop with ``loop_probability`` to an earlier
     pose within 0.5 m and 30 degrees heading that is at least 30 poses older.
     """
@@ -213,7 +213,8 @@ def _household_path(num_poses: int, step_m: float, rng: np.random.Generator) -> 
             door = np.array([center[0], 0.0]) + rng.uniform(-0.2, 0.2, 2)
             half = rng.uniform(1.0, 1.4)
             lap = center + half * np.array([[-1, -side], [-1, side], [1, side], [1, -side]])
-            route = [door, np.array([center[0], side * 1.5]), *lap, np.array([center[0], side * 1.5]), door]
+            laps = np.concatenate([lap] * int(rng.integers(1, 3)))  # a room is covered once or twice
+            route = [door, np.array([center[0], side * 1.5]), *laps, np.array([center[0], side * 1.5]), door]
             for point in route:
                 length += float(np.linalg.norm(point - waypoints[-1]))
                 waypoints.append(point)

@@ -187,20 +187,25 @@ def _jacobian_pattern(
 
     Each edge owns ``k`` rows; its dense block row is ``[J_from | J_to]`` ``(k, 2k)``. Returns
     ``scatter`` ``(E, k, 2k)`` (the CSR value index of each block entry, -1 for the columns of a
-    fixed node; columns sorted within each row), ``indices`` and ``indptr``.
+    fixed node; columns sorted within each row: the block of the smaller variable first),
+    ``indices`` and ``indptr``.
     """
     num_edges = variable_from.size
-    edge, row, col = np.meshgrid(np.arange(num_edges), np.arange(k), np.arange(2 * k), indexing="ij")
-    variable = np.where(col < k, variable_from[edge], variable_to[edge])
-    keep = (variable >= 0).reshape(-1)
-    column = (variable * k + col % k).reshape(-1)[keep]
-    global_row = (edge * k + row).reshape(-1)[keep]
-    order = np.lexsort((column, global_row))
-    scatter = np.full(edge.size, -1, dtype=np.int64)
-    scatter[np.flatnonzero(keep)[order]] = np.arange(order.size)
-    counts = np.bincount(global_row, minlength=num_edges * k)
-    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-    return scatter.reshape(edge.shape), column[order].astype(np.int32), indptr
+    variables = np.stack([variable_from, variable_to], axis=1)  # (E, 2)
+    free = variables >= 0
+    row_length = k * free.sum(axis=1)  # (E,)
+    indptr = np.concatenate([[0], np.cumsum(np.repeat(row_length, k))]).astype(np.int64)
+    row_start = indptr[:-1].reshape(num_edges, k)  # (E, k)
+    other = variables[:, ::-1]
+    first = ~(free[:, ::-1] & (other < variables))  # (E, 2): this block comes first in its rows
+    offset = np.where(first, 0, k)[:, None, :, None] + np.arange(k)[None, None, None, :]  # (E, 1, 2, k)
+    scatter = np.where(free[:, None, :, None], row_start[:, :, None, None] + offset, -1)
+    scatter = scatter.reshape(num_edges, k, 2 * k)
+    indices = np.empty(int(indptr[-1]), dtype=np.int32)
+    columns = (variables[:, None, :, None] * k + np.arange(k)).reshape(num_edges, 1, 2 * k)
+    valid = scatter >= 0
+    indices[scatter[valid]] = np.broadcast_to(columns, scatter.shape)[valid]
+    return scatter, indices, indptr.astype(np.int32)
 
 
 SOLVERS = ("cgnr_ic", "cholesky")

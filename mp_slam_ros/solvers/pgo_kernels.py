@@ -52,6 +52,20 @@ def _mv(A, x, out):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True)
+def _edge_jacobian(W, Jr_inv, Ad, J_to, J_from, jacobian, scatter, round16):  # type: ignore[no-untyped-def]
+    """``J_j = W Jr^-1``, ``J_i = -J_j Ad`` scattered into the CSR values (``scatter`` (k, 2k))."""
+    k = W.shape[0]
+    _mm(W, Jr_inv, J_to)
+    _mm(J_to, Ad, J_from)
+    for a in range(k):
+        for b in range(k):
+            if scatter[a, b] >= 0:
+                _store(jacobian, scatter[a, b], -J_from[a, b], round16)
+            if scatter[a, k + b] >= 0:
+                _store(jacobian, scatter[a, k + b], J_to[a, b], round16)
+
+
+@numba.njit(cache=True)
 def _so3_log(R, phi):  # type: ignore[no-untyped-def]
     """Rotation vector of ``R`` (3x3) into ``phi`` via a unit quaternion (robust near pi)."""
     trace = R[0, 0] + R[1, 1] + R[2, 2]
@@ -186,14 +200,7 @@ def se3_edges(poses, edge_from, edge_to, Z_inv, W, residual, jacobian, scatter, 
                 Ad[a, b] = T_rel[b, a]
                 Ad[3 + a, 3 + b] = T_rel[b, a]
                 Ad[a, 3 + b] = ws[0][a, 0] * T_rel[b, 0] + ws[0][a, 1] * T_rel[b, 1] + ws[0][a, 2] * T_rel[b, 2]
-        _mm(W[e], Jr_inv, J_to)
-        _mm(J_to, Ad, J_from)
-        for a in range(6):
-            for b in range(6):
-                if scatter[e, a, b] >= 0:
-                    _store(jacobian, scatter[e, a, b], -J_from[a, b], round16)
-                if scatter[e, a, 6 + b] >= 0:
-                    _store(jacobian, scatter[e, a, 6 + b], J_to[a, b], round16)
+        _edge_jacobian(W[e], Jr_inv, Ad, J_to, J_from, jacobian, scatter[e], round16)
 
 
 @numba.njit(cache=True)
@@ -247,11 +254,4 @@ def se2_edges(poses, edge_from, edge_to, Z_inv, W, residual, jacobian, scatter, 
         inv_y = -(-rel_s * rel_x + rel_c * rel_y)
         Ad[0, 0], Ad[0, 1], Ad[1, 0], Ad[1, 1] = rel_c, rel_s, -rel_s, rel_c
         Ad[0, 2], Ad[1, 2], Ad[2, 2] = inv_y, -inv_x, 1.0
-        _mm(W[e], Jr_inv, J_to)
-        _mm(J_to, Ad, J_from)
-        for a in range(3):
-            for b in range(3):
-                if scatter[e, a, b] >= 0:
-                    _store(jacobian, scatter[e, a, b], -J_from[a, b], round16)
-                if scatter[e, a, 3 + b] >= 0:
-                    _store(jacobian, scatter[e, a, 3 + b], J_to[a, b], round16)
+        _edge_jacobian(W[e], Jr_inv, Ad, J_to, J_from, jacobian, scatter[e], round16)

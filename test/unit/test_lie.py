@@ -95,18 +95,28 @@ def test_se3_inverse_compose_and_adjoint(xi: np.ndarray, eta: np.ndarray) -> Non
     np.testing.assert_allclose(lie.se3_adjoint(T @ U), lie.se3_adjoint(T) @ lie.se3_adjoint(U), atol=1e-8)
 
 
+_GROUPS = {
+    "se3": (lie.se3_exp, lie.se3_log, lie.se3_inverse, lie.se3_adjoint, lie.se3_right_jacobian,
+            lie.se3_right_jacobian_inv, lie.se3_left_jacobian, lie.se3_left_jacobian_inv, 3),
+    "se2": (lie.se2_exp, lie.se2_log, lie.se2_inverse, lie.se2_adjoint, lie.se2_right_jacobian,
+            lie.se2_right_jacobian_inv, lie.se2_left_jacobian, lie.se2_left_jacobian_inv, 2),
+}
+
+
 @_SETTINGS
-@given(_se3_tangents(count=3))
-def test_se3_jacobians(xi: np.ndarray) -> None:
-    xi = xi / np.maximum(1.0, np.linalg.norm(xi[:, :3], axis=1, keepdims=True) / 5.0)  # keep h well-scaled
-    J_r = lie.se3_right_jacobian(xi)
-    numeric = _numeric_right_jacobian(lie.se3_exp, lie.se3_log, lie.se3_inverse, xi)
-    np.testing.assert_allclose(J_r, numeric, atol=2e-6)
-    eye = np.broadcast_to(np.eye(6), J_r.shape)
-    np.testing.assert_allclose(J_r @ lie.se3_right_jacobian_inv(xi), eye, atol=1e-9)
-    J_l = lie.se3_left_jacobian(xi)
-    np.testing.assert_allclose(J_l, lie.se3_adjoint(lie.se3_exp(xi)) @ J_r, atol=1e-9)
-    np.testing.assert_allclose(J_l @ lie.se3_left_jacobian_inv(xi), eye, atol=1e-9)
+@given(st.data())
+@pytest.mark.parametrize("group", sorted(_GROUPS))
+def test_se_jacobians(group: str, data: st.DataObject) -> None:
+    exp, log, inverse, adjoint, right, right_inv, left, left_inv, d = _GROUPS[group]
+    xi = data.draw(_se3_tangents(count=3) if group == "se3" else _se2_tangents(count=3))
+    xi = xi / np.maximum(1.0, np.linalg.norm(xi[:, :d], axis=1, keepdims=True) / 5.0)  # keep h well-scaled
+    J_r = right(xi)
+    np.testing.assert_allclose(J_r, _numeric_right_jacobian(exp, log, inverse, xi), atol=2e-6)
+    eye = np.broadcast_to(np.eye(J_r.shape[-1]), J_r.shape)
+    np.testing.assert_allclose(J_r @ right_inv(xi), eye, atol=1e-9)
+    J_l = left(xi)
+    np.testing.assert_allclose(J_l, adjoint(exp(xi)) @ J_r, atol=1e-9)
+    np.testing.assert_allclose(J_l @ left_inv(xi), eye, atol=1e-9)
 
 
 @_SETTINGS
@@ -131,20 +141,6 @@ def test_se2_exp_log_inverse_adjoint(xi: np.ndarray) -> None:
     rhs = lie.se2_exp(np.einsum("nij,nj->ni", lie.se2_adjoint(T), small))
     np.testing.assert_allclose(lhs, rhs, atol=1e-9)
     np.testing.assert_allclose(lie.se2_from_xytheta(lie.se2_to_xytheta(T)), T, atol=1e-12)
-
-
-@_SETTINGS
-@given(_se2_tangents(count=3))
-def test_se2_jacobians(xi: np.ndarray) -> None:
-    xi = xi / np.maximum(1.0, np.linalg.norm(xi[:, :2], axis=1, keepdims=True) / 5.0)
-    J_r = lie.se2_right_jacobian(xi)
-    numeric = _numeric_right_jacobian(lie.se2_exp, lie.se2_log, lie.se2_inverse, xi)
-    np.testing.assert_allclose(J_r, numeric, atol=2e-6)
-    eye = np.broadcast_to(np.eye(3), J_r.shape)
-    np.testing.assert_allclose(J_r @ lie.se2_right_jacobian_inv(xi), eye, atol=1e-9)
-    J_l = lie.se2_left_jacobian(xi)
-    np.testing.assert_allclose(J_l, lie.se2_adjoint(lie.se2_exp(xi)) @ J_r, atol=1e-9)
-    np.testing.assert_allclose(J_l @ lie.se2_left_jacobian_inv(xi), eye, atol=1e-9)
 
 
 @_SETTINGS

@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 
 import numba
 import numpy as np
+from numba.core import types
+from numba.extending import intrinsic
 import scipy.sparse as sp
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
@@ -61,28 +63,47 @@ except ImportError:  # optional: AMD ordering falls back to reverse Cuthill-McKe
     cholmod = None
 
 _F16, _F32 = np.dtype(np.float16), np.dtype(np.float32)
-#: Largest finite float16 and the input rescaling of the overflow retry.
-_FP16_MAX = np.float32(65504.0)
+#: Input rescaling of the fp16 solve's overflow retry.
 _OVERFLOW_RETRY_SCALE = 2.0**-12
+
+
+@intrinsic
+def _float32_bits(typingctx, value):  # type: ignore[no-untyped-def]
+    """The bits of a float32 as a uint32 (a register bitcast)."""
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.bitcast(args[0], context.get_value_type(types.uint32))
+
+    return types.uint32(types.float32), codegen
+
+
+@intrinsic
+def _bits_float32(typingctx, value):  # type: ignore[no-untyped-def]
+    """The float32 whose bits are the uint32 ``value``."""
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.bitcast(args[0], context.get_value_type(types.float32))
+
+    return types.float32(types.uint32), codegen
 
 
 @numba.njit(inline="always")
 def round_fp16(x):  # type: ignore[no-untyped-def]
     """``x`` (float32) rounded to the nearest float16 value (ties to even), as float32.
 
-    Adding and subtracting ``c = 2^(e + 12)`` in float32 rounds ``|x|`` in ``[2^(e-1), 2^e)`` to
-    a multiple of ``2^(e - 11)``: the float16 spacing in that binade (``2^-24`` for float16
-    subnormals). Overflow gives inf, NaN stays NaN.
+    Normal range: keep 10 of the 23 significand bits, ties to even, on the bits. Subnormal
+    float16 range (``|x| < 2^-14``, spacing ``2^-24``): ``(|x| + 1/2) - 1/2`` in float32 rounds
+    to that spacing. ``|x| >= 65520`` gives inf, NaN stays NaN.
     """
     ax = abs(x)
     if not ax < np.float32(65520.0):
         return x if ax != ax else x * np.float32(np.inf)
-    exponent = max(math.frexp(ax)[1] + 12, -1)
-    c = np.float32(math.ldexp(1.0, exponent))
-    rounded = (ax + c) - c
-    if rounded > _FP16_MAX:
-        rounded = np.float32(np.inf)
-    return rounded if x >= 0 else -rounded
+    if ax < np.float32(6.103515625e-05):
+        rounded = (ax + np.float32(0.5)) - np.float32(0.5)
+        return rounded if x >= 0 else -rounded
+    bits = _float32_bits(np.float32(x))
+    bits = (bits + np.uint32(0x0FFF) + ((bits >> np.uint32(13)) & np.uint32(1))) & np.uint32(0xFFFFE000)
+    return _bits_float32(bits)
 
 
 @numba.njit(cache=True)
