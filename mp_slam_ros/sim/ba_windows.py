@@ -38,7 +38,12 @@ _SUBSTEPS = 5
 
 @dataclass
 class WindowConfig:
-    """Parameters of a generated window (defaults: a Kinect-like camera on a small robot)."""
+    """Parameters of a generated window (defaults: a Kinect-like RGB-D camera on a small robot).
+
+    ``rgbd``: every observation also carries the depth camera's measurement as a right-image
+    coordinate with a virtual baseline (``camera.baseline_m``); ``False`` gives monocular windows
+    (two residual rows per observation), whose scale is only weakly fixed by the gauge cameras.
+    """
 
     camera: PinholeCamera = field(
         default_factory=lambda: PinholeCamera(525.0, 525.0, 319.5, 239.5, width=640, height=480,
@@ -64,7 +69,7 @@ class WindowConfig:
     settled_noise_rad: float = 0.001
     settled_noise_relative: float = 0.005
     depth_noise_relative: float = 0.03
-    rgbd: bool = False
+    rgbd: bool = True
     num_fixed: int = 2
     loss: RobustLoss = field(default_factory=lambda: RobustLoss(LossKind.HUBER, 2.0))
 

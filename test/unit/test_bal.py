@@ -111,7 +111,7 @@ def test_missing_file_is_a_file_format_error(tmp_path: Path) -> None:
 
 
 def test_exported_window_keeps_its_cost() -> None:
-    window = generate_window(8, 0, WindowConfig(loss=RobustLoss()))
+    window = generate_window(8, 0, WindowConfig(loss=RobustLoss(), rgbd=False))
     problem = window.problem
     exported = bal_to_problem(problem_to_bal(problem), sigma_px=1.0 / problem.obs_weight[0])
     cost = BundleAdjustment(problem).cost(problem.initial_state(), np.float64)

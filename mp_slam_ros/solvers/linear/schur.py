@@ -3,7 +3,8 @@
 For the scaled damped system ``(J_s^T J_s + lambda I) y = J_s^T b`` with columns split into
 camera poses ``p`` and landmarks ``l`` (3x3 block-diagonal ``H_ll``), it forms the reduced camera
 system ``S = H_pp - H_pl H_ll^-1 H_lp`` and ``g = g_p - H_pl H_ll^-1 g_l``, factors ``S`` with a
-dense Cholesky (LAPACK), and back-substitutes the landmarks. ``S`` is accumulated per landmark
+Cholesky (LAPACK; banded when the window's co-visibility makes ``S`` banded, dense otherwise),
+and back-substitutes the landmarks. ``S`` is accumulated per landmark
 over pairs of its observations (numba), so ``J_s^T J_s`` is never formed as a sparse product.
 
 Everything is float64 (the baseline), except that the Jacobian values are first rounded to the
@@ -34,6 +35,7 @@ class SchurSolver:
     def __init__(self, structure: BAStructure, name: str = "schur") -> None:
         self.name = name
         self.structure = structure
+        self._factorization = _ReducedCholesky(structure)
 
     def prepare(self, system: ScaledSystem, policy: PrecisionPolicy, backend: Backend) -> None:
         """Nothing to precompute (the structure is known); present for the protocol."""
@@ -58,26 +60,63 @@ class SchurSolver:
         g_pose = np.zeros(n_pose)
         H_ll_inv = np.empty((s.num_points, 3, 3))
         g_point = np.empty((s.num_points, 3))
-        W = np.zeros((s.obs_cam.size, 6, 3))
+        W = np.zeros((s.obs_cam.size, 3, 6))  # W_o^T = J_point^T J_pose of each observation
         _reduced_camera_system(
             J_pose, J_point, system.rhs, damping, s.cam_column, s.obs_cam, s.obs_stereo_row,
             s.point_obs_ptr, reduced, g_pose, H_ll_inv, g_point, W,
         )
         try:
-            # Only the upper triangle of ``reduced`` is filled (the lower one is zero), so the
-            # factor is exactly the upper-triangular U with S = U^T U.
-            U, _ = scipy.linalg.cho_factor(reduced, lower=False, overwrite_a=True, check_finite=False)
-            y_pose = scipy.linalg.cho_solve((U, False), g_pose, check_finite=False)
+            y_pose, relative = self._factorization.solve(reduced, g_pose)
         except (np.linalg.LinAlgError, ValueError):
             return LinearSolveResult(np.zeros(s.num_columns), LinearStatus.BREAKDOWN, 1, float("inf"))
         if not np.all(np.isfinite(y_pose)):
             return LinearSolveResult(np.zeros(s.num_columns), LinearStatus.NON_FINITE, 1, float("inf"))
         y_point = np.empty((s.num_points, 3))
         _back_substitute(y_pose, H_ll_inv, g_point, W, s.cam_column, s.obs_cam, s.point_obs_ptr, y_point)
-        step = np.concatenate([y_pose, y_point.ravel()])
-        g_norm = float(np.linalg.norm(g_pose))
-        relative = float(np.linalg.norm(U.T @ (U @ y_pose) - g_pose)) / g_norm if g_norm > 0.0 else 0.0
-        return LinearSolveResult(step, LinearStatus.CONVERGED, 1, relative)
+        return LinearSolveResult(np.concatenate([y_pose, y_point.ravel()]), LinearStatus.CONVERGED, 1, relative)
+
+
+class _ReducedCholesky:
+    """Cholesky solve of the reduced camera system ``S y = g`` from the upper triangle of ``S``.
+
+    In a sliding window a landmark links only keyframes a few tens apart, so ``S`` is banded:
+    then LAPACK's banded Cholesky (``dpbtrf``, ``n kd^2`` flops) replaces the dense one
+    (``dpotrf``, ``n^3 / 3``); the bandwidth ``kd`` is read from the structure once.
+    """
+
+    def __init__(self, structure: BAStructure) -> None:
+        n = structure.num_pose_columns
+        columns = structure.cam_column[structure.obs_cam]
+        starts = structure.point_obs_ptr[:-1][np.diff(structure.point_obs_ptr) > 0]
+        free = columns >= 0
+        highest = np.maximum.reduceat(np.where(free, columns, -1), starts) if starts.size else np.empty(0)
+        lowest = np.minimum.reduceat(np.where(free, columns, n), starts) if starts.size else np.empty(0)
+        spans = (highest - lowest)[highest >= 0]
+        self.bandwidth = int(spans.max(initial=0)) + 5  # within a 6x6 block too
+        self.banded = self.bandwidth + 1 <= n // 2
+        if self.banded:
+            offset, column = np.meshgrid(np.arange(self.bandwidth + 1), np.arange(n), indexing="ij")
+            row = column - (self.bandwidth - offset)  # ab[kd + i - j, j] = S[i, j]
+            valid = row >= 0
+            self._band_index = (offset * n + column)[valid]
+            self._dense_index = (row * n + column)[valid]
+
+    def solve(self, S_upper: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, float]:
+        """``(y, ||S y - g|| / ||g||)``; raises ``LinAlgError`` if ``S`` is not positive definite."""
+        if self.banded:
+            band = np.zeros((self.bandwidth + 1, S_upper.shape[0]))
+            band.flat[self._band_index] = S_upper.ravel().take(self._dense_index)
+            factor = scipy.linalg.cholesky_banded(band, lower=False, overwrite_ab=True, check_finite=False)
+            y = scipy.linalg.cho_solve_banded((factor, False), g, check_finite=False)
+            # S y from the upper triangle: (U + U^T - diag) y
+            S_y = S_upper @ y + S_upper.T @ y - np.diagonal(S_upper) * y
+        else:
+            # The lower triangle of S_upper is zero, so the factor is exactly U with S = U^T U.
+            U, _ = scipy.linalg.cho_factor(S_upper, lower=False, overwrite_a=True, check_finite=False)
+            y = scipy.linalg.cho_solve((U, False), g, check_finite=False)
+            S_y = U.T @ (U @ y)
+        g_norm = float(np.linalg.norm(g))
+        return y, (float(np.linalg.norm(S_y - g)) / g_norm if g_norm > 0.0 else 0.0)
 
 
 @numba.njit(cache=True)
@@ -101,7 +140,7 @@ def _observation_rows(o: int, obs_stereo_row: np.ndarray) -> tuple[int, int, int
     return 2 * o, 2 * o + 1, obs_stereo_row[o]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
 def _reduced_camera_system(
     J_pose: np.ndarray, J_point: np.ndarray, b: np.ndarray, damping: float,
     cam_column: np.ndarray, obs_cam: np.ndarray, obs_stereo_row: np.ndarray, point_obs_ptr: np.ndarray,
@@ -132,7 +171,7 @@ def _reduced_camera_system(
                         for j in range(i, 6):
                             S[c + i, c + j] += J_pose[row, i] * J_pose[row, j]
                         for j in range(3):
-                            W[o, i, j] += J_pose[row, i] * J_point[row, j]
+                            W[o, j, i] += J_pose[row, i] * J_point[row, j]
         H_inv = H_ll_inv[point]
         _inverse_3x3(H, H_inv)
         g_point[point] = g
@@ -142,23 +181,25 @@ def _reduced_camera_system(
                 continue
             for i in range(6):
                 for j in range(3):
-                    V[i, j] = W[o, i, 0] * H_inv[0, j] + W[o, i, 1] * H_inv[1, j] + W[o, i, 2] * H_inv[2, j]
+                    V[i, j] = W[o, 0, i] * H_inv[0, j] + W[o, 1, i] * H_inv[1, j] + W[o, 2, i] * H_inv[2, j]
             for i in range(6):
                 g_pose[ci + i] -= V[i, 0] * g[0] + V[i, 1] * g[1] + V[i, 2] * g[2]
             # Observations are sorted by camera within a landmark and camera columns increase
             # with the camera index, so cj >= ci: block (ci, cj) lies in the upper triangle.
             for o2 in range(o, point_obs_ptr[point + 1]):
                 cj = cam_column[obs_cam[o2]]
-                if cj < 0:
-                    continue
-                repeated = cj == ci and o2 != o  # one camera observing a landmark twice
-                for i in range(6):
-                    for j in range(6):
-                        value = V[i, 0] * W[o2, j, 0] + V[i, 1] * W[o2, j, 1] + V[i, 2] * W[o2, j, 2]
-                        if cj > ci or j >= i:
+                if cj > ci:
+                    for i in range(6):
+                        v0, v1, v2 = V[i, 0], V[i, 1], V[i, 2]
+                        for j in range(6):
+                            S[ci + i, cj + j] -= v0 * W[o2, 0, j] + v1 * W[o2, 1, j] + v2 * W[o2, 2, j]
+                elif cj == ci:  # the diagonal block, or one camera observing a landmark twice
+                    for i in range(6):
+                        for j in range(i, 6):
+                            value = V[i, 0] * W[o2, 0, j] + V[i, 1] * W[o2, 1, j] + V[i, 2] * W[o2, 2, j]
+                            if o2 != o:  # plus the (o2, o) term
+                                value += V[j, 0] * W[o2, 0, i] + V[j, 1] * W[o2, 1, i] + V[j, 2] * W[o2, 2, i]
                             S[ci + i, cj + j] -= value
-                        if repeated and i >= j:  # the (o2, o) term, transposed
-                            S[ci + j, cj + i] -= value
 
 
 @numba.njit(cache=True, inline="always")
@@ -194,6 +235,6 @@ def _back_substitute(
                 continue
             for j in range(3):
                 for i in range(6):
-                    rhs[j] -= W[o, i, j] * y_pose[c + i]
+                    rhs[j] -= W[o, j, i] * y_pose[c + i]
         for i in range(3):
             y_point[point, i] = H_ll_inv[point, i, 0] * rhs[0] + H_ll_inv[point, i, 1] * rhs[1] + H_ll_inv[point, i, 2] * rhs[2]

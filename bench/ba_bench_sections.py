@@ -1,0 +1,221 @@
+"""The three measured sections of bench_ba.py (timing, accuracy, products)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from ba_peers import solve_gtsam, solve_scipy
+
+import mp_slam_ros.solvers.linear.cgnr as cgnr_module
+from mp_slam_ros.geometry.lie import se3_inverse, se3_log
+from mp_slam_ros.sim.ba_windows import BAWindow, WindowConfig, generate_window
+from mp_slam_ros.solvers.ba import BAState, BundleAdjustment, ba_solver_options, bundle_adjust
+from mp_slam_ros.solvers.linear.operators import SparseOperator
+
+Log = Callable[[str], None]
+MODES = ("fp64", "fp32", "mixed", "fp16")
+#: (name, solver, preconditioner, modes): our configurations of the timing section.
+CONFIGS = [
+    ("cgnr", "cgnr", "block_jacobi_static", MODES),
+    ("schur", "schur", "none", MODES),
+    ("cgnr-noprec", "cgnr", "none", ("fp32", "mixed")),
+    ("cgnr-bj-dynamic", "cgnr", "block_jacobi", ("fp32", "mixed")),
+]
+#: A solve is "at equal cost" when its fp64 cost is within this of the reference.
+EQUAL_COST = 1e-3
+
+
+@dataclass
+class Run:
+    """One solve: wall time, fp64 final cost, iterations, what precision finally ran."""
+
+    time_s: float
+    cost: float
+    iterations: int
+    linear_iterations: int = 0
+    escalations: int = 0
+    precision_used: str = ""
+    state: BAState | None = None
+
+
+def _ours(window: BAWindow, mode: str, solver: str, preconditioner: str, **options: object) -> Run:
+    started = time.perf_counter()
+    result = bundle_adjust(window.problem, ba_solver_options(mode, **options), solver=solver,
+                           preconditioner=preconditioner)
+    elapsed = time.perf_counter() - started
+    s = result.summary
+    cost = BundleAdjustment(window.problem).cost(result.state, np.float64)
+    return Run(elapsed, cost, s.num_iterations, s.linear_iterations, len(s.escalations), s.precision_used.value, result.state)
+
+
+def reference(window: BAWindow) -> Run:
+    """Tightly converged fp64 Schur solution (the cost every method is compared with)."""
+    return _ours(window, "fp64", "schur", "none", function_tolerance=1e-12, max_iterations=200)
+
+
+def _peer(window: BAWindow, name: str) -> Run:
+    problem = window.problem
+    tolerance = ba_solver_options().function_tolerance
+    if name == "gtsam":
+        peer = solve_gtsam(problem, tolerance)
+    elif name == "scipy":
+        peer = solve_scipy(problem, tolerance)  # the SciPy BA cookbook's ftol=1e-4 setting
+    else:
+        peer = solve_scipy(problem, 1e-8, max_nfev=300)
+    cost = BundleAdjustment(problem).cost(peer.state, np.float64)
+    return Run(peer.solve_s, cost, peer.iterations, state=peer.state)
+
+
+def _stats(runs: list[Run], refs: list[Run]) -> dict:
+    times = np.array([r.time_s for r in runs])
+    gaps = np.array([r.cost / ref.cost - 1.0 for r, ref in zip(runs, refs)])
+    return {
+        "median_ms": 1e3 * float(np.median(times)), "p95_ms": 1e3 * float(np.percentile(times, 95)),
+        "median_cost_gap": float(np.median(gaps)), "max_cost_gap": float(np.max(gaps)),
+        "equal_cost_fraction": float(np.mean(gaps <= EQUAL_COST)),
+        "median_final_cost": float(np.median([r.cost for r in runs])),
+        "median_iterations": float(np.median([r.iterations for r in runs])),
+        "median_linear_iterations": float(np.median([r.linear_iterations for r in runs])),
+        "escalated_fraction": float(np.mean([r.escalations > 0 for r in runs])),
+        "precision_used": sorted({r.precision_used for r in runs}),
+        "windows": len(runs),
+    }
+
+
+def timing_section(cases: list[tuple[str, int, WindowConfig]], count: int, seed: int, log: Log) -> dict:
+    """Median/p95 time, cost and iterations per case (label, keyframes, generator config)."""
+    warm = generate_window(10, seed - 1)
+    for name, solver, preconditioner, modes in CONFIGS:  # compile every numba specialization
+        for mode in modes:
+            _ours(warm, mode, solver, preconditioner)
+    out = {}
+    for label, size, config in cases:
+        windows = [generate_window(size, seed + 1000 * size + i, config) for i in range(count)]
+        refs = [reference(w) for w in windows]
+        runs: dict[str, list[Run]] = {}
+        for index, window in enumerate(windows):
+            for name, solver, preconditioner, modes in CONFIGS:
+                for mode in modes:
+                    runs.setdefault(f"{name}/{mode}", []).append(_ours(window, mode, solver, preconditioner))
+            for peer in ("gtsam", "scipy") + (("scipy-tight",) if index < 3 and size <= 25 else ()):
+                runs.setdefault(peer, []).append(_peer(window, peer))
+        problems = [w.problem for w in windows]
+        rows_per_obs = 3 if config.rgbd else 2
+        out[label] = {
+            "shape": {"keyframes": size, "rgbd": config.rgbd,
+                      "observations": float(np.mean([p.num_observations for p in problems])),
+                      "points": float(np.mean([p.num_points for p in problems])),
+                      "jacobian_rows": float(np.mean([rows_per_obs * p.num_observations for p in problems])),
+                      "jacobian_cols": float(np.mean([6 * (~p.fixed_cams).sum() + 3 * p.num_points for p in problems])),
+                      "fixed_cameras": int(problems[0].fixed_cams.sum())},
+            "reference_median_cost": float(np.median([r.cost for r in refs])),
+            "methods": {name: _stats(r, refs[: len(r)]) for name, r in runs.items()},
+        }
+        methods = out[label]["methods"]
+        best = min((m for m in methods.items() if m[1]["equal_cost_fraction"] >= 0.5), key=lambda m: m[1]["median_ms"])
+        log(f"[timing] {label}: best at equal cost {best[0]} {best[1]['median_ms']:.1f} ms "
+            f"(gtsam {methods['gtsam']['median_ms']:.1f} ms, scipy {methods['scipy']['median_ms']:.1f} ms)")
+    return out
+
+
+def _pose_errors(T_a: np.ndarray, T_b: np.ndarray, free: np.ndarray) -> tuple[float, float]:
+    """RMS translation (m) and rotation (deg) differences over a window's free poses."""
+    error = se3_log(se3_inverse(T_b[free]) @ T_a[free])
+    translation = np.sqrt(np.mean(np.sum(error[:, :3] ** 2, axis=1)))
+    rotation = np.degrees(np.sqrt(np.mean(np.sum(error[:, 3:] ** 2, axis=1))))
+    return float(translation), float(rotation)
+
+
+def accuracy_section(count: int, seed: int, log: Log) -> dict:
+    """Pose error of each mode vs the fp64 solution, and fp64 vs ground truth (noise-induced).
+
+    Every mode runs to a tight tolerance (``function_tolerance=1e-8``), so the differences are
+    those of precision (each mode stops at its own rounding floor), not of early stopping.
+    """
+    modes = {"fp64": {}, "fp32": {}, "mixed": {}, "fp16 (naive)": {"escalate": False}, "fp16 (escalating)": {}}
+    errors: dict[str, list[float]] = {name: [] for name in modes}
+    rotation: dict[str, list[float]] = {name: [] for name in modes}
+    noise_m, noise_deg, escalations = [], [], 0
+    for index in range(count):
+        window = generate_window(50, seed + index)
+        fp64 = _ours(window, "fp64", "cgnr", "block_jacobi_static", function_tolerance=1e-12, max_iterations=100)
+        free = ~window.problem.fixed_cams
+        t, r = _pose_errors(fp64.state.T_world_cam, window.T_world_cam_true, free)
+        noise_m.append(t)
+        noise_deg.append(r)
+        for name, options in modes.items():
+            run = _ours(window, name.split()[0], "cgnr", "block_jacobi_static",
+                        function_tolerance=1e-8, max_iterations=50, **options)
+            t, r = _pose_errors(run.state.T_world_cam, fp64.state.T_world_cam, free)
+            errors[name].append(t)
+            rotation[name].append(r)
+            escalations += name == "fp16 (escalating)" and run.escalations > 0
+        if (index + 1) % 100 == 0:
+            log(f"[accuracy] {index + 1}/{count} windows")
+    percentiles = (50, 90, 99)
+
+    def summary(values: list[float]) -> dict:
+        return {f"p{q}": float(np.percentile(values, q)) for q in percentiles} | {"max": float(np.max(values))}
+
+    return {
+        "windows": count, "keyframes": 50,
+        "translation_error_vs_fp64_m": {name: summary(v) for name, v in errors.items()},
+        "rotation_error_vs_fp64_deg": {name: summary(v) for name, v in rotation.items()},
+        "noise_induced_translation_m": summary(noise_m),
+        "noise_induced_rotation_deg": summary(noise_deg),
+        "fp16_escalated_fraction": escalations / max(count, 1),
+        "samples_m": {name: v for name, v in errors.items()} | {"noise-induced (fp64 vs truth)": noise_m},
+    }
+
+
+class _TimedOperator(SparseOperator):
+    """SparseOperator that accumulates the wall time of its products (bench instrumentation)."""
+
+    seconds = 0.0
+    products = 0
+
+    def _apply(self, matrix: object, x: object) -> object:
+        started = time.perf_counter()
+        out = super()._apply(matrix, x)
+        _TimedOperator.seconds += time.perf_counter() - started
+        _TimedOperator.products += 1
+        return out
+
+
+def products_section(count: int, seed: int, log: Log) -> dict:
+    """Time and flop share of J p and J^T q in the mixed-precision CGNR solves."""
+    original = cgnr_module.SparseOperator
+    cgnr_module.SparseOperator = _TimedOperator
+    shares, flop_shares = {}, {}
+    try:
+        for preconditioner in ("none", "block_jacobi_static"):
+            product_s = solve_s = 0.0
+            flops_products = flops_other = 0.0
+            for index in range(count):
+                window = generate_window(50, seed + index)
+                _TimedOperator.seconds, _TimedOperator.products = 0.0, 0
+                result = bundle_adjust(window.problem, ba_solver_options("mixed"), preconditioner=preconditioner)
+                product_s += _TimedOperator.seconds
+                solve_s += result.summary.timings.linear_solve_s
+                ba = BundleAdjustment(window.problem)
+                m, n = ba.num_residuals, ba.structure.num_columns
+                nnz = ba.linearize(ba.initial_state(), np.float32).jacobian.nnz
+                iterations = result.summary.linear_iterations
+                flops_products += 2.0 * nnz * _TimedOperator.products
+                # CGLS vector work per iteration: x, r, s updates, 3 dots/norms on m- and
+                # n-vectors, p update (textbook count) + a block-Jacobi apply (36 per pose
+                # column, 9 per point column, x2 flops).
+                vector = 2 * (3 * m + 6 * n)
+                precond = 0 if preconditioner == "none" else 2 * (6 * ba.structure.num_pose_columns + 3 * 3 * ba.structure.num_points)
+                flops_other += iterations * (vector + precond)
+            shares[preconditioner] = product_s / solve_s
+            flop_shares[preconditioner] = flops_products / (flops_products + flops_other)
+            log(f"[products] mixed CGNR, {preconditioner}: {100 * shares[preconditioner]:.0f}% of linear-solve time, "
+                f"{100 * flop_shares[preconditioner]:.0f}% of flops in J p and J^T q")
+    finally:
+        cgnr_module.SparseOperator = original
+    return {"time_share": shares, "flop_share": flop_shares, "windows": count,
+            "note": "CPU emulation of fp16: product time includes rounding to fp16; timed via SparseOperator"}
