@@ -88,3 +88,16 @@ def evaluate_observations(
                     data, row_data_start[stereo_row], free, R,
                     w * ux, w * uy, w * (uz + disparity_rate), px, py, pz,
                 )
+
+
+@numba.njit(cache=True)
+def fill_pattern(row_pose_col: np.ndarray, row_point_col: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> None:
+    """CSR column indices of every row: 6 pose columns (if free, ``row_pose_col >= 0``), then 3."""
+    for row in range(row_pose_col.shape[0]):
+        k = indptr[row]
+        if row_pose_col[row] >= 0:
+            for i in range(6):
+                indices[k + i] = row_pose_col[row] + i
+            k += 6
+        for i in range(3):
+            indices[k + i] = row_point_col[row] + i
