@@ -157,6 +157,8 @@ def round_to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     and arithmetic on it in float32 matches a GPU kernel with fp16 inputs and fp32 accumulation.
     """
     if np.dtype(dtype) == _F16:
+        if hasattr(values, "__cuda_array_interface__"):  # CuPy: native half conversion on the GPU
+            return values.astype(np.float16).astype(np.float32)
         from mp_slam_ros.fp16 import round_to_half  # noqa: PLC0415 (numba: load on first use)
 
         return round_to_half(values)  # == values.astype(float16).astype(float32), faster

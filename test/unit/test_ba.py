@@ -9,7 +9,7 @@ import pytest
 from mp_slam_ros.errors import ConfigError, ProblemError
 from mp_slam_ros.geometry.camera import PinholeCamera
 from mp_slam_ros.geometry.lie import se3_inverse, se3_log
-from mp_slam_ros.precision import Backend, Precision, ProblemKind, precision_policy
+from mp_slam_ros.precision import Backend, Precision, ProblemKind, cuda_available, precision_policy
 from mp_slam_ros.sim.ba_windows import WindowConfig, generate_window
 from mp_slam_ros.solvers.ba import BAProblem, BAState, BundleAdjustment, ba_solver_options, bundle_adjust
 from mp_slam_ros.solvers.linear.base import ScaledSystem
@@ -181,3 +181,13 @@ def test_bad_solver_names_raise_config_error() -> None:
         bundle_adjust(problem, solver="qr")
     with pytest.raises(ConfigError, match="ba.preconditioner"):
         bundle_adjust(problem, preconditioner="ilu")
+
+
+@pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA device")
+@pytest.mark.parametrize("mode", ["fp32", "mixed"])
+def test_cuda_backend_matches_cpu(mode: str) -> None:  # untested here: no GPU on the dev machine
+    window = _window(seed=3)
+    cpu = bundle_adjust(window.problem, ba_solver_options(mode, backend=Backend.CPU))
+    gpu = bundle_adjust(window.problem, ba_solver_options(mode, backend=Backend.CUDA))
+    assert gpu.summary.backend is Backend.CUDA
+    assert gpu.summary.final_cost == pytest.approx(cpu.summary.final_cost, rel=1e-3)
