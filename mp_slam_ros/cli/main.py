@@ -19,7 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "pgo": ("mp_slam_ros.cli.pgo", "optimize a pose graph (.g2o) in a chosen precision"),
     "ba": ("mp_slam_ros.cli.ba", "bundle-adjust a BAL problem in a chosen precision"),
     "generate": ("mp_slam_ros.cli.generate", "render a synthetic household RGB-D/stereo sequence"),
-    "play": ("mp_slam_ros.cli.play", "replay a rosbag2 into the live ROS 2 graph"),
+    "play": ("mp_slam_ros.ros.play_cli", "replay a rosbag2 into the live ROS 2 graph"),
     "eval": ("mp_slam_ros.cli.eval", "evaluate trajectories (ATE/RPE) with evo"),
 }
 

@@ -1,6 +1,9 @@
 """``mp-slam play``: replay a rosbag2 into the live ROS 2 graph, with /clock for use_sim_time.
 
-The ROS side lives in :mod:`mp_slam_ros.ros.player`, imported only when the command runs.
+This subcommand is ROS-side by nature, so it lives under ``mp_slam_ros.ros`` (the core stays
+rclpy-free); ``mp_slam_ros.cli.main`` imports it only when ``play`` runs.
+
+The rclpy work lives in :mod:`mp_slam_ros.ros.player`.
 """
 
 from __future__ import annotations
