@@ -2,8 +2,8 @@
 
 A window is what a VO front end hands its back end every keyframe: ``num_keyframes`` keyframes
 taken at ~10 Hz by a camera 0.3-1.2 m above the floor of a furnished room, landmarks tracked
-over 2-20 keyframes (those with less than ``min_parallax_deg`` of parallax are dropped, as a
-front end's triangulation check does), pixel noise and a few gross outliers (never on the
+over 2-20 keyframes (in monocular windows those with less than ``min_parallax_deg`` of
+parallax are dropped, as a front end's triangulation check does), pixel noise and a few gross outliers (never on the
 detection itself). Initial values are those of a warm-started window: keyframes solved in
 earlier windows carry a small residual error, the newest ``fresh_keyframes`` come from a
 drifting tracker and their new landmarks are back-projected from a noisy depth
@@ -34,6 +34,9 @@ FloatArray = NDArray[np.float64]
 
 #: Substeps of the robot's motion simulation per keyframe period.
 _SUBSTEPS = 5
+#: Density of candidate landmarks on surfaces: textured enough that a front end always finds
+#: fresh features (a lost feature is never re-detected as the same landmark).
+_LANDMARKS_PER_M2 = 150.0
 
 
 @dataclass
@@ -55,7 +58,7 @@ class WindowConfig:
     camera_height_m: tuple[float, float] = (0.3, 1.2)
     room_size_m: tuple[float, float] = (3.5, 7.0)
     max_depth_m: float = 8.0
-    observations_per_keyframe: int = 70
+    observations_per_keyframe: int = 55
     track_length: tuple[int, int] = (2, 20)
     min_parallax_deg: float = 1.0
     pixel_sigma_px: float = 0.7
@@ -108,7 +111,8 @@ def generate_window(num_keyframes: int, seed: int, config: WindowConfig | None =
     points, normals = _scene(room, rng)
     T_true = _trajectory(num_keyframes, room, config, rng)
     obs_cam, obs_point = _tracks(T_true, points, normals, config, rng)
-    obs_cam, obs_point = _with_parallax(T_true, points, obs_cam, obs_point, config.min_parallax_deg)
+    if not config.rgbd:  # with depth, every landmark's depth is measured: no parallax needed
+        obs_cam, obs_point = _with_parallax(T_true, points, obs_cam, obs_point, config.min_parallax_deg)
     used, obs_point = np.unique(obs_point, return_inverse=True)
     points, obs_point = points[used], obs_point.reshape(-1)
     return _measure(T_true, points, obs_cam, obs_point, config, rng, seed)
@@ -140,7 +144,7 @@ def _scene(room: FloatArray, rng: np.random.Generator) -> tuple[FloatArray, Floa
                 face_low, face_high = low.copy(), high.copy()
                 face_low[axis] = face_high[axis] = (low, high)[side][axis]
                 area = np.prod(np.delete(high - low, axis))
-                count = rng.poisson(40.0 * area)
+                count = rng.poisson(_LANDMARKS_PER_M2 * area)
                 points.append(rng.uniform(face_low, face_high, size=(count, 3)))
                 normal = np.zeros(3)
                 normal[axis] = (1.0 if side else -1.0) * outward

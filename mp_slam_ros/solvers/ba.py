@@ -123,6 +123,7 @@ class BundleAdjustment:
         self._row_obs = np.concatenate([np.repeat(np.arange(num_obs), 2), np.flatnonzero(stereo)])
         self._build_pattern()
         self._measurements: dict[np.dtype, tuple[FloatArray, ...]] = {}
+        self._last_residual: tuple[BAState, np.dtype, tuple] | None = None
 
     def _build_pattern(self) -> None:
         """CSR ``indptr``/``indices`` and each row's first data slot (layout of ba_kernels)."""
@@ -192,12 +193,20 @@ class BundleAdjustment:
         return out
 
     def _residual(self, state: BAState, dtype: np.dtype) -> tuple[np.ndarray, float, FloatArray | None]:
-        """Weighted residual (before the loss), robust cost and per-observation loss factors."""
+        """Weighted residual (before the loss), robust cost and per-observation loss factors.
+
+        The last evaluation is kept: the LM driver evaluates the cost of a trial state and then,
+        when it accepts it, linearizes that same state object.
+        """
+        last = self._last_residual
+        if last is not None and last[0] is state and last[1] == np.dtype(dtype):
+            return last[2]
         residual = np.empty(self.num_residuals, dtype=_storage_dtype(dtype))
         self._evaluate(state, dtype, self._measurements_in(dtype)[3], residual, np.empty(0, residual.dtype))
         if np.dtype(dtype) == np.float16:
             residual = round_to(residual, dtype)
         cost, factors = reweight_factors(self.problem.loss, self._squared_norms(residual))
+        self._last_residual = (state, np.dtype(dtype), (residual, cost, factors))
         return residual, cost, factors
 
     def _squared_norms(self, residual: np.ndarray) -> FloatArray:

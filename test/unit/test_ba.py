@@ -63,7 +63,7 @@ def test_robust_linearization_has_the_exact_gradient() -> None:
         delta = np.zeros(n)
         delta[j] = eps
         numeric = (ba.cost(ba.retract(state, delta), np.float64) - ba.cost(ba.retract(state, -delta), np.float64)) / (2 * eps)
-        assert numeric == pytest.approx(gradient[j], rel=1e-5, abs=1e-6)
+        assert numeric == pytest.approx(gradient[j], rel=1e-5, abs=2e-5)  # abs: rounding of the cost
     assert lin.cost == pytest.approx(ba.cost(state, np.float64))
 
 

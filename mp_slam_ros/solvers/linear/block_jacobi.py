@@ -3,7 +3,7 @@
 The column blocks are contiguous parameter blocks (6 per pose and 3 per landmark in BA). Each
 diagonal block of the normal matrix is accumulated from the CSR rows of ``J_s`` (numba; only
 entries of one row inside one block meet), then inverted by a batched symmetric eigensolver;
-eigenvalues below ``1e-10`` of the block's largest are raised to that floor (counted in
+eigenvalues below ``1e-6`` of the block's largest are raised to that floor (counted in
 ``shifts``: a block of a parameter the data cannot see). ``apply`` is two batched small
 matrix-vector products in the policy's preconditioner dtype (float16 emulated: inverse blocks,
 input and output rounded to float16, arithmetic in float32).
@@ -20,7 +20,7 @@ from mp_slam_ros.solvers.linear.cgnr import PreconditionerFactory
 from mp_slam_ros.solvers.linear.operators import compute_dtype
 
 #: Eigenvalue floor relative to the largest eigenvalue of a block.
-_RELATIVE_FLOOR = 1e-10
+_RELATIVE_FLOOR = 1e-6
 
 
 def block_jacobi(block_starts: np.ndarray) -> PreconditionerFactory:

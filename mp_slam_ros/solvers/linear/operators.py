@@ -5,10 +5,14 @@
 and the outputs are rounded to float16 again: the semantics of a GPU half-precision SpMV
 (cuSPARSE with fp16 data and fp32 compute type). On the CPU this is emulated with float32
 arrays holding float16-representable values (SciPy has no half-precision sparse kernels), so
-accuracy effects are real and speed effects are not.
+accuracy effects are real and speed effects are not. The fp16 input is first scaled by a power
+of two (exactly) so that its largest entry is at most 1, against overflow; the product is
+scaled back after its output is rounded.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import scipy.sparse as sp
@@ -52,11 +56,15 @@ class SparseOperator:
         self.shape: tuple[int, int] = matrix.shape
 
     def _apply(self, matrix: object, x: object) -> object:
-        x_in = round_to(x, self.dtype) if self.dtype == _F16 else x.astype(self._compute, copy=False)
-        y = matrix @ x_in
-        if self.dtype == _F16:
-            y = round_to(y, self.dtype)
-        return y.astype(self.out_dtype, copy=False)
+        if self.dtype != _F16:
+            return (matrix @ x.astype(self._compute, copy=False)).astype(self.out_dtype, copy=False)
+        # Scale the input by a power of two (exact) so its largest entry is in [0.5, 1]: a
+        # preconditioned CG direction can exceed the float16 range (65504) long before it is
+        # meaningless. The output is rounded to float16 before it is scaled back.
+        largest = float(self.xp.max(self.xp.abs(x))) if x.size else 0.0
+        scale = 2.0 ** math.ceil(math.log2(largest)) if 0.0 < largest < math.inf else 1.0
+        y = round_to(matrix @ round_to(x * (1.0 / scale), self.dtype), self.dtype)
+        return (y * scale).astype(self.out_dtype, copy=False)
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
         """``A x`` ``(m,)``."""
