@@ -45,7 +45,10 @@ MODES = [("cholesky", "fp64", "fp64"), ("cgnr_ic", "fp64", "fp64"), ("cgnr_ic", 
          ("cgnr_ic", "mixed", "mixed"), ("cgnr_ic", "fp16", "fp16"), ("cgnr_ic", "fp16", "fp16-noesc")]
 RELATIVE_TOLERANCE = 1e-6
 GENERATORS: dict[str, Callable[[int, int], PoseGraph]] = {
-    "household3d": lambda n, seed: household_graph(n, dim=3, seed=seed).graph,
+    # Household graphs start from the ground truth perturbed per pose (0.3 m, 0.05 rad), as in
+    # an incremental loop-closure system: from dead reckoning over 6 km (20,000 poses) neither
+    # GTSAM nor we converge (both stop after 100 iterations at chi2 ~2e7; measured).
+    "household3d": lambda n, seed: household_graph(n, dim=3, seed=seed, initial="perturbed").graph,
     "sphere3d": lambda n, seed: sphere_graph(n, seed=seed).graph,
     "grid3d": lambda n, seed: grid_graph(n, dim=3, seed=seed).graph,
     "grid2d": lambda n, seed: grid_graph(n, dim=2, seed=seed).graph,

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mp_slam_ros.precision import PrecisionPolicy, ProblemKind, precision_policy, select_backend
-from mp_slam_ros.solvers.linear.base import LinearSolver, LinearSolveResult, ScaledSystem
+from mp_slam_ros.solvers.linear.base import LinearSolver, LinearSolveResult, LinearStatus, ScaledSystem
 from mp_slam_ros.solvers.summary import (
     Escalation,
     IterationRecord,
@@ -85,6 +85,11 @@ class SolveResult(Generic[StateT]):
 
 
 IterationCallback = Callable[[IterationRecord], Any]
+
+
+def _made_no_progress(result: LinearSolveResult) -> bool:
+    """A stalled solve that never reduced its residual: the precision cannot resolve the problem."""
+    return result.status is LinearStatus.STALLED and result.relative_residual >= 1.0
 
 
 class _Trial:
@@ -237,7 +242,7 @@ class _Driver(Generic[StateT]):
         """Compute and evaluate one step, escalating precision when it fails (module doc)."""
         trial = self._try(state, system, damping, self.policy)
         while self.options.escalate and self.policy.escalated() is not None:
-            failed_solve = trial.result.status.failed
+            failed_solve = trial.result.status.failed or _made_no_progress(trial.result)
             if not failed_solve and trial.decreases_cost and trial.cost < cost:
                 break
             if not failed_solve and self._negligible(trial, cost):

@@ -113,3 +113,20 @@ def test_non_finite_matrix_gives_a_non_finite_preconditioner() -> None:
 def test_bad_options_name_the_key(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=f"ichol.{field}"):
         IncompleteCholeskyFactory(**{field: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.gpu
+def test_cuda_triangular_solves_match_the_cpu() -> None:
+    from mp_slam_ros.precision import cuda_available
+
+    if not cuda_available():
+        pytest.skip("no CUDA device (CuPy)")
+    import cupy
+
+    J = _pose_graph_system()
+    cpu = IncompleteCholeskyFactory(drop_tolerance=3e-3)(J, 0.0, _FP64, Backend.CPU)
+    gpu = IncompleteCholeskyFactory(drop_tolerance=3e-3)(J, 0.0, _FP64, Backend.CUDA)
+    rhs = np.random.default_rng(3).standard_normal(J.shape[1]).astype(np.float32)
+    expected = cpu.apply(rhs, np.dtype(np.float32))
+    got = cupy.asnumpy(gpu.apply(cupy.asarray(rhs), np.dtype(np.float32)))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
