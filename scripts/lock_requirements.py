@@ -1,6 +1,6 @@
 """Write requirements/constraints.txt: the exact version of every PyPI distribution in the venv.
 
-Run it with the venv's interpreter after changing a pin in requirements/{ros,core,dev,optional}.txt
+Run it with the venv's interpreter after changing a pin in requirements/{ros,core,dev,suitesparse}.txt
 and running ./scripts/setup.sh, then commit both files:
 
     .venv/bin/python scripts/lock_requirements.py

@@ -6,7 +6,7 @@
 # 1. checks the prerequisites (CPython 3.11 with venv and headers, cmake, a C/C++ compiler, make);
 # 2. creates the virtualenv .venv at the repository root;
 # 3. installs ROS 2 Kilted from the ros-kilted-* wheels on PyPI and every other dependency at the
-#    versions pinned in requirements/ (+ scikit-sparse when the SuiteSparse headers exist);
+#    versions pinned in requirements/, and scikit-sparse built against the system SuiteSparse;
 # 4. generates the interfaces (interfaces/mp_slam_interfaces from msg/, and tf2_msgs where the
 #    environment lacks it) with rosidl/CMake against the venv prefix and installs them into it;
 # 5. installs this package into the venv (editable: source edits need no reinstall).
@@ -74,6 +74,10 @@ check_tools() {
     Install them: apt-get install cmake build-essential   (or set CMAKE=, CC=, CXX= to their paths)"
   done
   command -v flock >/dev/null 2>&1 || problem "'flock' not found; install util-linux"
+  suitesparse_include_dir >/dev/null \
+    || problem "the SuiteSparse headers (cholmod.h) are missing; CHOLMOD is the fp64 reference solver and
+    orders the incomplete-Cholesky preconditioner. Install them: apt-get install libsuitesparse-dev
+    (or set SUITESPARSE_INCLUDE_DIR to the folder holding cholmod.h)"
 }
 
 check_prerequisites() {
@@ -150,32 +154,19 @@ install_dependencies() {
   mark_current dependencies "$key"
 }
 
-install_optional() {
+install_suitesparse() {
   local key include_dir
-  include_dir="$(suitesparse_include_dir || true)"
-  key="$(hash_files "$ROOT/requirements/optional.txt" "$ROOT/requirements/constraints.txt")-${include_dir:-none}"
-  if is_current optional "$key"; then
-    say "2/4 optional scikit-sparse: up to date"
+  include_dir="$(suitesparse_include_dir)"
+  key="$(hash_files "$ROOT/requirements/suitesparse.txt" "$ROOT/requirements/constraints.txt")-$include_dir"
+  if is_current suitesparse "$key"; then
+    say "2/4 scikit-sparse (CHOLMOD): up to date"
     return 0
   fi
-  if [[ -z "$include_dir" ]]; then
-    warn "scikit-sparse skipped: the SuiteSparse headers (cholmod.h) are not installed. Sparse
-  Cholesky factorizations fall back to SciPy. To get CHOLMOD: apt-get install libsuitesparse-dev
-  (or set SUITESPARSE_INCLUDE_DIR), then rerun ./scripts/setup.sh"
-    mark_current optional "$key"
-    return 0
-  fi
-  say "2/4 optional scikit-sparse: building against $include_dir"
-  if SUITESPARSE_INCLUDE_DIR="$include_dir" "$VENV/bin/python" -m pip install \
-    --disable-pip-version-check --progress-bar off \
-    -r "$ROOT/requirements/optional.txt" -c "$ROOT/requirements/constraints.txt" \
-    >"$VENV/pip-optional.log" 2>&1; then
-    mark_current optional "$key"
-  else
-    warn "scikit-sparse failed to build (log: $VENV/pip-optional.log); continuing, the code falls back
-  to SciPy. Not retried until requirements/optional.txt or the headers change (or: rm $STAMPS/optional)"
-    mark_current optional "$key"
-  fi
+  say "2/4 scikit-sparse (CHOLMOD): building against $include_dir"
+  SUITESPARSE_INCLUDE_DIR="$include_dir" run_logged "$VENV/pip-suitesparse.log" "building scikit-sparse" \
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off \
+    -r "$ROOT/requirements/suitesparse.txt" -c "$ROOT/requirements/constraints.txt"
+  mark_current suitesparse "$key"
 }
 
 # --- 4. interfaces ------------------------------------------------------------------------------
@@ -274,7 +265,7 @@ main() {
   exec 9>"$VENV/.mp_slam_setup.lock"
   flock 9
   install_dependencies
-  install_optional
+  install_suitesparse
   install_interfaces
   install_package
   say "ready in $((SECONDS - START_SECONDS)) s: venv $VENV (run the tests with ./scripts/test.sh)"
