@@ -37,6 +37,7 @@ import numpy as np
 from mp_slam_ros.backend.pose_graph import PoseGraph
 from mp_slam_ros.errors import FileFormatError, ProblemError
 from mp_slam_ros.geometry import lie
+from mp_slam_ros.io.text import read_text_lines
 
 #: Largest accepted deviation of a quaternion's norm from 1 (nearly unit ones are normalized).
 QUATERNION_NORM_TOLERANCE = 1e-3
@@ -77,12 +78,7 @@ class _Parsed:
 
 def read_g2o(path: str | Path) -> PoseGraph:
     """Read a g2o file into a validated :class:`PoseGraph` (see the module docstring)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise FileFormatError(path, None, f"cannot read: {error}") from None
-    return parse_g2o(text.splitlines(), source=str(path))
+    return parse_g2o(read_text_lines(path), source=str(path))
 
 
 def parse_g2o(lines: Iterable[str], source: str = "<g2o>") -> PoseGraph:

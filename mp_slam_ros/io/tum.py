@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from scipy.spatial.transform import Rotation
 
 from mp_slam_ros.errors import FileFormatError
+from mp_slam_ros.io.text import read_text_lines
 
 FIELDS = ("timestamp", "tx", "ty", "tz", "qx", "qy", "qz", "qw")
 
@@ -57,12 +58,9 @@ def write_tum(path: str | Path, trajectory: TumTrajectory, comment: str | None =
 def read_tum(path: str | Path) -> TumTrajectory:
     """Parse a TUM file; raise :class:`FileFormatError` on a bad line, field or ordering."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise FileFormatError(path, None, f"cannot read: {error}") from None
+    lines = read_text_lines(path)
     rows: list[list[float]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
