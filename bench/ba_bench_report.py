@@ -53,7 +53,7 @@ def plot_timing(timing: dict, path: Path) -> None:
         med = [timing[s]["methods"].get(name, {}).get("median_ms", np.nan) for s in sizes]
         p95 = [timing[s]["methods"].get(name, {}).get("p95_ms", np.nan) for s in sizes]
         x = np.arange(len(sizes)) + k * width
-        ax.bar(x, med, width, label=name)
+        ax.bar(x, med, width, label=name, color=plt.cm.tab20(k % 20))
         ax.errorbar(x, med, yerr=[np.zeros(len(sizes)), np.subtract(p95, med)], fmt="none", ecolor="k", lw=0.6)
     ax.set_xticks(np.arange(len(sizes)) + 0.4 - width / 2, sizes, fontsize=8)
     ax.set_yscale("log")
