@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 
 from mp_slam_ros.errors import ConfigError, ProblemError
 from mp_slam_ros.geometry.lie import se3_exp, se3_inverse
-from mp_slam_ros.precision import Precision, ProblemKind, round_to
+from mp_slam_ros.precision import Precision, ProblemKind, _parse_choice, round_to
 from mp_slam_ros.solvers.ba_kernels import evaluate_observations, fill_pattern
 from mp_slam_ros.solvers.ba_problem import BAProblem, BAState
 from mp_slam_ros.solvers.linear.base import LinearSolver
@@ -265,14 +265,6 @@ class PreconditionerKind(str, enum.Enum):
     BLOCK_JACOBI_STATIC = "block_jacobi_static"  # built once from the first linearization
 
 
-def _parse(enum_type: type[enum.Enum], value: object, key: str) -> enum.Enum:
-    try:
-        return enum_type(value.value if isinstance(value, enum.Enum) else str(value).lower())
-    except ValueError:
-        choices = ", ".join(member.value for member in enum_type)
-        raise ConfigError(key, value, f"must be one of {choices}") from None
-
-
 def ba_solver_options(precision: Precision | str = Precision.MIXED, **overrides: object) -> SolverOptions:
     """LM options tuned for sliding-window BA (inexact Newton: the linear solve stops early).
 
@@ -302,8 +294,8 @@ def make_linear_solver(
     preconditioner: PreconditionerKind | str = PreconditionerKind.NONE,
 ) -> LinearSolver:
     """The linear solver named by ``solver`` (and CGNR ``preconditioner``) for a BA structure."""
-    kind = _parse(LinearSolverKind, solver, "ba.solver")
-    preconditioner = _parse(PreconditionerKind, preconditioner, "ba.preconditioner")
+    kind = _parse_choice(LinearSolverKind, solver, "ba.solver")
+    preconditioner = _parse_choice(PreconditionerKind, preconditioner, "ba.preconditioner")
     if kind is LinearSolverKind.SCHUR:
         return SchurSolver(structure)
     if preconditioner is PreconditionerKind.NONE:

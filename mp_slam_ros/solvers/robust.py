@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mp_slam_ros.errors import ConfigError
+from mp_slam_ros.precision import _parse_choice
 
 FloatArray = NDArray[np.float64]
 
@@ -80,11 +81,7 @@ class RobustLoss:
 
 def parse_loss_kind(value: str | LossKind, key: str = "loss") -> LossKind:
     """Return the :class:`LossKind` named by ``value``; raise :class:`ConfigError` otherwise."""
-    try:
-        return LossKind(value.value if isinstance(value, LossKind) else str(value).lower())
-    except ValueError:
-        choices = ", ".join(kind.value for kind in LossKind)
-        raise ConfigError(key, value, f"must be one of {choices}") from None
+    return _parse_choice(LossKind, value, key)
 
 
 def reweight_factors(loss: RobustLoss, squared_norm: FloatArray) -> tuple[float, FloatArray | None]:
