@@ -29,23 +29,11 @@ import enum
 import functools
 from dataclasses import dataclass, replace
 from types import ModuleType
-from typing import TypeVar
 
 import numpy as np
 
+from mp_slam_ros.config import parse_choice
 from mp_slam_ros.errors import ConfigError
-
-
-_ChoiceT = TypeVar("_ChoiceT", bound=enum.Enum)
-
-
-def _parse_choice(cls: type[_ChoiceT], value: object, key: str) -> _ChoiceT:
-    """The member of string enum ``cls`` named by ``value`` (case-insensitive), else ConfigError."""
-    try:
-        return cls(value.value if isinstance(value, cls) else str(value).lower())
-    except ValueError:
-        choices = ", ".join(member.value for member in cls)
-        raise ConfigError(key, value, f"must be one of {choices}") from None
 
 
 class Precision(str, enum.Enum):
@@ -59,7 +47,7 @@ class Precision(str, enum.Enum):
     @classmethod
     def parse(cls, value: str | Precision, key: str = "precision") -> Precision:
         """Return the mode named by ``value``; raise :class:`ConfigError` naming ``key`` otherwise."""
-        return _parse_choice(cls, value, key)
+        return parse_choice(cls, value, key)
 
 
 class ProblemKind(str, enum.Enum):
@@ -79,7 +67,7 @@ class Backend(str, enum.Enum):
     @classmethod
     def parse(cls, value: str | Backend, key: str = "backend") -> Backend:
         """Return the backend named by ``value``; raise :class:`ConfigError` otherwise."""
-        return _parse_choice(cls, value, key)
+        return parse_choice(cls, value, key)
 
 
 #: Escalation ladder: a failed low-precision step is redone one rung up.

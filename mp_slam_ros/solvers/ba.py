@@ -33,9 +33,10 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from mp_slam_ros.config import parse_choice
 from mp_slam_ros.errors import ConfigError, ProblemError
 from mp_slam_ros.geometry.lie import se3_exp, se3_inverse
-from mp_slam_ros.precision import Precision, ProblemKind, _parse_choice, round_to
+from mp_slam_ros.precision import Precision, ProblemKind, round_to
 from mp_slam_ros.solvers.ba_kernels import evaluate_observations, fill_pattern
 from mp_slam_ros.solvers.ba_problem import BAProblem, BAState
 from mp_slam_ros.solvers.linear.base import LinearSolver
@@ -294,8 +295,8 @@ def make_linear_solver(
     preconditioner: PreconditionerKind | str = PreconditionerKind.NONE,
 ) -> LinearSolver:
     """The linear solver named by ``solver`` (and CGNR ``preconditioner``) for a BA structure."""
-    kind = _parse_choice(LinearSolverKind, solver, "ba.solver")
-    preconditioner = _parse_choice(PreconditionerKind, preconditioner, "ba.preconditioner")
+    kind = parse_choice(LinearSolverKind, solver, "ba.solver")
+    preconditioner = parse_choice(PreconditionerKind, preconditioner, "ba.preconditioner")
     if kind is LinearSolverKind.SCHUR:
         return SchurSolver(structure)
     if preconditioner is PreconditionerKind.NONE:

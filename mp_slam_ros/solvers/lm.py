@@ -108,6 +108,20 @@ class _Trial:
         return bool(np.isfinite(self.cost)) and self.model_decrease > 0.0
 
 
+@dataclass
+class _Point:
+    """A state with its linearization and scaled system (internal; ``None`` when not needed)."""
+
+    state: Any
+    linearization: Linearization | None
+    system: ScaledSystem | None
+
+    @property
+    def cost(self) -> float:
+        assert self.linearization is not None
+        return self.linearization.cost
+
+
 def solve(
     problem: LeastSquaresProblem[StateT],
     linear_solver: LinearSolver,
@@ -144,59 +158,59 @@ class _Driver(Generic[StateT]):
         self.records: list[IterationRecord] = []
         self.escalations: list[Escalation] = []
         self._results: list[LinearSolveResult] = []
+        self._last_jacobian: sp.spmatrix = sp.csr_matrix((0, 0))
 
     def run(self) -> SolveResult[StateT]:
         started = time.perf_counter()
-        state = self.problem.initial_state()
-        linearization = self._linearize(state)
-        initial_cost = linearization.cost
+        point = self._finite_start(self._point(self.problem.initial_state(), self.policy.residual))
+        t0 = time.perf_counter()
+        self.linear_solver.prepare(point.system, self.policy, self.backend)
+        self.timings.linear_solve_s += time.perf_counter() - t0
+        initial_cost = point.linearization.cost
         history = [initial_cost]
-        system = self._prepare(linearization)
         damping, nu = self.options.initial_damping, 2.0
         termination, message = Termination.MAX_ITERATIONS, "reached max_iterations"
         if not np.isfinite(initial_cost):
             termination, message = Termination.NUMERICAL_FAILURE, "initial cost is not finite"
-        elif np.max(np.abs(system.scaled_gradient()), initial=0.0) <= self.options.gradient_tolerance:
+        elif self._gradient_converged(point.system):
             termination, message = Termination.CONVERGED_GRADIENT, "initial gradient is zero"
         else:
             for iteration in range(1, self.options.max_iterations + 1):
-                trial = self._step(state, system, damping, linearization.cost, iteration)
-                accepted = trial.decreases_cost and trial.cost < linearization.cost
+                trial, point = self._step(point, damping, iteration)
+                accepted = trial.decreases_cost and trial.cost < point.cost
                 record = IterationRecord(
                     iteration, trial.cost, trial.step_norm, damping, trial.policy.mode,
                     trial.result.iterations, trial.result.relative_residual,
                     trial.result.status.value, accepted,
                 )
                 self.records.append(record)
+                done: tuple[Termination, str] | None
                 if accepted:
-                    rho = (linearization.cost - trial.cost) / trial.model_decrease
+                    rho = (point.cost - trial.cost) / trial.model_decrease
                     damping *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
                     nu = 2.0
-                    old_cost, state = linearization.cost, trial.state
                     history.append(trial.cost)
-                    done = self._converged(old_cost, trial, state)
-                    linearization = self._linearize(state)
-                    if done is not None:
-                        termination, message = done
-                        break
-                    system = self._scale(linearization)
-                    if np.max(np.abs(system.scaled_gradient())) <= self.options.gradient_tolerance:
-                        termination, message = Termination.CONVERGED_GRADIENT, "gradient below tolerance"
-                        break
-                elif self._negligible(trial, linearization.cost):
-                    termination = Termination.CONVERGED_FUNCTION
-                    message = "predicted cost decrease below tolerance (precision floor)"
-                    break
+                    done = self._converged(point.cost, trial, trial.state)
+                    point = self._point(trial.state, self.policy.residual, linearize=done is None)
+                    if done is None and self._gradient_converged(point.system):
+                        done = Termination.CONVERGED_GRADIENT, "gradient below tolerance"
+                elif self._negligible(trial, point.cost):
+                    done = Termination.CONVERGED_FUNCTION, (
+                        "predicted cost decrease below tolerance (precision floor)"
+                    )
                 else:
                     damping *= nu
                     nu *= 2.0
+                    done = None
                     if damping > self.options.max_damping:
-                        termination, message = Termination.NO_PROGRESS, "damping exceeded max_damping"
-                        break
-                if self.callback is not None and self.callback(record) is False:
-                    termination, message = Termination.USER_STOPPED, "stopped by callback"
+                        done = Termination.NO_PROGRESS, "damping exceeded max_damping"
+                if self.callback is not None and self.callback(record) is False and done is None:
+                    done = Termination.USER_STOPPED, "stopped by callback"
+                if done is not None:
+                    termination, message = done
                     break
         self.timings.total_s = time.perf_counter() - started
+        jacobian = self._last_jacobian
         summary = Summary(
             termination=termination,
             message=message,
@@ -209,61 +223,77 @@ class _Driver(Generic[StateT]):
             escalations=self.escalations,
             linear_solver=self.linear_solver.name,
             backend=self.backend,
-            num_residuals=int(linearization.jacobian.shape[0]),
-            num_parameters=int(linearization.jacobian.shape[1]),
-            jacobian_nnz=int(linearization.jacobian.nnz),
+            num_residuals=int(jacobian.shape[0]),
+            num_parameters=int(jacobian.shape[1]),
+            jacobian_nnz=int(jacobian.nnz),
             preconditioner_shifts=max((r.shifts for r in self._results), default=0),
             timings=self.timings,
         )
-        return SolveResult(state, summary)
+        return SolveResult(point.state, summary)
 
-    def _linearize(self, state: StateT) -> Linearization:
+    def _point(self, state: StateT, dtype: np.dtype, linearize: bool = True) -> _Point:
+        """``state`` with its linearization and scaled system in ``dtype`` (unless not needed)."""
+        if not linearize:
+            return _Point(state, None, None)
         t0 = time.perf_counter()
-        linearization = self.problem.linearize(state, self.policy.residual)
-        self.timings.jacobian_s += time.perf_counter() - t0
-        return linearization
-
-    def _scale(self, linearization: Linearization) -> ScaledSystem:
-        t0 = time.perf_counter()
+        linearization = self.problem.linearize(state, dtype)
+        t1 = time.perf_counter()
         system = ScaledSystem.from_linearization(linearization.jacobian, linearization.residual)
-        self.timings.linear_solve_s += time.perf_counter() - t0
-        return system
+        self.timings.jacobian_s += t1 - t0
+        self.timings.linear_solve_s += time.perf_counter() - t1
+        self._last_jacobian = linearization.jacobian
+        return _Point(state, linearization, system)
 
-    def _prepare(self, linearization: Linearization) -> ScaledSystem:
-        system = self._scale(linearization)
-        t0 = time.perf_counter()
-        self.linear_solver.prepare(system, self.policy, self.backend)
-        self.timings.linear_solve_s += time.perf_counter() - t0
-        return system
+    def _finite_start(self, point: _Point) -> _Point:
+        """Escalate before the first iteration while the initial cost overflows (e.g. in fp16)."""
+        while not np.isfinite(point.cost) and self.options.escalate:
+            higher = self.policy.escalated()
+            if higher is None:
+                break
+            reason = f"initial cost not finite in {self.policy.residual.name}"
+            self.escalations.append(Escalation(0, self.policy.mode, higher.mode, reason))
+            if higher.residual != self.policy.residual:
+                point = self._point(point.state, higher.residual)
+            self.policy = higher
+        return point
 
-    def _step(
-        self, state: StateT, system: ScaledSystem, damping: float, cost: float, iteration: int
-    ) -> _Trial:
-        """Compute and evaluate one step, escalating precision when it fails (module doc)."""
-        trial = self._try(state, system, damping, self.policy)
+    def _gradient_converged(self, system: ScaledSystem) -> bool:
+        gradient = system.scaled_gradient()
+        return float(np.max(np.abs(gradient), initial=0.0)) <= self.options.gradient_tolerance
+
+    def _step(self, point: _Point, damping: float, iteration: int) -> tuple[_Trial, _Point]:
+        """Compute and evaluate one step, escalating precision when it fails (module doc).
+
+        Returns the trial and the point it was computed from: after an escalation to a higher
+        residual precision, that is the state re-linearized in the new precision.
+        """
+        trial = self._try(point, damping, self.policy)
         while self.options.escalate and self.policy.escalated() is not None:
             failed_solve = trial.result.status.failed or _made_no_progress(trial.result)
-            if not failed_solve and trial.decreases_cost and trial.cost < cost:
+            if not failed_solve and trial.decreases_cost and trial.cost < point.cost:
                 break
-            if not failed_solve and self._negligible(trial, cost):
+            if not failed_solve and self._negligible(trial, point.cost):
                 break  # converged to the precision floor: a higher rung has nothing to gain
             higher = self.policy.escalated()
             assert higher is not None
-            redo = self._try(state, system, damping, higher)
-            if not failed_solve and not (redo.decreases_cost and redo.cost < cost):
+            higher_point = point
+            if higher.residual != self.policy.residual:
+                higher_point = self._point(point.state, higher.residual)
+            redo = self._try(higher_point, damping, higher)
+            if not failed_solve and not (redo.decreases_cost and redo.cost < higher_point.cost):
                 break  # a genuine LM rejection, not a precision failure: stay where we are
             reason = (
                 f"linear solve {trial.result.status.value}"
                 if failed_solve
-                else f"cost increased ({trial.cost:.6g} >= {cost:.6g})"
+                else f"cost increased ({trial.cost:.6g} >= {point.cost:.6g})"
             )
             self.escalations.append(Escalation(iteration, self.policy.mode, higher.mode, reason))
-            self.policy, trial = higher, redo
-        return trial
+            self.policy, trial, point = higher, redo, higher_point
+        return trial, point
 
-    def _try(
-        self, state: StateT, system: ScaledSystem, damping: float, policy: PrecisionPolicy
-    ) -> _Trial:
+    def _try(self, point: _Point, damping: float, policy: PrecisionPolicy) -> _Trial:
+        system = point.system
+        assert system is not None
         t0 = time.perf_counter()
         result = self.linear_solver.solve(system, damping, policy, self.options.linear)
         t1 = time.perf_counter()
@@ -280,7 +310,7 @@ class _Driver(Generic[StateT]):
         trial.model_decrease = 0.5 * (
             float(system.rhs @ system.rhs) - float(predicted @ predicted)
         )
-        trial.state = self.problem.retract(state, delta)
+        trial.state = self.problem.retract(point.state, delta)
         trial.cost = self.problem.cost(trial.state, policy.residual)
         self.timings.update_s += time.perf_counter() - t1
         return trial

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mp_slam_ros.errors import ConfigError
-from mp_slam_ros.precision import _parse_choice
+from mp_slam_ros.config import parse_choice
 
 FloatArray = NDArray[np.float64]
 
@@ -81,7 +81,7 @@ class RobustLoss:
 
 def parse_loss_kind(value: str | LossKind, key: str = "loss") -> LossKind:
     """Return the :class:`LossKind` named by ``value``; raise :class:`ConfigError` otherwise."""
-    return _parse_choice(LossKind, value, key)
+    return parse_choice(LossKind, value, key)
 
 
 def reweight_factors(loss: RobustLoss, squared_norm: FloatArray) -> tuple[float, FloatArray | None]:

@@ -144,3 +144,70 @@ def test_summary_is_json_serializable() -> None:
     data = json.loads(json.dumps(summary.to_dict()))
     assert data["termination"] in {t.value for t in Termination}
     assert data["precision_used"] == "mixed"
+
+
+@dataclass
+class SteepLine:
+    """r = 1e5 (x - 1): the residual fits in float16 at the start, its Jacobian (1e5) does not."""
+
+    start: float = 1.1
+    kind: ProblemKind = ProblemKind.PGO
+
+    def initial_state(self) -> np.ndarray:
+        return np.array([self.start])
+
+    def linearize(self, x: np.ndarray, dtype: np.dtype) -> Linearization:
+        r = round_to(1e5 * (x - 1.0), dtype)
+        J = round_to(np.array([[1e5]]), dtype)
+        return Linearization(r, sp.csr_matrix(J), self.cost(x, dtype))
+
+    def cost(self, x: np.ndarray, dtype: np.dtype) -> float:
+        r = round_to(1e5 * (x - 1.0), dtype)
+        return 0.5 * float(np.sum(r.astype(np.float64) ** 2))
+
+    def retract(self, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        return x + delta
+
+    def state_norm(self, x: np.ndarray) -> float:
+        return float(np.linalg.norm(x))
+
+
+def test_escalation_relinearizes_in_the_higher_precision() -> None:
+    # The fp16 Jacobian overflows; only a re-linearization in fp32 can rescue the step.
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = solve(SteepLine(), CGNRSolver(), SolverOptions(precision=Precision.FP16))
+    summary = result.summary
+    assert summary.escalations and summary.escalations[0].from_precision is Precision.FP16
+    assert summary.precision_used is not Precision.FP16
+    np.testing.assert_allclose(result.state, [1.0], atol=1e-6)
+
+
+def test_callback_sees_every_iteration_including_the_last() -> None:
+    seen: list[int] = []
+    summary = solve(
+        _exp_fit(), CGNRSolver(), SolverOptions(precision=Precision.FP64),
+        callback=lambda record: seen.append(record.iteration),
+    ).summary
+    assert summary.converged
+    assert seen == [record.iteration for record in summary.iterations]
+
+
+def test_callback_returning_false_stops_the_solve() -> None:
+    summary = solve(
+        _exp_fit(), CGNRSolver(), SolverOptions(precision=Precision.FP64),
+        callback=lambda record: False,
+    ).summary
+    assert summary.termination is Termination.USER_STOPPED
+    assert summary.num_iterations == 1
+
+
+def test_overflowing_initial_cost_escalates_before_the_first_step() -> None:
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = solve(SteepLine(start=2.0), CGNRSolver(), SolverOptions(precision=Precision.FP16))
+    first = result.summary.escalations[0]
+    assert first.iteration == 0 and "not finite" in first.reason
+    np.testing.assert_allclose(result.state, [1.0], atol=1e-6)
+    with np.errstate(over="ignore", invalid="ignore"):
+        options = SolverOptions(precision=Precision.FP16, escalate=False)
+        stuck = solve(SteepLine(start=2.0), CGNRSolver(), options).summary
+    assert stuck.termination is Termination.NUMERICAL_FAILURE
