@@ -30,6 +30,7 @@ from scipy.spatial.transform import Rotation
 
 from mp_slam_ros.errors import FileFormatError, ProblemError
 from mp_slam_ros.geometry.lie import se3_inverse
+from mp_slam_ros.io.text import read_text_lines
 from mp_slam_ros.solvers.ba import BAProblem, BAState
 from mp_slam_ros.solvers.robust import RobustLoss
 
@@ -54,10 +55,7 @@ class BALProblem:
 def read_bal(path: str | Path) -> BALProblem:
     """Parse a BAL file; raise :class:`FileFormatError` (file, line, problem) on malformed input."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="ascii").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise FileFormatError(path, None, f"cannot read BAL file: {error}") from None
+    lines = read_text_lines(path, encoding="ascii")
     num_cams, num_points, num_obs = _header(path, lines)
     if len(lines) < 1 + num_obs:
         raise FileFormatError(path, len(lines) + 1, f"file ends after {len(lines) - 1} of {num_obs} observations")
