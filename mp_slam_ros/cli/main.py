@@ -17,6 +17,7 @@ from mp_slam_ros.errors import MpSlamError
 #: subcommand name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "pgo": ("mp_slam_ros.cli.pgo", "optimize a pose graph (.g2o) in a chosen precision"),
+    "graph": ("mp_slam_ros.cli.graph", "write a seeded synthetic pose graph (.g2o) and its ground truth"),
     "ba": ("mp_slam_ros.cli.ba", "bundle-adjust a BAL problem in a chosen precision"),
     "generate": ("mp_slam_ros.cli.generate", "render a synthetic household RGB-D/stereo sequence"),
     "play": ("mp_slam_ros.ros.play_cli", "replay a rosbag2 into the live ROS 2 graph"),

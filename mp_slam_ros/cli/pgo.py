@@ -2,8 +2,9 @@
 
 Reads a g2o file (SE(3) or SE(2)), runs Levenberg-Marquardt with the chosen precision mode and
 linear solver, prints one progress line per iteration on stderr (cost, step, damping, precision,
-inner iterations), writes the optimized graph (ids, information and FIX lines kept) and, with
-``--json``, prints the solver summary as JSON on stdout. Bad input (a malformed file, a
+inner iterations), writes the optimized graph (ids, information and FIX lines kept), with
+``--tum`` also its poses as a TUM trajectory (for ``mp-slam eval``) and, with ``--json``, prints
+the solver summary as JSON on stdout. Bad input (a malformed file, a
 disconnected graph, an invalid option) ends with a one-line message and exit code 1.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.io.g2o import read_g2o, write_g2o
+from mp_slam_ros.io.tum import trajectory_of_nodes, write_tum
 from mp_slam_ros.precision import Precision
 from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory
 from mp_slam_ros.solvers.pgo import DEFAULT_DROP_TOLERANCE, SOLVERS, default_options, optimize_pose_graph
@@ -37,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"drop tolerance of the incomplete Cholesky, 0 = IC(0) (default: {DEFAULT_DROP_TOLERANCE:g})",
     )
     parser.add_argument("--no-escalate", action="store_true", help="never redo a step in a higher precision")
+    parser.add_argument("--tum", type=Path, help="also write the optimized poses as TUM (timestamp = node id)")
     parser.add_argument("--json", action="store_true", help="print the solver summary as JSON on stdout")
     parser.add_argument("-q", "--quiet", action="store_true", help="no per-iteration progress")
 
@@ -74,8 +77,12 @@ def run(args: argparse.Namespace) -> int:
         )
     try:
         write_g2o(args.output, result.graph)
+        if args.tum is not None:
+            optimized = result.graph
+            write_tum(args.tum, trajectory_of_nodes(optimized.node_ids, optimized.T_world_node),
+                      comment=f"{args.input} optimized by mp-slam pgo ({summary.precision_used.value})")
     except OSError as error:
-        raise ConfigError("--output", str(args.output), f"cannot write: {error.strerror or error}") from None
+        raise ConfigError("--output/--tum", str(error.filename), f"cannot write: {error.strerror or error}") from None
     if args.json:
         report = summary.to_dict()
         report.update(

@@ -87,3 +87,18 @@ def read_tum(path: str | Path) -> TumTrajectory:
     data = np.asarray(rows)
     quats = data[:, 4:] / np.linalg.norm(data[:, 4:], axis=1, keepdims=True)
     return TumTrajectory(data[:, 0], data[:, 1:4], quats)
+
+
+def trajectory_of_nodes(node_ids: NDArray[np.int64], T_world_node: NDArray[np.float64]) -> TumTrajectory:
+    """Pose-graph node poses as a TUM trajectory, with the node id as timestamp (seconds).
+
+    SE(2) poses ``(N, 3, 3)`` are lifted to SE(3) in the plane ``z = 0``; SE(3) poses are used as
+    they are. This lets ``mp-slam eval`` (and evo) compare graphs node by node.
+    """
+    T_world_node = np.asarray(T_world_node, np.float64)
+    if T_world_node.shape[-1] == 3:
+        lifted = np.tile(np.eye(4), (T_world_node.shape[0], 1, 1))
+        lifted[:, :2, :2] = T_world_node[:, :2, :2]
+        lifted[:, :2, 3] = T_world_node[:, :2, 2]
+        T_world_node = lifted
+    return TumTrajectory.from_matrices(np.asarray(node_ids, np.float64), T_world_node)
