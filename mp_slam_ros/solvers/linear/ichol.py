@@ -116,7 +116,10 @@ def _factorize(a_ptr, a_idx, a_val, alpha, drop_tolerance, restrict, round16, ca
     dropped. Arithmetic in the dtype of ``a_val`` (``alpha``/``drop_tolerance`` have it too);
     with ``round16`` every entry of ``L`` is rounded to float16 as it is computed.
     Columns ``k`` with ``L[j, k] != 0`` are found through linked lists keyed by each column's
-    next pending row (the classic left-looking scheme; no row access to ``L`` needed).
+    next pending row (the classic left-looking scheme; no row access to ``L`` needed). The
+    dense work column stays zero outside the rows of the current column; fill rows are detected
+    without a branch, and only the kept entries are sorted (by insertion: the rows of ``A``
+    arrive sorted, fill rows after them).
     Returns ``(l_ptr, l_idx, l_val, status)``: ``status`` -1 on success, ``j >= 0`` for a
     breakdown at column ``j``, ``-2`` when ``capacity`` entries were not enough.
     """
@@ -127,9 +130,9 @@ def _factorize(a_ptr, a_idx, a_val, alpha, drop_tolerance, restrict, round16, ca
     head = np.full(n, -1, dtype=np.int64)  # head[r]: first column whose next pending row is r
     link = np.full(n, -1, dtype=np.int64)
     pending = np.zeros(n, dtype=np.int64)  # position in column k of its next pending row
-    work = np.zeros(n, dtype=a_val.dtype)
+    work = np.zeros(n, dtype=a_val.dtype)  # zero outside the rows touched by column j
     mark = np.full(n, -1, dtype=np.int64)
-    touched = np.empty(n, dtype=np.int64)
+    touched = np.empty(n + 1, dtype=np.int64)  # one spare slot for the branch-free append
     nnz = 0
     for j in range(n):
         start, stop = a_ptr[j], a_ptr[j + 1]
@@ -149,17 +152,20 @@ def _factorize(a_ptr, a_idx, a_val, alpha, drop_tolerance, restrict, round16, ca
             next_k = link[k]
             p = pending[k]
             l_jk = l_val[p]
-            for q in range(p, l_ptr[k + 1]):
-                row = l_idx[q]
-                if mark[row] != j:
-                    if restrict:
-                        continue
-                    mark[row] = j
-                    work[row] = l_jk - l_jk
+            end = l_ptr[k + 1]
+            if restrict:
+                for q in range(p, end):
+                    row = l_idx[q]
+                    if mark[row] == j:
+                        work[row] -= l_val[q] * l_jk
+            else:
+                for q in range(p, end):
+                    row = l_idx[q]
                     touched[count] = row
-                    count += 1
-                work[row] -= l_val[q] * l_jk
-            if p + 1 < l_ptr[k + 1]:
+                    count += mark[row] != j
+                    mark[row] = j
+                    work[row] -= l_val[q] * l_jk
+            if p + 1 < end:
                 pending[k] = p + 1
                 row = l_idx[p + 1]
                 link[k] = head[row]
@@ -172,20 +178,28 @@ def _factorize(a_ptr, a_idx, a_val, alpha, drop_tolerance, restrict, round16, ca
             d = round_fp16(d)
         if not (d > 0 and d < np.inf):
             return l_ptr, l_idx, l_val, j
-        rows = np.sort(touched[1:count])
-        if nnz + 1 + rows.size > capacity:
+        if nnz + count > capacity:
             return l_ptr, l_idx, l_val, -2
         l_idx[nnz] = j
         l_val[nnz] = d
         nnz += 1
+        work[j] = 0
+        first = nnz
         threshold = drop_tolerance * column_norm
-        for row in rows:
+        for t in range(1, count):
+            row = touched[t]
             value = work[row] / d
+            work[row] = 0
             if round16:
                 value = round_fp16(value)
             if abs(value) >= threshold and value != 0:
-                l_idx[nnz] = row
-                l_val[nnz] = value
+                at = nnz
+                while at > first and l_idx[at - 1] > row:
+                    l_idx[at] = l_idx[at - 1]
+                    l_val[at] = l_val[at - 1]
+                    at -= 1
+                l_idx[at] = row
+                l_val[at] = value
                 nnz += 1
         l_ptr[j + 1] = nnz
         if nnz - l_ptr[j] > 1:
