@@ -20,7 +20,25 @@ from scipy.spatial.transform import Rotation
 
 FloatArray = NDArray[np.float64]
 
-_SMALL_ANGLE_RAD = 1e-4
+#: Below this angle the coefficient functions use their Taylor series: their closed forms lose
+#: digits to cancellation as the angle shrinks (e.g. ``theta^2 + 2 cos(theta) - 2`` is
+#: ``theta^4 / 12`` computed from terms of size 2), while 5 series terms are exact to ~1e-16 here.
+_SERIES_BELOW_RAD = 0.2
+
+#: Taylor coefficients (in powers of theta^2) of the coefficient functions below.
+_SERIES = {
+    "sin_t/t": [1.0, -1 / 6, 1 / 120, -1 / 5040, 1 / 362880],
+    "(1-cos_t)/t^2": [1 / 2, -1 / 24, 1 / 720, -1 / 40320, 1 / 3628800],
+    "(t-sin_t)/t^3": [1 / 6, -1 / 120, 1 / 5040, -1 / 362880, 1 / 39916800],
+    "(t^2+2cos_t-2)/(2t^4)": [1 / 24, -1 / 720, 1 / 40320, -1 / 3628800, 1 / 479001600],
+    "(2t-3sin_t+t*cos_t)/(2t^5)": [1 / 120, -1 / 2520, 1 / 120960, -1 / 9979200, 5 / 6227020800],
+    "1/t^2-(1+cos_t)/(2t*sin_t)": [1 / 12, 1 / 720, 1 / 30240, 1 / 1209600, 1 / 47900160],
+}
+
+
+def _series(name: str, theta: FloatArray) -> FloatArray:
+    """The Taylor series ``name`` of :data:`_SERIES` evaluated at ``theta``."""
+    return np.polynomial.polynomial.polyval(theta * theta, _SERIES[name])
 
 
 def hat(phi: FloatArray) -> FloatArray:
@@ -47,13 +65,12 @@ def so3_log(R: FloatArray) -> FloatArray:
 
 
 def _angle_coefficients(theta: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Return ``(sin t / t, (1 - cos t) / t^2, (t - sin t) / t^3)`` with Taylor series near 0."""
-    small = theta < _SMALL_ANGLE_RAD
+    """Return ``(sin t / t, (1 - cos t) / t^2, (t - sin t) / t^3)``, series for small angles."""
+    small = theta < _SERIES_BELOW_RAD
     t = np.where(small, 1.0, theta)
-    t2 = theta * theta
-    a = np.where(small, 1.0 - t2 / 6.0, np.sin(t) / t)
-    b = np.where(small, 0.5 - t2 / 24.0, (1.0 - np.cos(t)) / (t * t))
-    c = np.where(small, 1.0 / 6.0 - t2 / 120.0, (t - np.sin(t)) / (t * t * t))
+    a = np.where(small, _series("sin_t/t", theta), np.sin(t) / t)
+    b = np.where(small, _series("(1-cos_t)/t^2", theta), (1.0 - np.cos(t)) / (t * t))
+    c = np.where(small, _series("(t-sin_t)/t^3", theta), (t - np.sin(t)) / (t * t * t))
     return a, b, c
 
 
@@ -74,11 +91,11 @@ def so3_left_jacobian_inv(phi: FloatArray) -> FloatArray:
     """Inverses ``(N, 3, 3)`` of :func:`so3_left_jacobian` in closed form."""
     phi = np.asarray(phi, dtype=np.float64).reshape(-1, 3)
     theta = np.linalg.norm(phi, axis=1)
-    small = theta < _SMALL_ANGLE_RAD
+    small = theta < _SERIES_BELOW_RAD
     t = np.where(small, 1.0, theta)
     coeff = np.where(
         small,
-        1.0 / 12.0 + theta * theta / 720.0,
+        _series("1/t^2-(1+cos_t)/(2t*sin_t)", theta),
         1.0 / (t * t) - (1.0 + np.cos(t)) / (2.0 * t * np.sin(t)),
     )
     K = hat(phi)
@@ -93,14 +110,15 @@ def so3_right_jacobian_inv(phi: FloatArray) -> FloatArray:
 def _se3_q_matrix(rho: FloatArray, phi: FloatArray) -> FloatArray:
     """Barfoot's ``Q(rho, phi)`` block ``(N, 3, 3)`` of the SE(3) left Jacobian."""
     theta = np.linalg.norm(phi, axis=1)
-    small = theta < _SMALL_ANGLE_RAD
+    small = theta < _SERIES_BELOW_RAD
     t = np.where(small, 1.0, theta)
-    t2 = theta * theta
     _, _, c1 = _angle_coefficients(theta)
-    c2 = np.where(small, 1.0 / 24.0 - t2 / 720.0, (t * t + 2.0 * np.cos(t) - 2.0) / (2.0 * t**4))
+    c2 = np.where(
+        small, _series("(t^2+2cos_t-2)/(2t^4)", theta), (t * t + 2.0 * np.cos(t) - 2.0) / (2.0 * t**4)
+    )
     c3 = np.where(
         small,
-        1.0 / 120.0 - t2 / 2520.0,
+        _series("(2t-3sin_t+t*cos_t)/(2t^5)", theta),
         (2.0 * t - 3.0 * np.sin(t) + t * np.cos(t)) / (2.0 * t**5),
     )
     P, R = hat(phi), hat(rho)
