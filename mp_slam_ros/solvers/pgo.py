@@ -134,6 +134,11 @@ class PoseGraphProblem:
 
     # ---- evaluation helpers ----------------------------------------------------------------------
 
+    @property
+    def tangent_dim(self) -> int:
+        """Parameters per free pose (6 for SE(3), 3 for SE(2)): the block size of the columns."""
+        return self._group.k
+
     def chi2(self, state: np.ndarray) -> float:
         """Sum of squared Mahalanobis errors ``sum e^T Omega e`` in float64 (= 2 cost)."""
         return 2.0 * self.cost(state, np.dtype(np.float64))
@@ -285,13 +290,15 @@ def make_linear_solver(
     ``cgnr_ic``: CGNR with the static incomplete-Cholesky ``preconditioner`` (default:
     thresholded, drop tolerance 3e-3, AMD ordering) built from ``problem``'s reference
     Jacobian (the Jacobian at zero residual, see :meth:`PoseGraphProblem.reference_jacobian`)
-    when a problem is given, else from the first linearization; wrapped in
+    and ordered by pose blocks (``block_size`` = the tangent dimension unless the factory sets
+    one) when a problem is given, else from the first linearization; wrapped in
     :class:`InexactNewton`. ``cholesky``: the float64 sparse direct reference.
     """
     if name == "cgnr_ic":
         factory = preconditioner or IncompleteCholeskyFactory(drop_tolerance=DEFAULT_DROP_TOLERANCE)
         if problem is not None:
-            factory = replace(factory, reference_jacobian=problem.reference_jacobian())
+            block_size = factory.block_size if factory.block_size > 1 else problem.tangent_dim
+            factory = replace(factory, reference_jacobian=problem.reference_jacobian(), block_size=block_size)
         return InexactNewton(CGNRSolver(factory, static_preconditioner=True, name="cgnr_ic"))
     if name == "cholesky":
         return SparseCholeskySolver()

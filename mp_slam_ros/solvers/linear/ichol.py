@@ -254,13 +254,17 @@ class IncompleteCholeskyFactory:
 
     ``drop_tolerance``: 0 for IC(0), > 0 for the thresholded variant (module docstring);
     ``ordering``: symmetric permutation applied before factoring (``auto``: natural for IC(0),
-    AMD for the thresholded variant); ``initial_shift``/``max_shifts``: the breakdown retries;
+    AMD for the thresholded variant); ``block_size``: the unknowns come in consecutive blocks of
+    this size (e.g. the tangent of a pose) and AMD/RCM order the blocks, keeping each one
+    contiguous (the quotient graph has ``block_size^2`` times fewer entries: ~4x cheaper to
+    order, same fill); ``initial_shift``/``max_shifts``: the breakdown retries;
     ``reference_jacobian``: factor the normal matrix of this Jacobian (column-scaled to unit
     norm) instead of the first system's (see :mod:`mp_slam_ros.solvers.pgo`).
     """
 
     drop_tolerance: float = 0.0
     ordering: str = "auto"
+    block_size: int = 1
     initial_shift: float = 1e-3
     max_shifts: int = 8
     reference_jacobian: sp.spmatrix | None = field(default=None, repr=False, compare=False)
@@ -270,6 +274,8 @@ class IncompleteCholeskyFactory:
             raise ConfigError("ichol.drop_tolerance", self.drop_tolerance, "must be in [0, 1)")
         if self.ordering not in ORDERINGS:
             raise ConfigError("ichol.ordering", self.ordering, f"must be one of {', '.join(ORDERINGS)}")
+        if self.block_size < 1:
+            raise ConfigError("ichol.block_size", self.block_size, "must be >= 1")
         if not self.initial_shift > 0.0:
             raise ConfigError("ichol.initial_shift", self.initial_shift, "must be > 0")
         if self.max_shifts < 0:
@@ -294,12 +300,40 @@ def _ordering(normal: sp.csr_matrix, options: IncompleteCholeskyFactory) -> np.n
     method = options.ordering
     if method == "auto":
         method = "natural" if options.drop_tolerance == 0.0 else "amd"
-    n = normal.shape[0]
-    if method == "amd" and cholmod is not None and n > 0:
-        return np.asarray(cholmod.analyze(sp.csc_matrix(normal), ordering_method="amd").P())
-    if method in ("amd", "rcm") and n > 0:  # RCM when CHOLMOD (AMD) is not installed
-        return np.asarray(reverse_cuthill_mckee(normal, symmetric_mode=True))
-    return np.arange(n)
+    n, size = normal.shape[0], options.block_size
+    if method == "natural" or n == 0:
+        return np.arange(n)
+    if size > 1 and n % size == 0:  # order the quotient graph, expand every block in place
+        q_ptr, q_idx = _block_pattern(normal.indptr, normal.indices, size)
+        blocks = sp.csr_matrix((np.ones(q_idx.size), q_idx, q_ptr), shape=(n // size, n // size))
+        return (_ordering_of(blocks, method)[:, None] * size + np.arange(size)).ravel()
+    return _ordering_of(normal, method)
+
+
+def _ordering_of(pattern: sp.csr_matrix, method: str) -> np.ndarray:
+    """AMD (CHOLMOD; reverse Cuthill-McKee without it) or RCM permutation of a symmetric pattern."""
+    if method == "amd" and cholmod is not None:
+        return np.asarray(cholmod.analyze(sp.csc_matrix(pattern), ordering_method="amd").P())
+    return np.asarray(reverse_cuthill_mckee(pattern, symmetric_mode=True))
+
+
+@numba.njit(cache=True)
+def _block_pattern(indptr, indices, size):  # type: ignore[no-untyped-def]
+    """CSR pattern ``(q_ptr, q_idx)`` of the ``size x size`` blocks holding an entry (unsorted)."""
+    blocks = (indptr.size - 1) // size
+    q_ptr = np.zeros(blocks + 1, dtype=np.int64)
+    q_idx = np.empty(indices.size, dtype=np.int32)
+    mark = np.full(blocks, -1, dtype=np.int64)
+    count = 0
+    for block in range(blocks):
+        for p in range(indptr[block * size], indptr[(block + 1) * size]):
+            column = indices[p] // size
+            if mark[column] != block:
+                mark[column] = block
+                q_idx[count] = column
+                count += 1
+        q_ptr[block + 1] = count
+    return q_ptr, q_idx[:count].copy()
 
 
 @dataclass
