@@ -229,16 +229,22 @@ def _validate_information(information: np.ndarray, edge_from: np.ndarray, edge_t
     if information.shape[0] == 0:
         return
     scale = np.abs(information).max(axis=(1, 2))
-    asymmetry = np.abs(information - np.swapaxes(information, 1, 2)).max(axis=(1, 2))
-    eigenvalues = np.linalg.eigvalsh(0.5 * (information + np.swapaxes(information, 1, 2)))
+    symmetric = 0.5 * (information + np.swapaxes(information, 1, 2))
+    asymmetry = 2.0 * np.abs(information - symmetric).max(axis=(1, 2))  # |I - I^T|, contiguous
+    try:  # a batched Cholesky is ~3x cheaper than the eigenvalues; they name a failure
+        np.linalg.cholesky(symmetric)
+        not_positive = np.zeros(information.shape[0], dtype=bool)
+    except np.linalg.LinAlgError:
+        not_positive = np.linalg.eigvalsh(symmetric)[:, 0] <= 0.0
     checks = (
         (asymmetry > _SYMMETRY_TOLERANCE * np.maximum(scale, 1e-300), "is not symmetric"),
-        (eigenvalues[:, 0] <= 0.0, "is not positive definite"),
+        (not_positive, "is not positive definite"),
     )
     for mask, problem in checks:
         if np.any(mask):
             bad = int(np.argmax(mask))
+            smallest = np.linalg.eigvalsh(symmetric[bad])[0]
             raise ProblemError(
                 f"information of edge {bad} ({int(edge_from[bad])} -> {int(edge_to[bad])}) "
-                f"{problem} (smallest eigenvalue {eigenvalues[bad, 0]:.3g})"
+                f"{problem} (smallest eigenvalue {smallest:.3g})"
             )

@@ -102,7 +102,8 @@ class PoseGraphProblem:
         self._rounded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.num_residuals = graph.num_edges * k
         self.num_parameters = self._free_nodes.size * k
-        self._scatter, self._indices, self._indptr = _jacobian_pattern(variable[self._from], variable[self._to], k)
+        pattern = kernels.jacobian_pattern(variable[self._from], variable[self._to], k)
+        self._scatter, self._indices, self._indptr = pattern
 
     # ---- LeastSquaresProblem protocol ------------------------------------------------------------
 
@@ -192,34 +193,6 @@ class PoseGraphProblem:
 def _half_squared_norm(residual: np.ndarray) -> float:
     r = residual.astype(np.float64, copy=False)
     return 0.5 * float(r @ r)
-
-
-def _jacobian_pattern(
-    variable_from: np.ndarray, variable_to: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSR pattern of the Jacobian and where each block entry goes, built once per problem.
-
-    Each edge owns ``k`` rows; its dense block row is ``[J_from | J_to]`` ``(k, 2k)``. Returns
-    ``scatter`` ``(E, k, 2k)`` (the CSR value index of each block entry, -1 for the columns of a
-    fixed node; columns sorted within each row: the block of the smaller variable first),
-    ``indices`` and ``indptr``.
-    """
-    num_edges = variable_from.size
-    variables = np.stack([variable_from, variable_to], axis=1)  # (E, 2)
-    free = variables >= 0
-    row_length = k * free.sum(axis=1)  # (E,)
-    indptr = np.concatenate([[0], np.cumsum(np.repeat(row_length, k))]).astype(np.int64)
-    row_start = indptr[:-1].reshape(num_edges, k)  # (E, k)
-    other = variables[:, ::-1]
-    first = ~(free[:, ::-1] & (other < variables))  # (E, 2): this block comes first in its rows
-    offset = np.where(first, 0, k)[:, None, :, None] + np.arange(k)[None, None, None, :]  # (E, 1, 2, k)
-    scatter = np.where(free[:, None, :, None], row_start[:, :, None, None] + offset, -1)
-    scatter = scatter.reshape(num_edges, k, 2 * k)
-    indices = np.empty(int(indptr[-1]), dtype=np.int32)
-    columns = (variables[:, None, :, None] * k + np.arange(k)).reshape(num_edges, 1, 2 * k)
-    valid = scatter >= 0
-    indices[scatter[valid]] = np.broadcast_to(columns, scatter.shape)[valid]
-    return scatter, indices, indptr.astype(np.int32)
 
 
 SOLVERS = ("cgnr_ic", "cholesky")

@@ -255,3 +255,38 @@ def se2_edges(poses, edge_from, edge_to, Z_inv, W, residual, jacobian, scatter, 
         Ad[0, 0], Ad[0, 1], Ad[1, 0], Ad[1, 1] = rel_c, rel_s, -rel_s, rel_c
         Ad[0, 2], Ad[1, 2], Ad[2, 2] = inv_y, -inv_x, 1.0
         _edge_jacobian(W[e], Jr_inv, Ad, J_to, J_from, jacobian, scatter[e], round16)
+
+
+@numba.njit(cache=True)
+def jacobian_pattern(variable_from, variable_to, k):  # type: ignore[no-untyped-def]
+    """CSR pattern of the Jacobian: ``(scatter (E, k, 2k) int64, indices int32, indptr int32)``.
+
+    Edge ``e`` owns rows ``k e .. k e + k - 1``; its dense block row is ``[J_from | J_to]``.
+    ``scatter[e, a, b]`` is the CSR value index of block entry ``(a, b)`` (-1 for the columns of
+    a fixed node, variable ``-1``); within a row the block of the smaller variable comes first.
+    """
+    num_edges = variable_from.size
+    indptr = np.zeros(num_edges * k + 1, dtype=np.int32)
+    scatter = np.full((num_edges, k, 2 * k), -1, dtype=np.int64)
+    total = 0
+    for e in range(num_edges):
+        length = k * ((variable_from[e] >= 0) + (variable_to[e] >= 0))
+        for a in range(k):
+            indptr[e * k + a + 1] = total + (a + 1) * length
+        total += k * length
+    indices = np.empty(total, dtype=np.int32)
+    for e in range(num_edges):
+        v_from, v_to = variable_from[e], variable_to[e]
+        to_first = v_to >= 0 and (v_from < 0 or v_to < v_from)
+        for a in range(k):
+            position = indptr[e * k + a]
+            for side in range(2):
+                variable = v_to if (side == 0) == to_first else v_from
+                if variable < 0:
+                    continue
+                column = k if variable == v_to else 0
+                for b in range(k):
+                    scatter[e, a, column + b] = position
+                    indices[position] = variable * k + b
+                    position += 1
+    return scatter, indices, indptr
