@@ -235,6 +235,40 @@ def _triangular_solves(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, b, round16):  #
     return z
 
 
+@numba.njit(cache=True)
+def _permuted_upper(indptr, indices, data, inverse):  # type: ignore[no-untyped-def]
+    """Upper triangle of ``P A P^T`` (``A`` symmetric CSR, ``inverse[i]``: new index of ``i``)
+    as CSR arrays ``(data, indices, indptr)`` with sorted columns (one pass, then insertion
+    sorts of the short rows)."""
+    n = indptr.size - 1
+    new_ptr = np.zeros(n + 1, dtype=np.int64)
+    for row in range(n):
+        for p in range(indptr[row], indptr[row + 1]):
+            if inverse[indices[p]] >= inverse[row]:
+                new_ptr[inverse[row] + 1] += 1
+    for row in range(n):
+        new_ptr[row + 1] += new_ptr[row]
+    new_idx = np.empty(new_ptr[n], dtype=np.int32)
+    new_val = np.empty(new_ptr[n], dtype=data.dtype)
+    for row in range(n):
+        new_row = inverse[row]
+        first = new_ptr[new_row]
+        at_end = first
+        for p in range(indptr[row], indptr[row + 1]):
+            column = inverse[indices[p]]
+            if column < new_row:
+                continue
+            at = at_end
+            while at > first and new_idx[at - 1] > column:
+                new_idx[at] = new_idx[at - 1]
+                new_val[at] = new_val[at - 1]
+                at -= 1
+            new_idx[at] = column
+            new_val[at] = data[p]
+            at_end += 1
+    return new_val, new_idx, new_ptr
+
+
 @dataclass
 class _Factor:
     """``L`` by rows (``lower``) and by columns (``upper`` = ``L^T`` by rows), compute dtype."""
@@ -289,7 +323,9 @@ class IncompleteCholeskyFactory:
             reference = sp.csr_matrix(self.reference_jacobian, dtype=np.float64)
             jacobian_scaled = ScaledSystem.from_linearization(reference, np.zeros(reference.shape[0])).jacobian_scaled
         J = sp.csr_matrix(jacobian_scaled, dtype=np.float64)
-        normal = sp.csr_matrix(J.T @ J) + float(damping) * sp.eye(J.shape[1], format="csr")
+        normal = sp.csr_matrix(J.T @ J)
+        if damping != 0.0:  # (a static preconditioner is built undamped: skip a full pass)
+            normal = normal + float(damping) * sp.eye(J.shape[1], format="csr")
         preconditioner = IncompleteCholesky(normal, _ordering(normal, self), self, backend)
         preconditioner.factor(policy.preconditioner)
         return preconditioner
@@ -365,9 +401,13 @@ class IncompleteCholesky:
     def _compute(self, dtype: np.dtype) -> _Factor:
         round16 = dtype == _F16
         compute = _F32 if round16 else dtype
-        permuted = self.normal[self.perm][:, self.perm]
-        lower_by_columns = sp.csr_matrix(sp.triu(permuted, format="csr"))  # CSC of the lower part
-        lower_by_columns.sort_indices()
+        n = self.normal.shape[0]
+        inverse = np.empty(n, dtype=np.int64)
+        inverse[self.perm] = np.arange(n)
+        # The upper triangle of P A P^T by rows (sorted) = its lower triangle by columns.
+        lower_by_columns = sp.csr_matrix(
+            _permuted_upper(self.normal.indptr, self.normal.indices, self.normal.data, inverse), shape=(n, n)
+        )
         a_val = round_to(lower_by_columns.data, dtype).astype(compute, copy=False)
         restrict = self.options.drop_tolerance == 0.0
         capacity = lower_by_columns.nnz if restrict else 4 * lower_by_columns.nnz
@@ -385,7 +425,6 @@ class IncompleteCholesky:
             attempt += 1
             self.shifts += 1
             alpha = self.options.initial_shift * 10.0 ** (attempt - 1)
-        n = self.normal.shape[0]
         nnz = int(l_ptr[-1])
         upper = sp.csr_matrix((l_val[:nnz], l_idx[:nnz], l_ptr), shape=(n, n))
         lower = sp.csr_matrix(upper.T)
