@@ -236,6 +236,26 @@ def _triangular_solves(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, b, round16):  #
 
 
 @numba.njit(cache=True)
+def _permuted_solves(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, s, perm, scale, round16):  # type: ignore[no-untyped-def]
+    """``(z, finite)``: ``z = P^T L^-T L^-1 (P s scale) / scale`` in one call (gather, scale and,
+    with ``round16``, rounding of the right-hand side to float16, the two solves, scatter back);
+    ``finite``: no unknown overflowed. ``scale`` is a power of two (exact)."""
+    n = s.size
+    b = np.empty_like(s)
+    for i in range(n):
+        value = s[perm[i]] * scale
+        b[i] = round_fp16(value) if round16 else value
+    z_perm = _triangular_solves(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, b, round16)
+    z = np.empty_like(s)
+    finite = True
+    for i in range(n):
+        value = z_perm[i]
+        finite = finite and value - value == 0
+        z[perm[i]] = value / scale
+    return z, finite
+
+
+@numba.njit(cache=True)
 def _permuted_upper(indptr, indices, data, inverse):  # type: ignore[no-untyped-def]
     """Upper triangle of ``P A P^T`` (``A`` symmetric CSR, ``inverse[i]``: new index of ``i``)
     as CSR arrays ``(data, indices, indptr)`` with sorted columns (one pass, then insertion
@@ -439,27 +459,25 @@ class IncompleteCholesky:
         if not factor.ok:
             return np.full_like(s, np.nan)
         round16 = np.dtype(dtype) == _F16
-        b = np.asarray(s, dtype=factor.lower.dtype)[self.perm]
-        z = np.empty_like(b)
+        b = np.asarray(s, dtype=factor.lower.dtype)
         if not round16:
-            z[self.perm] = self._solve(factor, b, False)
-            return z.astype(s.dtype, copy=False)
+            return self._solve(factor, b, 1.0)[0].astype(s.dtype, copy=False)
         peak = float(np.max(np.abs(b), initial=0.0))
         if not 0.0 < peak < np.inf:
             return np.zeros_like(s) if peak == 0.0 else np.full_like(s, np.nan)
         scale = 2.0 ** -math.ceil(math.log2(peak))
         for _ in range(2):
-            z_perm = self._solve(factor, round_to(b * np.float32(scale), _F16), True)
-            if np.all(np.isfinite(z_perm)):
+            z, finite = self._solve(factor, b, scale)
+            if finite:
                 break
             scale *= _OVERFLOW_RETRY_SCALE
-        z[self.perm] = z_perm / np.float32(scale)
         return z.astype(s.dtype, copy=False)
 
-    @staticmethod
-    def _solve(factor: _Factor, b: np.ndarray, round16: bool) -> np.ndarray:
+    def _solve(self, factor: _Factor, b: np.ndarray, scale: float) -> tuple[np.ndarray, bool]:
         L, U = factor.lower, factor.upper
-        return _triangular_solves(L.indptr, L.indices, L.data, U.indptr, U.indices, U.data, b, round16)
+        return _permuted_solves(  # type: ignore[no-any-return]
+            L.indptr, L.indices, L.data, U.indptr, U.indices, U.data, b, self.perm, b.dtype.type(scale), scale != 1.0
+        )
 
     def _apply_cuda(self, factor: _Factor, s: object, dtype: np.dtype) -> object:
         """Untested (no GPU here): cuSPARSE triangular solves in float32/float64."""
