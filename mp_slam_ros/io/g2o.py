@@ -37,7 +37,7 @@ import numpy as np
 from mp_slam_ros.backend.pose_graph import PoseGraph
 from mp_slam_ros.errors import FileFormatError, ProblemError
 from mp_slam_ros.geometry import lie
-from mp_slam_ros.io.text import read_text_lines
+from mp_slam_ros.io.text import parse_finite_float, read_text_lines
 
 #: Largest accepted deviation of a quaternion's norm from 1 (nearly unit ones are normalized).
 QUATERNION_NORM_TOLERANCE = 1e-3
@@ -113,7 +113,7 @@ def _parse_line(parsed: _Parsed, tokens: list[str], source: str, number: int) ->
         raise FileFormatError(source, number, f"{tag} needs {expected} fields, got {len(tokens) - 1}")
     ids = [_parse_id(token, name, source, number) for token, name in zip(tokens[1:], id_names)]
     values = [
-        _parse_float(token, name, source, number)
+        parse_finite_float(token, name, source, number)
         for token, name in zip(tokens[1 + len(id_names) :], names)
     ]
     if dim == 3:
@@ -132,17 +132,7 @@ def _parse_id(token: str, name: str, source: str, number: int) -> int:
     try:
         return int(token)
     except ValueError:
-        raise FileFormatError(source, number, f"field {name}: {token!r} is not an integer id") from None
-
-
-def _parse_float(token: str, name: str, source: str, number: int) -> float:
-    try:
-        value = float(token)
-    except ValueError:
-        raise FileFormatError(source, number, f"field {name}: {token!r} is not a number") from None
-    if not np.isfinite(value):
-        raise FileFormatError(source, number, f"field {name}: {token!r} is not finite")
-    return value
+        raise FileFormatError(source, number, f"field {name}={token!r} is not an integer id") from None
 
 
 def _check_quaternion(values: list[float], source: str, number: int) -> None:

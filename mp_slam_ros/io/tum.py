@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from scipy.spatial.transform import Rotation
 
 from mp_slam_ros.errors import FileFormatError
-from mp_slam_ros.io.text import read_text_lines
+from mp_slam_ros.io.text import parse_finite_float, read_text_lines
 
 FIELDS = ("timestamp", "tx", "ty", "tz", "qx", "qy", "qz", "qw")
 
@@ -69,13 +69,7 @@ def read_tum(path: str | Path) -> TumTrajectory:
             raise FileFormatError(path, number, f"expected {len(FIELDS)} fields ({' '.join(FIELDS)}), got {len(tokens)}")
         values = []
         for field, token in zip(FIELDS, tokens):
-            try:
-                value = float(token)
-            except ValueError:
-                raise FileFormatError(path, number, f"field {field}={token!r} is not a number") from None
-            if not np.isfinite(value):
-                raise FileFormatError(path, number, f"field {field}={token!r} is not finite")
-            values.append(value)
+            values.append(parse_finite_float(token, field, path, number))
         norm = float(np.linalg.norm(values[4:]))
         if abs(norm - 1.0) > 1e-3:
             raise FileFormatError(path, number, f"quaternion (qx qy qz qw) has norm {norm:.6f}, expected 1")

@@ -67,7 +67,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [
-        (_VERTICES_3D + _EDGE_3D.replace(" 1 0 0 0 0 0 1 1", " nan 0 0 0 0 0 1 1"), 3, "field x: 'nan' is not finite"),
+        (_VERTICES_3D + _EDGE_3D.replace(" 1 0 0 0 0 0 1 1", " nan 0 0 0 0 0 1 1"), 3, "field x='nan' is not finite"),
         (_VERTICES_3D + "EDGE_SE3:QUAT 0 1 1 0 0\n", 3, "EDGE_SE3:QUAT needs 30 fields, got 5"),
         (_VERTICES_3D + "VERTEX_XYZ 2 0 0 0\n", 3, "unsupported element 'VERTEX_XYZ'"),
         (_VERTICES_3D + _EDGE_3D.replace(_IDENTITY_INFO_6, "1 0 0 0 0 0 1 0 0 0 0 1 0 0 0 1 0 0 1 0 -1"), 3,
@@ -76,7 +76,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         (_VERTICES_3D + "VERTEX_SE3:QUAT 1 2 0 0 0 0 0 1\n", 3, "duplicate vertex id 1"),
         (_VERTICES_3D + "VERTEX_SE2 2 0 0 0\n", 3, "VERTEX_SE2 in a 3-D file (line 2 is 3-D)"),
         ("VERTEX_SE3:QUAT 0 0 0 0 0 0 0 0\n", 1, "quaternion (qx qy qz qw) has norm 0"),
-        ("VERTEX_SE3:QUAT x 0 0 0 0 0 0 1\n", 1, "field id: 'x' is not an integer id"),
+        ("VERTEX_SE3:QUAT x 0 0 0 0 0 0 1\n", 1, "field id='x' is not an integer id"),
         (_VERTICES_3D + "FIX 9\n", 3, "FIX names unknown vertex id 9"),
         (_VERTICES_3D + _EDGE_3D.replace("0 1 1 0 0", "1 1 1 0 0", 1), 3, "edge connects vertex 1 to itself"),
         ("VERTEX_SE2 0 0 0 0\nVERTEX_SE2 1 1 0 0\nEDGE_SE2 0 1 1 0 0 1 0 0 1 0 0\n", 3,
