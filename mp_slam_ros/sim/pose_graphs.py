@@ -11,8 +11,11 @@ Three worlds, each a ground-truth trajectory plus odometry and loop-closure edge
   does (the shape of a household robot's graph: bounded area, many revisits).
 
 Every measurement is the true relative pose perturbed by Gaussian tangent noise of covariance
-``Sigma``; the edge information is ``Sigma^-1`` (full matrices when ``correlated=True``). The
-initial estimate is the dead-reckoning chain of the noisy odometry (``initial="odometry"``) or
+``Sigma`` (one for odometry edges, optionally a smaller one for loop closures, which in a real
+robot come from visual geometric verification rather than wheels); each edge's information is the
+inverse of the covariance its noise was drawn from (full matrices when ``correlated=True``).
+Odometry may also carry a systematic error (scale, yaw per step) that the information does not
+model, as with a real robot's uncalibrated wheels. The initial estimate is the dead-reckoning chain of the noisy odometry (``initial="odometry"``) or
 the ground truth perturbed per pose (``initial="perturbed"``, the situation of an incremental
 SLAM system). Everything is reproducible from ``seed``.
 """
@@ -31,11 +34,17 @@ from mp_slam_ros.geometry import lie
 
 @dataclass(frozen=True)
 class GraphNoise:
-    """Standard deviations of the measurement noise (per edge, tangent space).
+    """Standard deviations of the measurement noise (per edge, tangent space) and odometry bias.
 
-    ``translation_m``/``rotation_rad``: odometry and loop-closure noise; ``correlated``: draw a
-    full (not diagonal) covariance, so information matrices are full; ``initial_*``: per-pose
-    perturbation used by ``initial="perturbed"``.
+    ``translation_m``/``rotation_rad``: odometry noise, and loop-closure noise unless
+    ``loop_translation_m``/``loop_rotation_rad`` are given (``None``: same as odometry);
+    ``correlated``: draw a full (not diagonal) correlation, shared by both edge kinds, so
+    information matrices are full; ``initial_*``: per-pose perturbation used by
+    ``initial="perturbed"``. ``odometry_scale_bias``: relative error of every odometry
+    translation (0.01: the wheels report 1 % more distance than driven);
+    ``odometry_yaw_bias_rad``: yaw added to every odometry edge (a curvature bias, as from
+    unequal wheel diameters). The biases are systematic and NOT in the edge information, as for a
+    real robot whose odometry covariance does not know its calibration error.
     """
 
     translation_m: float = 0.05
@@ -43,6 +52,25 @@ class GraphNoise:
     correlated: bool = False
     initial_translation_m: float = 0.3
     initial_rotation_rad: float = 0.05
+    loop_translation_m: float | None = None
+    loop_rotation_rad: float | None = None
+    odometry_scale_bias: float = 0.0
+    odometry_yaw_bias_rad: float = 0.0
+
+    def __post_init__(self) -> None:
+        for field in ("translation_m", "rotation_rad", "loop_translation_m", "loop_rotation_rad"):
+            value = getattr(self, field)
+            if value is not None and not value > 0.0:
+                raise ConfigError(f"noise.{field}", value, "must be a positive standard deviation")
+        if not self.odometry_scale_bias > -1.0:
+            raise ConfigError("noise.odometry_scale_bias", self.odometry_scale_bias, "must be > -1")
+
+    @property
+    def loop_sigmas(self) -> tuple[float, float]:
+        """(translation [m], rotation [rad]) sigmas of loop-closure edges."""
+        translation = self.translation_m if self.loop_translation_m is None else self.loop_translation_m
+        rotation = self.rotation_rad if self.loop_rotation_rad is None else self.loop_rotation_rad
+        return translation, rotation
 
 
 @dataclass
@@ -60,16 +88,34 @@ def _tangent_sigma(k: int, translation: float, rotation: float) -> np.ndarray:
     return np.r_[np.full(d, translation), np.full(k - d, rotation)]
 
 
-def _covariance(k: int, noise: GraphNoise, rng: np.random.Generator) -> np.ndarray:
-    """Tangent covariance ``(k, k)``: ``[translation, rotation]`` sigmas, optionally correlated."""
-    sigma = _tangent_sigma(k, noise.translation_m, noise.rotation_rad)
-    correlation = np.eye(k)
-    if noise.correlated:
-        factor = rng.uniform(-1.0, 1.0, (k, k))
-        correlation = factor @ factor.T + k * np.eye(k)
-        scale = 1.0 / np.sqrt(np.diag(correlation))
-        correlation = correlation * scale[:, None] * scale[None, :]
+def _correlation(k: int, correlated: bool, rng: np.random.Generator) -> np.ndarray:
+    """Correlation matrix ``(k, k)`` of tangent noise: identity, or a random full one."""
+    if not correlated:
+        return np.eye(k)
+    factor = rng.uniform(-1.0, 1.0, (k, k))
+    correlation = factor @ factor.T + k * np.eye(k)
+    scale = 1.0 / np.sqrt(np.diag(correlation))
+    return correlation * scale[:, None] * scale[None, :]
+
+
+def _covariance(correlation: np.ndarray, translation: float, rotation: float) -> np.ndarray:
+    """Tangent covariance ``(k, k)`` of ``[translation, rotation]`` sigmas with ``correlation``."""
+    sigma = _tangent_sigma(correlation.shape[0], translation, rotation)
     return correlation * sigma[:, None] * sigma[None, :]
+
+
+def _with_odometry_bias(T_from_to: np.ndarray, noise: GraphNoise) -> np.ndarray:
+    """Odometry measurements ``(E, d+1, d+1)`` with the systematic errors of ``noise`` applied:
+    translations scaled by ``1 + odometry_scale_bias``, then a yaw of ``odometry_yaw_bias_rad``
+    about the body's vertical axis appended. Returned unchanged when both are zero."""
+    if noise.odometry_scale_bias == 0.0 and noise.odometry_yaw_bias_rad == 0.0:
+        return T_from_to
+    d = T_from_to.shape[-1] - 1
+    biased = T_from_to.copy()
+    biased[:, :d, d] *= 1.0 + noise.odometry_scale_bias
+    yaw_xi = np.zeros((1, 6 if d == 3 else 3))
+    yaw_xi[0, -1] = noise.odometry_yaw_bias_rad
+    return biased @ _exp(yaw_xi)
 
 
 def _exp(xi: np.ndarray) -> np.ndarray:
@@ -98,10 +144,19 @@ def build_problem(
     k = 6 if T_world_true.shape[-1] == 4 else 3
     odometry = np.stack([np.arange(n - 1), np.arange(1, n)], axis=1)
     pairs = np.concatenate([odometry, np.asarray(loops, dtype=np.int64).reshape(-1, 2)])
-    covariance = _covariance(k, noise, rng)
-    noise_xi = rng.standard_normal((pairs.shape[0], k)) @ np.linalg.cholesky(covariance).T
+    correlation = _correlation(k, noise.correlated, rng)
+    covariance = _covariance(correlation, noise.translation_m, noise.rotation_rad)
+    loop_covariance = _covariance(correlation, *noise.loop_sigmas)
+    standard_xi = rng.standard_normal((pairs.shape[0], k))
+    noise_xi = standard_xi @ np.linalg.cholesky(covariance).T
+    if not np.array_equal(loop_covariance, covariance):
+        noise_xi[n - 1:] = standard_xi[n - 1:] @ np.linalg.cholesky(loop_covariance).T
     T_true_rel = _inverse(T_world_true[pairs[:, 0]]) @ T_world_true[pairs[:, 1]]
     T_from_to = T_true_rel @ _exp(noise_xi)
+    T_from_to[: n - 1] = _with_odometry_bias(T_from_to[: n - 1], noise)
+    information = np.empty((pairs.shape[0], k, k))
+    information[: n - 1] = np.linalg.inv(covariance)
+    information[n - 1:] = np.linalg.inv(loop_covariance)
     if initial == "odometry":
         T_init = np.empty_like(T_world_true)
         T_init[0] = T_world_true[0]
@@ -117,7 +172,7 @@ def build_problem(
         edge_from=pairs[:, 0],
         edge_to=pairs[:, 1],
         T_from_to=T_from_to,
-        information=np.broadcast_to(np.linalg.inv(covariance), (pairs.shape[0], k, k)).copy(),
+        information=information,
         is_loop=np.arange(pairs.shape[0]) >= n - 1,
     )
     return SyntheticPoseGraph(graph, T_world_true, name)
