@@ -17,7 +17,9 @@ A second part solves many small graphs (800 in the full run) and records the err
 of each mode against the fp64 solution, for the cumulative histogram.
 
 Outputs (``--out``, default results/pgo): ``bench_pgo.json``, ``time_vs_poses.png``,
-``pose_error_cdf.png``, ``summary.md``. ``--quick`` runs a small subset in about a minute.
+``pose_error_cdf.png``, ``summary.md``. ``--quick`` runs a small subset in about a minute;
+``--only NAME ...`` (e.g. ``sphere3d-2500``) times just those problems; with
+``--histogram-problems 0`` only the timing lines are printed and nothing is written.
 """
 
 from __future__ import annotations
@@ -257,6 +259,8 @@ def main() -> None:
     parser.add_argument("--histogram-problems", type=int, default=None, help="default 800 (quick: 40)")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per solve (the minimum is kept)")
     parser.add_argument("--fp16-max-poses", type=int, default=10000, help="skip naive fp16 above this size")
+    parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                        help="run only the problems named so, e.g. sphere3d-2500 household3d-10000")
     parser.add_argument("--out", type=Path, default=Path("results/pgo"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -264,6 +268,8 @@ def main() -> None:
     problems = [(f"{kind}-{n}", lambda kind=kind, n=n: GENERATORS[kind](n, 0))
                 for kind, sizes in (QUICK_SIZES if args.quick else FULL_SIZES).items() for n in sizes]
     problems += [(path.stem, lambda path=path: read_g2o(path)) for path in args.files]
+    if args.only is not None:
+        problems = [(name, make) for name, make in problems if name in args.only]
     rows: list[dict] = []
     for name, make in problems:
         graph = make()
@@ -273,6 +279,8 @@ def main() -> None:
             print(f"{name:18s} {r['solver']:8s} {r['mode']:8s} chi2 {r['chi2']:.10g} ({r['chi2_rel_to_fp64']:+.1e}) "
                   f"iters {r['iterations']:3d} time {r['time_s']:7.3f} s  x{r['time_ratio_to_gtsam']:.2f} GTSAM", flush=True)
     count = args.histogram_problems if args.histogram_problems is not None else (40 if args.quick else 800)
+    if count == 0:  # a focused timing run: nothing is written
+        return
     started = time.perf_counter()
     histogram = histogram_problems(count)
     print(f"histogram: {count} problems in {time.perf_counter() - started:.0f} s", flush=True)
