@@ -4,7 +4,9 @@ The worlds are those of :mod:`mp_slam_ros.sim.pose_graphs`: ``household`` (a rob
 corridor and its rooms, closing loops on revisits), ``sphere`` (``sphere2500``-like) and ``grid``
 (``M3500``-like). The initial estimate is the dead-reckoning chain of the noisy odometry (or the
 truth perturbed per pose with ``--initial perturbed``). With ``--gt`` the true poses are written
-as a TUM file whose timestamps are the node ids, for ``mp-slam eval``.
+as a TUM file whose timestamps are the node ids, for ``mp-slam eval``. ``--loop-sigma-t/-r`` give
+loop closures their own noise (and information); ``--odometry-scale-bias``/``--odometry-yaw-bias``
+add a systematic odometry error that the written information does not model.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"edge translation noise in m (default: {GraphNoise.translation_m:g})")
     parser.add_argument("--sigma-r", type=float, default=GraphNoise.rotation_rad,
                         help=f"edge rotation noise in rad (default: {GraphNoise.rotation_rad:g})")
+    parser.add_argument("--loop-sigma-t", type=float, default=None,
+                        help="loop-closure translation noise in m (default: as --sigma-t)")
+    parser.add_argument("--loop-sigma-r", type=float, default=None,
+                        help="loop-closure rotation noise in rad (default: as --sigma-r)")
+    parser.add_argument("--odometry-scale-bias", type=float, default=0.0,
+                        help="systematic relative error of odometry translations, not in the information (default: 0)")
+    parser.add_argument("--odometry-yaw-bias", type=float, default=0.0,
+                        help="systematic yaw in rad added to every odometry edge, not in the information (default: 0)")
     parser.add_argument("--gt", type=Path, help="also write the true poses as TUM (timestamp = node id)")
 
 
@@ -43,9 +53,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--poses", args.poses, "must be at least 10")
     if args.kind == "sphere" and args.dim != 3:
         raise ConfigError("--dim", args.dim, "the sphere world is 3-D only")
-    if args.sigma_t <= 0.0 or args.sigma_r <= 0.0:
-        raise ConfigError("--sigma-t/--sigma-r", (args.sigma_t, args.sigma_r), "must be positive")
-    noise = GraphNoise(translation_m=args.sigma_t, rotation_rad=args.sigma_r)
+    for flag in ("sigma_t", "sigma_r", "loop_sigma_t", "loop_sigma_r"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0.0:
+            raise ConfigError("--" + flag.replace("_", "-"), value, "must be positive")
+    if args.odometry_scale_bias <= -1.0:
+        raise ConfigError("--odometry-scale-bias", args.odometry_scale_bias, "must be > -1")
+    noise = GraphNoise(translation_m=args.sigma_t, rotation_rad=args.sigma_r, loop_translation_m=args.loop_sigma_t,
+                       loop_rotation_rad=args.loop_sigma_r, odometry_scale_bias=args.odometry_scale_bias,
+                       odometry_yaw_bias_rad=args.odometry_yaw_bias)
     common = {"seed": args.seed, "noise": noise, "initial": args.initial}
     if args.kind == "sphere":
         problem = sphere_graph(args.poses, **common)

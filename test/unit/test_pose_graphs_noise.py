@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from mp_slam_ros.cli.main import main
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.geometry import lie
+from mp_slam_ros.io.g2o import read_g2o
 from mp_slam_ros.sim.pose_graphs import GraphNoise, SyntheticPoseGraph, grid_graph, household_graph
 
 
@@ -79,3 +83,19 @@ def test_odometry_bias_is_systematic_and_absent_from_the_information(dim: int) -
 def test_invalid_noise_is_a_config_error_naming_the_field(field: str, value: float) -> None:
     with pytest.raises(ConfigError, match=field):
         GraphNoise(**{field: value})
+
+
+def test_cli_writes_loop_information_of_the_loop_sigmas(tmp_path: Path) -> None:
+    path = tmp_path / "graph.g2o"
+    assert main(["graph", "household", "-n", "300", "--seed", "4", "-o", str(path), "--loop-sigma-t", "0.001",
+                 "--loop-sigma-r", "0.0002", "--odometry-yaw-bias", "1e-4"]) == 0
+    graph = read_g2o(path)
+    assert graph.is_loop.any()
+    np.testing.assert_allclose(graph.information[graph.is_loop][:, 0, 0], 1e6, rtol=1e-6)
+    np.testing.assert_allclose(graph.information[graph.is_loop][:, 5, 5], 0.0002**-2.0, rtol=1e-6)
+    np.testing.assert_allclose(graph.information[~graph.is_loop][:, 0, 0], 0.05**-2.0, rtol=1e-6)
+
+
+def test_cli_rejects_a_non_positive_loop_sigma_naming_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["graph", "household", "-n", "100", "-o", str(tmp_path / "g.g2o"), "--loop-sigma-t", "0"]) == 1
+    assert "--loop-sigma-t" in capsys.readouterr().err
