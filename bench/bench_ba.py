@@ -14,6 +14,9 @@ All in one run, on the same generated sliding-window VO problems (mp_slam_ros.si
 
 Writes results/ba/bench_ba.json, timing.png, pose_error_cdf.png and a Markdown table. Usage:
     OPENBLAS_NUM_THREADS=1 python bench/bench_ba.py [--quick] [--out results/ba]
+and, to iterate on one case (timing only, nothing written):
+    OPENBLAS_NUM_THREADS=1 python bench/bench_ba.py --timing-only --sizes 50 --no-mono \
+        --windows 20 --methods schur,cgnr/fp32,cgnr/mixed,gtsam
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ba_bench_sections import accuracy_section, products_section, timing_section  # noqa: E402
-from ba_bench_report import markdown_table, plot_cdf, plot_timing  # noqa: E402
+from ba_bench_report import markdown_table, plot_cdf, plot_timing, timing_table  # noqa: E402
 
 from mp_slam_ros.sim.ba_windows import WindowConfig  # noqa: E402
 
@@ -50,20 +53,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--product-windows", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--no-mono", action="store_true", help="skip the monocular 50-keyframe case")
+    parser.add_argument("--methods", default="", help="comma-separated method prefixes to time "
+                        "(e.g. schur,cgnr/fp32,gtsam; default all); with --timing-only for quick iterations")
+    parser.add_argument("--timing-only", action="store_true",
+                        help="only the timing section; prints its table, writes nothing")
     args = parser.parse_args(argv)
     if args.quick:
         args.windows, args.accuracy_windows, args.product_windows = 3, 20, 2
     cases = [(f"{k} keyframes", k, WindowConfig()) for k in (int(s) for s in args.sizes.split(","))]
     if not args.no_mono:
         cases.append(("50 keyframes, monocular", 50, WindowConfig(rgbd=False)))
-    args.out.mkdir(parents=True, exist_ok=True)
+    prefixes = [p for p in args.methods.split(",") if p]
+    selected: Callable[[str], bool] = lambda name: not prefixes or any(name.startswith(p) for p in prefixes)  # noqa: E731
     log: Callable[[str], None] = lambda line: print(line, flush=True)  # noqa: E731
     started = time.perf_counter()
+    timing = timing_section(cases, args.windows, args.seed, log, selected)
+    if args.timing_only:
+        print("\n".join(timing_table(timing)))
+        return 0
+    if prefixes:
+        parser.error("--methods needs --timing-only (committed results hold every method)")
+    args.out.mkdir(parents=True, exist_ok=True)
     results = {
         "machine": {"python": platform.python_version(), "processor": platform.processor(),
                     "cpus": os.cpu_count(), "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS")},
         "arguments": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "timing": timing_section(cases, args.windows, args.seed, log),
+        "timing": timing,
         "accuracy": accuracy_section(args.accuracy_windows, args.seed + 100_000, log),
         "products": products_section(args.product_windows, args.seed + 200_000, log),
     }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
@@ -89,3 +90,20 @@ def reweight_factors(loss: RobustLoss, squared_norm: FloatArray) -> tuple[float,
     if loss.is_trivial:
         return 0.5 * float(np.sum(squared_norm, dtype=np.float64)), None
     return loss.cost(squared_norm), np.sqrt(loss.weight(squared_norm))
+
+
+#: Codes of :class:`LossKind` for compiled kernels (:func:`loss_terms`).
+LOSS_CODES = {LossKind.NONE: 0, LossKind.HUBER: 1, LossKind.CAUCHY: 2}
+
+
+@numba.njit(cache=True, inline="always")
+def loss_terms(code: int, scale: float, s: float) -> tuple[float, float, float]:
+    """``(rho(s), rho'(s), rho''(s))`` of the loss with :data:`LOSS_CODES` ``code`` (numba)."""
+    c2 = scale * scale
+    if code == 1 and s > c2:
+        root = np.sqrt(s)
+        return 2.0 * scale * root - c2, scale / root, -0.5 * scale / (s * root)
+    if code == 2:
+        inv = 1.0 / (1.0 + s / c2)
+        return c2 * np.log1p(s / c2), inv, -inv * inv / c2
+    return s, 1.0, 0.0

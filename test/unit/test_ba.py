@@ -123,6 +123,32 @@ def test_robust_loss_suppresses_injected_outliers() -> None:
     assert errors[LossKind.CAUCHY] < 3.0 * clean_error + 1e-3
 
 
+def test_landmark_iterations_cross_the_flat_valleys_of_inconsistent_landmarks() -> None:
+    # A generated window in which two-observation landmarks with one outlier lie in near-flat
+    # Huber valleys: without embedded point iterations LM crawls along them for hundreds of steps.
+    window = generate_window(50, 51000)
+    tight = ba_solver_options("fp64", function_tolerance=1e-12, max_iterations=20)
+    reference = bundle_adjust(window.problem, tight, solver="schur").summary
+    tight.max_iterations = 60
+    crawl = bundle_adjust(window.problem, tight, solver="schur", landmark_iterations=0).summary
+    assert crawl.num_iterations == 60 and crawl.final_cost > reference.final_cost * (1 + 2e-4)
+    default = bundle_adjust(window.problem, ba_solver_options("fp64"), solver="schur").summary
+    assert default.final_cost <= reference.final_cost * (1 + 1e-4)
+
+
+def test_landmark_iterations_never_raise_the_cost() -> None:
+    window = _window(12, seed=5, outlier_fraction=0.1, loss=RobustLoss(LossKind.CAUCHY, 1.0))
+    plain, refined = BundleAdjustment(window.problem), BundleAdjustment(window.problem, landmark_iterations=5)
+    state = plain.initial_state()
+    delta = 0.01 * np.random.default_rng(0).standard_normal(plain.structure.num_columns)
+    for ba in (plain, refined):
+        ba.linearize(state, np.float64)
+    costs = [ba.cost(ba.retract(state, delta), np.float64) for ba in (plain, refined)]
+    assert costs[1] < costs[0]
+    moved = refined.retract(state, delta)
+    np.testing.assert_array_equal(moved.T_world_cam, plain.retract(state, delta).T_world_cam)
+
+
 def test_far_from_origin_window_escalates_out_of_fp16() -> None:
     window = _window(seed=6)
     offset = np.array([3000.0, -2000.0, 0.0])  # fp16 spacing at 2048-4096 is 2 m
