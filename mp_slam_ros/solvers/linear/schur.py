@@ -2,10 +2,11 @@
 
 For the scaled damped system ``(J_s^T J_s + lambda I) y = J_s^T b`` with columns split into
 camera poses ``p`` and landmarks ``l`` (3x3 block-diagonal ``H_ll``), it forms the reduced camera
-system ``S = H_pp - H_pl H_ll^-1 H_lp`` and ``g = g_p - H_pl H_ll^-1 g_l``, factors ``S`` with a
-Cholesky (LAPACK; banded when the window's co-visibility makes ``S`` banded, dense otherwise),
-and back-substitutes the landmarks. ``S`` is accumulated per landmark
-over pairs of its observations (numba), so ``J_s^T J_s`` is never formed as a sparse product.
+system ``S = H_pp - H_pl H_ll^-1 H_lp`` and ``g = g_p - H_pl H_ll^-1 g_l`` in band storage (the
+window's co-visibility makes ``S`` banded), factors it with LAPACK's banded Cholesky, and
+back-substitutes the landmarks. ``S`` is accumulated per landmark
+over pairs of its observations (numba), straight from the CSR values of the BA Jacobian layout, so
+``J_s^T J_s`` is never formed as a sparse product.
 
 Everything is float64 (the baseline), except that the Jacobian values are first rounded to the
 policy's ``matvec`` storage dtype, so every precision mode sees the same Jacobian it would in
@@ -51,18 +52,13 @@ class SchurSolver:
         s = self.structure
         J = system.jacobian_scaled
         data = round_to(J.data, policy.matvec).astype(np.float64, copy=False)
-        num_rows = J.shape[0]
-        J_pose = np.zeros((num_rows, 6))
-        J_point = np.zeros((num_rows, 3))
-        _split_blocks(J.indptr, J.indices, data, s.num_pose_columns, J_pose, J_point)
-        n_pose = s.num_pose_columns
-        reduced = np.zeros((n_pose, n_pose))
-        g_pose = np.zeros(n_pose)
+        reduced = self._factorization.new_band()
+        g_pose = np.empty(s.num_pose_columns)
         H_ll_inv = np.empty((s.num_points, 3, 3))
         g_point = np.empty((s.num_points, 3))
-        W = np.zeros((s.obs_cam.size, 3, 6))  # W_o^T = J_point^T J_pose of each observation
+        W = np.empty((s.obs_cam.size, 3, 6))  # W_o^T = J_point^T J_pose of each observation
         _reduced_camera_system(
-            J_pose, J_point, system.rhs, damping, s.cam_column, s.obs_cam, s.obs_stereo_row,
+            J.indptr, data, system.rhs, damping, s.cam_column, s.obs_cam, s.obs_stereo_row,
             s.point_obs_ptr, reduced, g_pose, H_ll_inv, g_point, W,
         )
         try:
@@ -77,11 +73,13 @@ class SchurSolver:
 
 
 class _ReducedCholesky:
-    """Cholesky solve of the reduced camera system ``S y = g`` from the upper triangle of ``S``.
+    """Cholesky solve of the reduced camera system ``S y = g``, ``S`` in LAPACK upper band storage.
 
     In a sliding window a landmark links only keyframes a few tens apart, so ``S`` is banded:
-    then LAPACK's banded Cholesky (``dpbtrf``, ``n kd^2`` flops) replaces the dense one
-    (``dpotrf``, ``n^3 / 3``); the bandwidth ``kd`` is read from the structure once.
+    its bandwidth ``kd`` is read from the structure once, :func:`_reduced_camera_system` writes
+    ``S[i, j]`` (``i <= j``) straight to ``band[kd + i - j, j]`` (column-major, as LAPACK wants
+    it) and LAPACK's banded Cholesky (``dpbtrf``, ``n kd^2`` flops) factors it. A window whose
+    landmarks span it all just has ``kd = n - 1`` (``n^3 / 3`` flops, like the dense one).
     """
 
     def __init__(self, structure: BAStructure) -> None:
@@ -92,46 +90,28 @@ class _ReducedCholesky:
         highest = np.maximum.reduceat(np.where(free, columns, -1), starts) if starts.size else np.empty(0)
         lowest = np.minimum.reduceat(np.where(free, columns, n), starts) if starts.size else np.empty(0)
         spans = (highest - lowest)[highest >= 0]
-        self.bandwidth = int(spans.max(initial=0)) + 5  # within a 6x6 block too
-        self.banded = self.bandwidth + 1 <= n // 2
-        if self.banded:
-            offset, column = np.meshgrid(np.arange(self.bandwidth + 1), np.arange(n), indexing="ij")
-            row = column - (self.bandwidth - offset)  # ab[kd + i - j, j] = S[i, j]
-            valid = row >= 0
-            self._band_index = (offset * n + column)[valid]
-            self._dense_index = (row * n + column)[valid]
+        self.size = n
+        self.bandwidth = max(min(int(spans.max(initial=0)) + 5, n - 1), 0)  # within a 6x6 block too
 
-    def solve(self, S_upper: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, float]:
+    def new_band(self) -> np.ndarray:
+        """Uninitialized band storage ``(kd + 1, n)``, column-major."""
+        return np.empty((self.bandwidth + 1, self.size), order="F")
+
+    def solve(self, band: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, float]:
         """``(y, ||S y - g|| / ||g||)``; raises ``LinAlgError`` if ``S`` is not positive definite."""
-        if self.banded:
-            band = np.zeros((self.bandwidth + 1, S_upper.shape[0]))
-            band.flat[self._band_index] = S_upper.ravel().take(self._dense_index)
-            factor = scipy.linalg.cholesky_banded(band, lower=False, overwrite_ab=True, check_finite=False)
-            y = scipy.linalg.cho_solve_banded((factor, False), g, check_finite=False)
-            # S y from the upper triangle: (U + U^T - diag) y
-            S_y = S_upper @ y + S_upper.T @ y - np.diagonal(S_upper) * y
-        else:
-            # The lower triangle of S_upper is zero, so the factor is exactly U with S = U^T U.
-            U, _ = scipy.linalg.cho_factor(S_upper, lower=False, overwrite_a=True, check_finite=False)
-            y = scipy.linalg.cho_solve((U, False), g, check_finite=False)
-            S_y = U.T @ (U @ y)
+        factor, info = _dpbtrf(band, lower=0, overwrite_ab=0)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"reduced camera system: dpbtrf info={info}")
+        y, info = _dpbtrs(factor, g, lower=0)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"reduced camera system: dpbtrs info={info}")
+        S_y = _dsbmv(self.bandwidth, 1.0, band, y, lower=0)
         g_norm = float(np.linalg.norm(g))
         return y, (float(np.linalg.norm(S_y - g)) / g_norm if g_norm > 0.0 else 0.0)
 
 
-@numba.njit(cache=True)
-def _split_blocks(
-    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, num_pose_columns: int,
-    J_pose: np.ndarray, J_point: np.ndarray,
-) -> None:
-    """Scatter CSR values into per-row pose ``(M, 6)`` and landmark ``(M, 3)`` blocks."""
-    for row in range(indptr.shape[0] - 1):
-        for k in range(indptr[row], indptr[row + 1]):
-            col = indices[k]
-            if col < num_pose_columns:
-                J_pose[row, col % 6] = data[k]
-            else:
-                J_point[row, (col - num_pose_columns) % 3] = data[k]
+_dpbtrf, _dpbtrs = scipy.linalg.lapack.dpbtrf, scipy.linalg.lapack.dpbtrs
+_dsbmv = scipy.linalg.blas.dsbmv
 
 
 @numba.njit(cache=True, inline="always")
@@ -142,13 +122,19 @@ def _observation_rows(o: int, obs_stereo_row: np.ndarray) -> tuple[int, int, int
 
 @numba.njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
 def _reduced_camera_system(
-    J_pose: np.ndarray, J_point: np.ndarray, b: np.ndarray, damping: float,
+    indptr: np.ndarray, data: np.ndarray, b: np.ndarray, damping: float,
     cam_column: np.ndarray, obs_cam: np.ndarray, obs_stereo_row: np.ndarray, point_obs_ptr: np.ndarray,
-    S: np.ndarray, g_pose: np.ndarray, H_ll_inv: np.ndarray, g_point: np.ndarray, W: np.ndarray,
+    band: np.ndarray, g_pose: np.ndarray, H_ll_inv: np.ndarray, g_point: np.ndarray, W: np.ndarray,
 ) -> None:
-    """Fill the upper triangle of ``S``, ``g_pose`` and the per-landmark/observation blocks."""
-    for col in range(S.shape[0]):
-        S[col, col] = damping
+    """Fill ``S`` in upper band storage (``band[kd + i - j, j] = S[i, j]``, column-major),
+    ``g_pose`` and the per-landmark/observation blocks, reading the Jacobian from the CSR values
+    of the BA layout (:mod:`mp_slam_ros.solvers.ba_kernels`: each row's 6 pose values, if its
+    camera is free, then its 3 landmark values, from ``indptr[row]``)."""
+    kd = band.shape[0] - 1
+    band[:] = 0.0
+    g_pose[:] = 0.0
+    for col in range(band.shape[1]):
+        band[kd, col] = damping
     V = np.empty((6, 3))
     for point in range(point_obs_ptr.shape[0] - 1):
         H = np.zeros((3, 3))
@@ -157,21 +143,26 @@ def _reduced_camera_system(
             H[i, i] = damping
         for o in range(point_obs_ptr[point], point_obs_ptr[point + 1]):
             c = cam_column[obs_cam[o]]
+            W[o] = 0.0
             r0, r1, r2 = _observation_rows(o, obs_stereo_row)
             for row in (r0, r1, r2):
                 if row < 0:
                     continue
+                pose = indptr[row]  # pose values (free camera), then the landmark's
+                point_at = pose + 6 if c >= 0 else pose
+                b_row = b[row]
                 for i in range(3):
-                    g[i] += J_point[row, i] * b[row]
+                    g[i] += data[point_at + i] * b_row
                     for j in range(3):
-                        H[i, j] += J_point[row, i] * J_point[row, j]
+                        H[i, j] += data[point_at + i] * data[point_at + j]
                 if c >= 0:
                     for i in range(6):
-                        g_pose[c + i] += J_pose[row, i] * b[row]
+                        a = data[pose + i]
+                        g_pose[c + i] += a * b_row
                         for j in range(i, 6):
-                            S[c + i, c + j] += J_pose[row, i] * J_pose[row, j]
+                            band[kd + i - j, c + j] += a * data[pose + j]
                         for j in range(3):
-                            W[o, j, i] += J_pose[row, i] * J_point[row, j]
+                            W[o, j, i] += a * data[point_at + j]
         H_inv = H_ll_inv[point]
         _inverse_3x3(H, H_inv)
         g_point[point] = g
@@ -185,21 +176,23 @@ def _reduced_camera_system(
             for i in range(6):
                 g_pose[ci + i] -= V[i, 0] * g[0] + V[i, 1] * g[1] + V[i, 2] * g[2]
             # Observations are sorted by camera within a landmark and camera columns increase
-            # with the camera index, so cj >= ci: block (ci, cj) lies in the upper triangle.
+            # with the camera index, so cj >= ci: block (ci, cj) lies in the upper triangle
+            # (and in the band: kd covers the landmark's span).
             for o2 in range(o, point_obs_ptr[point + 1]):
                 cj = cam_column[obs_cam[o2]]
                 if cj > ci:
-                    for i in range(6):
-                        v0, v1, v2 = V[i, 0], V[i, 1], V[i, 2]
-                        for j in range(6):
-                            S[ci + i, cj + j] -= v0 * W[o2, 0, j] + v1 * W[o2, 1, j] + v2 * W[o2, 2, j]
+                    offset = kd + ci - cj
+                    for j in range(6):
+                        w0, w1, w2 = W[o2, 0, j], W[o2, 1, j], W[o2, 2, j]
+                        for i in range(6):  # contiguous in the column-major band
+                            band[offset + i - j, cj + j] -= V[i, 0] * w0 + V[i, 1] * w1 + V[i, 2] * w2
                 elif cj == ci:  # the diagonal block, or one camera observing a landmark twice
                     for i in range(6):
                         for j in range(i, 6):
                             value = V[i, 0] * W[o2, 0, j] + V[i, 1] * W[o2, 1, j] + V[i, 2] * W[o2, 2, j]
                             if o2 != o:  # plus the (o2, o) term
                                 value += V[j, 0] * W[o2, 0, i] + V[j, 1] * W[o2, 1, i] + V[j, 2] * W[o2, 2, i]
-                            S[ci + i, cj + j] -= value
+                            band[kd + i - j, cj + j] -= value
 
 
 @numba.njit(cache=True, inline="always")
