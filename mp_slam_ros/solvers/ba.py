@@ -37,7 +37,7 @@ from mp_slam_ros.config import parse_choice
 from mp_slam_ros.errors import ConfigError, ProblemError
 from mp_slam_ros.geometry.lie import se3_exp, se3_inverse
 from mp_slam_ros.precision import Precision, ProblemKind, round_to
-from mp_slam_ros.solvers.ba_kernels import evaluate_observations, fill_pattern, refine_landmarks
+from mp_slam_ros.solvers.ba_kernels import evaluate_observations, fill_pattern, refine_landmarks, squared_norms
 from mp_slam_ros.solvers.ba_problem import BAProblem, BAState
 from mp_slam_ros.solvers.linear.base import LinearSolver
 from mp_slam_ros.solvers.linear.block_jacobi import block_jacobi
@@ -207,7 +207,7 @@ class BundleAdjustment:
     def state_norm(self, state: BAState) -> float:
         """Norm of all camera positions and landmark coordinates (metres)."""
         positions = state.T_world_cam[:, :3, 3]
-        return float(np.sqrt(np.sum(positions**2) + np.sum(state.points_world**2)))
+        return float(np.sqrt(np.einsum("ij,ij->", positions, positions) + np.einsum("ij,ij->", state.points_world, state.points_world)))
 
     # -- helpers ----------------------------------------------------------------------------
     def residuals_per_observation(self, state: BAState) -> FloatArray:
@@ -237,12 +237,9 @@ class BundleAdjustment:
         return residual, cost, factors
 
     def _squared_norms(self, residual: np.ndarray) -> FloatArray:
-        r = residual.astype(np.float64)
-        num_obs = self.structure.obs_cam.size
-        squared = r[0 : 2 * num_obs : 2] ** 2 + r[1 : 2 * num_obs : 2] ** 2
-        stereo_rows = self.structure.obs_stereo_row
-        has_stereo = stereo_rows >= 0
-        squared[has_stereo] += r[stereo_rows[has_stereo]] ** 2
+        """Squared norm ``(N,)`` (float64) of every observation's 2 or 3 residuals."""
+        squared = np.empty(self.structure.obs_cam.size)
+        squared_norms(residual, self.structure.obs_stereo_row, squared)
         return squared
 
     def _refine_landmarks(self, T_world_cam: FloatArray, points_world: FloatArray) -> None:

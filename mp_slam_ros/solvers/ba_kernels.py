@@ -105,6 +105,18 @@ def evaluate_observations(
 
 
 @numba.njit(cache=True)
+def squared_norms(residual: np.ndarray, obs_stereo_row: np.ndarray, out: np.ndarray) -> None:
+    """``out[o]`` = squared norm (float64) of observation ``o``'s residual rows (layout above)."""
+    for o in range(out.shape[0]):
+        u, v = np.float64(residual[2 * o]), np.float64(residual[2 * o + 1])
+        total = u * u + v * v
+        if obs_stereo_row[o] >= 0:
+            right = np.float64(residual[obs_stereo_row[o]])
+            total += right * right
+        out[o] = total
+
+
+@numba.njit(cache=True)
 def fill_pattern(row_pose_col: np.ndarray, row_point_col: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> None:
     """CSR column indices of every row: 6 pose columns (if free, ``row_pose_col >= 0``), then 3."""
     for row in range(row_pose_col.shape[0]):

@@ -51,25 +51,20 @@ class RobustLoss:
         """True for the plain squared loss (no reweighting needed)."""
         return self.kind is LossKind.NONE
 
+    def rho_and_weight(self, squared_norm: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """``rho(s)`` and ``rho'(s)`` for squared residual norms ``s`` ``(N,)`` (float64, one pass)."""
+        s = np.ascontiguousarray(squared_norm, dtype=np.float64).reshape(-1)
+        rho, weight = np.empty_like(s), np.empty_like(s)
+        _loss_arrays(LOSS_CODES[self.kind], self.scale, s, rho, weight)
+        return rho.reshape(np.shape(squared_norm)), weight.reshape(np.shape(squared_norm))
+
     def rho(self, squared_norm: FloatArray) -> FloatArray:
         """``rho(s)`` for squared residual norms ``s`` ``(N,)`` (float64)."""
-        s = np.asarray(squared_norm, dtype=np.float64)
-        c2 = self.scale * self.scale
-        if self.kind is LossKind.HUBER:
-            return np.where(s <= c2, s, 2.0 * self.scale * np.sqrt(s) - c2)
-        if self.kind is LossKind.CAUCHY:
-            return c2 * np.log1p(s / c2)
-        return s
+        return self.rho_and_weight(squared_norm)[0]
 
     def weight(self, squared_norm: FloatArray) -> FloatArray:
         """``rho'(s)`` ``(N,)`` in ``(0, 1]``: the IRLS weight of each residual block."""
-        s = np.asarray(squared_norm, dtype=np.float64)
-        c2 = self.scale * self.scale
-        if self.kind is LossKind.HUBER:
-            return np.where(s <= c2, 1.0, self.scale / np.sqrt(np.maximum(s, c2)))
-        if self.kind is LossKind.CAUCHY:
-            return 1.0 / (1.0 + s / c2)
-        return np.ones_like(s)
+        return self.rho_and_weight(squared_norm)[1]
 
     def cost(self, squared_norm: FloatArray) -> float:
         """``1/2 sum rho(s)`` summed in float64."""
@@ -89,7 +84,8 @@ def reweight_factors(loss: RobustLoss, squared_norm: FloatArray) -> tuple[float,
     """Robust cost ``1/2 sum rho(s)`` and the per-block factors ``sqrt(rho'(s))`` (``None`` if trivial)."""
     if loss.is_trivial:
         return 0.5 * float(np.sum(squared_norm, dtype=np.float64)), None
-    return loss.cost(squared_norm), np.sqrt(loss.weight(squared_norm))
+    rho, weight = loss.rho_and_weight(squared_norm)
+    return 0.5 * float(np.sum(rho)), np.sqrt(weight)
 
 
 #: Codes of :class:`LossKind` for compiled kernels (:func:`loss_terms`).
@@ -107,3 +103,10 @@ def loss_terms(code: int, scale: float, s: float) -> tuple[float, float, float]:
         inv = 1.0 / (1.0 + s / c2)
         return c2 * np.log1p(s / c2), inv, -inv * inv / c2
     return s, 1.0, 0.0
+
+
+@numba.njit(cache=True)
+def _loss_arrays(code: int, scale: float, s: np.ndarray, rho: np.ndarray, weight: np.ndarray) -> None:
+    """``rho(s)`` and ``rho'(s)`` of every entry (:func:`loss_terms`)."""
+    for i in range(s.shape[0]):
+        rho[i], weight[i], _ = loss_terms(code, scale, s[i])

@@ -15,7 +15,7 @@ from mp_slam_ros.solvers.ba import BAProblem, BAState, BundleAdjustment, ba_solv
 from mp_slam_ros.solvers.linear.base import ScaledSystem
 from mp_slam_ros.solvers.linear.cgnr import CGNRSolver
 from mp_slam_ros.solvers.linear.schur import SchurSolver
-from mp_slam_ros.solvers.robust import LossKind, RobustLoss
+from mp_slam_ros.solvers.robust import LOSS_CODES, LossKind, RobustLoss, loss_terms
 from mp_slam_ros.solvers.summary import LinearSolverOptions
 
 DISTORTED = PinholeCamera(525.0, 520.0, 319.5, 239.5, k1=0.02, k2=-0.003, width=640, height=480, baseline_m=0.08)
@@ -217,3 +217,17 @@ def test_cuda_backend_matches_cpu(mode: str) -> None:  # untested here: no GPU o
     gpu = bundle_adjust(window.problem, ba_solver_options(mode, backend=Backend.CUDA))
     assert gpu.summary.backend is Backend.CUDA
     assert gpu.summary.final_cost == pytest.approx(cpu.summary.final_cost, rel=1e-3)
+
+
+@pytest.mark.parametrize("kind", [LossKind.NONE, LossKind.HUBER, LossKind.CAUCHY])
+def test_loss_derivatives_match_finite_differences(kind: LossKind) -> None:
+    loss = RobustLoss(kind, 1.5)
+    s = np.array([0.1, 1.0, 2.0, 2.3, 9.0, 400.0])  # both sides of Huber's scale^2 = 2.25
+    eps = 1e-6 * s
+    rho, weight = loss.rho_and_weight(s)
+    np.testing.assert_allclose(weight, (loss.rho(s + eps) - loss.rho(s - eps)) / (2 * eps), rtol=1e-6)
+    code = LOSS_CODES[kind]
+    second = np.array([loss_terms(code, loss.scale, x)[2] for x in s])
+    np.testing.assert_allclose(second, (loss.weight(s + eps) - loss.weight(s - eps)) / (2 * eps), rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose([loss_terms(code, loss.scale, x)[0] for x in s], rho)
+    assert loss.cost(s) == pytest.approx(0.5 * rho.sum())
