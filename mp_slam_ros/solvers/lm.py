@@ -9,6 +9,9 @@ Escalation (``options.escalate``): a step is redone one rung up the precision la
 (fp16 -> mixed -> fp32 -> fp64) when the low-precision linear solve produced a non-finite value
 or broke down, or when its step increased the cost while the same step computed one rung up does
 not. An escalation is kept for the rest of the solve and recorded in the :class:`Summary`.
+Before a solve on residuals below fp64 stops (converged or out of damping), its cost is checked
+against the fp64 cost of the same state; a relative gap above ``residual_check_tolerance`` means
+the residual precision cannot resolve the problem, and the solve goes on one rung up.
 A rejected step whose *predicted* relative decrease is already below ``function_tolerance``
 ends the solve as converged instead (rounding, not precision, limits further progress there).
 """
@@ -204,6 +207,11 @@ class _Driver(Generic[StateT]):
                     done = None
                     if damping > self.options.max_damping:
                         done = Termination.NO_PROGRESS, "damping exceeded max_damping"
+                if done is not None and (done[0].converged or done[0] is Termination.NO_PROGRESS):
+                    checked = self._residual_check(point.state, history[-1], iteration)
+                    if checked is not None:  # the low-precision cost misjudged: go on, one rung up
+                        point, done = checked, None
+                        damping, nu = self.options.initial_damping, 2.0
                 if self.callback is not None and self.callback(record) is False and done is None:
                     done = Termination.USER_STOPPED, "stopped by callback"
                 if done is not None:
@@ -256,6 +264,31 @@ class _Driver(Generic[StateT]):
                 point = self._point(point.state, higher.residual)
             self.policy = higher
         return point
+
+    def _residual_check(self, state: StateT, cost: float, iteration: int) -> _Point | None:
+        """Before stopping on low-precision residuals, compare ``cost`` with the fp64 cost.
+
+        When they differ by more than ``residual_check_tolerance`` (relative), the residual
+        precision cannot resolve this problem (e.g. very accurate measurements whose whitened
+        residuals cancel in fp32): escalate to the first rung with more precise residuals and
+        return the re-linearized point to go on from; else ``None``.
+        """
+        tolerance = self.options.residual_check_tolerance
+        if not self.options.escalate or tolerance == 0.0 or self.policy.residual == np.float64:
+            return None
+        t0 = time.perf_counter()
+        cost_fp64 = self.problem.cost(state, np.dtype(np.float64))
+        self.timings.update_s += time.perf_counter() - t0
+        gap = abs(cost_fp64 - cost) / max(abs(cost_fp64), np.finfo(np.float64).tiny)
+        higher = self.policy.escalated()
+        while higher is not None and higher.residual == self.policy.residual:
+            higher = higher.escalated()
+        if gap <= tolerance or higher is None:
+            return None
+        reason = f"{self.policy.residual.name} cost off by {gap:.1e} (relative) at convergence"
+        self.escalations.append(Escalation(iteration, self.policy.mode, higher.mode, reason))
+        self.policy = higher
+        return self._point(state, higher.residual)
 
     def _gradient_converged(self, system: ScaledSystem) -> bool:
         gradient = system.scaled_gradient()

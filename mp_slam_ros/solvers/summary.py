@@ -74,6 +74,9 @@ class SolverOptions:
     initial_damping: float = 1e-4
     max_damping: float = 1e12
     escalate: bool = True
+    #: relative gap between the low-precision and the fp64 cost at the final state above which
+    #: an escalating solve goes on with more precise residuals instead of stopping (0: never)
+    residual_check_tolerance: float = 1e-4
     linear: LinearSolverOptions = field(default_factory=LinearSolverOptions)
 
     def validate(self, prefix: str = "") -> None:
@@ -83,7 +86,10 @@ class SolverOptions:
         self.backend = Backend.parse(self.backend, f"{key}backend")
         if self.max_iterations < 1:
             raise ConfigError(f"{key}max_iterations", self.max_iterations, "must be >= 1")
-        for name in ("function_tolerance", "gradient_tolerance", "parameter_tolerance"):
+        for name in (
+            "function_tolerance", "gradient_tolerance", "parameter_tolerance",
+            "residual_check_tolerance",
+        ):
             if not getattr(self, name) >= 0.0:
                 raise ConfigError(f"{key}{name}", getattr(self, name), "must be >= 0")
         if not 0.0 < self.initial_damping < self.max_damping:

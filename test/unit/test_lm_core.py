@@ -211,3 +211,44 @@ def test_overflowing_initial_cost_escalates_before_the_first_step() -> None:
         options = SolverOptions(precision=Precision.FP16, escalate=False)
         stuck = solve(SteepLine(start=2.0), CGNRSolver(), options).summary
     assert stuck.termination is Termination.NUMERICAL_FAILURE
+
+
+@dataclass
+class AccurateMeasurements:
+    """Measurements 1e-6 apart of a value near 1000, weighted 1e6: fp32 residuals cannot see them."""
+
+    kind: ProblemKind = ProblemKind.PGO
+
+    def __post_init__(self) -> None:
+        self.measured = 1000.0 + 1e-6 * np.random.default_rng(0).standard_normal(20)
+
+    def initial_state(self) -> np.ndarray:
+        return np.array([1000.01])
+
+    def _residual(self, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        return (x.astype(dtype) - self.measured.astype(dtype)) * dtype.type(1e6)
+
+    def linearize(self, x: np.ndarray, dtype: np.dtype) -> Linearization:
+        r = self._residual(x, dtype)
+        J = sp.csr_matrix(np.full((r.size, 1), 1e6, dtype=dtype))
+        return Linearization(r, J, self.cost(x, dtype))
+
+    def cost(self, x: np.ndarray, dtype: np.dtype) -> float:
+        return 0.5 * float(np.sum(self._residual(x, dtype).astype(np.float64) ** 2))
+
+    def retract(self, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        return x + delta
+
+    def state_norm(self, x: np.ndarray) -> float:
+        return float(np.linalg.norm(x))
+
+
+def test_low_precision_residuals_are_checked_against_fp64_before_stopping() -> None:
+    problem = AccurateMeasurements()
+    optimum = problem.measured.mean()
+    result = solve(problem, CGNRSolver(), SolverOptions(precision=Precision.MIXED))
+    assert any("at convergence" in e.reason for e in result.summary.escalations)
+    assert result.summary.precision_used is Precision.FP64
+    np.testing.assert_allclose(result.state, [optimum], rtol=0, atol=1e-9)
+    unchecked = solve(problem, CGNRSolver(), SolverOptions(precision=Precision.MIXED, escalate=False))
+    assert abs(unchecked.state[0] - optimum) > 1e-6  # what the check prevents: a silent wrong answer
