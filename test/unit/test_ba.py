@@ -134,6 +134,12 @@ def test_landmark_iterations_cross_the_flat_valleys_of_inconsistent_landmarks() 
     assert crawl.num_iterations == 60 and crawl.final_cost > reference.final_cost * (1 + 2e-4)
     default = bundle_adjust(window.problem, ba_solver_options("fp64"), solver="schur").summary
     assert default.final_cost <= reference.final_cost * (1 + 1e-4)
+    # CGNR: the point iterations polish the final state once (not after every step)
+    cgnr = bundle_adjust(window.problem, ba_solver_options("fp32"), solver="cgnr")
+    unpolished = bundle_adjust(window.problem, ba_solver_options("fp32"), solver="cgnr", landmark_iterations=0)
+    assert cgnr.summary.final_cost <= reference.final_cost * (1 + 1e-3) < unpolished.summary.final_cost
+    assert cgnr.summary.cost_history[-1] == cgnr.summary.final_cost
+    assert cgnr.summary.final_cost == pytest.approx(BundleAdjustment(window.problem).cost(cgnr.state, np.float32))
 
 
 def test_landmark_iterations_never_raise_the_cost() -> None:
