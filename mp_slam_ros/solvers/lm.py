@@ -8,7 +8,9 @@ float64, evaluate the trial cost and accept or reject the step (Nielsen's dampin
 Escalation (``options.escalate``): a step is redone one rung up the precision ladder
 (fp16 -> mixed -> fp32 -> fp64) when the low-precision linear solve produced a non-finite value
 or broke down, or when its step increased the cost while the same step computed one rung up does
-not. An escalation is kept for the rest of the solve and recorded in the :class:`Summary`.
+not. An escalation is kept for the rest of the solve, resets the damping (the damping grown by the
+failed low-precision steps would otherwise shrink the steps of the higher rung to a crawl that
+the function tolerance mistakes for convergence) and is recorded in the :class:`Summary`.
 Before a solve on residuals below fp64 stops (converged or out of damping), its cost is checked
 against the fp64 cost of the same state; a relative gap above ``residual_check_tolerance`` means
 the residual precision cannot resolve the problem, and the solve goes on one rung up.
@@ -179,6 +181,7 @@ class _Driver(Generic[StateT]):
             termination, message = Termination.CONVERGED_GRADIENT, "initial gradient is zero"
         else:
             for iteration in range(1, self.options.max_iterations + 1):
+                escalations_before = len(self.escalations)
                 trial, point = self._step(point, damping, iteration)
                 accepted = trial.decreases_cost and trial.cost < point.cost
                 record = IterationRecord(
@@ -207,6 +210,8 @@ class _Driver(Generic[StateT]):
                     done = None
                     if damping > self.options.max_damping:
                         done = Termination.NO_PROGRESS, "damping exceeded max_damping"
+                if len(self.escalations) > escalations_before:  # a higher rung: trust it afresh
+                    damping, nu = self.options.initial_damping, 2.0
                 if done is not None and (done[0].converged or done[0] is Termination.NO_PROGRESS):
                     checked = self._residual_check(point.state, history[-1], iteration)
                     if checked is not None:  # the low-precision cost misjudged: go on, one rung up
