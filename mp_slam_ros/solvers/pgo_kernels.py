@@ -20,7 +20,7 @@ import math
 import numba
 import numpy as np
 
-from mp_slam_ros.solvers.linear.ichol import round_fp16
+from mp_slam_ros.fp16 import round_fp16
 
 _SMALL_ANGLE_RAD = 1e-4
 

@@ -4,19 +4,25 @@
 ``A^T y``. For float16 storage the inputs are rounded to float16, products accumulate in float32
 and the outputs are rounded to float16 again: the semantics of a GPU half-precision SpMV
 (cuSPARSE with fp16 data and fp32 compute type). On the CPU this is emulated with float32
-arrays holding float16-representable values (SciPy has no half-precision sparse kernels), so
+arrays holding float16-representable values (there are no half-precision sparse kernels), so
 accuracy effects are real and speed effects are not. The fp16 input is first scaled by a power
 of two (exactly) so that its largest entry is at most 1, against overflow; the product is
 scaled back after its output is rounded.
+
+On the CPU both products are numba kernels on the CSR arrays of ``A`` (``A^T y`` scatters along
+the rows, so no transpose is built per matrix; the output rounding is fused into the product);
+on CUDA they are cuSPARSE products of ``A`` and of a transposed copy.
 """
 
 from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
+from mp_slam_ros.fp16 import round_fp16
 from mp_slam_ros.precision import Backend, array_module, round_to
 
 _F16 = np.dtype(np.float16)
@@ -26,6 +32,36 @@ def compute_dtype(storage: np.dtype) -> np.dtype:
     """Arithmetic dtype used for a storage dtype (float16 accumulates in float32)."""
     storage = np.dtype(storage)
     return np.dtype(np.float32) if storage == _F16 else storage
+
+
+@numba.njit(cache=True)
+def _matvec(indptr, indices, data, x, round16, scale):  # type: ignore[no-untyped-def]
+    """``A x`` (CSR gather, accumulated in the dtype of ``data``); with ``round16`` each entry is
+    rounded to float16, then multiplied by ``scale``. Unsigned indices (``indptr`` uint64,
+    ``indices`` uint32) spare numba's negative-index test on every access."""
+    one = numba.uint64(1)
+    y = np.empty(indptr.size - 1, dtype=data.dtype)
+    for i in range(numba.uint64(y.size)):
+        acc = data.dtype.type(0.0)
+        for p in range(indptr[i], indptr[i + one]):
+            acc += data[p] * x[indices[p]]
+        y[i] = round_fp16(acc) * scale if round16 else acc
+    return y
+
+
+@numba.njit(cache=True)
+def _rmatvec(indptr, indices, data, y, num_columns, round16, scale):  # type: ignore[no-untyped-def]
+    """``A^T y`` from the CSR arrays of ``A`` (row scatter; rounding as in :func:`_matvec`)."""
+    one = numba.uint64(1)
+    out = np.zeros(num_columns, dtype=data.dtype)
+    for i in range(numba.uint64(y.size)):
+        y_i = y[i]
+        for p in range(indptr[i], indptr[i + one]):
+            out[indices[p]] += data[p] * y_i
+    if round16:
+        for j in range(numba.uint64(num_columns)):
+            out[j] = round_fp16(out[j]) * scale
+    return out
 
 
 class SparseOperator:
@@ -45,31 +81,51 @@ class SparseOperator:
         self._compute = compute_dtype(self.dtype)
         self.out_dtype = np.dtype(out_dtype) if out_dtype is not None else self._compute
         self.xp = array_module(backend)
-        A = sp.csr_matrix(matrix, copy=True)
-        A.data = round_to(A.data, self.dtype)
-        A_t = sp.csr_matrix(A.T)
-        if backend is Backend.CUDA:
+        self.shape: tuple[int, int] = matrix.shape
+        A = sp.csr_matrix(matrix)
+        if not A.has_canonical_format:
+            A = A.copy()
+            A.sum_duplicates()
+        data = round_to(A.data, self.dtype).astype(self._compute, copy=False)
+        self._cuda = backend is Backend.CUDA
+        if self._cuda:
             from cupyx.scipy import sparse as cusparse  # noqa: PLC0415
 
-            A, A_t = cusparse.csr_matrix(A), cusparse.csr_matrix(A_t)
-        self._A, self._A_t = A, A_t
-        self.shape: tuple[int, int] = matrix.shape
+            A = sp.csr_matrix((data, A.indices, A.indptr), shape=A.shape)
+            self._A, self._A_t = cusparse.csr_matrix(A), cusparse.csr_matrix(sp.csr_matrix(A.T))
+        else:
+            self._arrays = (A.indptr.astype(np.uint64), A.indices.astype(np.uint32), data)
 
-    def _apply(self, matrix: object, x: object) -> object:
+    def _input(self, x: object) -> tuple[object, float]:
+        """``x`` in the compute dtype; for float16 storage scaled by a power of two (exact) so its
+        largest entry is in [0.5, 1] and rounded to float16, with the factor to undo the scaling:
+        a preconditioned CG direction can exceed the float16 range (65504) long before it is
+        meaningless."""
         if self.dtype != _F16:
-            return (matrix @ x.astype(self._compute, copy=False)).astype(self.out_dtype, copy=False)
-        # Scale the input by a power of two (exact) so its largest entry is in [0.5, 1]: a
-        # preconditioned CG direction can exceed the float16 range (65504) long before it is
-        # meaningless. The output is rounded to float16 before it is scaled back.
+            return x.astype(self._compute, copy=False), 1.0
         largest = float(self.xp.max(self.xp.abs(x))) if x.size else 0.0
         scale = 2.0 ** math.ceil(math.log2(largest)) if 0.0 < largest < math.inf else 1.0
-        y = round_to(matrix @ round_to(x * (1.0 / scale), self.dtype), self.dtype)
-        return (y * scale).astype(self.out_dtype, copy=False)
+        return round_to(x * (1.0 / scale), self.dtype), scale
+
+    def _output(self, y: object) -> object:
+        return y.astype(self.out_dtype, copy=False)
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
         """``A x`` ``(m,)``."""
-        return self._apply(self._A, x)
+        x_in, scale = self._input(x)
+        if self._cuda:
+            return self._output(self._round_back(self._A @ x_in, scale))
+        return self._output(_matvec(*self._arrays, x_in, self.dtype == _F16, self._compute.type(scale)))
 
     def rmatvec(self, y: np.ndarray) -> np.ndarray:
         """``A^T y`` ``(n,)``."""
-        return self._apply(self._A_t, y)
+        y_in, scale = self._input(y)
+        if self._cuda:
+            return self._output(self._round_back(self._A_t @ y_in, scale))
+        return self._output(
+            _rmatvec(*self._arrays, y_in, self.shape[1], self.dtype == _F16, self._compute.type(scale))
+        )
+
+    def _round_back(self, product: object, scale: float) -> object:
+        """(CUDA) the product rounded to the storage dtype, then scaled back."""
+        return product if self.dtype != _F16 else round_to(product, self.dtype) * scale
