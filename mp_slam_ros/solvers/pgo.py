@@ -177,7 +177,7 @@ class PoseGraphProblem:
         jacobian = sp.csr_matrix(
             (values, self._indices, self._indptr), shape=(self.num_residuals, self.num_parameters)
         )
-        jacobian.has_sorted_indices = True
+        jacobian.has_canonical_format = True  # sorted, no duplicates: by construction of the pattern
         return jacobian
 
     def _inputs(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:

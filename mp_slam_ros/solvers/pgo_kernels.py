@@ -30,7 +30,7 @@ def _store(out, index, value, round16):  # type: ignore[no-untyped-def]
     out[index] = round_fp16(np.float32(value)) if round16 else value
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _mm(A, B, out):  # type: ignore[no-untyped-def]
     """``out = A @ B`` for small matrices without allocating (BLAS calls cost more here)."""
     for a in range(A.shape[0]):
@@ -41,7 +41,7 @@ def _mm(A, B, out):  # type: ignore[no-untyped-def]
             out[a, b] = acc
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _mv(A, x, out):  # type: ignore[no-untyped-def]
     """``out = A @ x`` for a small matrix."""
     for a in range(A.shape[0]):
@@ -51,7 +51,7 @@ def _mv(A, x, out):  # type: ignore[no-untyped-def]
         out[a] = acc
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _edge_jacobian(W, Jr_inv, Ad, J_to, J_from, jacobian, scatter, round16):  # type: ignore[no-untyped-def]
     """``J_j = W Jr^-1``, ``J_i = -J_j Ad`` scattered into the CSR values (``scatter`` (k, 2k))."""
     k = W.shape[0]
@@ -65,7 +65,7 @@ def _edge_jacobian(W, Jr_inv, Ad, J_to, J_from, jacobian, scatter, round16):  # 
                 _store(jacobian, scatter[a, k + b], J_to[a, b], round16)
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _so3_log(R, phi):  # type: ignore[no-untyped-def]
     """Rotation vector of ``R`` (3x3) into ``phi`` via a unit quaternion (robust near pi)."""
     trace = R[0, 0] + R[1, 1] + R[2, 2]
@@ -88,14 +88,14 @@ def _so3_log(R, phi):  # type: ignore[no-untyped-def]
     phi[0], phi[1], phi[2] = factor * x, factor * y, factor * z
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _hat(v, out):  # type: ignore[no-untyped-def]
     out[0, 0], out[0, 1], out[0, 2] = 0.0, -v[2], v[1]
     out[1, 0], out[1, 1], out[1, 2] = v[2], 0.0, -v[0]
     out[2, 0], out[2, 1], out[2, 2] = -v[1], v[0], 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _so3_left_jacobian_inv(phi, out, K, K2):  # type: ignore[no-untyped-def]
     """``J_l^-1(phi)`` = I - K/2 + c K^2 with c = 1/t^2 - 1/(2 t tan(t/2)) (series near 0)."""
     theta = math.sqrt(phi[0] * phi[0] + phi[1] * phi[1] + phi[2] * phi[2])
@@ -110,7 +110,7 @@ def _so3_left_jacobian_inv(phi, out, K, K2):  # type: ignore[no-untyped-def]
             out[a, b] = (1.0 if a == b else 0.0) - 0.5 * K[a, b] + c * K2[a, b]
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _se3_q(rho, phi, out, ws):  # type: ignore[no-untyped-def]
     """Barfoot's ``Q(rho, phi)`` (see ``lie._se3_q_matrix``); ``ws``: (7, 3, 3) workspace."""
     theta = math.sqrt(phi[0] * phi[0] + phi[1] * phi[1] + phi[2] * phi[2])
@@ -147,7 +147,7 @@ def _se3_q(rho, phi, out, ws):  # type: ignore[no-untyped-def]
             )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def se3_edges(poses, edge_from, edge_to, Z_inv, W, residual, jacobian, scatter, round16):  # type: ignore[no-untyped-def]
     """Residuals ``(6E,)`` and, when ``jacobian.size``, Jacobian values (module docstring)."""
     T_rel = np.zeros((4, 4))
@@ -203,7 +203,7 @@ def se3_edges(poses, edge_from, edge_to, Z_inv, W, residual, jacobian, scatter, 
         _edge_jacobian(W[e], Jr_inv, Ad, J_to, J_from, jacobian, scatter[e], round16)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def se2_edges(poses, edge_from, edge_to, Z_inv, W, residual, jacobian, scatter, round16):  # type: ignore[no-untyped-def]
     """The SE(2) version of :func:`se3_edges` (tangent ``[x, y, theta]``)."""
     xi = np.empty(3)

@@ -45,16 +45,16 @@ class LinearStatus(str, enum.Enum):
 def _scale_columns(data, indices, num_columns):  # type: ignore[no-untyped-def]
     """``(data * S[indices], S)`` in float64 with ``S = 1 / column norm`` (1 for empty columns)."""
     norm_squared = np.zeros(num_columns)
-    for p in range(data.size):
+    for p in range(numba.uint64(data.size)):  # unsigned: no negative-index test per access
         value = np.float64(data[p])
-        norm_squared[indices[p]] += value * value
+        norm_squared[numba.uint64(indices[p])] += value * value
     scale = np.empty(num_columns)
     for j in range(num_columns):
         norm = np.sqrt(norm_squared[j])
         scale[j] = 1.0 / norm if norm > _EMPTY_COLUMN_NORM else 1.0
     scaled = np.empty(data.size)
-    for p in range(data.size):
-        scaled[p] = np.float64(data[p]) * scale[indices[p]]
+    for p in range(numba.uint64(data.size)):
+        scaled[p] = np.float64(data[p]) * scale[numba.uint64(indices[p])]
     return scaled, scale
 
 

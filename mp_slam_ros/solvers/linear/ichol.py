@@ -171,7 +171,7 @@ def _factorize(a_ptr, a_idx, a_val, alpha, drop_tolerance, restrict, round16, ca
     return l_ptr, l_idx, l_val, -1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _triangular_solves(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, b, round16):  # type: ignore[no-untyped-def]
     """``z = L^-T L^-1 b``: forward solve on ``L`` (CSR, diagonal last in each row), then
     backward solve on ``U = L^T`` (CSR, diagonal first). With ``round16`` every computed
@@ -203,7 +203,7 @@ def _triangular_solves(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, b, round16):  #
     return z
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _permuted_solves(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, s, perm, scale, round16):  # type: ignore[no-untyped-def]
     """``(z, finite)``: ``z = P^T L^-T L^-1 (P s scale) / scale`` in one call (gather, scale and,
     with ``round16``, rounding of the right-hand side to float16, the two solves, scatter back);
