@@ -199,9 +199,16 @@ class _TimedOperator(SparseOperator):
     seconds = 0.0
     products = 0
 
-    def _apply(self, matrix: object, x: object) -> object:
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        return self._timed(super().matvec, x)
+
+    def rmatvec(self, y: np.ndarray) -> np.ndarray:
+        return self._timed(super().rmatvec, y)
+
+    @staticmethod
+    def _timed(product: Callable[[np.ndarray], np.ndarray], v: np.ndarray) -> np.ndarray:
         started = time.perf_counter()
-        out = super()._apply(matrix, x)
+        out = product(v)
         _TimedOperator.seconds += time.perf_counter() - started
         _TimedOperator.products += 1
         return out
