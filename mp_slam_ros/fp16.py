@@ -51,9 +51,9 @@ def round_fp16(x):  # type: ignore[no-untyped-def]
     to that spacing. ``|x| >= 65520`` gives inf, NaN stays NaN.
     """
     ax = abs(x)
-    if not ax < np.float32(65520.0):
+    if not ax < np.float32(_F16_OVERFLOW):
         return x if ax != ax else x * np.float32(np.inf)
-    if ax < np.float32(6.103515625e-05):
+    if ax < np.float32(_F16_MIN_NORMAL):
         rounded = (ax + np.float32(0.5)) - np.float32(0.5)
         return np.float32(np.copysign(rounded, x))
     bits = _float32_bits(np.float32(x))

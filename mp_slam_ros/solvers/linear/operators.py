@@ -34,11 +34,16 @@ def compute_dtype(storage: np.dtype) -> np.dtype:
     return np.dtype(np.float32) if storage == _F16 else storage
 
 
+def unsigned_pattern(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """``(indptr uint64, indices uint32)`` of a CSR matrix for the numba kernels: with unsigned
+    indices numba skips its negative-index wraparound test on every array access."""
+    return matrix.indptr.astype(np.uint64), matrix.indices.astype(np.uint32)
+
+
 @numba.njit(cache=True)
 def _matvec(indptr, indices, data, x, round16, scale):  # type: ignore[no-untyped-def]
     """``A x`` (CSR gather, accumulated in the dtype of ``data``); with ``round16`` each entry is
-    rounded to float16, then multiplied by ``scale``. Unsigned indices (``indptr`` uint64,
-    ``indices`` uint32) spare numba's negative-index test on every access."""
+    rounded to float16, then multiplied by ``scale``. Indices as :func:`unsigned_pattern`."""
     one = numba.uint64(1)
     y = np.empty(indptr.size - 1, dtype=data.dtype)
     for i in range(numba.uint64(y.size)):
@@ -94,7 +99,7 @@ class SparseOperator:
             A = sp.csr_matrix((data, A.indices, A.indptr), shape=A.shape)
             self._A, self._A_t = cusparse.csr_matrix(A), cusparse.csr_matrix(sp.csr_matrix(A.T))
         else:
-            self._arrays = (A.indptr.astype(np.uint64), A.indices.astype(np.uint32), data)
+            self._arrays = (*unsigned_pattern(A), data)
 
     def _input(self, x: object) -> tuple[object, float]:
         """``x`` in the compute dtype; for float16 storage scaled by a power of two (exact) so its
