@@ -6,7 +6,8 @@
 # 1. checks the prerequisites (CPython 3.11 with venv and headers, cmake, a C/C++ compiler, make);
 # 2. creates the virtualenv .venv at the repository root;
 # 3. installs ROS 2 Kilted from the ros-kilted-* wheels on PyPI and every other dependency at the
-#    versions pinned in requirements/, and scikit-sparse built against the system SuiteSparse;
+#    versions pinned in requirements/ (CHOLMOD comes as the sksparse-minimal wheel), and, only
+#    where the SuiteSparse headers exist, the optional scikit-sparse built against them;
 # 4. generates the interfaces (interfaces/mp_slam_interfaces from msg/, and tf2_msgs where the
 #    environment lacks it) with rosidl/CMake against the venv prefix and installs them into it;
 # 5. installs this package into the venv (editable: source edits need no reinstall).
@@ -74,10 +75,6 @@ check_tools() {
     Install them: apt-get install cmake build-essential   (or set CMAKE=, CC=, CXX= to their paths)"
   done
   command -v flock >/dev/null 2>&1 || problem "'flock' not found; install util-linux"
-  suitesparse_include_dir >/dev/null \
-    || problem "the SuiteSparse headers (cholmod.h) are missing; CHOLMOD is the fp64 reference solver and
-    orders the incomplete-Cholesky preconditioner. Install them: apt-get install libsuitesparse-dev
-    (or set SUITESPARSE_INCLUDE_DIR to the folder holding cholmod.h)"
 }
 
 check_prerequisites() {
@@ -154,9 +151,14 @@ install_dependencies() {
   mark_current dependencies "$key"
 }
 
+# Optional: scikit-sparse (CHOLMOD with a reusable symbolic analysis) where the SuiteSparse
+# headers exist; without them the sksparse-minimal wheel of core.txt provides CHOLMOD.
 install_suitesparse() {
   local key include_dir
-  include_dir="$(suitesparse_include_dir)"
+  if ! include_dir="$(suitesparse_include_dir)"; then
+    say "2/4 scikit-sparse (optional): skipped, no SuiteSparse headers; CHOLMOD comes from the sksparse-minimal wheel"
+    return 0
+  fi
   key="$(hash_files "$ROOT/requirements/suitesparse.txt" "$ROOT/requirements/constraints.txt")-$include_dir"
   if is_current suitesparse "$key"; then
     say "2/4 scikit-sparse (CHOLMOD): up to date"

@@ -36,13 +36,13 @@ for name in $PYTHONS; do
   fi
   version="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
   venv="$ROOT/.venv-$version"
-  key="$(cat "$ROOT/requirements/robot.txt" "$ROOT/requirements/suitesparse.txt" | sha256sum | cut -d' ' -f1)"
+  key="$(cat "$ROOT/requirements/robot.txt" | sha256sum | cut -d' ' -f1)"
   if [[ ! -f "$venv/.requirements" || "$(cat "$venv/.requirements")" != "$key" ]]; then
     printf '[pythons] %s: creating %s\n' "$version" "$venv"
     rm -rf "$venv"
     "$python" -m venv "$venv"
     if ! "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off \
-      -r "$ROOT/requirements/robot.txt" -r "$ROOT/requirements/suitesparse.txt" \
+      -r "$ROOT/requirements/robot.txt" \
       pytest hypothesis catkin_pkg >"$venv/pip-install.log" 2>&1; then
       tail -n 30 "$venv/pip-install.log" >&2
       printf '[pythons] %s: pip install failed (log: %s)\n' "$version" "$venv/pip-install.log" >&2

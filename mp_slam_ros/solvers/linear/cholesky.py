@@ -5,10 +5,10 @@ iteration exactly through the normal equations ``(J_s^T J_s + damping I) y = J_s
 sparse Cholesky factorization, always in float64 whatever the precision policy (the policy
 still sets the residual precision of the problem). The backend is:
 
-* CHOLMOD (scikit-sparse ``sksparse.cholmod``) when importable: the fill-reducing ordering and
-  symbolic factorization of ``J_s^T J_s`` are computed once in :meth:`prepare` and every solve
-  only refactors numerically (``cholesky_AAt_inplace``, the damping added as ``beta``);
-  the symbolic analysis is redone only if the sparsity pattern of ``J_s`` changes;
+* CHOLMOD (:mod:`.cholmod`: the sksparse-minimal wheel, or scikit-sparse where it was built)
+  when importable; with scikit-sparse the fill-reducing ordering and symbolic factorization of
+  ``J_s^T J_s`` are computed once in :meth:`prepare` and every solve only refactors numerically
+  (the damping added as ``beta``); the analysis is redone only if the pattern of ``J_s`` changes;
 * otherwise SciPy's SuperLU: the column ordering computed by the first factorization is
   reused, later factorizations use it with no ordering step (``permc_spec="NATURAL"``).
 
@@ -25,20 +25,12 @@ from mp_slam_ros.precision import Backend, PrecisionPolicy
 from mp_slam_ros.solvers.linear.base import LinearSolveResult, LinearStatus, ScaledSystem
 from mp_slam_ros.solvers.summary import LinearSolverOptions
 
-try:
-    from sksparse import cholmod
-except ImportError:  # optional dependency (needs SuiteSparse)
-    cholmod = None
-
-#: Exceptions of a failed numeric factorization (not positive definite, singular).
-_FACTOR_ERRORS: tuple[type[Exception], ...] = (ArithmeticError, RuntimeError, ValueError) + (
-    (cholmod.CholmodError,) if cholmod is not None else ()
-)
+from mp_slam_ros.solvers.linear import cholmod
 
 
 def cholmod_available() -> bool:
-    """True when scikit-sparse's CHOLMOD bindings are importable."""
-    return cholmod is not None
+    """True when a CHOLMOD binding (sksparse-minimal or scikit-sparse) is importable."""
+    return bool(cholmod.binding())
 
 
 class SparseCholeskySolver:
@@ -53,7 +45,7 @@ class SparseCholeskySolver:
         self.name = "cholesky" if self.use_cholmod else "cholesky_scipy"
         self.analyses = 0
         self._pattern: tuple[np.ndarray, np.ndarray] | None = None
-        self._symbolic: object = None  # cholmod.Factor, or the SuperLU column permutation
+        self._symbolic: object = None  # cholmod.NormalEquationsFactor, or SuperLU's permutation
 
     def prepare(self, system: ScaledSystem, policy: PrecisionPolicy, backend: Backend) -> None:
         """Compute the fill-reducing ordering / symbolic factorization of ``J_s^T J_s``."""
@@ -64,7 +56,7 @@ class SparseCholeskySolver:
         self.analyses += 1
         self._pattern = (J.indptr.copy(), J.indices.copy())
         if self.use_cholmod:
-            self._symbolic = cholmod.analyze_AAt(sp.csc_matrix(J.T))
+            self._symbolic = cholmod.NormalEquationsFactor(J)
         else:
             normal = sp.csc_matrix(J.T @ J + sp.eye(J.shape[1]))
             self._symbolic = spla.splu(normal, permc_spec="MMD_AT_PLUS_A").perm_c
@@ -92,7 +84,7 @@ class SparseCholeskySolver:
             self._analyze(J)
         try:
             step = self._factor_solve(J, damping, gradient)
-        except _FACTOR_ERRORS:
+        except cholmod.FACTOR_ERRORS:
             return LinearSolveResult(np.zeros(n), LinearStatus.BREAKDOWN, 1, float("inf"))
         if not np.all(np.isfinite(step)):
             return LinearSolveResult(step, LinearStatus.NON_FINITE, 1, float("inf"))
@@ -102,9 +94,8 @@ class SparseCholeskySolver:
 
     def _factor_solve(self, J: sp.csr_matrix, damping: float, gradient: np.ndarray) -> np.ndarray:
         if self.use_cholmod:
-            factor = self._symbolic
-            factor.cholesky_AAt_inplace(sp.csc_matrix(J.T), beta=damping)
-            return np.asarray(factor(gradient)).reshape(-1)
+            assert isinstance(self._symbolic, cholmod.NormalEquationsFactor)
+            return self._symbolic.solve(J, damping, gradient)
         perm = self._symbolic
         normal = sp.csc_matrix(J.T @ J + damping * sp.eye(J.shape[1]))
         permuted = normal[perm][:, perm]

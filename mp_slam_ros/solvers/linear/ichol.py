@@ -9,7 +9,7 @@ incomplete Cholesky (numba):
   default: for pose graphs, the odometry order);
 * ``drop_tolerance > 0``: thresholded IC (ICT): fill is allowed and every entry with
   ``|l_rj| < drop_tolerance * ||A[j:, j]||_1`` is dropped (AMD ordering by default, from
-  CHOLMOD when installed, else reverse Cuthill-McKee). Much stronger than IC(0) on graphs with
+  CHOLMOD, see :mod:`.cholmod`; reverse Cuthill-McKee without it). Much stronger than IC(0) on graphs with
   many loop closures, for a factor a few times larger.
 
 :meth:`IncompleteCholesky.apply` returns ``z = P^T L^-T L^-1 P s`` by two sparse triangular
@@ -54,13 +54,10 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.fp16 import round_fp16
 from mp_slam_ros.precision import Backend, PrecisionPolicy, round_to
+from mp_slam_ros.solvers.linear import cholmod
 from mp_slam_ros.solvers.linear.base import ScaledSystem
 from mp_slam_ros.solvers.linear.operators import unsigned_pattern
 
-try:
-    from sksparse import cholmod
-except ImportError:  # optional: AMD ordering falls back to reverse Cuthill-McKee
-    cholmod = None
 
 _F16, _F32 = np.dtype(np.float16), np.dtype(np.float32)
 #: Input rescaling of the fp16 solve's overflow retry.
@@ -343,9 +340,9 @@ def _ordering(normal: sp.csr_matrix, options: IncompleteCholeskyFactory) -> np.n
 
 
 def _ordering_of(pattern: sp.csr_matrix, method: str) -> np.ndarray:
-    """AMD (CHOLMOD; reverse Cuthill-McKee without it) or RCM permutation of a symmetric pattern."""
-    if method == "amd" and cholmod is not None:
-        return np.asarray(cholmod.analyze(sp.csc_matrix(pattern), ordering_method="amd").P())
+    """Fill-reducing (CHOLMOD; reverse Cuthill-McKee without it) or RCM permutation of a symmetric pattern."""
+    if method == "amd" and cholmod.binding():
+        return cholmod.fill_reducing_permutation(pattern)
     return np.asarray(reverse_cuthill_mckee(pattern, symmetric_mode=True))
 
 
