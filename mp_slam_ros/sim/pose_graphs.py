@@ -8,7 +8,13 @@ Three worlds, each a ground-truth trajectory plus odometry and loop-closure edge
   cell is revisited (the shape of ``M3500``);
 * :func:`household_graph` (2-D or 3-D): a robot touring a corridor and the rooms off it again
   and again, closing loops to earlier poses nearby with a similar heading, as place recognition
-  does (the shape of a household robot's graph: bounded area, many revisits).
+  does (the shape of a household robot's graph: bounded area, many revisits);
+* :func:`city_graph` (2-D): driving a Manhattan street grid (turns only at intersections), a
+  loop closure at nearly every revisited street position, ``city10000``-like noise and size;
+* :func:`garage_graph` (3-D): a multi-level drive up and down the ramps of a parking garage with
+  strongly anisotropic information (the shape of ``parking-garage``), optionally with some
+  indefinite information matrices (as in the public ``cubicle`` graph);
+* :func:`tiny_graph` (2-D or 3-D): a grid walk of a few to a hundred poses in a 3x3-cell box.
 
 Every measurement is the true relative pose perturbed by Gaussian tangent noise of covariance
 ``Sigma`` (one for odometry edges, optionally a smaller one for loop closures, which in a real
@@ -44,7 +50,9 @@ class GraphNoise:
     translation (0.01: the wheels report 1 % more distance than driven);
     ``odometry_yaw_bias_rad``: yaw added to every odometry edge (a curvature bias, as from
     unequal wheel diameters). The biases are systematic and NOT in the edge information, as for a
-    real robot whose odometry covariance does not know its calibration error.
+    real robot whose odometry covariance does not know its calibration error. ``axis_scale``:
+    per-coordinate factors ``[translation..., rotation...]`` (3 in 2-D, 6 in 3-D) on both edge
+    kinds' sigmas, for anisotropic noise (e.g. a precise height, a loose heading).
     """
 
     translation_m: float = 0.05
@@ -56,6 +64,7 @@ class GraphNoise:
     loop_rotation_rad: float | None = None
     odometry_scale_bias: float = 0.0
     odometry_yaw_bias_rad: float = 0.0
+    axis_scale: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         for field in ("translation_m", "rotation_rad", "loop_translation_m", "loop_rotation_rad"):
@@ -64,6 +73,19 @@ class GraphNoise:
                 raise ConfigError(f"noise.{field}", value, "must be a positive standard deviation")
         if not self.odometry_scale_bias > -1.0:
             raise ConfigError("noise.odometry_scale_bias", self.odometry_scale_bias, "must be > -1")
+        if self.axis_scale is not None and not (len(self.axis_scale) in (3, 6) and min(self.axis_scale) > 0.0):
+            raise ConfigError("noise.axis_scale", self.axis_scale, "must be 3 (2-D) or 6 (3-D) positive factors")
+
+    def sigmas(self, k: int, loop: bool) -> np.ndarray:
+        """Per-coordinate sigmas ``(k,)`` of odometry (or loop-closure) tangent noise."""
+        translation, rotation = self.loop_sigmas if loop else (self.translation_m, self.rotation_rad)
+        d = 3 if k == 6 else 2
+        sigma = np.r_[np.full(d, translation), np.full(k - d, rotation)]
+        if self.axis_scale is None:
+            return sigma
+        if len(self.axis_scale) != k:
+            raise ConfigError("noise.axis_scale", self.axis_scale, f"needs {k} factors for this graph")
+        return sigma * np.asarray(self.axis_scale)
 
     @property
     def loop_sigmas(self) -> tuple[float, float]:
@@ -82,12 +104,6 @@ class SyntheticPoseGraph:
     name: str
 
 
-def _tangent_sigma(k: int, translation: float, rotation: float) -> np.ndarray:
-    """Per-coordinate sigmas ``(k,)`` of a tangent vector ``[translation, rotation]``."""
-    d = 3 if k == 6 else 2
-    return np.r_[np.full(d, translation), np.full(k - d, rotation)]
-
-
 def _correlation(k: int, correlated: bool, rng: np.random.Generator) -> np.ndarray:
     """Correlation matrix ``(k, k)`` of tangent noise: identity, or a random full one."""
     if not correlated:
@@ -98,9 +114,8 @@ def _correlation(k: int, correlated: bool, rng: np.random.Generator) -> np.ndarr
     return correlation * scale[:, None] * scale[None, :]
 
 
-def _covariance(correlation: np.ndarray, translation: float, rotation: float) -> np.ndarray:
-    """Tangent covariance ``(k, k)`` of ``[translation, rotation]`` sigmas with ``correlation``."""
-    sigma = _tangent_sigma(correlation.shape[0], translation, rotation)
+def _covariance(correlation: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Tangent covariance ``(k, k)`` of per-coordinate ``sigma`` ``(k,)`` with ``correlation``."""
     return correlation * sigma[:, None] * sigma[None, :]
 
 
@@ -145,8 +160,8 @@ def build_problem(
     odometry = np.stack([np.arange(n - 1), np.arange(1, n)], axis=1)
     pairs = np.concatenate([odometry, np.asarray(loops, dtype=np.int64).reshape(-1, 2)])
     correlation = _correlation(k, noise.correlated, rng)
-    covariance = _covariance(correlation, noise.translation_m, noise.rotation_rad)
-    loop_covariance = _covariance(correlation, *noise.loop_sigmas)
+    covariance = _covariance(correlation, noise.sigmas(k, loop=False))
+    loop_covariance = _covariance(correlation, noise.sigmas(k, loop=True))
     standard_xi = rng.standard_normal((pairs.shape[0], k))
     noise_xi = standard_xi @ np.linalg.cholesky(covariance).T
     if not np.array_equal(loop_covariance, covariance):
@@ -163,7 +178,7 @@ def build_problem(
         for index in range(n - 1):  # a chained product: sequential by nature
             T_init[index + 1] = T_init[index] @ T_from_to[index]
     else:
-        sigma = _tangent_sigma(k, noise.initial_translation_m, noise.initial_rotation_rad)
+        sigma = GraphNoise(noise.initial_translation_m, noise.initial_rotation_rad).sigmas(k, loop=False)
         T_init = T_world_true @ _exp(rng.standard_normal((n, k)) * sigma)
         T_init[0] = T_world_true[0]
     graph = PoseGraph(
@@ -216,23 +231,72 @@ def sphere_graph(
 
 def grid_graph(
     num_poses: int, dim: int = 2, seed: int = 0, noise: GraphNoise | None = None,
-    initial: str = "odometry", loop_probability: float = 0.5,
+    initial: str = "odometry", loop_probability: float = 0.5, half_extent_cells: int | None = None,
+    min_loop_gap: int = 30,
 ) -> SyntheticPoseGraph:
-    """A Manhattan random walk (1 m steps, 90 degree turns) in a square of ``~sqrt(N)/2`` cells;
-    a revisited cell closes a loop to a random earlier visit with ``loop_probability``."""
+    """A Manhattan random walk (1 m steps, 90 degree turns) in a square of ``half_extent_cells``
+    (default ``~sqrt(N)/4``) cells either side of the start; a cell revisited at least
+    ``min_loop_gap`` poses later closes a loop to a random earlier visit with ``loop_probability``."""
     rng = np.random.default_rng(seed)
-    half = max(2, int(np.sqrt(num_poses) / 4))
+    half = half_extent_cells if half_extent_cells is not None else max(2, int(np.sqrt(num_poses) / 4))
+    cells, heading = _street_walk(num_poses, half, 1, rng)
+    loops = _revisit_loops(cells, heading * (np.pi / 2), 0.1, loop_probability, rng, min_gap=min_loop_gap)
+    T = _planar_poses(cells, heading * (np.pi / 2), dim)
+    return build_problem(T, loops, noise or GraphNoise(), rng, initial, f"grid{dim}d{num_poses}")
+
+
+def tiny_graph(num_poses: int, dim: int = 2, seed: int = 0, noise: GraphNoise | None = None) -> SyntheticPoseGraph:
+    """Laps of a 2 m square (1 m steps, 8 poses a lap) from dead reckoning: ``num_poses`` of 9 to
+    100 as the small public graphs; 80 % of the poses after the first lap close a loop to a
+    random earlier visit of the same spot."""
+    rng = np.random.default_rng(seed)
+    lap_xy = np.array([[0, 0], [1, 0], [2, 0], [2, 1], [2, 2], [1, 2], [0, 2], [0, 1]], dtype=np.float64)
+    slot = np.arange(num_poses) % len(lap_xy)
+    xy = lap_xy[slot]
+    yaw = np.unwrap(np.floor(slot / 2) * (np.pi / 2))
+    loops = _revisit_loops(xy, yaw, 0.1, 0.8, rng, min_gap=len(lap_xy))
+    return build_problem(_planar_poses(xy, yaw, dim), loops, noise or GraphNoise(), rng, "odometry",
+                         f"tiny{dim}d{num_poses}")
+
+
+#: City odometry noise: from dead reckoning over 10,000 poses the chi2 at start is 7.2e8, as the
+#: public ``city10000`` graph's (its files claim information diag(50, 50, 100), i.e. 0.14 m / 0.1 rad:
+#: drawn at those sigmas the start is 6e9 and LM from odometry stops in a local minimum).
+CITY_NOISE = GraphNoise(translation_m=0.1, rotation_rad=0.01)
+
+
+def city_graph(
+    num_poses: int = 10000, seed: int = 0, noise: GraphNoise | None = None, half_extent_m: int = 50,
+    block_m: int = 10, loop_probability: float = 0.9,
+) -> SyntheticPoseGraph:
+    """Driving a Manhattan street grid (``block_m`` blocks, ``half_extent_m`` either side of the
+    start, 1 m steps, turns only at intersections) from dead reckoning (``city10000``-like:
+    ``CITY_NOISE``); a pose closes a loop with ``loop_probability`` to a random earlier pose at
+    the same street position, in any heading, at least 10 poses older."""
+    if half_extent_m % block_m:
+        raise ConfigError("half_extent_m", half_extent_m, f"must be a multiple of block_m={block_m}")
+    rng = np.random.default_rng(seed)
+    cells, heading = _street_walk(num_poses, half_extent_m, block_m, rng)
+    yaw = heading * (np.pi / 2)
+    loops = _revisit_loops(cells, yaw, 0.1, loop_probability, rng, min_gap=10, max_heading_rad=np.pi)
+    T = _planar_poses(cells, yaw, 2)
+    return build_problem(T, loops, noise or CITY_NOISE, rng, "odometry", f"city2d{num_poses}")
+
+
+def _street_walk(num_poses: int, half: int, block: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Cells ``(N, 2)`` float64 and headings ``(N,)`` (multiples of 90 degrees) of a walk on the
+    streets of a grid of ``block``-cell blocks within ``half`` cells of the origin: at an
+    intersection it goes straight (60 %) or turns (20 % each way), turning further at the edge."""
     directions = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]])
     cells, heading = np.zeros((num_poses, 2), dtype=np.int64), np.zeros(num_poses, dtype=np.int64)
     for k in range(1, num_poses):  # a random walk: sequential by nature
-        turn = rng.choice([0, 1, -1], p=[0.6, 0.2, 0.2])
-        direction = (heading[k - 1] + turn) % 4
-        while np.any(np.abs(cells[k - 1] + directions[direction]) > half):
-            direction = (direction + 1) % 4
+        direction = heading[k - 1]
+        if not np.any(cells[k - 1] % block):  # an intersection
+            direction = (direction + rng.choice([0, 1, -1], p=[0.6, 0.2, 0.2])) % 4
+            while np.any(np.abs(cells[k - 1] + directions[direction]) > half):
+                direction = (direction + 1) % 4
         heading[k], cells[k] = direction, cells[k - 1] + directions[direction]
-    loops = _revisit_loops(cells.astype(np.float64), heading * (np.pi / 2), 0.1, loop_probability, rng)
-    T = _planar_poses(cells.astype(np.float64), heading * (np.pi / 2), dim)
-    return build_problem(T, loops, noise or GraphNoise(), rng, initial, f"grid{dim}d{num_poses}")
+    return cells.astype(np.float64), heading.astype(np.float64)
 
 
 def household_graph(
@@ -252,6 +316,77 @@ def household_graph(
     loops = _revisit_loops(xy, yaw, 0.5, loop_probability, rng)
     T = _planar_poses(xy, yaw, dim)
     return build_problem(T, loops, noise or GraphNoise(), rng, initial, f"household{dim}d{num_poses}")
+
+
+#: Noise of a ``parking-garage``-like graph: 0.1 m / 1e-3 rad sigmas with a 10x more precise
+#: height, roll and pitch (per-axis information ratios of 100; rotation information 1e4 x the
+#: horizontal translation information).
+GARAGE_NOISE = GraphNoise(translation_m=0.1, rotation_rad=1e-3, axis_scale=(1.0, 1.0, 0.1, 0.1, 0.1, 1.0))
+
+
+def garage_graph(
+    num_poses: int = 1600, seed: int = 0, noise: GraphNoise | None = None, levels: int = 4,
+    indefinite_fraction: float = 0.0, indefinite_ratio: float = 0.002,
+) -> SyntheticPoseGraph:
+    """A drive up and down the ramps of a ``levels``-level parking garage (40 m x 20 m decks,
+    3 m apart, poses every metre, two laps per deck, up and back down the same way) from dead
+    reckoning with ``GARAGE_NOISE``; each revisit closes a loop to an earlier pose within 1 m
+    (any heading, at least 30 poses older). ``indefinite_fraction`` of the edges then get an
+    indefinite information matrix (see :func:`make_indefinite`)."""
+    rng = np.random.default_rng(seed)
+    xyz = _garage_path(num_poses, levels)
+    delta = np.diff(xyz, axis=0, append=xyz[-1:] + (xyz[-1:] - xyz[-2:-1]))
+    yaw = np.unwrap(np.arctan2(delta[:, 1], delta[:, 0]))
+    pitch = -np.arctan2(delta[:, 2], np.linalg.norm(delta[:, :2], axis=1))
+    T = np.tile(np.eye(4), (num_poses, 1, 1))
+    T[:, :3, :3] = lie.so3_exp(np.column_stack([0 * yaw, 0 * yaw, yaw])) @ lie.so3_exp(
+        np.column_stack([0 * pitch, pitch, 0 * pitch]))
+    T[:, :3, 3] = xyz
+    loops = _revisit_loops(xyz, yaw, 1.0, 1.0, rng, max_heading_rad=np.pi)
+    problem = build_problem(T, loops, noise or GARAGE_NOISE, rng, "odometry", f"garage3d{num_poses}")
+    if indefinite_fraction > 0.0:
+        problem.graph.information = make_indefinite(problem.graph.information, indefinite_fraction, rng,
+                                                     indefinite_ratio)
+        problem.name += "-indefinite"
+    return problem
+
+
+def make_indefinite(
+    information: np.ndarray, fraction: float, rng: np.random.Generator, ratio: float = 0.002,
+) -> np.ndarray:
+    """A copy of ``information`` ``(E, k, k)`` in which a random ``fraction`` of the edges have
+    their smallest eigenvalue replaced by ``-ratio`` x their largest (indefinite, as some edges of
+    the public ``cubicle`` graph, smallest eigenvalue -1.6e5)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ConfigError("indefinite_fraction", fraction, "must be in [0, 1]")
+    if not ratio > 0.0:
+        raise ConfigError("indefinite_ratio", ratio, "must be positive")
+    chosen = np.flatnonzero(rng.random(information.shape[0]) < fraction)
+    result = information.copy()
+    eigenvalues, eigenvectors = np.linalg.eigh(information[chosen])
+    eigenvalues[:, 0] = -ratio * eigenvalues[:, -1]
+    indefinite = (eigenvectors * eigenvalues[:, None, :]) @ np.swapaxes(eigenvectors, 1, 2)
+    result[chosen] = 0.5 * (indefinite + np.swapaxes(indefinite, 1, 2))
+    return result
+
+
+def _garage_path(num_poses: int, levels: int, width_m: float = 40.0, depth_m: float = 20.0,
+                 height_m: float = 3.0) -> np.ndarray:
+    """Positions ``(num_poses, 3)`` 1 m apart: round trips up and down the decks, the ramp being
+    the first side of each deck's lap (rising from the deck below)."""
+    corners = np.array([[width_m, 0.0], [width_m, depth_m], [0.0, depth_m], [0.0, 0.0]])
+    up = [np.zeros(3)]
+    for level in range(levels):
+        for _ in range(2):
+            up += [np.r_[corner, level * height_m] for corner in corners]
+    down = [point.copy() for point in up[::-1][1:]]
+    waypoints = up + down
+    while len(waypoints) < 4 * num_poses:  # repeat round trips until long enough (> 1 m per side)
+        waypoints += (up + down)[1:]
+    points = np.asarray(waypoints)
+    arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))]
+    samples = np.arange(num_poses, dtype=np.float64)
+    return np.column_stack([np.interp(samples, arc, points[:, axis]) for axis in range(3)])
 
 
 _ROOM_CENTERS_M = np.array([[2.0, 3.5], [6.0, 3.5], [10.0, 3.5], [2.0, -3.5], [6.0, -3.5], [10.0, -3.5]])

@@ -43,3 +43,29 @@ def test_se2_poses_lift_to_the_plane() -> None:
 def test_graph_rejects_impossible_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["graph", "sphere", "--dim", "2", "-o", str(tmp_path / "s.g2o")]) == 1
     assert capsys.readouterr().err.strip() == "mp-slam graph: error: --dim=2: the sphere world is 3-D only"
+
+
+@pytest.mark.parametrize(("kind", "extra"), [("city", []), ("garage", ["--indefinite-fraction", "0.1"]),
+                                             ("tiny", ["--dim", "2"])])
+def test_edges_only_writes_the_same_edges_without_vertex_lines(tmp_path: Path, kind: str, extra: list[str]) -> None:
+    full, edges = tmp_path / "full.g2o", tmp_path / "edges.g2o"
+    assert main(["graph", kind, "-n", "300", "--seed", "2", "-o", str(full), *extra]) == 0
+    assert main(["graph", kind, "-n", "300", "--seed", "2", "-o", str(edges), "--edges-only", *extra]) == 0
+    full_lines, edge_lines = full.read_text().splitlines(), edges.read_text().splitlines()
+    assert not any(line.startswith("VERTEX") for line in edge_lines)
+    assert edge_lines == [line for line in full_lines if not line.startswith("VERTEX")]
+    assert sum(line.startswith("VERTEX") for line in full_lines) == 300
+    assert all(line.startswith("EDGE_SE") for line in edge_lines) and len(edge_lines) > 299
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["city", "--dim", "3"], "--dim=3: the city world is 2-D only"),
+    (["household", "--indefinite-fraction", "0.1"], "--indefinite-fraction=0.1: only the garage world has it"),
+    (["garage", "--indefinite-fraction", "2"], "--indefinite-fraction=2.0: must be in [0, 1]"),
+    (["city", "--initial", "perturbed"], "--initial='perturbed': the city world starts from odometry only"),
+])
+def test_graph_rejects_options_the_world_does_not_have(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str,
+) -> None:
+    assert main(["graph", *argv, "-o", str(tmp_path / "g.g2o")]) == 1
+    assert capsys.readouterr().err.strip() == f"mp-slam graph: error: {message}"
