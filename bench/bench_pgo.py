@@ -16,6 +16,11 @@ as a cross-check, and the time ratio to GTSAM is reported next to the chi2 ratio
 A second part solves many small graphs (800 in the full run) and records the error of every pose
 of each mode against the fp64 solution, for the cumulative histogram.
 
+``--suite hard`` runs instead the hard cases of issue 9 (edges-only 10k-pose city grid from dead
+reckoning, anisotropic and indefinite 3-D garage, tiny graphs) through the g2o reader, against
+GTSAM, with a pass/fail per case and the count of false convergences: see ``pgo_hard_suite.py``
+(outputs ``hard.json`` and ``summary.md`` in ``--out``, default results/pgo_hard).
+
 Outputs (``--out``, default results/pgo): ``bench_pgo.json``, ``time_vs_poses.png``,
 ``pose_error_cdf.png``, ``summary.md``. ``--quick`` runs a small subset in about a minute;
 ``--only NAME ...`` (e.g. ``sphere3d-2500``) times just those problems; with
@@ -37,7 +42,10 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from pgo_hard_suite import run_hard_suite  # noqa: E402
+
 from mp_slam_ros.backend.pose_graph import PoseGraph  # noqa: E402
+from mp_slam_ros.geometry import lie  # noqa: E402
 from mp_slam_ros.io.g2o import read_g2o  # noqa: E402
 from mp_slam_ros.sim.pose_graphs import grid_graph, household_graph, sphere_graph  # noqa: E402
 from mp_slam_ros.solvers.pgo import PoseGraphProblem, default_options, optimize_pose_graph  # noqa: E402
@@ -63,33 +71,50 @@ FULL_SIZES = {
 QUICK_SIZES = {"household3d": [100, 500, 2500], "sphere3d": [2500]}
 
 
-def gtsam_solve(graph: PoseGraph) -> tuple[np.ndarray, int, float, float]:
-    """GTSAM LM on ``graph``: (poses, iterations, seconds in optimize(), GTSAM's chi2)."""
+def gtsam_factor_graph(graph: PoseGraph) -> tuple[object, Callable[[np.ndarray], object]]:
+    """GTSAM's factor graph of ``graph`` (BetweenFactors + a tight prior on the anchor) and a
+    function turning poses ``(N, d+1, d+1)`` into GTSAM ``Values``."""
     import gtsam  # noqa: PLC0415
 
-    factors, values = gtsam.NonlinearFactorGraph(), gtsam.Values()
     three_d = graph.dim == 3
     order = [3, 4, 5, 0, 1, 2] if three_d else [0, 1, 2]  # GTSAM Pose3 tangents: rotation first
     pose = gtsam.Pose3 if three_d else gtsam.Pose2
     between = gtsam.BetweenFactorPose3 if three_d else gtsam.BetweenFactorPose2
     prior = gtsam.PriorFactorPose3 if three_d else gtsam.PriorFactorPose2
-    for node, T in zip(graph.node_ids.tolist(), graph.T_world_node):
-        values.insert(node, pose(T))
+
+    def to_gtsam(T: np.ndarray) -> object:  # gtsam.Pose2 has no constructor from a 3x3 matrix
+        return pose(T) if three_d else pose(*lie.se2_to_xytheta(T[None])[0])
+
+    def values_of(T_world_node: np.ndarray) -> object:
+        values = gtsam.Values()
+        for node, T in zip(graph.node_ids.tolist(), T_world_node):
+            values.insert(node, to_gtsam(T))
+        return values
+
+    factors = gtsam.NonlinearFactorGraph()
     for i, j, T, info in zip(graph.edge_from.tolist(), graph.edge_to.tolist(), graph.T_from_to, graph.information):
         noise = gtsam.noiseModel.Gaussian.Information(info[np.ix_(order, order)])
-        factors.add(between(i, j, pose(T), noise))
+        factors.add(between(i, j, to_gtsam(T), noise))
     anchor = graph.anchor_index()
     sigma = gtsam.noiseModel.Isotropic.Sigma(graph.tangent_dim, 1e-6)
-    factors.add(prior(int(graph.node_ids[anchor]), pose(graph.T_world_node[anchor]), sigma))
+    factors.add(prior(int(graph.node_ids[anchor]), to_gtsam(graph.T_world_node[anchor]), sigma))
+    return factors, values_of
+
+
+def gtsam_solve(graph: PoseGraph) -> tuple[np.ndarray, int, float, float]:
+    """GTSAM LM on ``graph``: (poses, iterations, seconds in optimize(), GTSAM's chi2)."""
+    import gtsam  # noqa: PLC0415
+
+    factors, values_of = gtsam_factor_graph(graph)
     params = gtsam.LevenbergMarquardtParams()
     params.setRelativeErrorTol(RELATIVE_TOLERANCE)
     params.setAbsoluteErrorTol(0.0)
     params.setMaxIterations(100)
-    optimizer = gtsam.LevenbergMarquardtOptimizer(factors, values, params)
+    optimizer = gtsam.LevenbergMarquardtOptimizer(factors, values_of(graph.T_world_node), params)
     started = time.perf_counter()
     result = optimizer.optimize()
     seconds = time.perf_counter() - started
-    at = result.atPose3 if three_d else result.atPose2
+    at = result.atPose3 if graph.dim == 3 else result.atPose2
     poses = np.stack([at(node).matrix() for node in graph.node_ids.tolist()])
     return poses, int(optimizer.iterations()), seconds, 2.0 * factors.error(result)
 
@@ -261,10 +286,19 @@ def main() -> None:
     parser.add_argument("--fp16-max-poses", type=int, default=10000, help="skip naive fp16 above this size")
     parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
                         help="run only the problems named so, e.g. sphere3d-2500 household3d-10000")
-    parser.add_argument("--out", type=Path, default=Path("results/pgo"))
+    parser.add_argument("--suite", choices=("default", "hard"), default="default",
+                        help="default: the scaling suite; hard: the hard cases of issue 9 (pgo_hard_suite.py)")
+    parser.add_argument("--out", type=Path, default=None, help="results/pgo (hard suite: results/pgo_hard)")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
     warm_up()
+    if args.suite == "hard":
+        if args.files:
+            parser.error("the hard suite takes no files")
+        run_hard_suite(args.quick, args.repeats, args.only, args.out or Path("results/pgo_hard"), ours, gtsam_solve,
+                       gtsam_factor_graph)
+        return
+    args.out = args.out or Path("results/pgo")
+    args.out.mkdir(parents=True, exist_ok=True)
     problems = [(f"{kind}-{n}", lambda kind=kind, n=n: GENERATORS[kind](n, 0))
                 for kind, sizes in (QUICK_SIZES if args.quick else FULL_SIZES).items() for n in sizes]
     problems += [(path.stem, lambda path=path: read_g2o(path)) for path in args.files]
