@@ -41,3 +41,13 @@ class ProblemError(MpSlamError, ValueError):
 
 class MessageError(MpSlamError, ValueError):
     """A ROS message carries invalid content (names the field and the value)."""
+
+
+class FrameError(MpSlamError, ValueError):
+    """A camera frame cannot be processed (names the field, the value and the problem)."""
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        super().__init__(f"{field}={value!r}: {reason}")
+        self.field = field
+        self.value = value
+        self.reason = reason

@@ -12,7 +12,6 @@ the offending value, so a node can log it and drop the message.
 from __future__ import annotations
 
 import array
-from dataclasses import dataclass
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -22,6 +21,12 @@ from sensor_msgs.msg import CameraInfo
 
 from mp_slam_ros.errors import MessageError
 from mp_slam_ros.geometry.lie import se3_from_translation_quat, se3_to_translation_quat
+from mp_slam_ros.types import CameraModel
+
+__all__ = [
+    "CameraModel", "camera_info_from_msg", "camera_info_to_msg", "check_pose7", "from_sequence", "ns_from_stamp",
+    "pose_from_msg", "pose_to_msg", "stamp_from_ns", "to_sequence", "transform_from_msg", "transform_to_msg",
+]
 
 NS_PER_S = 1_000_000_000
 #: Tolerance on | |q| - 1 | for quaternions read from messages.
@@ -34,20 +39,6 @@ _TYPECODES = {
     np.dtype(np.uint8): "B",
     np.dtype(np.uint64): "Q",
 }
-
-
-@dataclass
-class CameraModel:
-    """A pinhole camera as in ``sensor_msgs/CameraInfo`` (unbinned, full image)."""
-
-    frame_id: str  # camera optical frame
-    width: int
-    height: int
-    camera_matrix: NDArray[np.float64]  # (3, 3) K
-    distortion_model: str  # "plumb_bob", "rational_polynomial", "equidistant" or ""
-    distortion_coeffs: NDArray[np.float64]  # (k,) D
-    rectification: NDArray[np.float64]  # (3, 3) R
-    projection_matrix: NDArray[np.float64]  # (3, 4) P; P[0, 3] = -fx * baseline (stereo right)
 
 
 def stamp_from_ns(stamp_ns: int) -> Time:
@@ -162,6 +153,7 @@ def camera_info_from_msg(msg: CameraInfo, field: str = "camera_info") -> CameraM
     k = np.array(msg.k, dtype=np.float64).reshape(3, 3)
     if not (np.all(np.isfinite(k)) and k[0, 0] > 0 and k[1, 1] > 0):
         raise MessageError(f"{field}.k: not a valid camera matrix {k.reshape(-1).tolist()}")
+    projection = np.array(msg.p, dtype=np.float64).reshape(3, 4)
     return CameraModel(
         frame_id=msg.header.frame_id,
         width=int(msg.width),
@@ -170,5 +162,6 @@ def camera_info_from_msg(msg: CameraInfo, field: str = "camera_info") -> CameraM
         distortion_model=msg.distortion_model,
         distortion_coeffs=from_sequence(msg.d, np.float64, f"{field}.d"),
         rectification=np.array(msg.r, dtype=np.float64).reshape(3, 3),
-        projection_matrix=np.array(msg.p, dtype=np.float64).reshape(3, 4),
+        projection_matrix=projection,
+        baseline_m=float(-projection[0, 3] / projection[0, 0]) if projection[0, 0] > 0.0 else 0.0,
     )

@@ -20,7 +20,6 @@ from numpy.typing import NDArray
 from mp_slam_ros.errors import MessageError
 from mp_slam_ros.precision import Precision, ProblemKind
 from mp_slam_ros.ros.conversions import (
-    CameraModel,
     camera_info_from_msg,
     camera_info_to_msg,
     check_pose7,
@@ -32,6 +31,7 @@ from mp_slam_ros.ros.conversions import (
     to_sequence,
 )
 from mp_slam_ros.solvers.summary import Summary, Termination
+from mp_slam_ros.types import CameraModel, KeyframeArrays
 
 EnumT = TypeVar("EnumT", bound=Enum)
 
@@ -43,21 +43,6 @@ PRECISION_TO_MSG = {
     Precision.MIXED: SolverStats.PRECISION_MIXED,
 }
 TERMINATION_TO_MSG = {member: getattr(SolverStats, f"TERMINATION_{member.name}") for member in Termination}
-
-
-@dataclass
-class KeyframeArrays:
-    """Numpy side of ``mp_slam_interfaces/msg/Keyframe`` (N keypoints)."""
-
-    keyframe_id: int
-    stamp_ns: int
-    frame_id: str  # odometry frame of pose_odom_cam
-    pose_odom_cam: NDArray[np.float64]  # (7,) pose7 of the camera optical frame
-    covariance_odom_cam: NDArray[np.float64]  # (6, 6), order x y z rx ry rz
-    camera: CameraModel
-    keypoints_px: NDArray[np.float32]  # (N, 2) u, v
-    descriptors: NDArray[np.uint8]  # (N, D) binary descriptors
-    points_cam: NDArray[np.float32]  # (N, 3) metres, NaN rows without depth
 
 
 @dataclass

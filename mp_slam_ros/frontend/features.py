@@ -1,0 +1,98 @@
+"""ORB features spread over the image by a bucketing grid, and descriptors at given pixels.
+
+Detection keeps the strongest FAST/Harris corners of every grid cell (``frontend.grid_cols`` x
+``frontend.grid_rows``) so features cover the image instead of clustering on one textured
+object, and skips pixels near already tracked features (``frontend.min_distance_px``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from mp_slam_ros.pipelines.vo_config import FrontendConfig
+
+#: ORB patch size and border (pixels): descriptors need this margin around a keypoint
+ORB_PATCH_PX = 31
+#: candidates detected per kept feature before bucketing
+DETECT_OVERSAMPLING = 3
+
+
+@dataclass
+class Keypoints:
+    """Detected keypoints: pixels ``(N, 2)`` float32 and their ORB orientation (deg) ``(N,)``."""
+
+    uv: NDArray[np.float32]
+    angle_deg: NDArray[np.float32]
+
+
+class FeatureDetector:
+    """Grid-bucketed ORB detection and ORB description (OpenCV)."""
+
+    def __init__(self, config: FrontendConfig) -> None:
+        self.config = config
+        self._orb = cv2.ORB_create(
+            nfeatures=DETECT_OVERSAMPLING * config.max_features, scaleFactor=1.2, nlevels=config.pyramid_levels,
+            edgeThreshold=ORB_PATCH_PX, patchSize=ORB_PATCH_PX, fastThreshold=config.fast_threshold,
+        )
+
+    def detect(self, grey: NDArray[np.uint8], budget: int, occupied_uv: NDArray[np.floating] | None = None) -> Keypoints:
+        """Up to ``budget`` new keypoints, bucketed over the grid, away from ``occupied_uv`` ``(M, 2)``."""
+        height, width = grey.shape
+        empty = Keypoints(np.zeros((0, 2), np.float32), np.zeros(0, np.float32))
+        if budget <= 0:
+            return empty
+        mask = np.full((height, width), 255, np.uint8)
+        radius = int(round(self.config.min_distance_px))
+        if occupied_uv is not None and radius > 0:
+            for u, v in np.asarray(occupied_uv).astype(np.int32):
+                cv2.circle(mask, (int(u), int(v)), radius, 0, -1)
+        found = self._orb.detect(grey, mask)
+        if not found:
+            return empty
+        uv = np.array([kp.pt for kp in found], np.float32)
+        response = np.array([kp.response for kp in found], np.float32)
+        keep = bucket(uv, response, (width, height), self.config.grid_cols, self.config.grid_rows, budget)
+        return Keypoints(uv[keep], np.array([found[i].angle for i in keep], np.float32))
+
+    def describe(
+        self, grey: NDArray[np.uint8], uv: NDArray[np.floating], angle_deg: NDArray[np.floating]
+    ) -> tuple[NDArray[np.uint8], NDArray[np.bool_]]:
+        """ORB descriptors ``(N, 32)`` at pixels ``uv`` and the mask of keypoints that got one
+        (OpenCV drops keypoints within the patch border; their rows are zero)."""
+        keypoints = [
+            cv2.KeyPoint(float(u), float(v), ORB_PATCH_PX, float(a), 0.0, 0, i)
+            for i, ((u, v), a) in enumerate(zip(np.asarray(uv), np.asarray(angle_deg)))
+        ]
+        kept, descriptors = self._orb.compute(grey, keypoints)
+        out = np.zeros((len(keypoints), 32), np.uint8)
+        valid = np.zeros(len(keypoints), bool)
+        if descriptors is not None and len(kept):
+            index = np.array([kp.class_id for kp in kept], np.int64)
+            out[index] = descriptors
+            valid[index] = True
+        return out, valid
+
+
+def bucket(
+    uv: NDArray[np.floating], response: NDArray[np.floating], size_px: tuple[int, int],
+    cols: int, rows: int, budget: int,
+) -> NDArray[np.int64]:
+    """Indices of at most ``budget`` keypoints: the strongest ``ceil(budget / cells)`` per grid
+    cell, then the strongest overall if more remain. Deterministic (stable sorts)."""
+    width, height = size_px
+    cell_x = np.minimum((uv[:, 0] * cols / width).astype(np.int64), cols - 1)
+    cell_y = np.minimum((uv[:, 1] * rows / height).astype(np.int64), rows - 1)
+    cell = cell_y * cols + cell_x
+    order = np.lexsort((-response, cell))  # by cell, strongest first
+    sorted_cell = cell[order]
+    first = np.searchsorted(sorted_cell, sorted_cell, side="left")
+    rank = np.arange(order.size) - first
+    quota = -(-budget // (cols * rows))
+    chosen = order[rank < quota]
+    if chosen.size > budget:
+        chosen = chosen[np.argsort(-response[chosen], kind="stable")[:budget]]
+    return np.sort(chosen)

@@ -1,0 +1,377 @@
+"""Visual odometry (RGB-D or stereo): ``VisualOdometry(config).track(frame) -> TrackResult``.
+
+One frame goes through named steps (:meth:`VisualOdometry.track`, top to bottom): check the
+frame, take finished window BAs, predict the pose (constant velocity or wheel odometry), track
+the window's landmarks by KLT, estimate the pose by PnP RANSAC against them, then maybe make a
+keyframe (new ORB features with depth become landmarks; the window BA is queued). When PnP
+fails the frame is LOST and a new map starts at the predicted pose, so ``odom`` stays continuous.
+
+Frames: ``T_odom_base`` is what the odometry reports; the map holds ``T_odom_cam`` (optical
+camera frame) with ``T_odom_cam = T_odom_base @ T_base_cam``.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from mp_slam_ros.config import validate
+from mp_slam_ros.errors import FrameError
+from mp_slam_ros.frontend.depth import depth_at, stereo_depth
+from mp_slam_ros.frontend.features import FeatureDetector
+from mp_slam_ros.frontend.keyframes import keyframe_reason
+from mp_slam_ros.frontend.tracking import PnPResult, FrameTracker, solve_pnp
+from mp_slam_ros.geometry.camera import project
+from mp_slam_ros.geometry.lie import se3_adjoint, se3_inverse, se3_log, se3_to_translation_quat
+from mp_slam_ros.pipelines.ba_worker import BAWorker
+from mp_slam_ros.pipelines.vo_config import SensorMode, VOConfig
+from mp_slam_ros.pipelines.window import SlidingWindow, WindowKeyframe, WindowSolution, solve_window
+from mp_slam_ros.pipelines.vo_frames import checked_images, warm_up_ba
+from mp_slam_ros.solvers.summary import Summary
+from mp_slam_ros.types import CameraModel, KeyframeArrays
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass
+class Frame:
+    """One synchronized camera frame (rectified stereo pair or colour + aligned depth)."""
+
+    stamp_ns: int
+    image: NDArray[np.uint8]  # (H, W) grey or (H, W, 3) colour in colour_order
+    camera: CameraModel
+    depth_m: NDArray[np.float32] | None = None  # (H, W) metres, NaN/0 invalid (RGB-D)
+    right_image: NDArray[np.uint8] | None = None  # (H, W) rectified right image (stereo)
+    T_odom_base_wheel: FloatArray | None = None  # (4, 4) wheel odometry, a motion prior
+    colour_order: str = "rgb"  # "rgb" or "bgr" for 3-channel images
+
+
+class TrackingStatus(str, enum.Enum):
+    """What happened to a frame."""
+
+    INITIALIZING = "initializing"  # first map built on this frame (or not yet: too few features)
+    OK = "ok"  # tracked against the map
+    LOST = "lost"  # tracking failed: predicted pose, inflated covariance, a new map is started
+    RESET = "reset"  # a new map started here after reset() or a loss
+
+
+@dataclass
+class TrackResult:
+    """The odometry of one frame."""
+
+    stamp_ns: int
+    T_odom_base: FloatArray  # (4, 4)
+    covariance: FloatArray  # (6, 6) x y z rx ry rz, odom-aligned axes at the base (inflated when LOST)
+    twist: FloatArray  # (6,) vx vy vz wx wy wz in base_link
+    status: TrackingStatus
+    keyframe: KeyframeArrays | None
+    num_tracked: int
+    timings_s: dict[str, float] = field(default_factory=dict)
+    ba_summaries: list[Summary] = field(default_factory=list)
+
+
+class VisualOdometry:
+    """Frame-to-map visual odometry with a sliding-window bundle adjustment."""
+
+    def __init__(self, config: VOConfig | None = None, T_base_cam: FloatArray | None = None, odom_frame: str = "odom") -> None:
+        self.config = config or VOConfig()
+        validate(self.config)
+        self.odom_frame = odom_frame
+        self.T_base_cam = np.eye(4) if T_base_cam is None else np.array(T_base_cam, np.float64)
+        self._detector = FeatureDetector(self.config.frontend)
+        self._tracker = FrameTracker(self.config.frontend)
+        self._worker: BAWorker | None = None
+        self._next_keyframe_id = 0
+        self._generation = 0
+        warm_up_ba(self.config.ba)
+        self.reset(np.eye(4))
+        self._status_on_init = TrackingStatus.INITIALIZING
+
+    # -- the step function ------------------------------------------------------------------
+    def track(self, frame: Frame) -> TrackResult:
+        """Odometry of ``frame``; raises :class:`~mp_slam_ros.errors.FrameError` on bad input."""
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        grey, depth_m, right = checked_images(frame, self.config.mode, self._last_stamp_ns)
+        if self._initialized and not _same_camera(frame.camera, self._camera):
+            self.reset()  # new intrinsics or image size: the map's pixels no longer apply
+        summaries = self._apply_window_solutions()
+        if not self._initialized:
+            return self._initialize(frame, grey, depth_m, right, summaries, started, timings)
+        T_pred = self._predict_pose(frame)
+        uv, tracked = self._track_landmarks(grey, T_pred)
+        timings["klt_s"] = time.perf_counter() - started
+        pnp = self._estimate_pose(uv, tracked, T_pred)
+        timings["pnp_s"] = time.perf_counter() - started - timings["klt_s"]
+        if pnp is None:
+            return self._lose_tracking(frame, grey, depth_m, right, T_pred, summaries, started, timings)
+        self._keep_inliers(uv, tracked, pnp)
+        keyframe = self._maybe_keyframe(frame, grey, depth_m, right, pnp.T_odom_cam, pnp.covariance_cam, timings)
+        summaries += self._solve_synchronously()
+        return self._result(frame, pnp.T_odom_cam, pnp.covariance_cam, TrackingStatus.OK, keyframe, summaries, started, timings)
+
+    # -- steps ------------------------------------------------------------------------------
+    def _apply_window_solutions(self) -> list[Summary]:
+        """Write finished window BAs into the map (async mode); their summaries."""
+        if self._worker is None:
+            return []
+        return [self._apply(solution) for solution in self._worker.take()]
+
+    def _apply(self, solution: WindowSolution) -> Summary:
+        self._window.apply(solution)
+        return solution.summary
+
+    def _predict_pose(self, frame: Frame) -> FloatArray:
+        """``T_odom_cam`` predicted from the wheel odometry, else by constant velocity."""
+        wheel, self._last_wheel = self._last_wheel, frame.T_odom_base_wheel
+        if wheel is not None and frame.T_odom_base_wheel is not None:
+            T_base_prev_cur = se3_inverse(wheel) @ frame.T_odom_base_wheel
+            return self._T_odom_cam @ se3_inverse(self.T_base_cam) @ T_base_prev_cur @ self.T_base_cam
+        return self._T_odom_cam @ self._motion
+
+    def _track_landmarks(self, grey: NDArray[np.uint8], T_odom_cam_pred: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:
+        """KLT of the tracked landmarks into this frame, started at their predicted pixels."""
+        alive = self._window.alive(self._track_ids)
+        self._track_ids, self._track_uv = self._track_ids[alive], self._track_uv[alive]
+        self._track_angle = self._track_angle[alive]
+        points_cam = self._to_camera(self._window.positions(self._track_ids), T_odom_cam_pred)
+        guess = project(self._intrinsics, points_cam)[0]
+        usable = (points_cam[:, 2] > 0.05) & np.all(np.isfinite(guess), axis=1)
+        guess = np.where(usable[:, None], guess, self._track_uv)
+        return self._tracker.track(grey, self._track_uv, guess)
+
+    def _estimate_pose(self, uv: FloatArray, tracked: NDArray[np.bool_], T_pred: FloatArray) -> PnPResult | None:
+        """PnP RANSAC of the tracked pixels against their landmarks (None: too few inliers)."""
+        points = self._window.positions(self._track_ids[tracked])
+        pnp = solve_pnp(points, uv[tracked], self._K, T_pred, self.config.tracking)
+        if pnp is None:
+            return None
+        inliers = np.zeros(len(uv), bool)
+        inliers[np.flatnonzero(tracked)[pnp.inliers]] = True
+        pnp.inliers = inliers
+        return pnp
+
+    def _keep_inliers(self, uv: FloatArray, tracked: NDArray[np.bool_], pnp: PnPResult) -> None:
+        keep = pnp.inliers
+        self._track_ids, self._track_uv, self._track_angle = self._track_ids[keep], uv[keep], self._track_angle[keep]
+
+    def _maybe_keyframe(
+        self, frame: Frame, grey: NDArray[np.uint8], depth_m: NDArray[np.float32] | None,
+        right: NDArray[np.uint8] | None, T_odom_cam: FloatArray, covariance_cam: FloatArray, timings: dict[str, float],
+    ) -> KeyframeArrays | None:
+        """A keyframe when the keyframe policy says so (see :func:`keyframe_reason`)."""
+        last = self._window.keyframes[-1]
+        reason = keyframe_reason(
+            self.config.keyframes, len(self._track_ids), self._tracked_at_keyframe,
+            (frame.stamp_ns - last.stamp_ns) * 1e-9, last.T_odom_cam, T_odom_cam,
+        )
+        if reason is None:
+            return None
+        started = time.perf_counter()
+        keyframe = self._insert_keyframe(frame, grey, depth_m, right, T_odom_cam, covariance_cam)
+        timings["keyframe_s"] = time.perf_counter() - started
+        return keyframe
+
+    def _insert_keyframe(
+        self, frame: Frame, grey: NDArray[np.uint8], depth_m: NDArray[np.float32] | None,
+        right: NDArray[np.uint8] | None, T_odom_cam: FloatArray, covariance_cam: FloatArray,
+    ) -> KeyframeArrays:
+        """New features with depth become landmarks; the keyframe joins the window, its BA is queued."""
+        cfg = self.config.frontend
+        new = self._detector.detect(grey, cfg.max_features - len(self._track_ids), self._track_uv)
+        uv = np.concatenate([self._track_uv, new.uv]).astype(np.float64)
+        angle = np.concatenate([self._track_angle, new.angle_deg])
+        depth = self._depth(uv, depth_m, grey, right)
+        n_old = len(self._track_ids)
+        points_cam = self._camera.pinhole().unproject(uv, np.where(np.isfinite(depth), depth, 1.0))
+        creates = np.isfinite(depth[n_old:])
+        new_ids = self._window.add_landmarks(self._to_odom(points_cam[n_old:][creates], T_odom_cam))
+        ids = np.concatenate([self._track_ids, new_ids])
+        observed = np.concatenate([np.ones(n_old, bool), creates])
+        u_right = uv[:, 0] - self._fx_baseline / depth
+        self._window.add_keyframe(WindowKeyframe(
+            self._next_keyframe_id, frame.stamp_ns, T_odom_cam.copy(), ids, uv[observed], u_right[observed],
+            (int(new_ids[0]) if new_ids.size else self._window.num_landmarks, self._window.num_landmarks),
+        ))
+        self._track_ids, self._track_uv, self._track_angle = ids, uv[observed], angle[observed]
+        self._tracked_at_keyframe = len(ids)
+        known = np.concatenate([self._to_camera(self._window.positions(ids[:n_old]), T_odom_cam), np.full((len(new.uv), 3), np.nan)])
+        points_cam = np.where(np.isfinite(depth)[:, None], points_cam, known)
+        keyframe = self._keyframe_arrays(frame, grey, uv, angle, points_cam, T_odom_cam, covariance_cam)
+        self._next_keyframe_id += 1
+        self._queue_window_ba()
+        return keyframe
+
+    def _depth(self, uv: FloatArray, depth_m: NDArray[np.float32] | None, grey: NDArray[np.uint8], right: NDArray[np.uint8] | None) -> FloatArray:
+        if self.config.mode is SensorMode.RGBD:
+            return depth_at(depth_m, uv, self.config.frontend)
+        return stereo_depth(grey, right, uv, self._camera.fx * self._camera.baseline_m, self.config.frontend)
+
+    def _keyframe_arrays(
+        self, frame: Frame, grey: NDArray[np.uint8], uv: FloatArray, angle: NDArray[np.float32],
+        points_cam: FloatArray, T_odom_cam: FloatArray, covariance_cam: FloatArray,
+    ) -> KeyframeArrays:
+        """The published keyframe: keypoints with ORB descriptors and their camera-frame points."""
+        descriptors, described = self._detector.describe(grey, uv, angle)
+        translation, quat_xyzw = se3_to_translation_quat(T_odom_cam)
+        return KeyframeArrays(
+            keyframe_id=self._next_keyframe_id, stamp_ns=frame.stamp_ns, frame_id=self.odom_frame,
+            pose_odom_cam=np.concatenate([translation[0], quat_xyzw[0]]),
+            covariance_odom_cam=_rotate_covariance(covariance_cam, T_odom_cam),
+            camera=frame.camera, keypoints_px=uv[described].astype(np.float32),
+            descriptors=descriptors[described], points_cam=points_cam[described].astype(np.float32),
+        )
+
+    def _queue_window_ba(self) -> None:
+        """Queue (async) or remember (synchronous) the window BA of the current window."""
+        if not self.config.ba.enabled:
+            return
+        job = self._window.problem(self._camera.pinhole(self._baseline_for_ba), self.config.ba)
+        if job is None:
+            return
+        if self.config.ba.synchronous:
+            self._sync_job = job
+            return
+        if self._worker is None:
+            self._worker = BAWorker(lambda job: solve_window(job, self.config.ba))
+        self._worker.submit(job)
+
+    def _solve_synchronously(self) -> list[Summary]:
+        job, self._sync_job = self._sync_job, None
+        return [] if job is None else [self._apply(solve_window(job, self.config.ba))]
+
+    def _initialize(self, frame: Frame, grey, depth_m, right, summaries, started, timings) -> TrackResult:
+        """Start a map at this frame at the current pose (INITIALIZING/RESET, or LOST if too few
+        features have depth)."""
+        self._set_camera(frame.camera)
+        self._tracker.restart(grey)
+        self._window = SlidingWindow(self.config.ba.window_size, self._generation)
+        self._track_ids = np.zeros(0, np.int64)
+        self._track_uv = np.zeros((0, 2))
+        self._track_angle = np.zeros(0, np.float32)
+        covariance = np.eye(6) * self.config.tracking.pixel_sigma_px * 1e-4
+        keyframe = self._insert_keyframe(frame, grey, depth_m, right, self._T_odom_cam, covariance)
+        summaries += self._solve_synchronously()
+        if len(self._track_ids) < self.config.tracking.min_inliers:
+            self._next_keyframe_id -= 1  # not a usable keyframe: its id is handed out again
+            status = TrackingStatus.LOST if self._status_on_init is not TrackingStatus.INITIALIZING else TrackingStatus.INITIALIZING
+            return self._result(frame, self._T_odom_cam, self._lost_covariance(), status, None, summaries, started, timings)
+        self._initialized = True
+        status, self._status_on_init = self._status_on_init, TrackingStatus.RESET
+        return self._result(frame, self._T_odom_cam, covariance, status, keyframe, summaries, started, timings)
+
+    def _lose_tracking(self, frame, grey, depth_m, right, T_pred, summaries, started, timings) -> TrackResult:
+        """LOST: report the predicted pose with an inflated covariance; a new map starts here."""
+        self._generation += 1
+        self._initialized = False
+        self._status_on_init = TrackingStatus.LOST
+        self._T_odom_cam = T_pred
+        result = self._initialize(frame, grey, depth_m, right, summaries, started, timings)
+        result.status, result.covariance = TrackingStatus.LOST, self._lost_covariance()
+        return result
+
+    def _result(self, frame, T_odom_cam, covariance_cam, status, keyframe, summaries, started, timings) -> TrackResult:
+        """Pose, covariance and twist of base_link; the motion model and timings are updated."""
+        T_odom_base = T_odom_cam @ se3_inverse(self.T_base_cam)
+        twist = np.zeros(6)
+        if self._last_stamp_ns is not None and frame.stamp_ns > self._last_stamp_ns:
+            dt = (frame.stamp_ns - self._last_stamp_ns) * 1e-9
+            twist = se3_log(se3_inverse(self._last_T_odom_base) @ T_odom_base)[0] / dt
+        self._motion = se3_inverse(self._T_odom_cam) @ T_odom_cam if status is TrackingStatus.OK else np.eye(4)
+        self._T_odom_cam = T_odom_cam
+        self._last_T_odom_base, self._last_stamp_ns = T_odom_base, frame.stamp_ns
+        if status is not TrackingStatus.LOST:
+            covariance_base = se3_adjoint(self.T_base_cam)[0] @ covariance_cam @ se3_adjoint(self.T_base_cam)[0].T
+            covariance = _rotate_covariance(covariance_base, T_odom_base)
+        else:
+            covariance = covariance_cam
+        timings["total_s"] = time.perf_counter() - started
+        return TrackResult(frame.stamp_ns, T_odom_base, covariance, twist, status, keyframe, len(self._track_ids), timings, summaries)
+
+    # -- public API -------------------------------------------------------------------------
+    def set_T_base_cam(self, T_base_cam: FloatArray) -> None:
+        """Change the camera extrinsics; the reported base pose keeps continuity."""
+        self._T_odom_cam = self._T_odom_cam @ se3_inverse(self.T_base_cam) @ np.asarray(T_base_cam, np.float64)
+        self.T_base_cam = np.array(T_base_cam, np.float64)
+        self.reset(self._T_odom_cam @ se3_inverse(self.T_base_cam))
+
+    def update_config(self, config: VOConfig) -> None:
+        """Use ``config`` from the next frame on (BA options at the next solve; a new mode or
+        window size restarts the map)."""
+        validate(config)
+        restart = config.mode is not self.config.mode or config.ba.window_size != self.config.ba.window_size
+        self.config = config
+        self._detector = FeatureDetector(config.frontend)
+        self._tracker.config = config.frontend
+        if restart:
+            self.reset(self._T_odom_cam @ se3_inverse(self.T_base_cam))
+
+    def reset(self, T_odom_base: FloatArray | None = None) -> None:
+        """Drop the map; the next frame starts a new one at ``T_odom_base`` (default: the last pose)."""
+        if T_odom_base is not None:
+            self._T_odom_cam = np.asarray(T_odom_base, np.float64) @ self.T_base_cam
+        self._generation += 1
+        self._initialized = False
+        self._status_on_init = TrackingStatus.RESET
+        self._motion = np.eye(4)
+        self._last_wheel = None
+        self._last_stamp_ns: int | None = None
+        self._last_T_odom_base = self._T_odom_cam @ se3_inverse(self.T_base_cam)
+        self._sync_job = None
+        self._window = SlidingWindow(self.config.ba.window_size, self._generation)
+        self._track_ids = np.zeros(0, np.int64)
+        self._tracked_at_keyframe = 0
+
+    def landmarks_odom(self) -> NDArray[np.float32]:
+        """Positions ``(N, 3)`` float32 of the landmarks observed in the window."""
+        ids = self._window.observed_ids()
+        return self._window.positions(ids[self._window.alive(ids)]).astype(np.float32)
+
+    def wait_for_ba(self) -> list[Summary]:
+        """Block until queued window BAs are done and apply them (offline runs); their summaries."""
+        if self._worker is None:
+            return []
+        self._worker.wait_idle()
+        return self._apply_window_solutions()
+
+    def close(self) -> None:
+        """Stop the BA worker thread."""
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _set_camera(self, camera: CameraModel) -> None:
+        self._camera = camera
+        self._K = np.asarray(camera.camera_matrix, np.float64)
+        self._intrinsics = camera.pinhole().intrinsics
+        stereo = self.config.mode is SensorMode.STEREO
+        self._baseline_for_ba = camera.baseline_m if stereo else self.config.frontend.rgbd_virtual_baseline_m
+        self._fx_baseline = camera.fx * self._baseline_for_ba
+
+    @staticmethod
+    def _to_camera(points_odom: FloatArray, T_odom_cam: FloatArray) -> FloatArray:
+        T_cam_odom = se3_inverse(T_odom_cam)
+        return points_odom @ T_cam_odom[:3, :3].T + T_cam_odom[:3, 3]
+
+    @staticmethod
+    def _to_odom(points_cam: FloatArray, T_odom_cam: FloatArray) -> FloatArray:
+        return points_cam @ T_odom_cam[:3, :3].T + T_odom_cam[:3, 3]
+
+    def _lost_covariance(self) -> FloatArray:
+        return np.eye(6) * self.config.tracking.lost_variance
+
+
+def _rotate_covariance(covariance: FloatArray, T_odom_x: FloatArray) -> FloatArray:
+    """A body-frame ``[rho, phi]`` covariance ``(6, 6)`` expressed in odom-aligned axes."""
+    R6 = np.kron(np.eye(2), T_odom_x[:3, :3])
+    return R6 @ covariance @ R6.T
+
+
+def _same_camera(a: CameraModel, b: CameraModel) -> bool:
+    return (a.width, a.height, a.baseline_m) == (b.width, b.height, b.baseline_m) and np.array_equal(a.camera_matrix, b.camera_matrix)

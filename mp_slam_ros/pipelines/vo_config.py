@@ -1,0 +1,105 @@
+"""Options of the visual odometry (:class:`VOConfig`): one tree, the same dotted keys everywhere.
+
+``frontend.*`` features, KLT and depth/stereo association; ``tracking.*`` PnP RANSAC and the
+lost-tracking rule; ``keyframes.*`` when a frame becomes a keyframe; ``ba.*`` the sliding-window
+bundle adjustment. Walk, flatten, update and load with :mod:`mp_slam_ros.config`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from mp_slam_ros.config import option
+from mp_slam_ros.errors import ConfigError
+from mp_slam_ros.precision import Precision
+from mp_slam_ros.solvers.ba import LinearSolverKind
+from mp_slam_ros.solvers.robust import LossKind
+
+
+class SensorMode(str, enum.Enum):
+    """Where landmark depth comes from (the value of ``mode``)."""
+
+    RGBD = "rgbd"
+    STEREO = "stereo"
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    """Feature detection (ORB, grid-bucketed), KLT tracking and depth association."""
+
+    max_features: int = option(500, "features kept per keyframe (tracked + new)", 20, 20000)
+    grid_cols: int = option(8, "columns of the bucketing grid (features spread over cells)", 1, 64)
+    grid_rows: int = option(6, "rows of the bucketing grid", 1, 64)
+    fast_threshold: int = option(10, "ORB FAST threshold (grey levels)", 1, 100)
+    pyramid_levels: int = option(4, "ORB pyramid levels", 1, 12)
+    min_distance_px: float = option(12.0, "new features keep this far from tracked ones (px)", 0.0, 200.0)
+    klt_window_px: int = option(21, "KLT window size (px, odd)", 5, 101)
+    klt_levels: int = option(3, "KLT pyramid levels above the base", 0, 8)
+    klt_max_fb_error_px: float = option(1.0, "forward-backward KLT check (px)", 0.01, 20.0)
+    min_depth_m: float = option(0.2, "nearest usable depth (m)", 0.0, 100.0)
+    max_depth_m: float = option(8.0, "farthest usable depth (m)", 0.01, 1000.0)
+    rgbd_virtual_baseline_m: float = option(0.08, "virtual stereo baseline of depth measurements in BA (m)", 0.001, 10.0)
+    stereo_max_row_error_px: float = option(1.0, "rectified stereo: max row difference of a match (px)", 0.0, 10.0)
+
+    def validate(self, prefix: str = "") -> None:
+        """Cross-field checks (the walker checks the bounds)."""
+        if self.min_depth_m >= self.max_depth_m:
+            raise ConfigError(f"{prefix}min_depth_m", self.min_depth_m, f"must be < max_depth_m ({self.max_depth_m})")
+        if self.klt_window_px % 2 == 0:
+            raise ConfigError(f"{prefix}klt_window_px", self.klt_window_px, "must be odd")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Frame-to-map tracking by PnP RANSAC and the lost-tracking rule."""
+
+    min_inliers: int = option(15, "fewer PnP inliers than this: tracking lost", 6, 10000)
+    ransac_reprojection_px: float = option(2.0, "PnP RANSAC inlier threshold (px)", 0.1, 50.0)
+    ransac_iterations: int = option(100, "PnP RANSAC iterations", 10, 10000)
+    pixel_sigma_px: float = option(1.0, "image noise (px) for the pose covariance", 0.01, 100.0)
+    lost_variance: float = option(1e4, "pose variance reported while lost (m^2, rad^2)", 1.0, 1e12)
+
+
+@dataclass(frozen=True)
+class KeyframeConfig:
+    """When a tracked frame becomes a keyframe (any rule fires)."""
+
+    min_tracked_ratio: float = option(0.7, "tracked landmarks below this share of the last keyframe's", 0.0, 1.0)
+    min_tracked: int = option(120, "tracked landmarks below this count", 0, 100000)
+    max_interval_s: float = option(1.0, "time since the last keyframe (s)", 0.01, 3600.0)
+    max_translation_m: float = option(0.25, "camera travel since the last keyframe (m)", 0.001, 100.0)
+    max_rotation_deg: float = option(15.0, "camera rotation since the last keyframe (deg)", 0.1, 180.0)
+
+
+@dataclass(frozen=True)
+class BAConfig:
+    """Sliding-window bundle adjustment of the last keyframes and their landmarks."""
+
+    enabled: bool = option(True, "run the window bundle adjustment")
+    precision: Precision = option(Precision.MIXED, "BA precision (fp64, fp32, fp16, mixed)")
+    solver: LinearSolverKind = option(LinearSolverKind.CGNR, "BA linear solver (cgnr, schur)")
+    window_size: int = option(50, "keyframes in the window", 2, 1000)
+    fixed_keyframes: int = option(1, "oldest keyframes held fixed (gauge)", 1, 100)
+    max_iterations: int = option(10, "LM iterations per window solve", 1, 1000)
+    loss: LossKind = option(LossKind.HUBER, "robust loss (none, huber, cauchy)")
+    loss_scale: float = option(2.0, "robust loss scale (whitened residual norm)", 0.01, 1000.0)
+    pixel_sigma_px: float = option(1.0, "observation noise (px)", 0.01, 100.0)
+    outlier_threshold_px: float = option(4.0, "observations with a larger residual are dropped after a solve (px)", 0.1, 1000.0)
+    synchronous: bool = option(False, "solve in the tracking thread (deterministic; offline runs, tests)")
+
+    def validate(self, prefix: str = "") -> None:
+        """Cross-field checks (the walker checks the bounds)."""
+        if self.fixed_keyframes >= self.window_size:
+            raise ConfigError(f"{prefix}fixed_keyframes", self.fixed_keyframes, f"must be < window_size ({self.window_size})")
+
+
+@dataclass(frozen=True)
+class VOConfig:
+    """Every option of :class:`~mp_slam_ros.pipelines.vo.VisualOdometry`."""
+
+    mode: SensorMode = option(SensorMode.RGBD, "depth source: rgbd or stereo")
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
+    ba: BAConfig = field(default_factory=BAConfig)
