@@ -23,6 +23,10 @@ Documented behaviour that is *not* an error: several edges between the same pair
 is one measurement), nodes without any edge in a one-node graph, loop closures between any two
 nodes, node ids in any order (the node order is kept; it is the elimination order the
 incomplete-Cholesky preconditioner uses, so odometry order works best).
+
+:func:`repair_information` turns indefinite, singular or numerically singular information
+matrices into the nearest positive-definite ones (eigenvalue clipping); readers use it when a file
+carries such matrices (the validator itself never changes a graph).
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ from mp_slam_ros.errors import ProblemError
 _ROTATION_TOLERANCE = 1e-6
 #: Relative tolerance on the asymmetry of an information matrix.
 _SYMMETRY_TOLERANCE = 1e-9
+#: Eigenvalue floor of a repaired information matrix, relative to its largest eigenvalue: far
+#: above the rounding error of the eigen-decomposition (~1e-16 relative), so the repaired matrix
+#: always has a Cholesky factor, and small enough that a repaired direction carries (almost) no
+#: information: the data claimed a negative or zero one there, so none is invented.
+INFORMATION_RELATIVE_FLOOR = 1e-9
 
 
 @dataclass
@@ -195,12 +204,58 @@ class PoseGraph:
             )
 
 
+@dataclass(frozen=True)
+class InformationRepair:
+    """What :func:`repair_information` did: the repaired matrices ``information`` ``(E, k, k)``
+    (the others unchanged), which were repaired ``repaired`` ``(E,)`` bool, and the smallest and
+    largest eigenvalues ``(E,)`` of the matrices as given. ``unrepairable`` ``(E,)`` bool marks
+    matrices without a finite positive largest eigenvalue (no scale to clip at: left unchanged)."""
+
+    information: np.ndarray
+    repaired: np.ndarray
+    unrepairable: np.ndarray
+    smallest_eigenvalue: np.ndarray
+    largest_eigenvalue: np.ndarray
+
+
+def repair_information(
+    information: np.ndarray, relative_floor: float = INFORMATION_RELATIVE_FLOOR
+) -> InformationRepair:
+    """Nearest positive-definite matrices of the symmetric ``information`` ``(E, k, k)``.
+
+    A matrix whose smallest eigenvalue is below ``relative_floor`` times its largest (indefinite,
+    singular or numerically singular) is replaced by ``V diag(max(lambda, floor)) V^T`` (the
+    nearest matrix in the Frobenius norm whose eigenvalues are at least the floor), symmetrized
+    exactly; all other matrices are returned unchanged. Matrices whose largest eigenvalue is not
+    positive and finite cannot be repaired (``unrepairable``); the caller decides what to do.
+    """
+    information = np.asarray(information, dtype=np.float64)
+    if information.shape[0] == 0:
+        empty = np.zeros(0)
+        return InformationRepair(information.copy(), empty.astype(bool), empty.astype(bool), empty, empty)
+    # Decompose matrices scaled to unit max-norm: no overflow inside LAPACK for any finite input.
+    scale = np.abs(information).max(axis=(1, 2))
+    scale = np.where(scale > 0.0, scale, 1.0)[:, None, None]
+    values, vectors = np.linalg.eigh(information / scale)
+    with np.errstate(over="ignore", invalid="ignore"):
+        smallest, largest = values[:, 0] * scale[:, 0, 0], values[:, -1] * scale[:, 0, 0]
+    unrepairable = ~(np.isfinite(smallest) & np.isfinite(largest) & (largest > 0.0))
+    repaired = ~unrepairable & (smallest < relative_floor * largest)
+    result = information.copy()
+    if np.any(repaired):
+        clipped_values = np.maximum(values[repaired], relative_floor * values[repaired, -1:])
+        basis = vectors[repaired]
+        clipped = (basis * clipped_values[:, None, :]) @ np.swapaxes(basis, 1, 2) * scale[repaired]
+        result[repaired] = 0.5 * (clipped + np.swapaxes(clipped, 1, 2))
+    return InformationRepair(result, repaired, unrepairable, smallest, largest)
+
+
 def _describe(what: str, ids: np.ndarray | None, index: int) -> str:
     return f"{what} {int(ids[index])}" if ids is not None else f"{what} {index}"
 
 
 def _validate_finite(what: str, ids: np.ndarray | None, values: np.ndarray) -> None:
-    finite = np.all(np.isfinite(values.reshape(values.shape[0], -1)), axis=1)
+    finite = np.isfinite(values).all(axis=tuple(range(1, values.ndim)))  # (0, k, k) arrays too
     if not np.all(finite):
         raise ProblemError(f"{_describe(what, ids, int(np.argmin(finite)))} has a non-finite value")
 

@@ -83,14 +83,13 @@ def _header(path: Path, lines: list[str]) -> tuple[int, int, int]:
 
 
 def _observations(path: Path, lines: list[str], num_cams: int, num_points: int) -> FloatArray:
-    """``(N, 4)`` rows ``[cam, point, x, y]`` from observation lines 2..N+1."""
-    tokens = " ".join(lines).split()
-    if len(tokens) != 4 * len(lines):
-        for offset, line in enumerate(lines):
-            if len(line.split()) != 4:
-                raise FileFormatError(path, 2 + offset, f"observation needs 4 values (camera point x y), got {len(line.split())}")
+    """``(N, 4)`` rows ``[cam, point, x, y]`` from observation lines 2..N+1 (4 values each)."""
+    rows = [line.split() for line in lines]
+    for offset, row in enumerate(rows):
+        if len(row) != 4:
+            raise FileFormatError(path, 2 + offset, f"observation needs 4 values (camera point x y), got {len(row)}")
     try:
-        obs = np.array(tokens, dtype=np.float64).reshape(-1, 4)
+        obs = np.array(rows, dtype=np.float64).reshape(-1, 4)
     except ValueError:
         obs = np.array([_line_numbers(path, 2 + i, line) for i, line in enumerate(lines)]).reshape(-1, 4)
     checks = (
@@ -100,7 +99,7 @@ def _observations(path: Path, lines: list[str], num_cams: int, num_points: int) 
         ((obs[:, 1] < 0) | (obs[:, 1] >= num_points), f"observation of a missing point (have {num_points})"),
     )
     for bad, reason in checks:
-        rows = np.flatnonzero(bad.reshape(len(obs), -1).any(axis=1))
+        rows = np.flatnonzero(bad if bad.ndim == 1 else bad.any(axis=1))
         if rows.size:
             raise FileFormatError(path, 2 + int(rows[0]), f"{reason}: {lines[rows[0]].strip()!r}")
     return obs

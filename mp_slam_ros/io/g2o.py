@@ -12,15 +12,35 @@ Supported lines (one element per line, whitespace separated, ``#`` starts a comm
 ``FIX id [id ...]``                                   nodes held fixed (the first is the anchor)
 ===============  ==========================================================================
 
-:func:`read_g2o` either returns a complete, validated :class:`PoseGraph` or raises
+What peers (GTSAM's ``readG2o``, g2o) accept is accepted, and said in the
+:class:`G2oReadReport` that comes with the graph (:func:`read_g2o_with_report`):
+
+* **No vertex lines** (the common form of the public 2-D data sets): the nodes are the ids the
+  edges name, in increasing order (so the lowest id is the anchor unless a ``FIX`` line names
+  another), with initial poses composed from the edges along a breadth-first spanning tree
+  (:func:`~mp_slam_ros.backend.initialization.odometry_initialization`; the anchor is the
+  identity). A file that has vertex lines must have one for every id its edges name: an edge to a
+  missing vertex stays an error there (as in GTSAM).
+* **Information matrices that are not positive definite**, or whose smallest eigenvalue is below
+  :data:`~mp_slam_ros.backend.pose_graph.INFORMATION_RELATIVE_FLOOR` (1e-9) times their largest,
+  are replaced by the nearest matrix whose eigenvalues are at least that floor
+  (:func:`~mp_slam_ros.backend.pose_graph.repair_information`); each repaired edge is reported.
+  A matrix without a positive eigenvalue cannot be repaired and is an error. Nothing else is
+  changed: the upper triangle read is the matrix (symmetric by construction).
+* **Other elements** (landmarks ``VERTEX_XY``/``EDGE_SE2_XY``, ``PARAMS_SE3OFFSET``, ...) are
+  skipped and counted per tag, if the tag has the shape of a g2o tag (upper-case letters, digits,
+  ``_`` and ``:``); a line starting with anything else is an error.
+
+``strict=True`` turns the last two into errors (the information check then rejects exactly the
+matrices that are not positive definite). Errors raise
 :class:`~mp_slam_ros.errors.FileFormatError` naming the file, the 1-based line and the problem
-(field and value): unsupported tags, a wrong number of fields, non-numeric or non-finite values,
-a zero or far-from-unit quaternion (norm off by more than 1e-3; nearly unit ones are
-normalized), information that is not positive definite, duplicate vertex ids, edges or FIX lines
-naming unknown vertices, a file mixing 2-D and 3-D elements, a file without vertices. Nothing
+(field and value): a wrong number of fields, non-numeric or non-finite values, ids that are not
+integers in ``0 .. 2**63-1``, a zero or far-from-unit quaternion (norm off by more than 1e-3;
+nearly unit ones are normalized), duplicate vertex ids, edges or FIX lines naming unknown nodes,
+self-edges, a file mixing 2-D and 3-D elements, a file without any vertex or edge. Nothing
 half-parsed is ever returned. Edges may come before their vertices. A *disconnected* graph is
-read without error (it is a valid file); optimizing it raises
-:class:`~mp_slam_ros.errors.ProblemError`.
+read without error (it is a valid file; without vertex lines each component's lowest id is its
+tree root); optimizing it raises :class:`~mp_slam_ros.errors.ProblemError`.
 
 :func:`write_g2o` keeps ids, information and FIX lines and writes every float with a round-trip
 exact representation; its output loads in GTSAM's ``readG2o`` and in g2o.
@@ -28,19 +48,26 @@ exact representation; its output loads in GTSAM's ``readG2o`` and in g2o.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from mp_slam_ros.backend.pose_graph import PoseGraph
+from mp_slam_ros.backend.initialization import odometry_initialization
+from mp_slam_ros.backend.pose_graph import INFORMATION_RELATIVE_FLOOR, PoseGraph, repair_information
 from mp_slam_ros.errors import FileFormatError, ProblemError
 from mp_slam_ros.geometry import lie
 from mp_slam_ros.io.text import parse_finite_float, read_text_lines
 
 #: Largest accepted deviation of a quaternion's norm from 1 (nearly unit ones are normalized).
 QUATERNION_NORM_TOLERANCE = 1e-3
+#: Largest node id (ids are stored as int64).
+MAX_ID = 2**63 - 1
+#: What a g2o tag looks like (elements with other such tags are skipped unless strict).
+_TAG_SHAPE = re.compile(r"[A-Z][A-Z0-9_:]*")
 
 _SE3_POSE_FIELDS = ("x", "y", "z", "qx", "qy", "qz", "qw")
 _SE2_POSE_FIELDS = ("x", "y", "theta")
@@ -61,6 +88,58 @@ _VERTEX_TAG = {3: "VERTEX_SE3:QUAT", 2: "VERTEX_SE2"}
 _EDGE_TAG = {3: "EDGE_SE3:QUAT", 2: "EDGE_SE2"}
 
 
+@dataclass(frozen=True)
+class RepairedEdge:
+    """One edge whose information was repaired: its line, node ids, and the smallest and largest
+    eigenvalues of the information as read."""
+
+    line: int
+    from_id: int
+    to_id: int
+    smallest_eigenvalue: float
+    largest_eigenvalue: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields."""
+        return {"line": self.line, "from_id": self.from_id, "to_id": self.to_id,
+                "smallest_eigenvalue": self.smallest_eigenvalue, "largest_eigenvalue": self.largest_eigenvalue}
+
+
+@dataclass(frozen=True)
+class G2oReadReport:
+    """What the reader accepted beyond the letter of the format (see the module docstring).
+
+    ``has_vertices``: False when the file had no vertex lines (poses from odometry);
+    ``repaired_edges``: edges whose information was repaired (file order); ``skipped``: tag ->
+    number of skipped lines; ``relative_floor``: the eigenvalue floor used for repairs.
+    """
+
+    has_vertices: bool
+    repaired_edges: tuple[RepairedEdge, ...] = ()
+    skipped: dict[str, int] = field(default_factory=dict)
+    relative_floor: float = INFORMATION_RELATIVE_FLOOR
+
+    @property
+    def worst_repair(self) -> RepairedEdge | None:
+        """The repaired edge with the smallest ratio of smallest to largest eigenvalue."""
+        if not self.repaired_edges:
+            return None
+        return min(self.repaired_edges, key=lambda edge: edge.smallest_eigenvalue / edge.largest_eigenvalue)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``vertices_in_file``, ``information_repairs`` {count, relative_floor,
+        worst}, ``skipped_elements`` {tag: count}."""
+        worst = self.worst_repair
+        return {
+            "vertices_in_file": self.has_vertices,
+            "information_repairs": {
+                "count": len(self.repaired_edges), "relative_floor": self.relative_floor,
+                "worst": None if worst is None else worst.to_dict(),
+            },
+            "skipped_elements": dict(self.skipped),
+        }
+
+
 @dataclass
 class _Parsed:
     """Everything read so far, with the line each element came from (internal)."""
@@ -74,24 +153,32 @@ class _Parsed:
     edge_values: list[list[float]] = field(default_factory=list)
     edge_lines: list[int] = field(default_factory=list)
     fixed: list[tuple[int, int]] = field(default_factory=list)  # (id, line)
+    skipped: dict[str, int] = field(default_factory=dict)  # tag -> count
 
 
-def read_g2o(path: str | Path) -> PoseGraph:
+def read_g2o(path: str | Path, strict: bool = False) -> PoseGraph:
     """Read a g2o file into a validated :class:`PoseGraph` (see the module docstring)."""
-    return parse_g2o(read_text_lines(path), source=str(path))
+    return read_g2o_with_report(path, strict)[0]
 
 
-def parse_g2o(lines: Iterable[str], source: str = "<g2o>") -> PoseGraph:
+def read_g2o_with_report(path: str | Path, strict: bool = False) -> tuple[PoseGraph, G2oReadReport]:
+    """Read a g2o file: the validated graph and what was repaired or skipped on the way."""
+    return parse_g2o(read_text_lines(path, encoding="utf-8-sig"), source=str(path), strict=strict)
+
+
+def parse_g2o(
+    lines: Iterable[str], source: str = "<g2o>", strict: bool = False
+) -> tuple[PoseGraph, G2oReadReport]:
     """Parse g2o ``lines``; errors name ``source`` as the file (see the module docstring)."""
     parsed = _Parsed()
     for number, line in enumerate(lines, start=1):
         tokens = line.split("#", 1)[0].split()
         if tokens:
-            _parse_line(parsed, tokens, source, number)
-    return _build_graph(parsed, source)
+            _parse_line(parsed, tokens, source, number, strict)
+    return _build_graph(parsed, source, strict)
 
 
-def _parse_line(parsed: _Parsed, tokens: list[str], source: str, number: int) -> None:
+def _parse_line(parsed: _Parsed, tokens: list[str], source: str, number: int, strict: bool) -> None:
     tag = tokens[0]
     if tag == "FIX":
         if len(tokens) < 2:
@@ -99,7 +186,10 @@ def _parse_line(parsed: _Parsed, tokens: list[str], source: str, number: int) ->
         parsed.fixed.extend((_parse_id(token, "id", source, number), number) for token in tokens[1:])
         return
     if tag not in _TAGS:
-        raise FileFormatError(source, number, f"unsupported element {tag!r}")
+        if strict or not _TAG_SHAPE.fullmatch(tag):
+            raise FileFormatError(source, number, f"unsupported element {tag[:40]!r}")
+        parsed.skipped[tag] = parsed.skipped.get(tag, 0) + 1
+        return
     dim, is_edge, names = _TAGS[tag]
     if parsed.dim is None:
         parsed.dim, parsed.dim_line = dim, number
@@ -129,26 +219,65 @@ def _parse_line(parsed: _Parsed, tokens: list[str], source: str, number: int) ->
 
 
 def _parse_id(token: str, name: str, source: str, number: int) -> int:
-    try:
+    if token.isascii() and token.isdigit() and len(token) <= 19 and int(token) <= MAX_ID:
         return int(token)
-    except ValueError:
-        raise FileFormatError(source, number, f"field {name}={token!r} is not an integer id") from None
+    shown = token if len(token) <= 40 else token[:40] + "..."
+    if token.isascii() and token.lstrip("+-").isdigit():
+        raise FileFormatError(source, number, f"field {name}={shown!r} is out of range (ids are 0 .. 2**63-1)")
+    raise FileFormatError(source, number, f"field {name}={shown!r} is not an integer id")
 
 
 def _check_quaternion(values: list[float], source: str, number: int) -> None:
-    norm = float(np.linalg.norm(values[3:7]))
-    if abs(norm - 1.0) > QUATERNION_NORM_TOLERANCE:
+    with np.errstate(over="ignore"):
+        norm = float(np.linalg.norm(values[3:7]))
+    if not abs(norm - 1.0) <= QUATERNION_NORM_TOLERANCE:
         raise FileFormatError(
             source, number, f"quaternion (qx qy qz qw) has norm {norm:.6g}, expected 1"
         )
 
 
-def _build_graph(parsed: _Parsed, source: str) -> PoseGraph:
-    if parsed.dim is None or not parsed.vertex_ids:
-        raise FileFormatError(source, None, "no vertices (VERTEX_SE3:QUAT or VERTEX_SE2) found")
-    node_ids = np.asarray(parsed.vertex_ids, dtype=np.int64)
-    _check_unique(node_ids, parsed.vertex_lines, source)
-    known = set(parsed.vertex_ids)
+def _build_graph(parsed: _Parsed, source: str, strict: bool) -> tuple[PoseGraph, G2oReadReport]:
+    if parsed.dim is None:
+        skipped = ", ".join(f"{tag} x {count}" for tag, count in sorted(parsed.skipped.items()))
+        raise FileFormatError(
+            source, None, "no vertices or edges (VERTEX_SE3:QUAT, EDGE_SE3:QUAT, VERTEX_SE2, EDGE_SE2) found"
+            + (f"; skipped {skipped}" if skipped else ""),
+        )
+    has_vertices = bool(parsed.vertex_ids)
+    edge_ids = np.asarray(parsed.edge_ids, dtype=np.int64).reshape(-1, 2)
+    node_ids = np.asarray(parsed.vertex_ids, dtype=np.int64) if has_vertices else np.unique(edge_ids)
+    _check_ids(parsed, node_ids, has_vertices, source)
+    k = 6 if parsed.dim == 3 else 3
+    num_fields = len(_TAGS[_EDGE_TAG[parsed.dim]][2])
+    edge_values = np.asarray(parsed.edge_values, dtype=np.float64).reshape(-1, num_fields)
+    information = _information_from_upper(edge_values[:, -(k * (k + 1) // 2) :], k)
+    information, repaired = _checked_information(information, parsed, source, strict)
+    if has_vertices:
+        T_world_node = _poses_from_values(np.asarray(parsed.vertex_values, dtype=np.float64), parsed.dim)
+    else:
+        T_world_node = np.tile(np.eye(parsed.dim + 1), (node_ids.size, 1, 1))
+    graph = PoseGraph(
+        node_ids=node_ids,
+        T_world_node=T_world_node,
+        edge_from=edge_ids[:, 0],
+        edge_to=edge_ids[:, 1],
+        T_from_to=_poses_from_values(edge_values[:, : 7 if parsed.dim == 3 else 3], parsed.dim),
+        information=information,
+        fixed_ids=np.asarray([vertex for vertex, _ in parsed.fixed], dtype=np.int64),
+    )
+    try:
+        if not has_vertices:
+            graph = graph.with_poses(odometry_initialization(graph))
+        graph.validate(require_connected=False)
+    except ProblemError as error:  # e.g. poses that overflow when composed; per-line problems are caught above
+        raise FileFormatError(source, None, str(error)) from None
+    return graph, G2oReadReport(has_vertices, repaired, dict(parsed.skipped))
+
+
+def _check_ids(parsed: _Parsed, node_ids: np.ndarray, has_vertices: bool, source: str) -> None:
+    if has_vertices:
+        _check_unique(node_ids, parsed.vertex_lines, source)
+    known = set(node_ids.tolist())
     for (i, j), number in zip(parsed.edge_ids, parsed.edge_lines):
         for name, vertex in (("from_id", i), ("to_id", j)):
             if vertex not in known:
@@ -157,28 +286,8 @@ def _build_graph(parsed: _Parsed, source: str) -> PoseGraph:
             raise FileFormatError(source, number, f"edge connects vertex {i} to itself")
     for vertex, number in parsed.fixed:
         if vertex not in known:
-            raise FileFormatError(source, number, f"FIX names unknown vertex id {vertex}")
-    k = 6 if parsed.dim == 3 else 3
-    vertex_values = np.asarray(parsed.vertex_values, dtype=np.float64)
-    num_fields = len(_TAGS[_EDGE_TAG[parsed.dim]][2])
-    edge_values = np.asarray(parsed.edge_values, dtype=np.float64).reshape(-1, num_fields)
-    information = _information_from_upper(edge_values[:, -(k * (k + 1) // 2) :], k)
-    _check_information(information, parsed.edge_lines, source)
-    edge_ids = np.asarray(parsed.edge_ids, dtype=np.int64).reshape(-1, 2)
-    graph = PoseGraph(
-        node_ids=node_ids,
-        T_world_node=_poses_from_values(vertex_values, parsed.dim),
-        edge_from=edge_ids[:, 0],
-        edge_to=edge_ids[:, 1],
-        T_from_to=_poses_from_values(edge_values[:, : 7 if parsed.dim == 3 else 3], parsed.dim),
-        information=information,
-        fixed_ids=np.asarray([vertex for vertex, _ in parsed.fixed], dtype=np.int64),
-    )
-    try:
-        graph.validate(require_connected=False)
-    except ProblemError as error:  # defensive: every per-line problem is caught above
-        raise FileFormatError(source, None, str(error)) from None
-    return graph
+            what = "vertex" if has_vertices else "node (no edge names it)"
+            raise FileFormatError(source, number, f"FIX names unknown {what} id {vertex}")
 
 
 def _check_unique(node_ids: np.ndarray, lines: list[int], source: str) -> None:
@@ -199,17 +308,29 @@ def _information_from_upper(upper: np.ndarray, k: int) -> np.ndarray:
     return information
 
 
-def _check_information(information: np.ndarray, lines: list[int], source: str) -> None:
-    if information.shape[0] == 0:
-        return
-    smallest = np.linalg.eigvalsh(information)[:, 0]
-    bad = np.flatnonzero(~(smallest > 0.0))
+def _checked_information(
+    information: np.ndarray, parsed: _Parsed, source: str, strict: bool
+) -> tuple[np.ndarray, tuple[RepairedEdge, ...]]:
+    """The information to use and the edges repaired; raise for what may not be repaired."""
+    repair = repair_information(information)
+    lines = parsed.edge_lines
+    bad = np.flatnonzero(~(repair.smallest_eigenvalue > 0.0) if strict else repair.unrepairable)
     if bad.size:
+        first = int(bad[0])
+        smallest, largest = repair.smallest_eigenvalue[first], repair.largest_eigenvalue[first]
+        problem = "is not positive definite" if strict else "has no positive eigenvalue and cannot be repaired"
         raise FileFormatError(
-            source,
-            lines[int(bad[0])],
-            f"information matrix is not positive definite (smallest eigenvalue {smallest[bad[0]]:.3g})",
+            source, lines[first],
+            f"information matrix {problem} (smallest eigenvalue {smallest:.3g}, largest {largest:.3g})",
         )
+    if strict:
+        return information, ()
+    repaired = tuple(
+        RepairedEdge(lines[e], parsed.edge_ids[e][0], parsed.edge_ids[e][1],
+                     float(repair.smallest_eigenvalue[e]), float(repair.largest_eigenvalue[e]))
+        for e in np.flatnonzero(repair.repaired).tolist()
+    )
+    return repair.information, repaired
 
 
 def _poses_from_values(values: np.ndarray, dim: int) -> np.ndarray:
