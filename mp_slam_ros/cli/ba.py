@@ -38,11 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("problem", type=Path, help="BAL problem file (text)")
     parser.add_argument("-o", "--output", type=Path, help="write the solution here (BAL, input conventions)")
     parser.add_argument("--precision", choices=[p.value for p in Precision], default="mixed")
-    parser.add_argument("--solver", choices=[s.value for s in LinearSolverKind], default="cgnr")
+    parser.add_argument("--solver", choices=[s.value for s in LinearSolverKind], default="iterative_schur",
+                        help="iterative_schur (default: matrix-free PCG on the reduced camera system, the "
+                        "mixed-precision recipe), cgnr (CG on J) or schur (fp64 direct baseline)")
     parser.add_argument("--preconditioner", choices=[p.value for p in PreconditionerKind], default="block_jacobi_static",
                         help="CGNR preconditioner (default: block_jacobi_static)")
     parser.add_argument("--backend", choices=[b.value for b in Backend], default="auto")
-    parser.add_argument("--loss", choices=[k.value for k in LossKind], default="huber")
+    parser.add_argument("--loss", choices=[k.value for k in LossKind], default="none",
+                        help="robust loss (default none: BAL files carry no loss; plain least squares "
+                        "as Ceres' bundle_adjuster)")
     parser.add_argument("--loss-scale", type=float, default=2.0, help="robust loss scale in sigmas (default 2)")
     parser.add_argument("--sigma-px", type=float, default=1.0, help="pixel noise sigma (default 1)")
     parser.add_argument("--fix-cameras", default="", help="comma-separated camera indices held fixed (gauge)")

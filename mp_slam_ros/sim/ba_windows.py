@@ -46,6 +46,8 @@ class WindowConfig:
     ``rgbd``: every observation also carries the depth camera's measurement as a right-image
     coordinate with a virtual baseline (``camera.baseline_m``); ``False`` gives monocular windows
     (two residual rows per observation), whose scale is only weakly fixed by the gauge cameras.
+    ``num_fixed = 0`` fixes no camera: the window keeps its gauge freedom (7 similarity
+    directions when monocular), as a BAL file does; see :meth:`monocular`.
     """
 
     camera: PinholeCamera = field(
@@ -76,6 +78,21 @@ class WindowConfig:
     num_fixed: int = 2
     loss: RobustLoss = field(default_factory=lambda: RobustLoss(LossKind.HUBER, 2.0))
 
+    @classmethod
+    def monocular(cls, gauge_free: bool = True, plain_least_squares: bool = False) -> WindowConfig:
+        """A monocular window (no depth); ``gauge_free``: no fixed camera (scale, rotation and
+        translation free, the 7-DoF similarity gauge); ``plain_least_squares``: no robust loss,
+        and then no outliers and a cold start (every keyframe from the drifting tracker), the
+        shape of a BAL problem after outlier rejection that Ceres' bundle_adjuster solves."""
+        config = cls(rgbd=False)
+        if gauge_free:
+            config.num_fixed = 0
+        if plain_least_squares:
+            config.loss = RobustLoss(LossKind.NONE, 1.0)
+            config.outlier_fraction = 0.0
+            config.fresh_keyframes = 1_000_000  # >= any window's size: a cold start
+        return config
+
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first inconsistent parameter."""
         lo, hi = self.track_length
@@ -87,6 +104,8 @@ class WindowConfig:
             raise ConfigError("outlier_fraction", self.outlier_fraction, "must be in [0, 1)")
         if self.pixel_sigma_px <= 0.0:
             raise ConfigError("pixel_sigma_px", self.pixel_sigma_px, "must be > 0")
+        if self.num_fixed < 0:
+            raise ConfigError("num_fixed", self.num_fixed, "must be >= 0")
 
 
 @dataclass

@@ -43,6 +43,7 @@ from mp_slam_ros.solvers.ba_problem import BAProblem, BAState
 from mp_slam_ros.solvers.linear.base import LinearSolver
 from mp_slam_ros.solvers.linear.block_jacobi import block_jacobi
 from mp_slam_ros.solvers.linear.cgnr import CGNRSolver
+from mp_slam_ros.solvers.linear.iterative_schur import IterativeSchurSolver
 from mp_slam_ros.solvers.linear.schur import SchurSolver
 from mp_slam_ros.solvers.lm import IterationCallback, Linearization, SolveResult, solve
 from mp_slam_ros.solvers.robust import LOSS_CODES, reweight_factors
@@ -309,6 +310,9 @@ class LinearSolverKind(str, enum.Enum):
 
     CGNR = "cgnr"  # the recipe: matrix-free CGNR on J, products in policy.matvec
     SCHUR = "schur"  # the baseline: landmark elimination + dense Cholesky, float64
+    # matrix-free PCG on the reduced camera system, products J_c x, J_p^T u, J_p z, J_c^T v in
+    # policy.matvec (mp_slam_ros.solvers.linear.iterative_schur)
+    ITERATIVE_SCHUR = "iterative_schur"
 
 
 class PreconditionerKind(str, enum.Enum):
@@ -322,7 +326,8 @@ class PreconditionerKind(str, enum.Enum):
 def ba_solver_options(precision: Precision | str = Precision.MIXED, **overrides: object) -> SolverOptions:
     """LM options tuned for sliding-window BA (inexact Newton: the linear solve stops early).
 
-    ``linear.rtol = 0.1``: an inexact-Newton step only needs a digit (the next linearization
+    ``linear.rtol = 0.1`` (for ``iterative_schur`` the forcing term of its Nash-Sofer test, see
+    :mod:`~mp_slam_ros.solvers.linear.pcg`): an inexact-Newton step only needs a digit (the next linearization
     corrects it; on 50-keyframe windows 0.1 took ~40% less CGNR time than 1e-2 for one more LM
     iteration, see bench/bench_ba.py); ``function_tolerance = 1e-4``: stop once an iteration
     gains less than 0.01% of the cost; with the embedded point iterations of
@@ -355,6 +360,8 @@ def make_linear_solver(
     preconditioner = parse_choice(PreconditionerKind, preconditioner, "ba.preconditioner")
     if kind is LinearSolverKind.SCHUR:
         return SchurSolver(structure)
+    if kind is LinearSolverKind.ITERATIVE_SCHUR:
+        return IterativeSchurSolver(structure)
     if preconditioner is PreconditionerKind.NONE:
         return CGNRSolver()
     return CGNRSolver(
@@ -367,7 +374,7 @@ def make_linear_solver(
 def bundle_adjust(
     problem: BAProblem,
     options: SolverOptions | None = None,
-    solver: LinearSolverKind | str = LinearSolverKind.CGNR,
+    solver: LinearSolverKind | str = LinearSolverKind.ITERATIVE_SCHUR,
     callback: IterationCallback | None = None,
     preconditioner: PreconditionerKind | str = PreconditionerKind.BLOCK_JACOBI_STATIC,
     initial_state: BAState | None = None,
@@ -375,8 +382,11 @@ def bundle_adjust(
 ) -> SolveResult[BAState]:
     """Bundle-adjust ``problem``; returns the optimized :class:`BAState` and the LM Summary.
 
-    ``options`` default to :func:`ba_solver_options` (mixed precision); ``solver`` is ``"cgnr"``
-    (the mixed-precision recipe) or ``"schur"`` (float64 baseline); ``callback`` receives every
+    ``options`` default to :func:`ba_solver_options` (mixed precision); ``solver`` is
+    ``"iterative_schur"`` (the mixed-precision recipe: matrix-free PCG on the reduced camera
+    system, see :mod:`~mp_slam_ros.solvers.linear.iterative_schur`), ``"cgnr"`` (CG on the whole
+    Jacobian; on monocular windows it can stop above the optimum) or ``"schur"`` (float64 direct
+    baseline); ``callback`` receives every
     :class:`~mp_slam_ros.solvers.summary.IterationRecord` (return ``False`` to stop);
     ``preconditioner`` applies to CGNR (the static block-Jacobi default was fastest in
     ``bench/bench_ba.py``).
@@ -384,7 +394,9 @@ def bundle_adjust(
     pass the previous window's estimates as the problem's initial values (or as
     ``initial_state``, a warm start with the same cameras and landmarks as ``problem``).
     ``landmark_iterations`` bounds the embedded point iterations (0: none; see
-    :class:`BundleAdjustment`): after every step with ``schur``; with ``cgnr`` once, on the
+    :class:`BundleAdjustment`): after every step with ``schur`` and ``iterative_schur`` (whose
+    landmarks are eliminated exactly, so the camera directions are all CG has to resolve
+    anyway); with ``cgnr`` once, on the
     final state (after every step they leave CGNR's relative tolerance only the ill-conditioned
     camera directions to reduce: 100-iteration linear solves, +50% CGNR time on 50-keyframe
     windows), recorded as one more entry of ``cost_history`` and in ``timings.update_s``.
@@ -394,7 +406,8 @@ def bundle_adjust(
         or initial_state.points_world.shape != problem.points_world.shape
     ):
         raise ProblemError("bundle adjustment: initial_state does not match the problem's sizes")
-    per_step = parse_choice(LinearSolverKind, solver, "ba.solver") is LinearSolverKind.SCHUR
+    kind = parse_choice(LinearSolverKind, solver, "ba.solver")
+    per_step = kind in (LinearSolverKind.SCHUR, LinearSolverKind.ITERATIVE_SCHUR)
     ba = BundleAdjustment(problem, initial_state, landmark_iterations if per_step else 0)
     linear_solver = make_linear_solver(ba.structure, solver, preconditioner)
     result = solve(ba, linear_solver, options or ba_solver_options(), callback)

@@ -67,7 +67,7 @@ def test_robust_linearization_has_the_exact_gradient() -> None:
     assert lin.cost == pytest.approx(ba.cost(state, np.float64))
 
 
-@pytest.mark.parametrize("solver", ["cgnr", "schur"])
+@pytest.mark.parametrize("solver", ["cgnr", "schur", "iterative_schur"])
 @pytest.mark.parametrize("mode", list(Precision))
 def test_every_mode_and_solver_converges(solver: str, mode: Precision) -> None:
     window = _window(seed=3, rgbd=True)  # depth residuals: a well-conditioned window

@@ -1,4 +1,4 @@
-"""Block-Jacobi preconditioner for CGNR: ``M = blockdiag(J_s^T J_s) + damping I``.
+"""Block-Jacobi preconditioner for CGNR: ``M = blockdiag(J_s^T J_s) + damping I`` (or any blocks).
 
 The column blocks are contiguous parameter blocks (6 per pose and 3 per landmark in BA). Each
 diagonal block of the normal matrix is accumulated from the CSR rows of ``J_s`` (numba; only
@@ -36,22 +36,47 @@ def block_jacobi(block_starts: np.ndarray) -> PreconditionerFactory:
     def factory(
         J_s: sp.csr_matrix, damping: float, policy: PrecisionPolicy, backend: Backend
     ) -> BlockJacobiPreconditioner:
-        return BlockJacobiPreconditioner(J_s, damping, starts, policy, backend)
+        return BlockJacobiPreconditioner.from_jacobian(J_s, damping, starts, policy, backend)
 
     return factory
 
 
 class BlockJacobiPreconditioner:
-    """``z = M^-1 s`` with ``M`` the damped block diagonal of ``J_s^T J_s``."""
+    """``z = M^-1 s`` with ``M`` symmetric blocks on the diagonal (plus ``damping I``).
+
+    ``blocks`` ``(nb, k_max, k_max)`` float64: block ``b`` covers columns
+    ``[block_starts[b], block_starts[b + 1])`` in its leading corner; :meth:`from_jacobian`
+    takes them from ``J_s^T J_s``, the iterative Schur solver from the reduced camera system.
+    """
 
     def __init__(
         self,
-        J_s: sp.csr_matrix,
+        blocks: np.ndarray,
         damping: float,
         block_starts: np.ndarray,
         policy: PrecisionPolicy,
         backend: Backend = Backend.CPU,
     ) -> None:
+        sizes = np.diff(block_starts)
+        self.shifts = 0
+        self._columns: list[np.ndarray] = []  # per block size: (nb, k) column indices
+        self._inverses: list[np.ndarray] = []  # per block size: (nb, k, k) float64
+        for size in np.unique(sizes):
+            chosen = np.flatnonzero(sizes == size)
+            inverse, floored = _damped_inverse(blocks[chosen, :size, :size], damping)
+            self.shifts += floored
+            self._columns.append(block_starts[chosen, None] + np.arange(size))
+            self._inverses.append(inverse)
+        self._xp = array_module(backend)
+        self._by_dtype: dict[np.dtype, list[tuple[object, object]]] = {}
+        self._groups(policy.preconditioner)
+
+    @classmethod
+    def from_jacobian(
+        cls, J_s: sp.csr_matrix, damping: float, block_starts: np.ndarray, policy: PrecisionPolicy,
+        backend: Backend = Backend.CPU,
+    ) -> BlockJacobiPreconditioner:
+        """The damped block diagonal of ``J_s^T J_s``."""
         if int(block_starts[-1]) != J_s.shape[1]:
             raise ValueError(f"blocks cover {block_starts[-1]} columns, J_s has {J_s.shape[1]}")
         sizes = np.diff(block_starts)
@@ -60,18 +85,7 @@ class BlockJacobiPreconditioner:
         gram = np.zeros((sizes.size, max_size, max_size))
         _accumulate_block_gram(J_s.indptr, J_s.indices, J_s.data.astype(np.float64, copy=False),
                                block_of_column, block_starts, gram)
-        self.shifts = 0
-        self._columns: list[np.ndarray] = []  # per block size: (nb, k) column indices
-        self._inverses: list[np.ndarray] = []  # per block size: (nb, k, k) float64
-        for size in np.unique(sizes):
-            blocks = np.flatnonzero(sizes == size)
-            inverse, floored = _damped_inverse(gram[blocks, :size, :size], damping)
-            self.shifts += floored
-            self._columns.append(block_starts[blocks, None] + np.arange(size))
-            self._inverses.append(inverse)
-        self._xp = array_module(backend)
-        self._by_dtype: dict[np.dtype, list[tuple[object, object]]] = {}
-        self._groups(policy.preconditioner)
+        return cls(gram, damping, block_starts, policy, backend)
 
     def _groups(self, dtype: np.dtype) -> list[tuple[object, object]]:
         """``(columns, inverse)`` pairs with the inverses rounded to ``dtype`` (cached)."""

@@ -59,7 +59,7 @@ class SchurSolver:
         W = np.empty((s.obs_cam.size, 3, 6))  # W_o^T = J_point^T J_pose of each observation
         _reduced_camera_system(
             J.indptr, data, system.rhs, damping, s.cam_column, s.obs_cam, s.obs_stereo_row,
-            s.point_obs_ptr, reduced, g_pose, H_ll_inv, g_point, W,
+            s.point_obs_ptr, reduced, g_pose, H_ll_inv, g_point, W, False,
         )
         try:
             y_pose, relative = self._factorization.solve(reduced, g_pose)
@@ -125,11 +125,13 @@ def _reduced_camera_system(
     indptr: np.ndarray, data: np.ndarray, b: np.ndarray, damping: float,
     cam_column: np.ndarray, obs_cam: np.ndarray, obs_stereo_row: np.ndarray, point_obs_ptr: np.ndarray,
     band: np.ndarray, g_pose: np.ndarray, H_ll_inv: np.ndarray, g_point: np.ndarray, W: np.ndarray,
+    diagonal_only: bool,
 ) -> None:
     """Fill ``S`` in upper band storage (``band[kd + i - j, j] = S[i, j]``, column-major),
     ``g_pose`` and the per-landmark/observation blocks, reading the Jacobian from the CSR values
     of the BA layout (:mod:`mp_slam_ros.solvers.ba_kernels`: each row's 6 pose values, if its
-    camera is free, then its 3 landmark values, from ``indptr[row]``)."""
+    camera is free, then its 3 landmark values, from ``indptr[row]``). ``diagonal_only``: only
+    the 6x6 diagonal blocks of ``S`` (``kd = 5`` suffices; the Schur-Jacobi preconditioner)."""
     kd = band.shape[0] - 1
     band[:] = 0.0
     g_pose[:] = 0.0
@@ -180,7 +182,7 @@ def _reduced_camera_system(
             # (and in the band: kd covers the landmark's span).
             for o2 in range(o, point_obs_ptr[point + 1]):
                 cj = cam_column[obs_cam[o2]]
-                if cj > ci:
+                if cj > ci and not diagonal_only:
                     offset = kd + ci - cj
                     for j in range(6):
                         w0, w1, w2 = W[o2, 0, j], W[o2, 1, j], W[o2, 2, j]

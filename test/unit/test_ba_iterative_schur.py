@@ -1,0 +1,93 @@
+"""Iterative Schur (PCG on the reduced camera system) on monocular windows without fixed cameras:
+its step is the Schur step, the 7-DoF gauge does not break CG, and plain least squares reaches the
+Schur optimum (or the solve says it did not converge)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mp_slam_ros.precision import Backend, Precision, ProblemKind, precision_policy
+from mp_slam_ros.sim.ba_windows import WindowConfig, generate_window
+from mp_slam_ros.solvers.ba import BundleAdjustment, ba_solver_options, bundle_adjust
+from mp_slam_ros.solvers.linear.base import LinearStatus, ScaledSystem
+from mp_slam_ros.solvers.linear.iterative_schur import IterativeSchurSolver
+from mp_slam_ros.solvers.linear.schur import SchurSolver
+from mp_slam_ros.solvers.summary import LinearSolverOptions
+
+#: A cold-started 50-keyframe monocular window on which CGNR with block-Jacobi stopped with
+#: ``converged_function`` 5-9% above the optimum before the stopping rules and this solver.
+HARD_SEED = 3
+
+
+def _system(window, dtype=np.float64) -> tuple[BundleAdjustment, ScaledSystem]:
+    ba = BundleAdjustment(window.problem)
+    lin = ba.linearize(ba.initial_state(), dtype)
+    return ba, ScaledSystem.from_linearization(lin.jacobian, lin.residual)
+
+
+@pytest.mark.parametrize("damping", [1e-3, 1e-9])
+def test_fp64_step_is_the_schur_step_without_fixed_cameras(damping: float) -> None:
+    window = generate_window(12, 5, WindowConfig.monocular())
+    assert not window.problem.fixed_cams.any()
+    ba, system = _system(window)
+    policy = precision_policy(Precision.FP64, ProblemKind.BA)
+    options = LinearSolverOptions(rtol=1e-14, max_iterations=2000, stall_iterations=200)
+    steps = []
+    for solver in (SchurSolver(ba.structure), IterativeSchurSolver(ba.structure)):
+        solver.prepare(system, policy, Backend.CPU)
+        result = solver.solve(system, damping, policy, options)
+        assert not result.status.failed
+        steps.append(result.step_scaled)
+    J = system.jacobian_scaled
+    # Compare what LM uses: the model decrease and the predicted residual (the gauge directions
+    # are only damped, so the steps themselves may differ along them when damping is tiny).
+    predicted = [J @ step - system.rhs for step in steps]
+    np.testing.assert_allclose(predicted[1], predicted[0], atol=1e-6 * np.linalg.norm(system.rhs))
+    if damping >= 1e-3:
+        np.testing.assert_allclose(steps[1], steps[0], rtol=1e-6, atol=1e-7 * np.abs(steps[0]).max())
+
+
+@pytest.mark.parametrize("mode", [Precision.MIXED, Precision.FP32, Precision.FP16])
+def test_gauge_freedom_does_not_break_cg(mode: Precision) -> None:
+    """Seven null directions, damped only by lambda: CG stays finite and decreases the model."""
+    window = generate_window(20, 2, WindowConfig.monocular(plain_least_squares=True))
+    ba, system = _system(window, precision_policy(mode, ProblemKind.BA).residual)
+    policy = precision_policy(mode, ProblemKind.BA)
+    solver = IterativeSchurSolver(ba.structure)
+    solver.prepare(system, policy, Backend.CPU)
+    for damping in (1e-2, 1e-6, 1e-10):
+        result = solver.solve(system, damping, policy, ba_solver_options(mode).linear)
+        assert result.status in (LinearStatus.CONVERGED, LinearStatus.STALLED, LinearStatus.MAX_ITERATIONS)
+        assert np.all(np.isfinite(result.step_scaled))
+        predicted = system.jacobian_scaled @ result.step_scaled - system.rhs
+        assert predicted @ predicted < 0.5 * (system.rhs @ system.rhs)
+
+
+@pytest.fixture(scope="module")
+def hard_window():
+    window = generate_window(50, HARD_SEED, WindowConfig.monocular(plain_least_squares=True))
+    reference = bundle_adjust(
+        window.problem, ba_solver_options("fp64", function_tolerance=1e-12, max_iterations=200), solver="schur"
+    )
+    return window, BundleAdjustment(window.problem).cost(reference.state, np.float64)
+
+
+#: CGNR on J with block-Jacobi takes steps that meet its relative residual (<= 0.1, "trusted")
+#: while missing the small-curvature directions, so their predicted decrease is below the
+#: function tolerance too and LM claims convergence ~5% above the optimum. Strict: when the
+#: stopping rule or CGNR's test (e.g. the Nash-Sofer test of solvers/linear/pcg.py) fixes it,
+#: this marker must go.
+CGNR_CLAIMS_CONVERGENCE = pytest.mark.xfail(strict=True, reason="CGNR+block-Jacobi: converged_function ~5% above")
+
+
+@pytest.mark.parametrize("solver", ["iterative_schur", pytest.param("cgnr", marks=CGNR_CLAIMS_CONVERGENCE)])
+@pytest.mark.parametrize("mode", ["mixed", "fp32"])
+def test_plain_least_squares_reaches_the_schur_optimum_or_says_not(hard_window, solver: str, mode: str) -> None:
+    window, optimum = hard_window
+    result = bundle_adjust(window.problem, ba_solver_options(mode), solver=solver)
+    final = BundleAdjustment(window.problem).cost(result.state, np.float64)
+    assert final <= optimum * (1 + 1e-3) or not result.summary.converged, result.summary.termination
+    if solver == "iterative_schur":  # the recipe: there, and saying so
+        assert final <= optimum * (1 + 1e-3) and result.summary.converged
+        assert result.summary.linear_solver == "iterative_schur"
