@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent
 #: Executables: on PATH in a virtualenv, in lib/mp_slam_ros/ (for `ros2 run`) when built by colcon.
 CONSOLE_SCRIPTS = [
     "mp-slam = mp_slam_ros.cli.main:main",
+    "vo_node = mp_slam_ros.nodes.vo_node:main",
 ]
 
 

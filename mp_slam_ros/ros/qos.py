@@ -2,7 +2,8 @@
 
 The TF profiles are those of tf2_ros (``DynamicBroadcasterQoS``, ``StaticBroadcasterQoS`` and
 ``StaticListenerQoS``), so our /tf and /tf_static match rviz2, ``tf2_echo`` and every tf2 listener.
-All profiles are reliable and keep the last ``depth`` messages.
+The output profiles are reliable and keep the last ``depth`` messages; camera inputs use
+:func:`camera_qos` (sensor data by default).
 """
 
 from __future__ import annotations
@@ -32,3 +33,17 @@ KEYFRAME_QOS = reliable_qos(50)
 POSE_GRAPH_QOS = reliable_qos(1, latched=True)
 #: Solver statistics: one message per solve, a short queue.
 SOLVER_STATS_QOS = reliable_qos(10)
+
+
+def camera_qos(reliable: bool, depth: int) -> QoSProfile:
+    """Camera subscriptions: sensor-data QoS (best effort, volatile, keep last ``depth``) or reliable.
+
+    A best-effort subscriber matches both kinds of publisher; a reliable one only reliable
+    publishers (the most reported camera-pipeline failure), hence the default.
+    """
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.VOLATILE,
+    )
