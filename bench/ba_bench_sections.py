@@ -1,4 +1,4 @@
-"""The three measured sections of bench_ba.py (timing, accuracy, products)."""
+"""The measured sections of bench_ba.py (timing, optimum, accuracy, products)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 from ba_peers import solve_gtsam, solve_scipy
 
 import mp_slam_ros.solvers.linear.cgnr as cgnr_module
+import mp_slam_ros.solvers.linear.iterative_schur as iterative_schur_module
 from mp_slam_ros.geometry.lie import se3_inverse, se3_log
 from mp_slam_ros.sim.ba_windows import BAWindow, WindowConfig, generate_window
 from mp_slam_ros.solvers.ba import (
@@ -26,6 +27,7 @@ MODES = ("fp64", "fp32", "mixed", "fp16")
 #: (name, solver, preconditioner, modes, landmark_iterations): our configurations of the timing
 #: section ("schur-no-epi": without the embedded point iterations, to show what they change).
 CONFIGS = [
+    ("iterative_schur", "iterative_schur", "none", MODES, LANDMARK_ITERATIONS),
     ("cgnr", "cgnr", "block_jacobi_static", MODES, LANDMARK_ITERATIONS),
     ("schur", "schur", "none", MODES, LANDMARK_ITERATIONS),
     ("schur-no-epi", "schur", "none", ("fp64",), 0),
@@ -48,6 +50,7 @@ class Run:
     escalations: int = 0
     precision_used: str = ""
     state: BAState | None = None
+    termination: str = ""
 
 
 def _ours(window: BAWindow, mode: str, solver: str, preconditioner: str,
@@ -58,7 +61,8 @@ def _ours(window: BAWindow, mode: str, solver: str, preconditioner: str,
     elapsed = time.perf_counter() - started
     s = result.summary
     cost = BundleAdjustment(window.problem).cost(result.state, np.float64)
-    return Run(elapsed, cost, s.num_iterations, s.linear_iterations, len(s.escalations), s.precision_used.value, result.state)
+    return Run(elapsed, cost, s.num_iterations, s.linear_iterations, len(s.escalations), s.precision_used.value,
+               result.state, s.termination.value)
 
 
 def reference(window: BAWindow) -> Run:
@@ -142,6 +146,60 @@ def timing_section(cases: list[tuple[str, int, WindowConfig]], count: int, seed:
     return out
 
 
+#: Window classes of the optimum section (50 keyframes each): the monocular ones without depth,
+#: the last two without fixed cameras (7-DoF gauge), the last one plain least squares as BAL.
+OPTIMUM_CASES = [
+    ("RGB-D", WindowConfig()),
+    ("monocular, 2 fixed cameras", WindowConfig.monocular(gauge_free=False)),
+    ("monocular, no fixed camera", WindowConfig.monocular()),
+    ("monocular, no fixed camera, plain LS", WindowConfig.monocular(plain_least_squares=True)),
+]
+OPTIMUM_METHODS = [("schur", "fp64"), ("iterative_schur", "mixed"), ("iterative_schur", "fp32"),
+                   ("iterative_schur", "fp64"), ("cgnr", "mixed"), ("cgnr", "fp32"), ("cgnr", "fp64")]
+
+
+def optimum_section(per_case: int, seed: int, log: Log) -> dict:
+    """Final cost of every method against the tight Schur optimum on ``per_case`` windows of each
+    :data:`OPTIMUM_CASES` class: the share within ``EQUAL_COST`` (0.1%), the ``converged_*``
+    terminations above it by more than that (target 0), and times with GTSAM's alongside."""
+    names = [f"{solver}/{mode}" for solver, mode in OPTIMUM_METHODS] + ["gtsam"]
+    runs: dict[str, dict[str, list[Run]]] = {label: {name: [] for name in names} for label, _ in OPTIMUM_CASES}
+    refs: dict[str, list[Run]] = {label: [] for label, _ in OPTIMUM_CASES}
+    for case_index, (label, config) in enumerate(OPTIMUM_CASES):
+        for index in range(per_case):
+            window = generate_window(50, seed + 10_000 * case_index + index, config)
+            refs[label].append(reference(window))
+            for solver, mode in OPTIMUM_METHODS:
+                preconditioner = "block_jacobi_static" if solver == "cgnr" else "none"
+                runs[label][f"{solver}/{mode}"].append(_ours(window, mode, solver, preconditioner))
+            runs[label]["gtsam"].append(_peer(window, "gtsam"))
+        log(f"[optimum] {label}: {per_case} windows")
+    out: dict = {"windows_per_case": per_case, "tolerance": EQUAL_COST, "cases": {}, "all": {}}
+    for label in refs:
+        out["cases"][label] = {name: _optimum_stats(runs[label][name], refs[label]) for name in names}
+    for name in names:
+        out["all"][name] = _optimum_stats([r for label in refs for r in runs[label][name]],
+                                          [r for label in refs for r in refs[label]])
+    gtsam = out["all"]["gtsam"]["median_ms"]
+    for name, m in out["all"].items():
+        log(f"[optimum] {name}: {100 * m['within_fraction']:.1f}% within {100 * EQUAL_COST:g}% of the optimum, "
+            f"{m['converged_above']} converged_* terminations above it, median {m['median_ms']:.1f} ms "
+            f"({m['median_ms'] / gtsam:.2f}x GTSAM)")
+    return out
+
+
+def _optimum_stats(runs: list[Run], refs: list[Run]) -> dict:
+    gaps = np.array([r.cost / ref.cost - 1.0 for r, ref in zip(runs, refs)])
+    times = np.array([r.time_s for r in runs])
+    above = [r.termination.startswith("converged") and gap > EQUAL_COST for r, gap in zip(runs, gaps)]
+    return {
+        "windows": len(runs), "within_fraction": float(np.mean(gaps <= EQUAL_COST)),
+        "converged_above": int(np.sum(above)), "max_gap": float(np.max(gaps)),
+        "median_ms": 1e3 * float(np.median(times)), "p95_ms": 1e3 * float(np.percentile(times, 95)),
+        "terminations": {t: sum(r.termination == t for r in runs) for t in sorted({r.termination for r in runs})},
+    }
+
+
 def _pose_errors(T_a: np.ndarray, T_b: np.ndarray, free: np.ndarray) -> tuple[float, float]:
     """RMS translation (m) and rotation (deg) differences over a window's free poses."""
     error = se3_log(se3_inverse(T_b[free]) @ T_a[free])
@@ -194,10 +252,11 @@ def accuracy_section(count: int, seed: int, log: Log) -> dict:
 
 
 class _TimedOperator(SparseOperator):
-    """SparseOperator that accumulates the wall time of its products (bench instrumentation)."""
+    """SparseOperator that accumulates the wall time and flops of its products (bench instrumentation)."""
 
     seconds = 0.0
     products = 0
+    flops = 0.0
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
         return self._timed(super().matvec, x)
@@ -205,46 +264,63 @@ class _TimedOperator(SparseOperator):
     def rmatvec(self, y: np.ndarray) -> np.ndarray:
         return self._timed(super().rmatvec, y)
 
-    @staticmethod
-    def _timed(product: Callable[[np.ndarray], np.ndarray], v: np.ndarray) -> np.ndarray:
+    def _timed(self, product: Callable[[np.ndarray], np.ndarray], v: np.ndarray) -> np.ndarray:
         started = time.perf_counter()
         out = product(v)
         _TimedOperator.seconds += time.perf_counter() - started
         _TimedOperator.products += 1
+        _TimedOperator.flops += 2.0 * self._arrays[2].size
         return out
 
 
+#: (key, solver, preconditioner) of the products section.
+PRODUCT_CONFIGS = [("none", "cgnr", "none"), ("block_jacobi_static", "cgnr", "block_jacobi_static"),
+                   ("iterative_schur", "iterative_schur", "none")]
+
+
+def _other_flops(ba: BundleAdjustment, key: str, linear_iterations: int, solves: int) -> float:
+    """Textbook flop count of everything but the products (x2 per multiply-add).
+
+    CGLS per iteration: x, r, s updates, 3 dots/norms on m- and n-vectors, the p update, and a
+    block-Jacobi apply (36 per pose column, 9 per point column). Iterative Schur per iteration:
+    the 3x3 landmark solves, the 6x6 Schur-Jacobi apply, ~6 vector operations on the camera
+    vector and one m-vector subtraction; per solve the float64 setup (per row ~57, per
+    observation ~135, per landmark ~50 multiply-adds, plus the back-substitution).
+    """
+    s = ba.structure
+    m, n, n_pose, points, obs = ba.num_residuals, s.num_columns, s.num_pose_columns, s.num_points, s.obs_cam.size
+    if key != "iterative_schur":
+        precond = 0 if key == "none" else 2 * (6 * n_pose + 9 * points)
+        return linear_iterations * (2 * (3 * m + 6 * n) + precond)
+    per_iteration = 2 * (9 * points + 6 * n_pose + 6 * n_pose + m)
+    per_solve = 2 * (57 * m + 135 * obs + 50 * points + 18 * obs + 9 * points)
+    return linear_iterations * per_iteration + solves * per_solve
+
+
 def products_section(count: int, seed: int, log: Log) -> dict:
-    """Time and flop share of J p and J^T q in the mixed-precision CGNR solves."""
-    original = cgnr_module.SparseOperator
-    cgnr_module.SparseOperator = _TimedOperator
+    """Time and flop share of the J products (fp16 in mixed) in the mixed-precision CG solves."""
+    originals = cgnr_module.SparseOperator, iterative_schur_module.SparseOperator
+    cgnr_module.SparseOperator = iterative_schur_module.SparseOperator = _TimedOperator
     shares, flop_shares = {}, {}
     try:
-        for preconditioner in ("none", "block_jacobi_static"):
+        for key, solver, preconditioner in PRODUCT_CONFIGS:
             product_s = solve_s = 0.0
             flops_products = flops_other = 0.0
             for index in range(count):
                 window = generate_window(50, seed + index)
-                _TimedOperator.seconds, _TimedOperator.products = 0.0, 0
-                result = bundle_adjust(window.problem, ba_solver_options("mixed"), preconditioner=preconditioner)
+                _TimedOperator.seconds, _TimedOperator.products, _TimedOperator.flops = 0.0, 0, 0.0
+                result = bundle_adjust(window.problem, ba_solver_options("mixed"), solver=solver,
+                                       preconditioner=preconditioner)
                 product_s += _TimedOperator.seconds
                 solve_s += result.summary.timings.linear_solve_s
-                ba = BundleAdjustment(window.problem)
-                m, n = ba.num_residuals, ba.structure.num_columns
-                nnz = ba.linearize(ba.initial_state(), np.float32).jacobian.nnz
-                iterations = result.summary.linear_iterations
-                flops_products += 2.0 * nnz * _TimedOperator.products
-                # CGLS vector work per iteration: x, r, s updates, 3 dots/norms on m- and
-                # n-vectors, p update (textbook count) + a block-Jacobi apply (36 per pose
-                # column, 9 per point column, x2 flops).
-                vector = 2 * (3 * m + 6 * n)
-                precond = 0 if preconditioner == "none" else 2 * (6 * ba.structure.num_pose_columns + 3 * 3 * ba.structure.num_points)
-                flops_other += iterations * (vector + precond)
-            shares[preconditioner] = product_s / solve_s
-            flop_shares[preconditioner] = flops_products / (flops_products + flops_other)
-            log(f"[products] mixed CGNR, {preconditioner}: {100 * shares[preconditioner]:.0f}% of linear-solve time, "
-                f"{100 * flop_shares[preconditioner]:.0f}% of flops in J p and J^T q")
+                flops_products += _TimedOperator.flops
+                flops_other += _other_flops(BundleAdjustment(window.problem), key, result.summary.linear_iterations,
+                                            len(result.summary.iterations))
+            shares[key] = product_s / solve_s
+            flop_shares[key] = flops_products / (flops_products + flops_other)
+            log(f"[products] mixed {solver}, {preconditioner}: {100 * shares[key]:.0f}% of linear-solve time, "
+                f"{100 * flop_shares[key]:.0f}% of flops in the J products")
     finally:
-        cgnr_module.SparseOperator = original
+        cgnr_module.SparseOperator, iterative_schur_module.SparseOperator = originals
     return {"time_share": shares, "flop_share": flop_shares, "windows": count,
             "note": "CPU emulation of fp16: product time includes rounding to fp16; timed via SparseOperator"}

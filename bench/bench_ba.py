@@ -7,10 +7,15 @@ All in one run, on the same generated sliding-window VO problems (mp_slam_ros.si
    preconditioners), SciPy least_squares and GTSAM LM; median/p95 solve time, final cost (fp64)
    relative to a tightly converged fp64 Schur reference, iterations. Methods run interleaved per
    window, so machine load hits all of them alike. Answers are checked before times are compared.
-2. accuracy: over many 50-keyframe windows, the pose error of every mode against the fp64
+2. optimum: >= 200 windows of 50 keyframes in four classes (RGB-D; monocular with 2 fixed
+   cameras; monocular without depth and without fixed cameras, Huber; the same in plain least
+   squares, cold start, as a BAL file): every method's final cost against the tight Schur
+   optimum, the share within 0.1%, the count of converged_* terminations above it (target 0), and
+   the time against GTSAM on the same windows.
+3. accuracy: over many 50-keyframe windows, the pose error of every mode against the fp64
    solution (CGNR, as the recipe), with the pixel-noise-induced error (fp64 vs ground truth);
    cumulative histograms.
-3. products: the share of CGNR time and flops spent in the two products J p and J^T q.
+4. products: the share of CG time and flops spent in the J products (fp16 in mixed).
 
 Writes results/ba/bench_ba.json, timing.png, pose_error_cdf.png and a Markdown table. Usage:
     OPENBLAS_NUM_THREADS=1 python bench/bench_ba.py [--quick] [--out results/ba]
@@ -36,8 +41,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ba_bench_sections import accuracy_section, products_section, timing_section  # noqa: E402
-from ba_bench_report import markdown_table, plot_cdf, plot_timing, timing_table  # noqa: E402
+from ba_bench_sections import accuracy_section, optimum_section, products_section, timing_section  # noqa: E402
+from ba_bench_report import markdown_table, optimum_table, plot_cdf, plot_timing, timing_table  # noqa: E402
 
 from mp_slam_ros.sim.ba_windows import WindowConfig  # noqa: E402
 
@@ -51,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", type=int, default=20, help="windows per size in the timing section")
     parser.add_argument("--accuracy-windows", type=int, default=500, help="50-keyframe windows for the histogram")
     parser.add_argument("--product-windows", type=int, default=10)
+    parser.add_argument("--optimum-windows", type=int, default=50,
+                        help="windows per class in the optimum section (4 classes)")
+    parser.add_argument("--optimum-only", action="store_true",
+                        help="only the optimum section; prints its table, writes nothing")
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--no-mono", action="store_true", help="skip the monocular 50-keyframe case")
     parser.add_argument("--methods", default="", help="comma-separated method prefixes to time "
@@ -59,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the timing section; prints its table, writes nothing")
     args = parser.parse_args(argv)
     if args.quick:
-        args.windows, args.accuracy_windows, args.product_windows = 3, 20, 2
+        args.windows, args.accuracy_windows, args.product_windows, args.optimum_windows = 3, 20, 2, 2
     cases = [(f"{k} keyframes", k, WindowConfig()) for k in (int(s) for s in args.sizes.split(","))]
     if not args.no_mono:
         cases.append(("50 keyframes, monocular", 50, WindowConfig(rgbd=False)))
@@ -67,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     selected: Callable[[str], bool] = lambda name: not prefixes or any(name.startswith(p) for p in prefixes)  # noqa: E731
     log: Callable[[str], None] = lambda line: print(line, flush=True)  # noqa: E731
     started = time.perf_counter()
+    if args.optimum_only:
+        print("\n".join(optimum_table(optimum_section(args.optimum_windows, args.seed + 300_000, log))))
+        return 0
     timing = timing_section(cases, args.windows, args.seed, log, selected)
     if args.timing_only:
         print("\n".join(timing_table(timing)))
@@ -79,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                     "cpus": os.cpu_count(), "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS")},
         "arguments": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "timing": timing,
+        "optimum": optimum_section(args.optimum_windows, args.seed + 300_000, log),
         "accuracy": accuracy_section(args.accuracy_windows, args.seed + 100_000, log),
         "products": products_section(args.product_windows, args.seed + 200_000, log),
     }

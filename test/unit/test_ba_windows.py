@@ -43,3 +43,14 @@ def test_bad_configuration_names_the_field() -> None:
         generate_window(10, 0, WindowConfig(track_length=(1, 5)))
     with pytest.raises(ConfigError, match="num_keyframes"):
         generate_window(2, 0)
+
+
+def test_monocular_preset_has_no_depth_no_fixed_camera_and_plain_least_squares() -> None:
+    window = generate_window(15, 2, WindowConfig.monocular(plain_least_squares=True))
+    problem = window.problem
+    assert np.all(np.isnan(problem.obs_u_right)) and not problem.fixed_cams.any()
+    assert problem.loss.is_trivial and not window.is_outlier.any()
+    robust = generate_window(15, 2, WindowConfig.monocular(gauge_free=False)).problem
+    assert robust.fixed_cams.sum() == WindowConfig().num_fixed and not robust.loss.is_trivial
+    with pytest.raises(ConfigError, match="num_fixed"):
+        generate_window(10, 0, WindowConfig(num_fixed=-1))
