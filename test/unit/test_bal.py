@@ -86,6 +86,7 @@ VALID_TAIL = "\n".join(["0"] * 9 + ["1", "2", "3"]) + "\n"
         ("1 -1 1\n", 1, "num_points=-1 is negative"),
         ("1 1 x\n", 1, "not an integer"),
         ("1 1 2\n0 0 1.0 2.0\n0 0 1.0\n" + VALID_TAIL, 3, "observation needs 4 values"),
+        ("1 1 2\n0 0 1.0\n2.0 0 0 1.0 2.0\n" + VALID_TAIL, 2, r"observation needs 4 values \(camera point x y\), got 3"),
         ("1 1 1\n0 0 nan 2.0\n" + VALID_TAIL, 2, "non-finite"),
         ("1 1 1\n0 1 1.0 2.0\n" + VALID_TAIL, 2, "missing point"),
         ("1 1 1\n2 0 1.0 2.0\n" + VALID_TAIL, 2, "missing camera"),
@@ -103,6 +104,11 @@ def test_malformed_files_raise_typed_errors(tmp_path: Path, text: str, line: int
         read_bal(path)
     assert error.value.line == line
     assert error.value.path == str(path)
+
+
+def test_a_problem_without_observations_is_read(tmp_path: Path) -> None:
+    bal = read_bal(_write(tmp_path, "1 1 0\n" + VALID_TAIL))
+    assert bal.obs_xy.shape == (0, 2) and bal.camera_params.shape == (1, 9)
 
 
 def test_missing_file_is_a_file_format_error(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""``mp-slam pgo``: one smoke test end to end and the one-line error of bad input."""
+"""``mp-slam pgo``: one smoke test end to end, repairs/skips/initialization said once, and the
+one-line error of bad input."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from mp_slam_ros.cli.main import main
-from mp_slam_ros.io.g2o import read_g2o, write_g2o
-from mp_slam_ros.sim.pose_graphs import grid_graph
+from mp_slam_ros.io.g2o import format_g2o, read_g2o, write_g2o
+from mp_slam_ros.sim.pose_graphs import GraphNoise, grid_graph, sphere_graph
 
 
 def test_pgo_optimizes_a_file_and_prints_a_json_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -35,3 +36,58 @@ def test_pgo_bad_input_exits_1_with_one_line(tmp_path: Path, capsys: pytest.Capt
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     assert err == [f"mp-slam pgo: error: {source}:2: field to_id: unknown vertex id 1"]
+
+
+def _edges_only_file(tmp_path: Path) -> tuple[Path, int]:
+    """A noisy sphere's edges (no VERTEX lines), one indefinite information matrix, landmarks."""
+    graph = sphere_graph(400, seed=2, noise=GraphNoise(rotation_rad=0.02)).graph
+    graph.information[5, 5, 5] = -3.0e4
+    graph.information[5, 4, 5] = graph.information[5, 5, 4] = 0.0
+    lines = [line for line in format_g2o(graph) if not line.startswith("VERTEX")]
+    lines[2:2] = ["VERTEX_TRACKXYZ 9000 1 2 3\n", "PARAMS_SE3OFFSET 0 0 0 0 0 0 0 1\n", "VERTEX_TRACKXYZ 9001 1 2 3\n"]
+    source = tmp_path / "edges.g2o"
+    source.write_text("".join(lines))
+    return source, 1 + lines.index(format_g2o(graph)[graph.num_nodes + 5])
+
+
+def test_pgo_repairs_skips_and_initializes_and_says_so_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source, bad_line = _edges_only_file(tmp_path)
+    reports = {}
+    for init in ("odometry", "chordal"):
+        code = main(["pgo", str(source), "-o", str(tmp_path / "out.g2o"), "--json", "-q", "--init", init,
+                     "--solver", "cholesky"])
+        captured = capsys.readouterr()
+        assert code == 0
+        reports[init] = json.loads(captured.out)
+        warnings = captured.err.splitlines()
+        assert len(warnings) == 2
+        assert warnings[0].startswith(f"mp-slam pgo: warning: {source}: repaired 1 information matrix that was not")
+        assert f"worst: line {bad_line}, edge 5 -> 6, smallest eigenvalue -3e+04" in warnings[0]
+        assert warnings[1] == (f"mp-slam pgo: warning: {source}: skipped 3 unsupported element line(s): "
+                               "PARAMS_SE3OFFSET x 1, VERTEX_TRACKXYZ x 2; --strict rejects them")
+    report = reports["chordal"]
+    assert report["vertices_in_file"] is False
+    assert report["information_repairs"]["count"] == 1
+    assert report["information_repairs"]["worst"]["line"] == bad_line
+    assert report["information_repairs"]["worst"]["smallest_eigenvalue"] == pytest.approx(-3.0e4)
+    assert report["skipped_elements"] == {"VERTEX_TRACKXYZ": 2, "PARAMS_SE3OFFSET": 1}
+    assert report["initialization"]["method"] == "chordal" and report["initialization"]["time_s"] > 0.0
+    assert reports["odometry"]["initialization"] == {"method": "odometry", "time_s": None}  # done by the reader
+    assert report["initial_chi2"] < reports["odometry"]["initial_chi2"] / 100.0
+    assert report["final_chi2"] == pytest.approx(reports["odometry"]["final_chi2"], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--strict"], ":3: unsupported element 'VERTEX_TRACKXYZ'"),
+     (["--init", "vertices"], "--init='vertices': the file has no VERTEX lines (use odometry or chordal)")],
+)
+def test_pgo_strict_and_impossible_init_exit_1_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    source, _ = _edges_only_file(tmp_path)
+    code = main(["pgo", str(source), "-o", str(tmp_path / "out.g2o"), *flags])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert err[-1].startswith("mp-slam pgo: error: ") and err[-1].endswith(message)
+    assert len(err) == (1 if "--strict" in flags else 3)  # the reader's warnings come first without --strict
