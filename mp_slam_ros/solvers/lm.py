@@ -16,6 +16,13 @@ against the fp64 cost of the same state; a relative gap above ``residual_check_t
 the residual precision cannot resolve the problem, and the solve goes on one rung up.
 A rejected step whose *predicted* relative decrease is already below ``function_tolerance``
 ends the solve as converged instead (rounding, not precision, limits further progress there).
+
+Convergence is only claimed on evidence (see :class:`SolverOptions`): a small cost decrease
+counts only when the model also predicts one and the inner solve is trusted (converged, or
+within a tenth of its initial residual: :attr:`LinearSolveResult.trusted`); a capped or stalled
+inner solve never ends a solve as converged, it runs on to ``max_iterations`` or
+``no_progress`` and the summary says which. The summary records which linear solver produced
+each step and every change a fallback ladder made (``linear_solver_changes``).
 """
 
 from __future__ import annotations
@@ -29,10 +36,17 @@ import numpy as np
 import scipy.sparse as sp
 
 from mp_slam_ros.precision import PrecisionPolicy, ProblemKind, precision_policy, select_backend
-from mp_slam_ros.solvers.linear.base import LinearSolver, LinearSolveResult, LinearStatus, ScaledSystem
+from mp_slam_ros.solvers.linear.base import (
+    GainObserver,
+    LinearSolver,
+    LinearSolveResult,
+    LinearStatus,
+    ScaledSystem,
+)
 from mp_slam_ros.solvers.summary import (
     Escalation,
     IterationRecord,
+    LinearSolverChange,
     SolverOptions,
     Summary,
     Termination,
@@ -163,6 +177,9 @@ class _Driver(Generic[StateT]):
         self.records: list[IterationRecord] = []
         self.escalations: list[Escalation] = []
         self._results: list[LinearSolveResult] = []
+        self.linear_solver_changes: list[LinearSolverChange] = []
+        self._iteration = 0
+        self._final_gradient = float("nan")
         self._last_jacobian: sp.spmatrix = sp.csr_matrix((0, 0))
 
     def run(self) -> SolveResult[StateT]:
@@ -181,18 +198,20 @@ class _Driver(Generic[StateT]):
             termination, message = Termination.CONVERGED_GRADIENT, "initial gradient is zero"
         else:
             for iteration in range(1, self.options.max_iterations + 1):
+                self._iteration = iteration
                 escalations_before = len(self.escalations)
                 trial, point = self._step(point, damping, iteration)
                 accepted = trial.decreases_cost and trial.cost < point.cost
+                rho = (point.cost - trial.cost) / trial.model_decrease if accepted else -np.inf
+                tightened = self._observe_gain(rho)
                 record = IterationRecord(
                     iteration, trial.cost, trial.step_norm, damping, trial.policy.mode,
                     trial.result.iterations, trial.result.relative_residual,
-                    trial.result.status.value, accepted,
+                    trial.result.status.value, accepted, trial.result.solver or self.linear_solver.name, rho,
                 )
                 self.records.append(record)
                 done: tuple[Termination, str] | None
                 if accepted:
-                    rho = (point.cost - trial.cost) / trial.model_decrease
                     damping *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
                     nu = 2.0
                     history.append(trial.cost)
@@ -200,16 +219,22 @@ class _Driver(Generic[StateT]):
                     point = self._point(trial.state, self.policy.residual, linearize=done is None)
                     if done is None and self._gradient_converged(point.system):
                         done = Termination.CONVERGED_GRADIENT, "gradient below tolerance"
-                elif self._negligible(trial, point.cost):
+                elif self._negligible(trial, point.cost) and trial.result.trusted:
                     done = Termination.CONVERGED_FUNCTION, (
                         "predicted cost decrease below tolerance (precision floor)"
                     )
+                elif tightened:  # a loose inner solve made the poor step: solve it again, tighter
+                    done = None
                 else:
                     damping *= nu
                     nu *= 2.0
                     done = None
                     if damping > self.options.max_damping:
-                        done = Termination.NO_PROGRESS, "damping exceeded max_damping"
+                        done = Termination.NO_PROGRESS, "damping exceeded max_damping" + (
+                            "" if trial.result.trusted
+                            else f" (linear solver {trial.result.status.value} at relative "
+                            f"residual {trial.result.relative_residual:.1e})"
+                        )
                 if len(self.escalations) > escalations_before:  # a higher rung: trust it afresh
                     damping, nu = self.options.initial_damping, 2.0
                 if done is not None and (done[0].converged or done[0] is Termination.NO_PROGRESS):
@@ -224,6 +249,9 @@ class _Driver(Generic[StateT]):
                     break
         self.timings.total_s = time.perf_counter() - started
         jacobian = self._last_jacobian
+        parts = self.policy.describe()
+        if any(r.solver.startswith("cholesky") for r in self._results[-1:]):
+            parts["linear_solve"] = "fp64 direct"
         summary = Summary(
             termination=termination,
             message=message,
@@ -241,6 +269,9 @@ class _Driver(Generic[StateT]):
             jacobian_nnz=int(jacobian.nnz),
             preconditioner_shifts=max((r.shifts for r in self._results), default=0),
             timings=self.timings,
+            linear_solver_changes=self.linear_solver_changes,
+            precision_parts=parts,
+            final_relative_gradient=self._final_gradient,
         )
         return SolveResult(point.state, summary)
 
@@ -295,9 +326,19 @@ class _Driver(Generic[StateT]):
         self.policy = higher
         return self._point(state, higher.residual)
 
+    def _observe_gain(self, gain_ratio: float) -> bool:
+        """Report the gain ratio to an adaptive linear solver; True if its next solve is tighter."""
+        if isinstance(self.linear_solver, GainObserver):
+            return self.linear_solver.observe_gain(gain_ratio)
+        return False
+
     def _gradient_converged(self, system: ScaledSystem) -> bool:
+        """The first-order test: ``max |S J^T r| / ||r||`` below ``gradient_tolerance``."""
         gradient = system.scaled_gradient()
-        return float(np.max(np.abs(gradient), initial=0.0)) <= self.options.gradient_tolerance
+        residual_norm = float(np.linalg.norm(system.rhs))
+        largest = float(np.max(np.abs(gradient), initial=0.0))
+        self._final_gradient = largest / residual_norm if residual_norm > 0.0 else 0.0
+        return self._final_gradient <= self.options.gradient_tolerance
 
     def _step(self, point: _Point, damping: float, iteration: int) -> tuple[_Trial, _Point]:
         """Compute and evaluate one step, escalating precision when it fails (module doc).
@@ -337,6 +378,9 @@ class _Driver(Generic[StateT]):
         t1 = time.perf_counter()
         self.timings.linear_solve_s += t1 - t0
         self._results.append(result)
+        self.linear_solver_changes.extend(
+            LinearSolverChange(self._iteration, action, reason) for action, reason in result.events
+        )
         trial = _Trial(result, policy)
         if result.status.failed or not np.all(np.isfinite(result.step_scaled)):
             self.timings.update_s += time.perf_counter() - t1
@@ -361,8 +405,12 @@ class _Driver(Generic[StateT]):
     def _converged(
         self, old_cost: float, trial: _Trial, state: StateT
     ) -> tuple[Termination, str] | None:
+        """Convergence after an accepted step, claimed only on evidence (module docstring)."""
         opts = self.options
-        if old_cost - trial.cost <= opts.function_tolerance * old_cost:
+        if not trial.result.trusted:
+            return None  # a poor inner solve: its small step or decrease proves nothing
+        small_decrease = old_cost - trial.cost <= opts.function_tolerance * old_cost
+        if small_decrease and self._negligible(trial, old_cost):
             return Termination.CONVERGED_FUNCTION, "relative cost decrease below tolerance"
         x_norm = self.problem.state_norm(state)
         if trial.step_norm <= opts.parameter_tolerance * (x_norm + opts.parameter_tolerance):

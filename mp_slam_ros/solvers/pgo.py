@@ -27,7 +27,8 @@ Cholesky preconditioner built once per problem from :meth:`PoseGraphProblem.refe
 fewer inner iterations than the first linearization of a dead-reckoning start), thresholded by
 default (drop tolerance 3e-3, AMD ordering; ``drop_tolerance=0`` gives IC(0)); its triangular
 solves run in float16 in ``mixed`` mode. Inner tolerances follow an inexact-Newton forcing
-sequence (:class:`InexactNewton`). ``cholesky`` is the float64 sparse direct reference.
+sequence (:class:`~mp_slam_ros.solvers.linear.inexact_newton.InexactNewton`), and a fallback
+ladder (:mod:`~mp_slam_ros.solvers.linear.fallback`) takes over when the preconditioner stops working. ``cholesky`` is the float64 sparse direct reference.
 
 :func:`optimize_pose_graph` is the entry point for applications (CLI, loop-closure node).
 """
@@ -44,10 +45,12 @@ from mp_slam_ros.backend.pose_graph import PoseGraph
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.geometry import lie
 from mp_slam_ros.solvers import pgo_kernels as kernels
-from mp_slam_ros.precision import Backend, PrecisionPolicy, ProblemKind, round_to
-from mp_slam_ros.solvers.linear.base import LinearSolver, LinearSolveResult, LinearStatus, ScaledSystem
+from mp_slam_ros.precision import ProblemKind, round_to
+from mp_slam_ros.solvers.linear.base import LinearSolver
 from mp_slam_ros.solvers.linear.cgnr import CGNRSolver
 from mp_slam_ros.solvers.linear.cholesky import SparseCholeskySolver
+from mp_slam_ros.solvers.linear.fallback import FallbackLadder
+from mp_slam_ros.solvers.linear.inexact_newton import InexactNewton
 from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory
 from mp_slam_ros.solvers.lm import IterationCallback, Linearization, solve
 from mp_slam_ros.solvers.summary import LinearSolverOptions, SolverOptions, Summary
@@ -203,7 +206,9 @@ def default_options(**overrides: object) -> SolverOptions:
 
     A small initial damping (1e-8 on the unit-diagonal scaled system: the long, soft modes of a
     pose graph must not be damped away), a relative cost decrease of 1e-6 to stop, and inner
-    solves to a relative residual of at most 1e-3 (see :class:`InexactNewton`).
+    solves to a relative residual of at most 1e-3 (see :class:`InexactNewton`), stopped early
+    when their rate projects past the 500-iteration cap (the fallback ladder then takes over,
+    :mod:`mp_slam_ros.solvers.linear.fallback`).
     """
     options = SolverOptions(
         max_iterations=100,
@@ -211,52 +216,16 @@ def default_options(**overrides: object) -> SolverOptions:
         gradient_tolerance=1e-10,
         parameter_tolerance=1e-9,
         initial_damping=1e-8,
-        linear=LinearSolverOptions(rtol=1e-3, max_iterations=500, stall_iterations=10),
+        linear=LinearSolverOptions(rtol=1e-3, max_iterations=500, stall_iterations=10, rate_check_iterations=40),
     )
     return replace(options, **overrides)  # type: ignore[arg-type]
 
 
-class InexactNewton:
-    """A :class:`LinearSolver` wrapper choosing each inner tolerance (inexact Newton).
-
-    The relative tolerance of the solve at LM iteration ``k`` is
-    ``max(rtol, floor_k, min(eta_max, sqrt(||g_k|| / ||g_0||)))`` (an Eisenstat-Walker style
-    forcing term: loose far from the solution, ``options.linear.rtol`` close to it), where
-    ``g = J_s^T b`` is the scaled gradient and ``floor_k = 30 eps(vector dtype) ||b|| / ||g_k||``
-    the rounding floor of the normal-equation residual computed in the policy's vector dtype
-    (asking for less only burns iterations until the stall test fires). When that floor reaches
-    1 (no digit of the gradient is resolved: naive fp16 near a solution) no solve is attempted
-    and the result is a zero step with status ``STALLED`` (the LM driver escalates on it).
-    """
-
-    def __init__(self, inner: LinearSolver, eta_max: float = 0.1) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.eta_max = eta_max
-        self._initial_gradient = 0.0
-
-    def prepare(self, system: ScaledSystem, policy: PrecisionPolicy, backend: Backend) -> None:
-        """Remember the initial gradient norm and prepare the wrapped solver."""
-        self._initial_gradient = float(np.linalg.norm(system.scaled_gradient()))
-        self.inner.prepare(system, policy, backend)
-
-    def solve(
-        self, system: ScaledSystem, damping: float, policy: PrecisionPolicy, options: LinearSolverOptions
-    ) -> LinearSolveResult:
-        """Solve with the wrapped solver at this iteration's tolerance."""
-        gradient = float(np.linalg.norm(system.scaled_gradient()))
-        if gradient == 0.0 or self._initial_gradient == 0.0:
-            return self.inner.solve(system, damping, policy, options)
-        forcing = min(self.eta_max, np.sqrt(gradient / self._initial_gradient))
-        floor = 30.0 * float(np.finfo(policy.vector).eps) * float(np.linalg.norm(system.rhs)) / gradient
-        if floor >= 1.0:  # the gradient is below the resolution of this vector precision
-            return LinearSolveResult(np.zeros(system.shape[1]), LinearStatus.STALLED, 0, 1.0)
-        rtol = float(min(max(options.rtol, forcing, floor), 0.9))
-        return self.inner.solve(system, damping, policy, replace(options, rtol=rtol))
-
-
 def make_linear_solver(
-    name: str, problem: PoseGraphProblem | None = None, preconditioner: IncompleteCholeskyFactory | None = None
+    name: str,
+    problem: PoseGraphProblem | None = None,
+    preconditioner: IncompleteCholeskyFactory | None = None,
+    options: LinearSolverOptions | None = None,
 ) -> LinearSolver:
     """The linear solver called ``name`` (one of :data:`SOLVERS`) for ``problem``.
 
@@ -265,14 +234,18 @@ def make_linear_solver(
     Jacobian (the Jacobian at zero residual, see :meth:`PoseGraphProblem.reference_jacobian`)
     and ordered by pose blocks (``block_size`` = the tangent dimension unless the factory sets
     one) when a problem is given, else from the first linearization; wrapped in
-    :class:`InexactNewton`. ``cholesky``: the float64 sparse direct reference.
+    :class:`InexactNewton` and in the :class:`FallbackLadder` configured by ``options``
+    (default: :func:`default_options`' ``linear``). ``cholesky``: the float64 sparse direct
+    reference.
     """
     if name == "cgnr_ic":
         factory = preconditioner or IncompleteCholeskyFactory(drop_tolerance=DEFAULT_DROP_TOLERANCE)
         if problem is not None:
             block_size = factory.block_size if factory.block_size > 1 else problem.tangent_dim
             factory = replace(factory, reference_jacobian=problem.reference_jacobian(), block_size=block_size)
-        return InexactNewton(CGNRSolver(factory, static_preconditioner=True, name="cgnr_ic"))
+        cgnr = CGNRSolver(factory, static_preconditioner=True, name="cgnr_ic")
+        ladder_options = options or default_options().linear
+        return FallbackLadder(InexactNewton(cgnr), cgnr, factory, SparseCholeskySolver(), ladder_options)
     if name == "cholesky":
         return SparseCholeskySolver()
     raise ConfigError("solver", name, f"must be one of {', '.join(SOLVERS)}")
@@ -311,7 +284,7 @@ def optimize_pose_graph(
     """
     options = options or default_options()
     problem = PoseGraphProblem(graph, fixed_ids)
-    linear_solver = make_linear_solver(solver, problem, preconditioner)
+    linear_solver = make_linear_solver(solver, problem, preconditioner, options.linear)
     initial_chi2 = problem.chi2(problem.initial_state())
     result = solve(problem, linear_solver, options, callback)
     return PoseGraphResult(

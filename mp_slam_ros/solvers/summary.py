@@ -37,13 +37,26 @@ class LinearSolverOptions:
     """Options of the inner (linear) solver.
 
     The iterative solvers stop when the normal-equation residual ``||J^T (b - J x) - lambda x||``
-    falls below ``rtol`` times its initial value, after ``max_iterations``, or when it has not
-    improved by 1% over ``stall_iterations`` iterations (precision floor reached).
+    falls below ``rtol`` times its initial value, after ``max_iterations``, when it has not
+    improved by 1% over ``stall_iterations`` iterations (precision floor reached), or, from
+    ``rate_check_iterations`` on, when its average convergence rate so far projects the
+    iterations to ``rtol`` past ``max_iterations`` (status ``too_slow``: a weak
+    preconditioner; 0, the default, disables the check; PGO enables it).
+
+    ``fallback`` and ``direct_max_parameters`` are for linear solvers with a fallback ladder
+    (PGO's ``cgnr_ic``): when an inner solve fails (cap hit, too slow, stalled without a digit)
+    the preconditioner is refactored at the current point, then with a tighter drop tolerance,
+    then the rest of the solve uses the sparse direct factorization; problems with at most
+    ``direct_max_parameters`` unknowns use the direct factorization from the start (it costs
+    less than building the preconditioner there).
     """
 
     rtol: float = 1e-6
     max_iterations: int = 300
     stall_iterations: int = 20
+    rate_check_iterations: int = 0
+    fallback: bool = True
+    direct_max_parameters: int = 1200
 
     def validate(self, prefix: str = "linear") -> None:
         """Raise :class:`ConfigError` naming the first invalid option."""
@@ -53,6 +66,10 @@ class LinearSolverOptions:
             raise ConfigError(f"{prefix}.max_iterations", self.max_iterations, "must be >= 1")
         if self.stall_iterations < 2:
             raise ConfigError(f"{prefix}.stall_iterations", self.stall_iterations, "must be >= 2")
+        if self.rate_check_iterations < 0:
+            raise ConfigError(f"{prefix}.rate_check_iterations", self.rate_check_iterations, "must be >= 0")
+        if self.direct_max_parameters < 0:
+            raise ConfigError(f"{prefix}.direct_max_parameters", self.direct_max_parameters, "must be >= 0")
 
 
 @dataclass
@@ -60,9 +77,19 @@ class SolverOptions:
     """Options of the Levenberg-Marquardt driver (keys match YAML, CLI and ROS parameters).
 
     Stopping rules, checked after every accepted step:
-    ``(cost_old - cost_new) / cost_old < function_tolerance``;
-    ``max |S J^T r| < gradient_tolerance`` (S = Jacobi column scaling);
-    ``|dx| < parameter_tolerance * (|x| + parameter_tolerance)`` where the problem reports |x|.
+
+    * ``converged_function``: ``(cost_old - cost_new) / cost_old < function_tolerance`` AND the
+      model's predicted relative decrease of the step below it too AND the inner solve trusted
+      (converged, or a tenth of its initial residual): a small decrease from a poor inexact or
+      heavily damped step is not convergence. A rejected step whose trusted prediction is below
+      the tolerance ends the solve the same way (precision floor).
+    * ``converged_gradient``: ``max_j |(S J^T r)_j| / ||r|| < gradient_tolerance`` (S = Jacobi
+      column scaling: the largest cosine between the residual and a Jacobian column; 0 at a
+      stationary point whatever the units);
+    * ``converged_step``: ``|dx| < parameter_tolerance * (|x| + parameter_tolerance)`` where the
+      problem reports |x|, with a trusted inner solve.
+
+    Otherwise the solve stops on ``max_iterations`` or ``no_progress`` and says so.
     """
 
     precision: Precision = Precision.MIXED
@@ -122,6 +149,8 @@ class IterationRecord:
     linear_relative_residual: float
     linear_status: str
     accepted: bool
+    linear_solver: str = ""  # which linear solver produced the step (e.g. cgnr_ic, cholesky)
+    gain_ratio: float = float("nan")  # actual / model-predicted cost decrease (-inf: rejected)
 
 
 @dataclass
@@ -131,6 +160,15 @@ class Escalation:
     iteration: int
     from_precision: Precision
     to_precision: Precision
+    reason: str
+
+
+@dataclass
+class LinearSolverChange:
+    """What a fallback ladder did to the linear solver (refresh, tighten, direct), and why."""
+
+    iteration: int
+    action: str
     reason: str
 
 
@@ -154,6 +192,13 @@ class Summary:
     jacobian_nnz: int = 0
     preconditioner_shifts: int = 0
     timings: Timings = field(default_factory=Timings)
+    #: refreshes, tightenings and the switch to the direct solver of a fallback ladder
+    linear_solver_changes: list[LinearSolverChange] = field(default_factory=list)
+    #: dtype of each part of the final policy (PrecisionPolicy.describe()); ``linear_solve`` says
+    #: ``fp64 direct`` once the direct solver took over (no fp16 part ran after that)
+    precision_parts: dict[str, str] = field(default_factory=dict)
+    #: ``max_j |(S J^T r)_j| / ||r||`` at the final state (0 at a stationary point; nan if unknown)
+    final_relative_gradient: float = float("nan")
 
     @property
     def converged(self) -> bool:
@@ -169,6 +214,11 @@ class Summary:
     def linear_iterations(self) -> int:
         """Total inner (linear-solver) iterations."""
         return sum(record.linear_iterations for record in self.iterations)
+
+    @property
+    def linear_solvers_used(self) -> list[str]:
+        """The linear solvers that produced steps, in order of first use."""
+        return list(dict.fromkeys(record.linear_solver for record in self.iterations if record.linear_solver))
 
     @property
     def final_linear_residual(self) -> float:
@@ -193,6 +243,7 @@ class Summary:
             converged=self.converged,
             num_iterations=self.num_iterations,
             linear_iterations=self.linear_iterations,
+            linear_solvers_used=self.linear_solvers_used,
             final_linear_residual=self.final_linear_residual,
         )
         return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,7 @@ from mp_slam_ros.solvers.linear.cholesky import SparseCholeskySolver, cholmod_av
 from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory
 from mp_slam_ros.solvers.lm import solve
 from mp_slam_ros.solvers.pgo import PoseGraphProblem, default_options, optimize_pose_graph
-from mp_slam_ros.solvers.summary import LinearSolverOptions, Termination
+from mp_slam_ros.solvers.summary import LinearSolverOptions, SolverOptions, Termination
 
 _NOISE = GraphNoise(correlated=True)
 _GRAPHS = {
@@ -20,8 +22,15 @@ _GRAPHS = {
     "grid2d": lambda: grid_graph(150, dim=2, seed=2, noise=_NOISE).graph,
     "sphere3d": lambda: sphere_graph(100, seed=3).graph,
 }
+# direct_max_parameters=0: these graphs are small enough for the direct path, the tests are of the recipe
 _TIGHT = dict(function_tolerance=1e-14, gradient_tolerance=1e-14, parameter_tolerance=1e-14,
-              linear=LinearSolverOptions(rtol=1e-10, max_iterations=500, stall_iterations=10))
+              linear=LinearSolverOptions(rtol=1e-10, max_iterations=500, stall_iterations=10, direct_max_parameters=0))
+
+
+def _recipe(**overrides: object) -> SolverOptions:
+    """PGO defaults with the iterative recipe forced even on small graphs (no direct shortcut)."""
+    options = default_options(**overrides)
+    return replace(options, linear=replace(options.linear, direct_max_parameters=0))
 
 
 def _reference(graph: PoseGraph):  # noqa: ANN202
@@ -45,7 +54,7 @@ def test_fp64_cgnr_ic_agrees_with_cholesky_to_1e10(name: str) -> None:
 def test_every_precision_mode_converges(name: str, mode: Precision) -> None:
     graph = _GRAPHS[name]()
     reference = _reference(graph).final_chi2
-    result = optimize_pose_graph(graph, default_options(precision=mode))
+    result = optimize_pose_graph(graph, _recipe(precision=mode))
     tolerance = {Precision.FP32: 1e-6, Precision.MIXED: 1e-6, Precision.FP16: 1e-3}[mode]
     assert result.final_chi2 <= reference * (1.0 + tolerance)
     if mode is not Precision.FP16:
@@ -75,18 +84,18 @@ def _badly_scaled(graph: PoseGraph) -> PoseGraph:
 def test_badly_scaled_problem_escalates_from_fp16_and_still_converges() -> None:
     graph = _badly_scaled(grid_graph(150, dim=3, seed=6, initial="perturbed").graph)
     reference = _reference(graph).final_chi2
-    summary = optimize_pose_graph(graph, default_options(precision=Precision.FP16)).summary
+    summary = optimize_pose_graph(graph, _recipe(precision=Precision.FP16)).summary
     assert summary.escalations, "fp16 cannot represent poses 3 km away to better than 2 m"
     assert summary.escalations[0].from_precision is Precision.FP16
     assert summary.precision_used is not Precision.FP16
-    result = optimize_pose_graph(graph, default_options(precision=Precision.FP16))
+    result = optimize_pose_graph(graph, _recipe(precision=Precision.FP16))
     assert result.final_chi2 <= reference * (1.0 + 1e-3)
 
 
 def test_naive_fp16_without_escalation_is_worse() -> None:
     graph = grid_graph(150, dim=3, seed=7, initial="perturbed").graph
     reference = _reference(graph).final_chi2
-    options = default_options(precision=Precision.FP16, escalate=False, max_iterations=30)
+    options = _recipe(precision=Precision.FP16, escalate=False, max_iterations=30)
     result = optimize_pose_graph(graph, options)
     assert result.summary.precision_used is Precision.FP16 and not result.summary.escalations
     assert result.final_chi2 > reference * (1.0 + 1e-6)

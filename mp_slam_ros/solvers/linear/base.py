@@ -12,8 +12,8 @@ has a unit diagonal, and the damping acts as Marquardt's ``diag(J^T J)`` on the 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numba
 import numpy as np
@@ -24,6 +24,8 @@ from mp_slam_ros.solvers.summary import LinearSolverOptions
 
 #: Columns with a norm below this are treated as empty (their scale is 1, their step 0).
 _EMPTY_COLUMN_NORM = 1e-300
+#: Relative normal-equation residual up to which an unconverged inner solve is still trusted.
+TRUSTED_RELATIVE_RESIDUAL = 0.1
 
 
 class LinearStatus(str, enum.Enum):
@@ -34,6 +36,7 @@ class LinearStatus(str, enum.Enum):
     STALLED = "stalled"  # no progress: the precision floor of the low-precision parts
     NON_FINITE = "non_finite"  # overflow or NaN in a low-precision part
     BREAKDOWN = "breakdown"  # e.g. a non-positive curvature p^T A p <= 0
+    TOO_SLOW = "too_slow"  # stopped early: its convergence rate projects past max_iterations
 
     @property
     def failed(self) -> bool:
@@ -102,6 +105,21 @@ class LinearSolveResult:
     iterations: int
     relative_residual: float
     shifts: int = 0  # diagonal shifts the preconditioner needed (breakdown retries) so far
+    solver: str = ""  # the linear solver that produced this step (set by fallback ladders)
+    #: what a fallback ladder did during this solve: ``(action, reason)`` pairs, in order
+    events: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def trusted(self) -> bool:
+        """True when the step solves its model well enough to judge convergence by it.
+
+        A solve that converged, or reached a tenth of its initial normal-equation residual;
+        a capped, stalled or too slow solve above that gives a step whose predicted decrease
+        says nothing about how far the solution is.
+        """
+        return self.status is LinearStatus.CONVERGED or (
+            not self.status.failed and self.relative_residual <= TRUSTED_RELATIVE_RESIDUAL
+        )
 
 
 class LinearSolver(Protocol):
@@ -125,4 +143,13 @@ class LinearSolver(Protocol):
         options: LinearSolverOptions,
     ) -> LinearSolveResult:
         """Solve ``min ||J_s y - b||^2 + damping ||y||^2`` in the precisions of ``policy``."""
+        ...
+
+
+@runtime_checkable
+class GainObserver(Protocol):
+    """A linear solver that adapts to the LM gain ratio of its steps (e.g. the forcing term)."""
+
+    def observe_gain(self, gain_ratio: float) -> bool:
+        """Take the last step's gain ratio (``-inf`` if rejected); True if the next solve is tighter."""
         ...

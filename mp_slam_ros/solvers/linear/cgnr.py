@@ -73,6 +73,14 @@ class CGNRSolver:
         if self._factory is not None and self._static:
             self._preconditioner = self._factory(system.jacobian_scaled, 0.0, policy, backend)
 
+    def rebuild_preconditioner(
+        self, system: ScaledSystem, policy: PrecisionPolicy, factory: PreconditionerFactory
+    ) -> None:
+        """Use ``factory`` from now on and (if static) rebuild the preconditioner from ``system``."""
+        self._factory = factory
+        if self._static:
+            self._preconditioner = factory(system.jacobian_scaled, 0.0, policy, self._backend)
+
     def solve(
         self,
         system: ScaledSystem,
@@ -108,6 +116,19 @@ class CGNRSolver:
         )
 
 
+def _projected_past_cap(iteration: int, lowest_relative: float, options: LinearSolverOptions) -> bool:
+    """True when the average rate so far needs more than ``max_iterations`` to reach ``rtol``.
+
+    Checked every 10 iterations from ``rate_check_iterations`` on: after ``k`` iterations at a
+    best relative residual ``r``, reaching ``rtol`` at the same geometric rate takes
+    ``k log(rtol) / log(r)`` iterations. (CG usually speeds up, so this errs on the patient side.)
+    """
+    start = options.rate_check_iterations
+    if start == 0 or iteration < start or iteration % 10 or not 0.0 < lowest_relative < 1.0:
+        return False
+    return iteration * np.log(options.rtol) / np.log(lowest_relative) > options.max_iterations
+
+
 def _cgnr_iterations(
     J: SparseOperator,
     b: np.ndarray,
@@ -126,7 +147,8 @@ def _cgnr_iterations(
     ``u += alpha q``) as ``2 b.u - u.u - lambda x.x``, free of the cancellation of
     ``||b||^2 - ||r||^2`` when the achievable decrease is tiny. The solve stalls when neither the
     decrease nor the best ``||s||`` has improved for ``stall_iterations`` (in low precision the
-    recurrences lose orthogonality once rounding dominates) and stops as diverged when the
+    recurrences lose orthogonality once rounding dominates), stops as too slow when its rate
+    projects past the cap (:func:`_projected_past_cap`) and stops as diverged when the
     objective exceeds that of the zero step. ``flexible``: Polak-Ribiere update of the search
     direction, for a preconditioner that is not exactly linear (half precision).
     """
@@ -177,6 +199,8 @@ def _cgnr_iterations(
             best, best_decrease = relative, max(decrease, best_decrease)
         if iteration - best_iteration >= options.stall_iterations or decrease < 0.0:
             return best_x, LinearStatus.STALLED, iteration, best
+        if _projected_past_cap(iteration, lowest_relative, options):
+            return best_x, LinearStatus.TOO_SLOW, iteration, best
         z_next = precondition(s)
         gamma_next = xp.dot(s, z_next)
         beta = (gamma_next - xp.dot(s, z)) / gamma if flexible else gamma_next / gamma

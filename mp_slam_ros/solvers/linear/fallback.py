@@ -1,0 +1,128 @@
+"""A fallback ladder for a preconditioned iterative solver that stops working (robust inexact Newton).
+
+A static incomplete-Cholesky preconditioner is built once per problem, from the Jacobian at
+zero residual. Far from that point (an odometry-initialised graph after a long loop, very
+anisotropic information) it can stop working: CG hits its cap, stagnates, or its rate projects
+past the cap (``too_slow``). :class:`FallbackLadder` watches every inner solve and, when one
+fails that way, takes the next rung, in order of cost, and solves the same system again:
+
+1. ``refresh``: refactor the preconditioner at the current point (this system's Jacobian);
+2. ``tighten``: refactor it with a ten times smaller drop tolerance (more fill, stronger);
+3. ``direct``: the sparse direct factorization (float64) for the rest of the solve.
+
+Every rung taken is reported in the solve result's ``events`` (the LM summary lists them as
+``linear_solver_changes``) and every result names the solver that produced it. Problems with
+at most ``direct_max_parameters`` unknowns go straight to the direct solver. With naive fp16
+vectors a stall is the precision floor, not a weak preconditioner: that is left to the LM
+driver's precision escalation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from mp_slam_ros.precision import Backend, PrecisionPolicy
+from mp_slam_ros.solvers.linear.base import (
+    GainObserver,
+    LinearSolveResult,
+    LinearSolver,
+    LinearStatus,
+    ScaledSystem,
+)
+from mp_slam_ros.solvers.linear.cgnr import CGNRSolver
+from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory
+from mp_slam_ros.solvers.summary import LinearSolverOptions
+
+#: Factor applied to the drop tolerance by the ``tighten`` rung.
+TIGHTEN_FACTOR = 0.1
+
+
+class FallbackLadder:
+    """A :class:`LinearSolver`: ``iterative`` (wrapping ``cgnr``) with the ladder of the module doc.
+
+    ``iterative`` is the solver called for each step (e.g. an inexact-Newton wrapper around
+    ``cgnr``); ``cgnr`` is the CGNR solver whose preconditioner the ``refresh``/``tighten``
+    rungs rebuild from ``factory``; ``direct`` takes over on the last rung.
+    """
+
+    def __init__(
+        self,
+        iterative: LinearSolver,
+        cgnr: CGNRSolver,
+        factory: IncompleteCholeskyFactory,
+        direct: LinearSolver,
+        options: LinearSolverOptions,
+    ) -> None:
+        self.name = iterative.name
+        self.iterative = iterative
+        self.cgnr = cgnr
+        self.factory = factory
+        self.direct = direct
+        self.options = options
+        self._rungs: list[str] = []
+        self._direct_active = False
+        self._pending: list[tuple[str, str]] = []
+        self._backend = Backend.CPU
+
+    def prepare(self, system: ScaledSystem, policy: PrecisionPolicy, backend: Backend) -> None:
+        """Small problems: prepare the direct solver only; else the iterative one."""
+        self._backend = backend
+        tighten = ["tighten"] if self.factory.drop_tolerance > 0.0 else []  # IC(0) has nothing to drop
+        self._rungs = ["refresh", *tighten, "direct"] if self.options.fallback else []
+        unknowns = system.shape[1]
+        self._direct_active = unknowns <= self.options.direct_max_parameters
+        if self._direct_active:
+            self._pending = [("direct", f"{unknowns} unknowns <= direct_max_parameters "
+                              f"({self.options.direct_max_parameters}): cheaper than a preconditioner")]
+            self.direct.prepare(system, policy, backend)
+        else:
+            self.iterative.prepare(system, policy, backend)
+
+    def solve(
+        self, system: ScaledSystem, damping: float, policy: PrecisionPolicy, options: LinearSolverOptions
+    ) -> LinearSolveResult:
+        """Solve; climb the ladder while the iterative solve fails (module docstring)."""
+        events, self._pending = self._pending, []
+        result = self._solve_once(system, damping, policy, options)
+        while self._rungs and not self._direct_active and self._preconditioner_failed(result, policy):
+            rung = self._rungs.pop(0)
+            events.append((rung, f"{result.status.value} after {result.iterations} iterations at "
+                                 f"relative residual {result.relative_residual:.1e}"))
+            self._climb(rung, system, policy)
+            result = self._solve_once(system, damping, policy, options)
+        result.events = events + result.events
+        return result
+
+    def observe_gain(self, gain_ratio: float) -> bool:
+        """Pass the gain ratio to the iterative solver (the direct one has nothing to adapt)."""
+        if self._direct_active or not isinstance(self.iterative, GainObserver):
+            return False
+        return self.iterative.observe_gain(gain_ratio)
+
+    def _solve_once(
+        self, system: ScaledSystem, damping: float, policy: PrecisionPolicy, options: LinearSolverOptions
+    ) -> LinearSolveResult:
+        solver = self.direct if self._direct_active else self.iterative
+        result = solver.solve(system, damping, policy, options)
+        result.solver = solver.name
+        return result
+
+    @staticmethod
+    def _preconditioner_failed(result: LinearSolveResult, policy: PrecisionPolicy) -> bool:
+        """A usable but untrusted result (cap, too slow, stall without a digit) in fp32+ vectors."""
+        if result.status.failed or result.trusted or policy.vector == np.float16:
+            return False
+        return result.status in (LinearStatus.MAX_ITERATIONS, LinearStatus.TOO_SLOW, LinearStatus.STALLED)
+
+    def _climb(self, rung: str, system: ScaledSystem, policy: PrecisionPolicy) -> None:
+        if rung == "direct":
+            self._direct_active = True
+            self.direct.prepare(system, policy, self._backend)
+            return
+        factory = replace(self.factory, reference_jacobian=None)
+        if rung == "tighten":
+            factory = replace(factory, drop_tolerance=factory.drop_tolerance * TIGHTEN_FACTOR)
+        self.factory = factory
+        self.cgnr.rebuild_preconditioner(system, policy, factory)
