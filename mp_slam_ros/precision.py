@@ -21,6 +21,8 @@ half-precision sparse kernels do. Speed gains from fp16 therefore appear only on
 fp16-capable ARM CPUs), never on this x86 path.
 
 :func:`select_backend` picks NumPy (CPU) or CuPy (CUDA) once; solvers ask it, never guess.
+``auto`` picks CUDA only when the CUDA path passed its own check on this machine
+(:func:`cuda_self_test`, run once per process): a CuPy that imports and sees a device is not enough.
 """
 
 from __future__ import annotations
@@ -169,11 +171,79 @@ def cuda_available() -> bool:
         return False
 
 
+#: Norm-wise relative tolerance of the CUDA self-test per compared dtype.
+_SELF_TEST_TOLERANCE = {"float16": 2e-2, "float32": 1e-4, "float64": 1e-9}
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_self_test() -> str | None:
+    """``None`` when the CUDA path passes its check on this machine, else why not (cached per
+    process). The check runs the package's own CUDA code on a tiny problem and compares it with
+    the CPU path (see :func:`check_backend_against_cpu`); any exception is a failure."""
+    if not cuda_available():
+        return "CuPy is not installed or sees no CUDA device"
+    try:
+        check_backend_against_cpu(Backend.CUDA)
+    except Exception as error:  # a broken driver, cuSPARSE, CuPy version, wrong results, ...
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def check_backend_against_cpu(backend: Backend) -> None:
+    """Run the products ``J x``/``J^T y`` (fp16, fp32, fp64 storage), the incomplete-Cholesky
+    triangular solves (fp64, fp32, fp16) and a preconditioned CGNR solve (fp64, mixed) of a tiny
+    sparse least-squares problem on ``backend`` and on the CPU; raise ``RuntimeError`` naming the
+    first part whose results differ by more than the tolerance of its dtype."""
+    import scipy.sparse as sp  # noqa: PLC0415 (solver modules import this one: load them lazily)
+
+    from mp_slam_ros.solvers.linear.base import ScaledSystem  # noqa: PLC0415
+    from mp_slam_ros.solvers.linear.cgnr import CGNRSolver  # noqa: PLC0415
+    from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory  # noqa: PLC0415
+    from mp_slam_ros.solvers.linear.operators import SparseOperator  # noqa: PLC0415
+    from mp_slam_ros.solvers.summary import LinearSolverOptions  # noqa: PLC0415
+
+    xp, rng = array_module(backend), np.random.default_rng(7)
+    J = sp.vstack([sp.eye(24, format="csr"), sp.random(48, 24, density=0.15, random_state=rng)]).tocsr()
+    system = ScaledSystem.from_linearization(J, rng.standard_normal(J.shape[0]))
+    x, y = rng.standard_normal(J.shape[1]), rng.standard_normal(J.shape[0])
+
+    def host(values: object) -> np.ndarray:
+        return np.asarray(values.get() if hasattr(values, "get") else values, dtype=np.float64)
+
+    def compare(part: str, dtype: np.dtype, expected: object, got: object) -> None:
+        expected, got = host(expected), host(got)
+        error = float(np.linalg.norm(got - expected)) / max(float(np.linalg.norm(expected)), 1e-300)
+        if not error <= _SELF_TEST_TOLERANCE[np.dtype(dtype).name]:
+            raise RuntimeError(f"{part} ({np.dtype(dtype).name}) on {backend.value} differs from the CPU by {error:.2e}")
+
+    for dtype in (_F16, _F32, _F64):
+        cpu, other = SparseOperator(J, dtype, Backend.CPU), SparseOperator(J, dtype, backend)
+        compare("J x", dtype, cpu.matvec(x.astype(np.float32)), other.matvec(xp.asarray(x.astype(np.float32))))
+        compare("J^T y", dtype, cpu.rmatvec(y.astype(np.float32)), other.rmatvec(xp.asarray(y.astype(np.float32))))
+    policy = precision_policy(Precision.FP64, ProblemKind.PGO)
+    factory = IncompleteCholeskyFactory(drop_tolerance=3e-3)
+    cpu_ic, other_ic = factory(system.jacobian_scaled, 0.0, policy, Backend.CPU), factory(
+        system.jacobian_scaled, 0.0, policy, backend)
+    for dtype in (_F64, _F32, _F16):
+        s = x.astype(np.float32 if dtype == _F16 else dtype)
+        compare("incomplete-Cholesky solve", dtype, cpu_ic.apply(s, dtype), other_ic.apply(xp.asarray(s), dtype))
+    options = LinearSolverOptions(rtol=1e-10, max_iterations=200)
+    for mode, dtype in ((Precision.FP64, _F64), (Precision.MIXED, _F16)):
+        policy = precision_policy(mode, ProblemKind.PGO)
+        steps = []
+        for where in (Backend.CPU, backend):
+            solver = CGNRSolver(factory)
+            solver.prepare(system, policy, where)
+            steps.append(solver.solve(system, 1e-6, policy, options).step_scaled)
+        compare(f"CGNR solve ({mode.value})", dtype, *steps)
+
+
 def select_backend(requested: Backend | str = Backend.AUTO) -> Backend:
-    """Resolve ``auto`` to CUDA when a device is present, else CPU; refuse CUDA without one."""
+    """Resolve ``auto`` to CUDA when the CUDA path passes :func:`cuda_self_test`, else CPU;
+    refuse an explicit ``cuda`` without a device."""
     requested = Backend.parse(requested)
     if requested is Backend.AUTO:
-        return Backend.CUDA if cuda_available() else Backend.CPU
+        return Backend.CUDA if cuda_self_test() is None else Backend.CPU
     if requested is Backend.CUDA and not cuda_available():
         raise ConfigError("backend", requested.value, "no CUDA device (or CuPy) is available")
     return requested

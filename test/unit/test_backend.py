@@ -1,0 +1,94 @@
+"""``Backend.AUTO`` picks CUDA only when the CUDA path passes its own check on this machine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from mp_slam_ros import precision
+from mp_slam_ros.errors import ConfigError
+from mp_slam_ros.precision import Backend, check_backend_against_cpu, cuda_self_test, select_backend
+
+
+@pytest.fixture(autouse=True)
+def _fresh_self_test() -> Iterator[None]:
+    """The self-test is cached per process: clear it around every test (monkeypatched inputs)."""
+    cuda_self_test.cache_clear()
+    yield
+    cuda_self_test.cache_clear()
+
+
+def test_auto_is_the_cpu_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision, "cuda_available", lambda: False)
+    assert cuda_self_test() == "CuPy is not installed or sees no CUDA device"
+    assert select_backend("auto") is Backend.CPU
+    with pytest.raises(ConfigError, match="backend"):
+        select_backend("cuda")
+
+
+@pytest.mark.skipif(precision.cuda_available(), reason="this machine has CuPy and a CUDA device")
+def test_auto_is_the_cpu_on_this_machine() -> None:
+    assert select_backend(Backend.AUTO) is Backend.CPU
+    assert select_backend("cpu") is Backend.CPU
+
+
+def test_a_device_whose_check_fails_is_not_picked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision, "cuda_available", lambda: True)  # a device "seen", CuPy broken
+    calls = []
+
+    def broken(backend: Backend) -> None:
+        calls.append(backend)
+        raise RuntimeError("J x (float16) on cuda differs from the CPU by 3.1e+00")
+
+    monkeypatch.setattr(precision, "check_backend_against_cpu", broken)
+    assert select_backend("auto") is Backend.CPU
+    assert select_backend("auto") is Backend.CPU
+    assert calls == [Backend.CUDA]  # checked once per process
+    assert cuda_self_test() == "RuntimeError: J x (float16) on cuda differs from the CPU by 3.1e+00"
+    assert select_backend("cuda") is Backend.CUDA  # an explicit request is the user's choice
+
+
+def test_the_real_check_fails_without_cupy(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("numba")
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("CuPy is installed here")
+    monkeypatch.setattr(precision, "cuda_available", lambda: True)
+    reason = cuda_self_test()
+    assert reason is not None and "cupy" in reason.lower()
+    assert select_backend("auto") is Backend.CPU
+
+
+def test_a_device_whose_check_passes_is_picked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision, "cuda_available", lambda: True)
+    monkeypatch.setattr(precision, "check_backend_against_cpu", lambda backend: None)
+    assert select_backend("auto") is Backend.CUDA
+
+
+def test_the_check_passes_for_the_cpu_against_itself() -> None:
+    check_backend_against_cpu(Backend.CPU)  # every part runs and compares (no exception)
+
+
+def test_the_check_names_a_part_that_differs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mp_slam_ros.solvers.linear import operators
+
+    original = operators.SparseOperator.matvec
+    created = []
+    original_init = operators.SparseOperator.__init__
+
+    def init(self, matrix, dtype, backend=Backend.CPU, out_dtype=None):  # type: ignore[no-untyped-def]
+        original_init(self, matrix, dtype, backend, out_dtype)
+        created.append(self)
+
+    def matvec(self, x):  # type: ignore[no-untyped-def]
+        y = original(self, x)
+        return y * 1.5 if len(created) % 2 == 0 and self is created[-1] else y  # the second of each pair is off
+
+    monkeypatch.setattr(operators.SparseOperator, "__init__", init)
+    monkeypatch.setattr(operators.SparseOperator, "matvec", matvec)
+    with pytest.raises(RuntimeError, match=r"J x \(float16\) on cpu differs from the CPU"):
+        check_backend_against_cpu(Backend.CPU)

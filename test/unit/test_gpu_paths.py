@@ -1,0 +1,92 @@
+"""The CUDA (CuPy) paths against the CPU path: products, incomplete-Cholesky solves, the
+backend self-test, and whole PGO and BA solves with ``backend=cuda``.
+
+Marked ``gpu``: skipped where CuPy sees no CUDA device (test/conftest.py). ``bench/gpu_check.sh``
+runs them on a GPU machine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mp_slam_ros.precision import Backend, Precision, ProblemKind, cuda_self_test, precision_policy, select_backend
+from mp_slam_ros.sim.ba_windows import generate_window
+from mp_slam_ros.sim.pose_graphs import grid_graph, household_graph
+from mp_slam_ros.solvers.ba import ba_solver_options, bundle_adjust
+from mp_slam_ros.solvers.linear.base import ScaledSystem
+from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory
+from mp_slam_ros.solvers.linear.operators import SparseOperator
+from mp_slam_ros.solvers.pgo import PoseGraphProblem, default_options, optimize_pose_graph
+
+pytestmark = pytest.mark.gpu
+
+_F16, _F32, _F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
+#: Norm-wise relative agreement expected between cuSPARSE and the CPU kernels per dtype
+#: (different summation orders; fp16 outputs may round to a neighbouring half value).
+_TOLERANCE = {_F16: 2e-3, _F32: 1e-5, _F64: 1e-12}
+
+
+def _relative_error(got: object, expected: np.ndarray) -> float:
+    import cupy
+
+    got = cupy.asnumpy(got).astype(np.float64)
+    return float(np.linalg.norm(got - expected) / np.linalg.norm(expected))
+
+
+def _scaled_pose_graph_jacobian() -> ScaledSystem:
+    problem = PoseGraphProblem(household_graph(600, dim=3, seed=2).graph)
+    linearization = problem.linearize(problem.initial_state(), np.float64)
+    return ScaledSystem.from_linearization(linearization.jacobian, linearization.residual)
+
+
+def test_the_self_test_passes_and_auto_picks_cuda() -> None:
+    assert cuda_self_test() is None
+    assert select_backend("auto") is Backend.CUDA
+
+
+@pytest.mark.parametrize("dtype", [_F16, _F32, _F64])
+def test_sparse_products_match_the_cpu(dtype: np.dtype) -> None:
+    import cupy
+
+    J = _scaled_pose_graph_jacobian().jacobian_scaled
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal(J.shape[1]).astype(np.float32), rng.standard_normal(J.shape[0]).astype(np.float32)
+    cpu, gpu = SparseOperator(J, dtype, Backend.CPU), SparseOperator(J, dtype, Backend.CUDA)
+    assert _relative_error(gpu.matvec(cupy.asarray(x)), cpu.matvec(x).astype(np.float64)) <= _TOLERANCE[dtype]
+    assert _relative_error(gpu.rmatvec(cupy.asarray(y)), cpu.rmatvec(y).astype(np.float64)) <= _TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize(("mode", "dtype"), [("fp64", _F64), ("fp32", _F32), ("mixed", _F16)])
+def test_incomplete_cholesky_solves_match_the_cpu(mode: str, dtype: np.dtype) -> None:
+    import cupy
+
+    J = _scaled_pose_graph_jacobian().jacobian_scaled
+    policy = precision_policy(mode, ProblemKind.PGO)
+    factory = IncompleteCholeskyFactory(drop_tolerance=3e-3, block_size=6)
+    cpu, gpu = factory(J, 0.0, policy, Backend.CPU), factory(J, 0.0, policy, Backend.CUDA)
+    s = np.random.default_rng(2).standard_normal(J.shape[1]).astype(np.float32 if dtype == _F16 else dtype)
+    expected = cpu.apply(s, policy.preconditioner).astype(np.float64)
+    assert _relative_error(gpu.apply(cupy.asarray(s), policy.preconditioner), expected) <= max(_TOLERANCE[dtype], 1e-5)
+
+
+@pytest.mark.parametrize("mode", ["fp64", "fp32", "mixed"])
+@pytest.mark.parametrize("make", [lambda: household_graph(800, dim=3, seed=4).graph,
+                                  lambda: grid_graph(600, dim=2, seed=4).graph])
+def test_pose_graph_solve_on_cuda_matches_the_cpu(make, mode: str) -> None:  # type: ignore[no-untyped-def]
+    graph = make()
+    cpu = optimize_pose_graph(graph, default_options(precision=mode, backend=Backend.CPU))
+    gpu = optimize_pose_graph(graph, default_options(precision=mode, backend=Backend.CUDA))
+    assert gpu.summary.backend is Backend.CUDA
+    assert gpu.summary.termination.converged
+    assert gpu.final_chi2 == pytest.approx(cpu.final_chi2, rel=1e-4)
+
+
+@pytest.mark.parametrize("mode", [Precision.FP64, Precision.FP32, Precision.MIXED])
+@pytest.mark.parametrize("solver", ["cgnr", "iterative_schur"])
+def test_bundle_adjustment_on_cuda_matches_the_cpu(solver: str, mode: Precision) -> None:
+    window = generate_window(12, 3)
+    cpu = bundle_adjust(window.problem, ba_solver_options(mode, backend=Backend.CPU), solver=solver)
+    gpu = bundle_adjust(window.problem, ba_solver_options(mode, backend=Backend.CUDA), solver=solver)
+    assert gpu.summary.backend is Backend.CUDA
+    assert gpu.summary.final_cost == pytest.approx(cpu.summary.final_cost, rel=1e-3)
