@@ -131,7 +131,8 @@ def chordal_initialization(graph: PoseGraph) -> np.ndarray:
     whitening = np.swapaxes(np.linalg.cholesky(graph.information[:, :d, :d]), 1, 2)
     M = whitening @ np.swapaxes(R_world_node[rows], 1, 2)
     t = _solve_anchored(
-        -M, M, whitening @ t_from_to[:, :, None], rows, cols, anchor, graph.T_world_node[anchor, :d, d:], graph.num_nodes,
+        -M, M, whitening @ t_from_to[:, :, None], rows, cols, anchor, graph.T_world_node[anchor, :d, d:],
+        graph.num_nodes,
     )
     T_world_node = np.tile(np.eye(d + 1), (graph.num_nodes, 1, 1))
     T_world_node[:, :d, :d] = R_world_node

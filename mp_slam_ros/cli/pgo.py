@@ -2,10 +2,10 @@
 
 Reads a g2o file (SE(3) or SE(2)), initializes the poses (``--init``: the file's vertices,
 odometry composed along a spanning tree, or chordal relaxation), runs Levenberg-Marquardt with the
-chosen precision mode and linear solver, prints one progress line per iteration on stderr (cost, step, damping, precision,
-inner iterations), writes the optimized graph (ids, information and FIX lines kept), with
-``--tum`` also its poses as a TUM trajectory (for ``mp-slam eval``) and, with ``--json``, prints
-the solver summary as JSON on stdout. What the reader repaired or skipped (information
+chosen precision mode and linear solver, prints one progress line per iteration on stderr (cost,
+step, damping, precision, inner iterations), writes the optimized graph (ids, information and
+FIX lines kept), with ``--tum`` also its poses as a TUM trajectory (for ``mp-slam eval``) and,
+with ``--json``, prints the solver summary as JSON on stdout. What the reader repaired or skipped (information
 matrices that were not positive definite, unsupported elements; see :mod:`mp_slam_ros.io.g2o`)
 is said once on stderr, one line each, and recorded in the JSON; ``--strict`` makes both errors.
 Bad input (a malformed file, a disconnected graph, an invalid option) ends with a one-line
