@@ -194,6 +194,8 @@ class _Driver(Generic[StateT]):
         termination, message = Termination.MAX_ITERATIONS, "reached max_iterations"
         if not np.isfinite(initial_cost):
             termination, message = Termination.NUMERICAL_FAILURE, "initial cost is not finite"
+        elif self._zero(initial_cost):
+            termination, message = Termination.CONVERGED_FUNCTION, "initial cost below zero_cost_per_residual"
         elif self._gradient_converged(point.system):
             termination, message = Termination.CONVERGED_GRADIENT, "initial gradient is zero"
         else:
@@ -315,7 +317,10 @@ class _Driver(Generic[StateT]):
         t0 = time.perf_counter()
         cost_fp64 = self.problem.cost(state, np.dtype(np.float64))
         self.timings.update_s += time.perf_counter() - t0
-        gap = abs(cost_fp64 - cost) / max(abs(cost_fp64), np.finfo(np.float64).tiny)
+        # Relative to the fp64 cost, but never to less than the zero-cost floor: below it the
+        # state fits every measurement (a graph without loops) and the gap is rounding noise.
+        floor = self._zero_cost
+        gap = abs(cost_fp64 - cost) / max(abs(cost_fp64), floor, float(np.finfo(np.float64).tiny))
         higher = self.policy.escalated()
         while higher is not None and higher.residual == self.policy.residual:
             higher = higher.escalated()
@@ -325,6 +330,15 @@ class _Driver(Generic[StateT]):
         self.escalations.append(Escalation(iteration, self.policy.mode, higher.mode, reason))
         self.policy = higher
         return self._point(state, higher.residual)
+
+    @property
+    def _zero_cost(self) -> float:
+        """The cost counted as zero: ``zero_cost_per_residual`` times the residuals."""
+        return self.options.zero_cost_per_residual * self._last_jacobian.shape[0]
+
+    def _zero(self, cost: float) -> bool:
+        """True for a cost at or below the zero-cost floor (when the floor is enabled)."""
+        return self._zero_cost > 0.0 and cost <= self._zero_cost
 
     def _observe_gain(self, gain_ratio: float) -> bool:
         """Report the gain ratio to an adaptive linear solver; True if its next solve is tighter."""
@@ -412,6 +426,8 @@ class _Driver(Generic[StateT]):
         small_decrease = old_cost - trial.cost <= opts.function_tolerance * old_cost
         if small_decrease and self._negligible(trial, old_cost):
             return Termination.CONVERGED_FUNCTION, "relative cost decrease below tolerance"
+        if self._zero(trial.cost):
+            return Termination.CONVERGED_FUNCTION, "cost below zero_cost_per_residual"
         x_norm = self.problem.state_norm(state)
         if trial.step_norm <= opts.parameter_tolerance * (x_norm + opts.parameter_tolerance):
             return Termination.CONVERGED_STEP, "step below tolerance"

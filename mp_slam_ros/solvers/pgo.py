@@ -205,7 +205,8 @@ def default_options(**overrides: object) -> SolverOptions:
     """LM options tuned for pose graphs; ``overrides`` replace fields.
 
     A small initial damping (1e-8 on the unit-diagonal scaled system: the long, soft modes of a
-    pose graph must not be damped away), a relative cost decrease of 1e-6 to stop, and inner
+    pose graph must not be damped away), a relative cost decrease of 1e-6 to stop, a cost of a
+    thousandth of a sigma per (whitened) residual counted as zero, and inner
     solves to a relative residual of at most 1e-3 (see :class:`InexactNewton`), stopped early
     when their rate projects past the 500-iteration cap (the fallback ladder then takes over,
     :mod:`mp_slam_ros.solvers.linear.fallback`).
@@ -216,6 +217,7 @@ def default_options(**overrides: object) -> SolverOptions:
         gradient_tolerance=1e-10,
         parameter_tolerance=1e-9,
         initial_damping=1e-8,
+        zero_cost_per_residual=0.5e-6,
         linear=LinearSolverOptions(rtol=1e-3, max_iterations=500, stall_iterations=10, rate_check_iterations=40),
     )
     return replace(options, **overrides)  # type: ignore[arg-type]

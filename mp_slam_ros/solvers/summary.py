@@ -83,6 +83,10 @@ class SolverOptions:
       (converged, or a tenth of its initial residual): a small decrease from a poor inexact or
       heavily damped step is not convergence. A rejected step whose trusted prediction is below
       the tolerance ends the solve the same way (precision floor).
+    * ``converged_function`` also when the cost is below ``zero_cost_per_residual`` times the
+      number of residuals (for whitened residuals, PGO's 0.5e-6 is a thousandth of a sigma per
+      residual: nothing left to fit, e.g. a graph without loop closures, where low-precision
+      residuals can only chase rounding noise; 0, the default, disables it);
     * ``converged_gradient``: ``max_j |(S J^T r)_j| / ||r|| < gradient_tolerance`` (S = Jacobi
       column scaling: the largest cosine between the residual and a Jacobian column; 0 at a
       stationary point whatever the units);
@@ -104,6 +108,9 @@ class SolverOptions:
     #: relative gap between the low-precision and the fp64 cost at the final state above which
     #: an escalating solve goes on with more precise residuals instead of stopping (0: never)
     residual_check_tolerance: float = 1e-4
+    #: cost per residual at or below which the cost counts as zero (see the stopping rules); the
+    #: residual check also measures its gap relative to at least this
+    zero_cost_per_residual: float = 0.0
     linear: LinearSolverOptions = field(default_factory=LinearSolverOptions)
 
     def validate(self, prefix: str = "") -> None:
@@ -115,7 +122,7 @@ class SolverOptions:
             raise ConfigError(f"{key}max_iterations", self.max_iterations, "must be >= 1")
         for name in (
             "function_tolerance", "gradient_tolerance", "parameter_tolerance",
-            "residual_check_tolerance",
+            "residual_check_tolerance", "zero_cost_per_residual",
         ):
             if not getattr(self, name) >= 0.0:
                 raise ConfigError(f"{key}{name}", getattr(self, name), "must be >= 0")

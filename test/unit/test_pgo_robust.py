@@ -81,7 +81,7 @@ def test_odometry_start_reaches_the_reference_in_every_mode(city: object, refere
 
 
 def test_small_problems_use_the_direct_solver_and_say_so() -> None:
-    graph = household_graph(60, dim=3, seed=4).graph  # 354 unknowns
+    graph = grid_graph(120, dim=3, seed=11).graph  # 714 unknowns, loop closures
     result = optimize_pose_graph(graph, default_options(precision=Precision.MIXED))
     summary = result.summary
     assert summary.linear_solvers_used == ["cholesky"]

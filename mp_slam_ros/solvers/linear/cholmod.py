@@ -1,7 +1,7 @@
 """CHOLMOD from whichever binding is installed: one place that knows both.
 
 * ``sksparse-minimal`` (a wheel on PyPI with SuiteSparse inside: the default, no system
-  packages needed): factors a symmetric matrix given its lower triangle (analysis and numeric
+  packages needed): factors a symmetric matrix (its lower triangle is read; analysis and numeric
   factorization together) and solves with it; its ``P()`` is CHOLMOD's fill-reducing ordering.
 * ``scikit-sparse`` (optional, built against the system SuiteSparse headers by
   ``scripts/setup.sh`` when they exist): the same, plus a symbolic analysis that is reused by
@@ -13,6 +13,8 @@ direct solver and the incomplete-Cholesky ordering need.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -52,11 +54,9 @@ def fill_reducing_permutation(pattern: sp.spmatrix) -> np.ndarray:
         return np.asarray(_scikit.analyze(csc, ordering_method="amd").P())
     if _MinimalCholesky is None:
         raise RuntimeError("no CHOLMOD binding installed (sksparse-minimal or scikit-sparse)")
-    off_diagonal = sp.csc_matrix(sp.tril(csc, k=-1, format="csc"), copy=True)
-    off_diagonal.data[:] = -1.0
-    degree = np.bincount(off_diagonal.indices, minlength=csc.shape[0]) + np.diff(off_diagonal.indptr)
-    spd = _lower_with_diagonal(off_diagonal, 0.0)
-    spd.setdiag(degree + 1.0)
+    spd = _with_stored_diagonal(csc, 0.0)
+    spd.data[:] = -1.0
+    spd.setdiag(np.diff(spd.indptr) + 1.0)  # >= the column's off-diagonal count + 1: dominant
     return np.asarray(_MinimalCholesky(spd).P()).astype(np.int64)
 
 
@@ -78,23 +78,21 @@ class NormalEquationsFactor:
         if self._symbolic is not None:
             self._symbolic.cholesky_AAt_inplace(sp.csc_matrix(J.T), beta=beta)
             return np.asarray(self._symbolic(gradient)).reshape(-1)
-        return _MinimalCholesky(_lower_with_diagonal(J.T @ J, beta)).solve_A(
+        return _MinimalCholesky(_with_stored_diagonal(J.T @ J, beta)).solve_A(
             np.asarray(gradient, dtype=np.float64)
         )
 
 
-def _lower_with_diagonal(normal: sp.spmatrix, beta: float) -> sp.csc_matrix:
-    """Lower triangle of ``normal + beta I`` (CSC, sorted) with every diagonal entry stored.
+def _with_stored_diagonal(normal: sp.spmatrix, beta: float) -> sp.csc_matrix:
+    """``normal + beta I`` as sorted CSC with every diagonal entry stored (even when zero).
 
-    sksparse-minimal aborts the process on a matrix with an unstored diagonal entry (an empty
-    column of ``J``); stored, a zero pivot raises ``ValueError`` like any indefinite matrix.
+    sksparse-minimal reads the lower triangle only (the upper one costs nothing to leave in)
+    and aborts the process on an unstored diagonal entry (an empty column of ``J``); stored, a
+    zero pivot raises ``ValueError`` like any indefinite matrix.
     """
-    coo = sp.tril(normal, k=-1, format="coo")
-    n = normal.shape[0]
-    diagonal = np.asarray(normal.diagonal(), dtype=np.float64) + beta
-    rows = np.concatenate([coo.row, np.arange(n)])
-    cols = np.concatenate([coo.col, np.arange(n)])
-    values = np.concatenate([coo.data, diagonal])
-    lower = sp.csc_matrix((values, (rows, cols)), shape=(n, n))  # sums nothing, drops no zero
-    lower.sort_indices()
-    return lower
+    matrix = sp.csc_matrix(normal, dtype=np.float64, copy=True)
+    with warnings.catch_warnings():  # inserting missing diagonal entries is rare and intended
+        warnings.simplefilter("ignore", sp.SparseEfficiencyWarning)
+        matrix.setdiag(matrix.diagonal() + beta)
+    matrix.sort_indices()
+    return matrix
