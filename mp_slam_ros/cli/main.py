@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("mp_slam_ros.cli.generate", "render a synthetic household RGB-D/stereo sequence"),
     "play": ("mp_slam_ros.ros.play_cli", "replay a rosbag2 into the live ROS 2 graph"),
     "eval": ("mp_slam_ros.cli.eval", "evaluate trajectories (ATE/RPE) with evo"),
+    "vo": ("mp_slam_ros.cli.vo", "visual odometry (RGB-D or stereo) over a rosbag2, offline"),
+    "import": ("mp_slam_ros.cli.import_", "convert a dataset (kitti) into a rosbag2 + ground truth"),
 }
 
 

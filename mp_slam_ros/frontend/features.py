@@ -82,7 +82,8 @@ def bucket(
     cols: int, rows: int, budget: int,
 ) -> NDArray[np.int64]:
     """Indices of at most ``budget`` keypoints: the strongest ``ceil(budget / cells)`` per grid
-    cell, then the strongest overall if more remain. Deterministic (stable sorts)."""
+    cell, then (cells without texture leave budget over) the strongest of the others, or the
+    strongest overall if the quotas overshoot. Deterministic (stable sorts)."""
     width, height = size_px
     cell_x = np.minimum((uv[:, 0] * cols / width).astype(np.int64), cols - 1)
     cell_y = np.minimum((uv[:, 1] * rows / height).astype(np.int64), rows - 1)
@@ -92,7 +93,10 @@ def bucket(
     first = np.searchsorted(sorted_cell, sorted_cell, side="left")
     rank = np.arange(order.size) - first
     quota = -(-budget // (cols * rows))
-    chosen = order[rank < quota]
+    chosen, rest = order[rank < quota], order[rank >= quota]
     if chosen.size > budget:
         chosen = chosen[np.argsort(-response[chosen], kind="stable")[:budget]]
+    elif rest.size:
+        fill = rest[np.argsort(-response[rest], kind="stable")[: budget - chosen.size]]
+        chosen = np.concatenate([chosen, fill])
     return np.sort(chosen)

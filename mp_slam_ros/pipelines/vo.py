@@ -112,7 +112,7 @@ class VisualOdometry:
             return self._lose_tracking(frame, grey, depth_m, right, T_pred, summaries, started, timings)
         self._keep_inliers(uv, tracked, pnp)
         keyframe = self._maybe_keyframe(frame, grey, depth_m, right, pnp.T_odom_cam, pnp.covariance_cam, timings)
-        summaries += self._solve_synchronously()
+        summaries += self._solve_synchronously(timings)
         return self._result(frame, pnp.T_odom_cam, pnp.covariance_cam, TrackingStatus.OK, keyframe, summaries, started, timings)
 
     # -- steps ------------------------------------------------------------------------------
@@ -241,9 +241,15 @@ class VisualOdometry:
             self._worker = BAWorker(lambda job: solve_window(job, self.config.ba))
         self._worker.submit(job)
 
-    def _solve_synchronously(self) -> list[Summary]:
+    def _solve_synchronously(self, timings: dict[str, float]) -> list[Summary]:
+        """Solve the window BA queued by this frame (``ba.synchronous``); timed as ``ba_s``."""
         job, self._sync_job = self._sync_job, None
-        return [] if job is None else [self._apply(solve_window(job, self.config.ba))]
+        if job is None:
+            return []
+        started = time.perf_counter()
+        summary = self._apply(solve_window(job, self.config.ba))
+        timings["ba_s"] = time.perf_counter() - started
+        return [summary]
 
     def _initialize(self, frame: Frame, grey, depth_m, right, summaries, started, timings) -> TrackResult:
         """Start a map at this frame at the current pose (INITIALIZING/RESET, or LOST if too few
@@ -256,7 +262,7 @@ class VisualOdometry:
         self._track_angle = np.zeros(0, np.float32)
         covariance = np.eye(6) * self.config.tracking.pixel_sigma_px * 1e-4
         keyframe = self._insert_keyframe(frame, grey, depth_m, right, self._T_odom_cam, covariance)
-        summaries += self._solve_synchronously()
+        summaries += self._solve_synchronously(timings)
         if len(self._track_ids) < self.config.tracking.min_inliers:
             self._next_keyframe_id -= 1  # not a usable keyframe: its id is handed out again
             status = TrackingStatus.LOST if self._status_on_init is not TrackingStatus.INITIALIZING else TrackingStatus.INITIALIZING

@@ -1,0 +1,110 @@
+"""Front end on synthetic data: bucketing, ORB, depth/stereo association, PnP, keyframe policy."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from mp_slam_ros.frontend.depth import depth_at, stereo_depth
+from mp_slam_ros.frontend.features import FeatureDetector, bucket
+from mp_slam_ros.frontend.keyframes import keyframe_reason
+from mp_slam_ros.frontend.tracking import FrameTracker, solve_pnp
+from mp_slam_ros.geometry.lie import se3_exp, se3_inverse, se3_log
+from mp_slam_ros.pipelines.vo_config import FrontendConfig, KeyframeConfig, TrackingConfig
+
+K = np.array([[300.0, 0.0, 159.5], [0.0, 300.0, 119.5], [0.0, 0.0, 1.0]])
+
+
+def textured(seed: int = 0, shape: tuple[int, int] = (240, 320)) -> np.ndarray:
+    """A blurred random-noise image (corners everywhere, smooth enough for KLT)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.uniform(0, 255, (shape[0] // 4, shape[1] // 4)).astype(np.float32)
+    return cv2.GaussianBlur(cv2.resize(noise, shape[::-1], interpolation=cv2.INTER_CUBIC), (0, 0), 1.0).clip(0, 255).astype(np.uint8)
+
+
+def test_bucket_spreads_over_cells_and_fills_the_budget() -> None:
+    rng = np.random.default_rng(0)
+    uv = np.concatenate([rng.uniform(0, 40, (300, 2)), rng.uniform(200, 320, (20, 2)) * [1, 0.75]])
+    response = np.concatenate([np.full(300, 10.0), np.full(20, 1.0)])
+    keep = bucket(uv, response, (320, 240), 4, 4, 64)
+    assert keep.size == 64
+    cell = (uv[:, 1] // 60).astype(int) * 4 + (uv[:, 0] // 80).astype(int)
+    for c in np.unique(cell):  # every cell keeps its quota (4) or all it has, weak or not
+        assert np.isin(np.flatnonzero(cell == c), keep).sum() >= min(4, np.sum(cell == c))
+    assert np.array_equal(keep, bucket(uv, response, (320, 240), 4, 4, 64))
+
+
+def test_detect_avoids_occupied_pixels_and_describes() -> None:
+    grey = textured()
+    detector = FeatureDetector(FrontendConfig(max_features=200))
+    occupied = np.array([[160.0, 120.0]])
+    points = detector.detect(grey, 200, occupied)
+    assert 50 < len(points.uv) <= 200
+    assert np.min(np.linalg.norm(points.uv - occupied, axis=1)) >= FrontendConfig().min_distance_px - 1
+    descriptors, valid = detector.describe(grey, np.vstack([points.uv, [[1.0, 1.0]]]), np.append(points.angle_deg, 0.0))
+    assert descriptors.shape == (len(points.uv) + 1, 32) and valid[:-1].all() and not valid[-1]
+
+
+def test_depth_at_and_range_limits() -> None:
+    depth = np.full((240, 320), 2.0, np.float32)
+    depth[:, :10] = np.nan
+    depth[:, 300:] = 50.0
+    got = depth_at(depth, np.array([[100.0, 50.0], [3.0, 4.0], [310.0, 10.0]]), FrontendConfig())
+    assert got[0] == 2.0 and np.isnan(got[1]) and np.isnan(got[2])
+
+
+def test_stereo_depth_from_a_shifted_image() -> None:
+    left = textured(1)
+    disparity = 6
+    right = np.roll(left, -disparity, axis=1)
+    uv = np.array([[100.0, 80.0], [200.0, 150.0], [150.0, 60.0]])
+    depth = stereo_depth(left, right, uv, 300.0 * 0.1, FrontendConfig())
+    np.testing.assert_allclose(depth, 300.0 * 0.1 / disparity, rtol=0.02)
+
+
+def test_klt_follows_a_shift() -> None:
+    tracker = FrameTracker(FrontendConfig())
+    first = textured(2)
+    tracker.restart(first)
+    uv = np.array([[100.0, 80.0], [200.0, 150.0]])
+    moved, ok = tracker.track(np.roll(first, 3, axis=1), uv)
+    assert ok.all()
+    np.testing.assert_allclose(moved, uv + [3.0, 0.0], atol=0.1)
+
+
+def test_pnp_recovers_the_pose_despite_outliers() -> None:
+    rng = np.random.default_rng(3)
+    points_odom = rng.uniform([-2, -1.5, 2], [2, 1.5, 6], (150, 3))
+    T_odom_cam = se3_exp(np.array([0.1, -0.05, 0.2, 0.02, -0.03, 0.01]))[0]
+    T_cam_odom = se3_inverse(T_odom_cam)
+    points_cam = points_odom @ T_cam_odom[:3, :3].T + T_cam_odom[:3, 3]
+    uv = points_cam[:, :2] / points_cam[:, 2:] * [K[0, 0], K[1, 1]] + K[:2, 2]
+    uv += rng.normal(0.0, 0.3, uv.shape)
+    uv[:20] += 30.0  # outliers
+    result = solve_pnp(points_odom, uv, K, np.eye(4), TrackingConfig())
+    assert result is not None
+    assert not result.inliers[:20].any() and result.inliers[20:].mean() > 0.95
+    assert np.linalg.norm(se3_log(se3_inverse(T_odom_cam) @ result.T_odom_cam)) < 5e-3
+    covariance = result.covariance_cam
+    assert np.allclose(covariance, covariance.T) and np.all(np.linalg.eigvalsh(covariance) > 0)
+    assert solve_pnp(points_odom[:5], uv[:5], K, np.eye(4), TrackingConfig()) is None
+
+
+def test_keyframe_policy_reasons() -> None:
+    cfg = KeyframeConfig()
+    T = np.eye(4)
+    assert keyframe_reason(cfg, 300, 300, 0.1, T, T) is None
+    assert keyframe_reason(cfg, cfg.min_tracked - 1, 300, 0.1, T, T) == "few tracked"
+    assert keyframe_reason(cfg, 200, 300, 0.1, T, T) == "tracked ratio"
+    moved = se3_exp(np.array([0.3, 0, 0, 0, 0, 0]))[0]
+    assert keyframe_reason(cfg, 300, 300, 0.1, T, moved) == "translation"
+    turned = se3_exp(np.array([0, 0, 0, 0, 0.3, 0]))[0]
+    assert keyframe_reason(cfg, 300, 300, 0.1, T, turned) == "rotation"
+    assert keyframe_reason(cfg, 300, 300, 2.0, T, T) == "time"
+
+
+@pytest.mark.parametrize("shape", [(240, 320)])
+def test_textureless_image_has_no_features(shape: tuple[int, int]) -> None:
+    detector = FeatureDetector(FrontendConfig())
+    assert len(detector.detect(np.full(shape, 128, np.uint8), 100).uv) == 0

@@ -1,0 +1,134 @@
+"""VisualOdometry on a short generated household sequence: accuracy, determinism, bad frames, CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mp_slam_ros.cli.main import main
+from mp_slam_ros.config import with_updates
+from mp_slam_ros.errors import FrameError
+from mp_slam_ros.eval.metrics import evaluate
+from mp_slam_ros.io.tum import read_tum
+from mp_slam_ros.pipelines.vo import Frame, TrackingStatus, VisualOdometry
+from mp_slam_ros.pipelines.vo_bag import BagFrames
+from mp_slam_ros.pipelines.vo_config import SensorMode, VOConfig
+from mp_slam_ros.pipelines.vo_run import run_vo
+from mp_slam_ros.sim.config import SequenceConfig
+from mp_slam_ros.sim.sequence import generate_sequence
+
+#: ATE bound on the 4 s sequence (about 1.5 m of travel); the VO reaches ~1-2 cm
+ATE_BOUND_M = 0.05
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4 s, 320x240 RGB-D + stereo household sequence (generated once per module)."""
+    base = SequenceConfig()
+    cfg = replace(base, seed=3, duration_s=4.0, camera=replace(base.camera, image_scale=0.5, stereo_baseline_m=0.1))
+    out = tmp_path_factory.mktemp("vo") / "seq"
+    generate_sequence(cfg, out)
+    return out
+
+
+def synchronous(mode: str) -> VOConfig:
+    return with_updates(VOConfig(), {"mode": mode, "ba.synchronous": True})
+
+
+@pytest.mark.parametrize("mode", ["rgbd", "stereo"])
+def test_tracks_every_frame_within_the_ate_bound(sequence: Path, mode: str) -> None:
+    run = run_vo(sequence / "bag", synchronous(mode))
+    assert run.mode == mode
+    assert TrackingStatus.LOST not in run.statuses
+    assert run.keyframes >= 3 and len(run.ba_s) >= 2
+    evaluation = evaluate(read_tum(sequence / "groundtruth.tum"), run.trajectory(), mode)
+    assert evaluation.ate_m.rmse < ATE_BOUND_M
+
+
+def test_synchronous_runs_are_deterministic(sequence: Path) -> None:
+    first = run_vo(sequence / "bag", synchronous("rgbd"))
+    second = run_vo(sequence / "bag", synchronous("rgbd"))
+    np.testing.assert_array_equal(np.array(first.T_odom_base), np.array(second.T_odom_base))
+
+
+def frames(sequence: Path, count: int) -> list[Frame]:
+    with BagFrames(sequence / "bag", SensorMode.RGBD) as bag:
+        return [frame for _, frame in zip(range(count), bag)]
+
+
+def test_keyframes_carry_what_loop_closure_needs(sequence: Path) -> None:
+    odometry = VisualOdometry(synchronous("rgbd"))
+    keyframes = [r.keyframe for r in map(odometry.track, frames(sequence, 30)) if r.keyframe is not None]
+    assert keyframes and keyframes[0].keyframe_id == 0
+    kf = keyframes[-1]
+    n = len(kf.keypoints_px)
+    assert n > 50 and kf.descriptors.shape == (n, 32) and kf.points_cam.shape == (n, 3)
+    assert np.isfinite(kf.points_cam).all(axis=1).mean() > 0.5
+    assert abs(np.linalg.norm(kf.pose_odom_cam[3:]) - 1.0) < 1e-9
+    assert odometry.landmarks_odom().shape[1] == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda f: replace(f, camera=replace(f.camera, camera_matrix=np.zeros((3, 3)))), "frame.camera.camera_matrix"),
+        (lambda f: replace(f, image=f.image[:-2]), "frame.image"),
+        (lambda f: replace(f, image=f.image.astype(np.float32)), "frame.image"),
+        (lambda f: replace(f, depth_m=None), "frame.depth_m"),
+        (lambda f: replace(f, depth_m=f.depth_m[:, :-1]), "frame.depth_m"),
+    ],
+)
+def test_bad_frames_raise_a_typed_error(sequence: Path, change, field: str) -> None:
+    frame = frames(sequence, 1)[0]
+    with pytest.raises(FrameError) as caught:
+        VisualOdometry(synchronous("rgbd")).track(change(frame))
+    assert caught.value.field == field
+
+
+def test_stereo_needs_a_right_image_and_a_baseline(sequence: Path) -> None:
+    frame = frames(sequence, 1)[0]
+    odometry = VisualOdometry(synchronous("stereo"))
+    with pytest.raises(FrameError, match="right image"):
+        odometry.track(frame)
+    with pytest.raises(FrameError, match="baseline"):
+        odometry.track(replace(frame, right_image=frame.image))
+
+
+def test_time_going_backwards_is_refused(sequence: Path) -> None:
+    first, second = frames(sequence, 2)
+    odometry = VisualOdometry(synchronous("rgbd"))
+    odometry.track(second)
+    with pytest.raises(FrameError, match="reset"):
+        odometry.track(first)
+    odometry.reset()
+    assert odometry.track(first).status is TrackingStatus.RESET
+
+
+def test_no_depth_and_textureless_frames_are_lost_not_fatal(sequence: Path) -> None:
+    good = frames(sequence, 6)
+    odometry = VisualOdometry(synchronous("rgbd"))
+    no_depth = odometry.track(replace(good[0], depth_m=np.full_like(good[0].depth_m, np.nan)))
+    assert no_depth.status is TrackingStatus.INITIALIZING and no_depth.keyframe is None
+    assert odometry.track(good[1]).status is TrackingStatus.INITIALIZING  # the map starts here
+    assert odometry.track(good[2]).status is TrackingStatus.OK
+    blank = replace(good[3], image=np.full_like(good[3].image, 128))
+    lost = odometry.track(blank)
+    assert lost.status is TrackingStatus.LOST and lost.covariance[0, 0] >= 1e3
+    after = [odometry.track(frame).status for frame in good[4:]]
+    assert after[-1] is TrackingStatus.OK
+    assert all(status is not TrackingStatus.LOST for status in after[1:])
+
+
+def test_cli_writes_tum_and_json_summary(sequence: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tum = tmp_path / "vo.tum"
+    assert main(["vo", str(sequence / "bag"), "--tum", str(tum), "--json", "--synchronous", "--set", "ba.window_size=20"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["frames"] == 120 and summary["lost"] == 0 and summary["keyframes"] >= 3
+    assert summary["real_time_factor"] > 0 and summary["tracking_ms"]["p95"] > 0
+    assert len(read_tum(tum)) == 120
+    assert main(["vo", str(sequence / "bag"), "--tum", str(tum), "--set", "ba.window_size=1"]) == 1
+    assert "ba.window_size" in capsys.readouterr().err
