@@ -77,12 +77,14 @@ class BAConfig:
     """Sliding-window bundle adjustment of the last keyframes and their landmarks."""
 
     enabled: bool = option(True, "run the window bundle adjustment")
-    precision: Precision = option(Precision.MIXED, "BA precision (fp64, fp32, fp16, mixed)")
-    solver: LinearSolverKind = option(LinearSolverKind.CGNR, "BA linear solver (cgnr, schur)")
+    # schur/fp64 by default: on VO windows (~30 keyframes, ~3,000 observations) it solved in
+    # 16 ms median against 155 ms for cgnr/mixed (6 s generated sequence, 2-core CPU under load)
+    precision: Precision = option(Precision.FP64, "BA precision")
+    solver: LinearSolverKind = option(LinearSolverKind.SCHUR, "BA linear solver")
     window_size: int = option(50, "keyframes in the window", 2, 1000)
     fixed_keyframes: int = option(1, "oldest keyframes held fixed (gauge)", 1, 100)
     max_iterations: int = option(10, "LM iterations per window solve", 1, 1000)
-    loss: LossKind = option(LossKind.HUBER, "robust loss (none, huber, cauchy)")
+    loss: LossKind = option(LossKind.HUBER, "robust loss")
     loss_scale: float = option(2.0, "robust loss scale (whitened residual norm)", 0.01, 1000.0)
     pixel_sigma_px: float = option(1.0, "observation noise (px)", 0.01, 100.0)
     outlier_threshold_px: float = option(4.0, "observations with a larger residual are dropped after a solve (px)", 0.1, 1000.0)
@@ -98,7 +100,7 @@ class BAConfig:
 class VOConfig:
     """Every option of :class:`~mp_slam_ros.pipelines.vo.VisualOdometry`."""
 
-    mode: SensorMode = option(SensorMode.RGBD, "depth source: rgbd or stereo")
+    mode: SensorMode = option(SensorMode.RGBD, "depth source")
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)

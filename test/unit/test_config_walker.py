@@ -14,7 +14,7 @@ from mp_slam_ros.precision import Precision
 
 def test_flatten_names_every_leaf_with_plain_values() -> None:
     flat = flatten(VOConfig())
-    assert flat["ba.precision"] == "mixed" and flat["ba.window_size"] == 50 and flat["mode"] == "rgbd"
+    assert flat["ba.precision"] == "fp64" and flat["ba.window_size"] == 50 and flat["mode"] == "rgbd"
     assert set(flat) == set(describe(VOConfig))
     assert all(isinstance(v, (bool, int, float, str)) for v in flat.values())
 
@@ -24,7 +24,7 @@ def test_with_updates_coerces_strings_and_leaves_the_original() -> None:
     new = with_updates(base, {"ba.precision": "FP32", "frontend.max_features": "300", "ba.synchronous": "true", "mode": "stereo"})
     assert new.ba.precision is Precision.FP32 and new.frontend.max_features == 300 and new.ba.synchronous is True
     assert new.mode is SensorMode.STEREO
-    assert base.ba.precision is Precision.MIXED and base.frontend.max_features == 500
+    assert base.ba.precision is Precision.FP64 and base.frontend.max_features == 500
 
 
 @pytest.mark.parametrize(
@@ -53,9 +53,9 @@ def test_load_yaml_nested_dotted_and_ros_parameter_files(tmp_path: Path) -> None
     config = load_yaml(nested, VOConfig)
     assert (config.ba.precision, config.ba.window_size, config.frontend.max_features) == (Precision.FP64, 20, 200)
     ros = tmp_path / "ros.yaml"
-    ros.write_text("vo_node:\n  ros__parameters:\n    mode: stereo\n    ba:\n      solver: schur\n")
+    ros.write_text("vo_node:\n  ros__parameters:\n    mode: stereo\n    ba:\n      solver: cgnr\n")
     config = load_yaml(ros, VOConfig)
-    assert config.mode is SensorMode.STEREO and config.ba.solver.value == "schur"
+    assert config.mode is SensorMode.STEREO and config.ba.solver.value == "cgnr"
 
 
 def test_load_yaml_errors_name_key_and_file(tmp_path: Path) -> None:
