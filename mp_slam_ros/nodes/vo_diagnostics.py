@@ -96,7 +96,9 @@ class FrameCounters:
 
 def diagnostics_msg(node_name: str, counters: FrameCounters, sync: SyncCounters, precision_requested: str, stamp_ns: int) -> DiagnosticArray:
     """``/diagnostics`` of the node: level from the tracking status and the dropped frames."""
-    dropped_total = sum(counters.dropped.values()) + sync.total
+    # a frame left unsynchronised drops one message per topic: count the frames by the worst topic
+    unsynchronised_frames = max(sync.per_stream, default=0)
+    dropped_total = sum(counters.dropped.values()) + unsynchronised_frames
     level = DiagnosticStatus.OK
     message = f"tracking {counters.status}"
     if counters.status == TrackingStatus.LOST.value or counters.status == "waiting":
@@ -109,7 +111,8 @@ def diagnostics_msg(node_name: str, counters: FrameCounters, sync: SyncCounters,
         "tracked_features": counters.tracked_features,
         "frames_processed": counters.processed,
         "frames_dropped": dropped_total,
-        "frames_dropped_unsynchronised": sync.total,
+        "frames_dropped_unsynchronised": unsynchronised_frames,
+        "messages_unsynchronised": sync.total,
         "frames_missing_upstream": counters.missing_upstream,
         "keyframes": counters.keyframes,
         "lost_frames": counters.lost,

@@ -7,8 +7,7 @@ into a pipeline frame, tracks it and publishes ``odometry``, TF ``odom -> base_l
 
 Threads: subscription callbacks only convert stamps and queue synchronised sets; one worker thread
 runs the pipeline (the BA runs in the pipeline's own worker), so a slow frame never blocks the
-executor. When frames arrive faster than they are tracked, the oldest waiting set is dropped and
-counted. Services and parameter changes reach the pipeline through the same lock.
+executor. When more than ``max_pending_frames`` sets wait, the oldest is dropped and counted. Services and parameter changes reach the pipeline through the same lock.
 
 Parameters: every :class:`VOConfig` option (``ba.precision``, ``frontend.max_features``, ...), the
 node's own :class:`VONodeOptions` (``publish_tf``, ``qos.reliability``, ``sync.max_interval_s``,
@@ -30,7 +29,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from mp_slam_interfaces.srv import ResetToPose
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.clock import JumpThreshold, TimeJump
+from rclpy.clock import Clock, ClockType, JumpThreshold, TimeJump
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -53,8 +52,6 @@ from mp_slam_ros.ros.sync import ApproximateTimeSync
 from mp_slam_ros.ros.tf import TF_STATIC_TOPIC
 from mp_slam_ros.ros.tf_buffer import StaticTfBuffer
 
-#: Synchronised sets waiting for the worker; one more and the oldest is dropped (counted "busy").
-PENDING_SETS = 2
 #: Seconds without a synchronised frame before the "no data" warning names the topics and QoS.
 NO_DATA_WARNING_S = 5.0
 
@@ -81,12 +78,13 @@ class VONode(Node):
         self.create_subscription(TFMessage, TF_STATIC_TOPIC, self._on_tf_static, TF_STATIC_LISTENER_QOS)
         self._make_inputs(config, options)
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(10))
-        self.create_timer(options.diagnostics_period_s, self._publish_diagnostics)
+        # wall-clock period: diagnostics keep coming while a bag (and /clock) is paused
+        self.create_timer(options.diagnostics_period_s, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(SetBool, "~/set_paused", self._on_set_paused)
         self.create_service(ResetToPose, "~/reset_to_pose", self._on_reset_to_pose)
         self._jump_handle = self.get_clock().create_jump_callback(
-            JumpThreshold(min_forward=Duration(seconds=1.0), min_backward=Duration(nanoseconds=-1), on_clock_change=True),
+            JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1), on_clock_change=False),
             post_callback=self._on_clock_jump,
         )
         self._started = time.monotonic()
@@ -175,10 +173,11 @@ class VONode(Node):
         self._last_set_ns = stamp_ns
 
     def _queue(self, matched: list[tuple[int, list]]) -> None:
+        max_pending = self._options.config.max_pending_frames
         with self._wake:
             for item in matched:
                 self._pending.append(item)
-                while len(self._pending) > PENDING_SETS:
+                while len(self._pending) > max_pending:
                     self._pending.popleft()
                     self.counters.drop("busy")
             self._wake.notify()
@@ -252,6 +251,8 @@ class VONode(Node):
             return False
         if self._T_base_cam_applied is None or not np.array_equal(T_base_cam, self._T_base_cam_applied):
             self.vo.set_T_base_cam(T_base_cam)
+            if self._T_base_cam_applied is None and self._last_result is None:
+                self.vo.reset(np.eye(4))  # odometry starts exactly at the identity
             self._T_base_cam_applied = T_base_cam
         return True
 
@@ -327,7 +328,7 @@ class VONode(Node):
         self.counters.add("clock_jumps")
         self.warnings.warn(
             "clock_jump",
-            f"/clock jumped by {jump.delta.nanoseconds / 1e9:+.3f} s ({jump.clock_change.name}); "
+            f"/clock jumped back by {-jump.delta.nanoseconds / 1e9:.3f} s (use_sim_time, bag looped?): "
             "camera stamps going backwards reset the odometry",
         )
 

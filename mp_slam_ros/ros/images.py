@@ -95,11 +95,14 @@ def colour_from_msg(msg: Image, topic: str) -> tuple[NDArray[np.uint8], str]:
 
 
 def depth_m_from_msg(msg: Image, topic: str) -> NDArray[np.float32]:
-    """``(H, W)`` float32 depth in metres (0 or NaN = no depth); InvalidDepthError if none is valid."""
+    """``(H, W)`` float32 depth in metres, NaN where there is none (0, negative, NaN or infinite in
+    the message); InvalidDepthError if no pixel has depth."""
     pixels = _pixels(msg, topic, tuple(DEPTH_ENCODINGS))
     depth_m = pixels.astype(np.float32) * np.float32(DEPTH_ENCODINGS[msg.encoding][1])
-    if not np.any(np.isfinite(depth_m) & (depth_m > 0.0)):
+    valid = np.isfinite(depth_m) & (depth_m > 0.0)
+    if not np.any(valid):
         raise InvalidDepthError(f"{topic}: no valid depth (every pixel is 0, negative or NaN)")
+    depth_m[~valid] = np.nan
     return depth_m
 
 

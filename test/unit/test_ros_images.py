@@ -32,11 +32,11 @@ def test_colour_round_trip(encoding: str, order: str, shape: tuple[int, ...]) ->
 
 def test_depth_16uc1_millimetres_and_32fc1_metres() -> None:
     mm = np.array([[0, 1000], [1500, 65535]], dtype=np.uint16)
-    np.testing.assert_allclose(depth_m_from_msg(image_to_msg(mm, "16UC1", 0, "cam"), "/depth"), [[0.0, 1.0], [1.5, 65.535]], rtol=1e-6)
-    metres = np.array([[np.nan, 0.5], [2.0, 0.0]], dtype=np.float32)
+    np.testing.assert_allclose(depth_m_from_msg(image_to_msg(mm, "16UC1", 0, "cam"), "/depth"), [[np.nan, 1.0], [1.5, 65.535]], rtol=1e-6)
+    metres = np.array([[np.nan, 0.5], [2.0, 0.0], [np.inf, -1.0]], dtype=np.float32)
     depth = depth_m_from_msg(image_to_msg(metres, "32FC1", 0, "cam"), "/depth")
     assert depth.dtype == np.float32
-    np.testing.assert_array_equal(depth, metres)
+    np.testing.assert_array_equal(depth, [[np.nan, 0.5], [2.0, np.nan], [np.nan, np.nan]])
 
 
 def test_padded_rows_and_big_endian() -> None:
