@@ -6,7 +6,7 @@
 # 1. checks the prerequisites (CPython 3.11 with venv and headers, cmake, a C/C++ compiler, make);
 # 2. creates the virtualenv .venv at the repository root;
 # 3. installs ROS 2 Kilted from the ros-kilted-* wheels on PyPI and every other dependency at the
-#    versions pinned in requirements/ (CHOLMOD comes as the sksparse-minimal wheel), and, only
+#    versions pinned in requirements/ (CHOLMOD comes as the cvxopt wheel), and, only
 #    where the SuiteSparse headers exist, the optional scikit-sparse built against them;
 # 4. generates the interfaces (interfaces/mp_slam_interfaces from msg/, and tf2_msgs where the
 #    environment lacks it) with rosidl/CMake against the venv prefix and installs them into it;
@@ -152,11 +152,11 @@ install_dependencies() {
 }
 
 # Optional: scikit-sparse (CHOLMOD with a reusable symbolic analysis) where the SuiteSparse
-# headers exist; without them the sksparse-minimal wheel of core.txt provides CHOLMOD.
+# headers exist; without them the cvxopt wheel of core.txt provides CHOLMOD.
 install_suitesparse() {
   local key include_dir
   if ! include_dir="$(suitesparse_include_dir)"; then
-    say "2/4 scikit-sparse (optional): skipped, no SuiteSparse headers; CHOLMOD comes from the sksparse-minimal wheel"
+    say "2/4 scikit-sparse (optional): skipped, no SuiteSparse headers; CHOLMOD comes from the cvxopt wheel"
     return 0
   fi
   key="$(hash_files "$ROOT/requirements/suitesparse.txt" "$ROOT/requirements/constraints.txt")-$include_dir"

@@ -218,7 +218,7 @@ def default_options(**overrides: object) -> SolverOptions:
         parameter_tolerance=1e-9,
         initial_damping=1e-8,
         zero_cost_per_residual=0.5e-6,
-        linear=LinearSolverOptions(rtol=1e-3, max_iterations=500, stall_iterations=10, rate_check_iterations=40),
+        linear=LinearSolverOptions(rtol=1e-3, max_iterations=200, stall_iterations=10, rate_check_iterations=40),
     )
     return replace(options, **overrides)  # type: ignore[arg-type]
 

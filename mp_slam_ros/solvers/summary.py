@@ -43,12 +43,14 @@ class LinearSolverOptions:
     iterations to ``rtol`` past ``max_iterations`` (status ``too_slow``: a weak
     preconditioner; 0, the default, disables the check; PGO enables it).
 
-    ``fallback`` and ``direct_max_parameters`` are for linear solvers with a fallback ladder
-    (PGO's ``cgnr_ic``): when an inner solve fails (cap hit, too slow, stalled without a digit)
-    the preconditioner is refactored at the current point, then with a tighter drop tolerance,
-    then the rest of the solve uses the sparse direct factorization; problems with at most
-    ``direct_max_parameters`` unknowns use the direct factorization from the start (it costs
-    less than building the preconditioner there).
+    ``fallback``, ``direct_max_parameters`` and ``tighten_min_parameters`` are for linear
+    solvers with a fallback ladder (PGO's ``cgnr_ic``, :mod:`.linear.fallback`): when an inner
+    solve fails (cap hit, too slow, stalled without a digit) the preconditioner is refactored at
+    the current point (if the Jacobian moved since it was built), then with a tighter drop
+    tolerance (only with at least ``tighten_min_parameters`` unknowns: below that, measured up
+    to 30,000 unknowns, one direct factorization costs less than a ten times tighter incomplete
+    one), then the rest of the solve uses the sparse direct factorization; problems with at
+    most ``direct_max_parameters`` unknowns use it from the start.
     """
 
     rtol: float = 1e-6
@@ -57,6 +59,7 @@ class LinearSolverOptions:
     rate_check_iterations: int = 0
     fallback: bool = True
     direct_max_parameters: int = 1200
+    tighten_min_parameters: int = 50_000
 
     def validate(self, prefix: str = "linear") -> None:
         """Raise :class:`ConfigError` naming the first invalid option."""
@@ -68,8 +71,9 @@ class LinearSolverOptions:
             raise ConfigError(f"{prefix}.stall_iterations", self.stall_iterations, "must be >= 2")
         if self.rate_check_iterations < 0:
             raise ConfigError(f"{prefix}.rate_check_iterations", self.rate_check_iterations, "must be >= 0")
-        if self.direct_max_parameters < 0:
-            raise ConfigError(f"{prefix}.direct_max_parameters", self.direct_max_parameters, "must be >= 0")
+        for name in ("direct_max_parameters", "tighten_min_parameters"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{prefix}.{name}", getattr(self, name), "must be >= 0")
 
 
 @dataclass

@@ -5,7 +5,7 @@ iteration exactly through the normal equations ``(J_s^T J_s + damping I) y = J_s
 sparse Cholesky factorization, always in float64 whatever the precision policy (the policy
 still sets the residual precision of the problem). The backend is:
 
-* CHOLMOD (:mod:`.cholmod`: the sksparse-minimal wheel, or scikit-sparse where it was built)
+* CHOLMOD (:mod:`.cholmod`: the cvxopt wheel, or scikit-sparse where it was built)
   when importable; with scikit-sparse the fill-reducing ordering and symbolic factorization of
   ``J_s^T J_s`` are computed once in :meth:`prepare` and every solve only refactors numerically
   (the damping added as ``beta``); the analysis is redone only if the pattern of ``J_s`` changes;
@@ -29,7 +29,7 @@ from mp_slam_ros.solvers.linear import cholmod
 
 
 def cholmod_available() -> bool:
-    """True when a CHOLMOD binding (sksparse-minimal or scikit-sparse) is importable."""
+    """True when a CHOLMOD binding (cvxopt or scikit-sparse) is importable."""
     return bool(cholmod.binding())
 
 

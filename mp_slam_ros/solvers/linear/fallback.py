@@ -6,8 +6,12 @@ anisotropic information) it can stop working: CG hits its cap, stagnates, or its
 past the cap (``too_slow``). :class:`FallbackLadder` watches every inner solve and, when one
 fails that way, takes the next rung, in order of cost, and solves the same system again:
 
-1. ``refresh``: refactor the preconditioner at the current point (this system's Jacobian);
-2. ``tighten``: refactor it with a ten times smaller drop tolerance (more fill, stronger);
+1. ``refresh``: refactor the preconditioner at the current point (this system's Jacobian),
+   taken only when the scaled Jacobian moved by more than :data:`MOVED` (relative Frobenius
+   norm) from the one the preconditioner was built from (else refactoring changes nothing);
+2. ``tighten``: refactor it with a ten times smaller drop tolerance (more fill, stronger), taken
+   only for problems with at least ``tighten_min_parameters`` unknowns (below that a direct
+   factorization costs less: see :class:`~mp_slam_ros.solvers.summary.LinearSolverOptions`);
 3. ``direct``: the sparse direct factorization (float64) for the rest of the solve.
 
 Every rung taken is reported in the solve result's ``events`` (the LM summary lists them as
@@ -37,6 +41,8 @@ from mp_slam_ros.solvers.summary import LinearSolverOptions
 
 #: Factor applied to the drop tolerance by the ``tighten`` rung.
 TIGHTEN_FACTOR = 0.1
+#: Relative change of the scaled Jacobian above which a refreshed preconditioner can differ.
+MOVED = 0.05
 
 
 class FallbackLadder:
@@ -62,6 +68,7 @@ class FallbackLadder:
         self.direct = direct
         self.options = options
         self._rungs: list[str] = []
+        self._built_from = np.zeros(0)  # scaled Jacobian values the preconditioner was built from
         self._direct_active = False
         self._pending: list[tuple[str, str]] = []
         self._backend = Backend.CPU
@@ -69,9 +76,15 @@ class FallbackLadder:
     def prepare(self, system: ScaledSystem, policy: PrecisionPolicy, backend: Backend) -> None:
         """Small problems: prepare the direct solver only; else the iterative one."""
         self._backend = backend
-        tighten = ["tighten"] if self.factory.drop_tolerance > 0.0 else []  # IC(0) has nothing to drop
-        self._rungs = ["refresh", *tighten, "direct"] if self.options.fallback else []
         unknowns = system.shape[1]
+        # IC(0) has nothing to drop; below tighten_min_parameters the direct rung costs less.
+        tighten = self.factory.drop_tolerance > 0.0 and unknowns >= self.options.tighten_min_parameters
+        self._rungs = ["refresh", *(["tighten"] if tighten else []), "direct"] if self.options.fallback else []
+        reference = self.factory.reference_jacobian
+        self._built_from = (
+            system.jacobian_scaled.data if reference is None
+            else ScaledSystem.from_linearization(reference, np.zeros(reference.shape[0])).jacobian_scaled.data
+        )
         self._direct_active = unknowns <= self.options.direct_max_parameters
         if self._direct_active:
             self._pending = [("direct", f"{unknowns} unknowns <= direct_max_parameters "
@@ -88,6 +101,8 @@ class FallbackLadder:
         result = self._solve_once(system, damping, policy, options)
         while self._rungs and not self._direct_active and self._preconditioner_failed(result, policy):
             rung = self._rungs.pop(0)
+            if rung == "refresh" and not self._moved(system):
+                continue
             events.append((rung, f"{result.status.value} after {result.iterations} iterations at "
                                  f"relative residual {result.relative_residual:.1e}"))
             self._climb(rung, system, policy)
@@ -116,6 +131,14 @@ class FallbackLadder:
             return False
         return result.status in (LinearStatus.MAX_ITERATIONS, LinearStatus.TOO_SLOW, LinearStatus.STALLED)
 
+    def _moved(self, system: ScaledSystem) -> bool:
+        """True when ``system``'s scaled Jacobian differs from the preconditioner's by > MOVED."""
+        values = system.jacobian_scaled.data
+        if values.shape != self._built_from.shape:
+            return True
+        change = float(np.linalg.norm(values - self._built_from))
+        return change > MOVED * float(np.linalg.norm(self._built_from))
+
     def _climb(self, rung: str, system: ScaledSystem, policy: PrecisionPolicy) -> None:
         if rung == "direct":
             self._direct_active = True
@@ -125,4 +148,5 @@ class FallbackLadder:
         if rung == "tighten":
             factory = replace(factory, drop_tolerance=factory.drop_tolerance * TIGHTEN_FACTOR)
         self.factory = factory
+        self._built_from = system.jacobian_scaled.data
         self.cgnr.rebuild_preconditioner(system, policy, factory)
