@@ -21,7 +21,10 @@ Convergence is only claimed on evidence (see :class:`SolverOptions`): a small co
 counts only when the model also predicts one and the inner solve is trusted (converged, or
 within a tenth of its initial residual: :attr:`LinearSolveResult.trusted`); a capped or stalled
 inner solve never ends a solve as converged, it runs on to ``max_iterations`` or
-``no_progress`` and the summary says which. The summary records which linear solver produced
+``no_progress`` and the summary says which. A claim from a heavily damped or loosely solved step
+is certified first: an accurate solve of the least-damped step at the final point must not both
+predict and achieve a relative decrease above ``function_tolerance`` (else the solve goes on,
+damping reset; an inner solver that cannot solve that model accurately cannot certify). The summary records which linear solver produced
 each step and every change a fallback ladder made (``linear_solver_changes``).
 """
 
@@ -29,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
@@ -47,6 +50,7 @@ from mp_slam_ros.solvers.summary import (
     Escalation,
     IterationRecord,
     LinearSolverChange,
+    LinearSolverOptions,
     SolverOptions,
     Summary,
     Termination,
@@ -54,6 +58,15 @@ from mp_slam_ros.solvers.summary import (
 )
 
 StateT = TypeVar("StateT")
+
+#: Convergence claims that rest on the model's prediction (certified when the step was damped).
+_MODEL_CLAIMS = (Termination.CONVERGED_FUNCTION, Termination.CONVERGED_STEP)
+#: A claim from a step damped above this multiple of ``initial_damping``, or solved to a relative
+#: residual above the second constant, is certified by an undamped model step (:meth:`_certify`).
+_CERTIFY_DAMPING_FACTOR = 100.0
+_CERTIFY_RELATIVE_RESIDUAL = 1e-2
+#: Inner tolerance (at most) of the certification solve.
+_CERTIFY_RTOL = 1e-3
 
 
 @dataclass
@@ -239,6 +252,10 @@ class _Driver(Generic[StateT]):
                         )
                 if len(self.escalations) > escalations_before:  # a higher rung: trust it afresh
                     damping, nu = self.options.initial_damping, 2.0
+                if done is not None and done[0] in _MODEL_CLAIMS and self._needs_certificate(record):
+                    point, certified = self._certify(point)
+                    if not certified:  # the undamped model still sees a decrease: go on
+                        done, damping, nu = None, self.options.initial_damping, 2.0
                 if done is not None and (done[0].converged or done[0] is Termination.NO_PROGRESS):
                     checked = self._residual_check(point.state, history[-1], iteration)
                     if checked is not None:  # the low-precision cost misjudged: go on, one rung up
@@ -302,6 +319,32 @@ class _Driver(Generic[StateT]):
                 point = self._point(point.state, higher.residual)
             self.policy = higher
         return point
+
+    def _needs_certificate(self, record: IterationRecord) -> bool:
+        """A convergence claim from a heavily damped or loosely solved step needs a certificate."""
+        return (
+            record.damping > _CERTIFY_DAMPING_FACTOR * self.options.initial_damping
+            or record.linear_relative_residual > _CERTIFY_RELATIVE_RESIDUAL
+        )
+
+    def _certify(self, point: _Point) -> tuple[_Point, bool]:
+        """Check a convergence claim with the least-damped model at ``point`` (linearized here).
+
+        A small decrease from a heavily damped step, or from an inner solve that missed the
+        low-curvature directions, says little about the distance to the optimum (an LM crawl).
+        The step of ``initial_damping`` is computed (inner tolerance at most 1e-3) and tried: the
+        claim stands if that solve converged and its step does not both predict and achieve a
+        relative decrease above ``function_tolerance``.
+        """
+        if point.linearization is None:
+            point = self._point(point.state, self.policy.residual)
+        linear = self.options.linear
+        accurate = replace(linear, rtol=min(linear.rtol, _CERTIFY_RTOL), max_iterations=4 * linear.max_iterations)
+        trial = self._try(point, self.options.initial_damping, self.policy, accurate)
+        tolerance = self.options.function_tolerance * point.cost
+        improves = trial.decreases_cost and point.cost - trial.cost > tolerance
+        converged = trial.result.status is LinearStatus.CONVERGED
+        return point, converged and not (improves and trial.model_decrease > tolerance)
 
     def _residual_check(self, state: StateT, cost: float, iteration: int) -> _Point | None:
         """Before stopping on low-precision residuals, compare ``cost`` with the fp64 cost.
@@ -384,11 +427,13 @@ class _Driver(Generic[StateT]):
             self.policy, trial, point = higher, redo, higher_point
         return trial, point
 
-    def _try(self, point: _Point, damping: float, policy: PrecisionPolicy) -> _Trial:
+    def _try(
+        self, point: _Point, damping: float, policy: PrecisionPolicy, linear: LinearSolverOptions | None = None
+    ) -> _Trial:
         system = point.system
         assert system is not None
         t0 = time.perf_counter()
-        result = self.linear_solver.solve(system, damping, policy, self.options.linear)
+        result = self.linear_solver.solve(system, damping, policy, linear or self.options.linear)
         t1 = time.perf_counter()
         self.timings.linear_solve_s += t1 - t0
         self._results.append(result)

@@ -73,15 +73,11 @@ def hard_window():
     return window, BundleAdjustment(window.problem).cost(reference.state, np.float64)
 
 
-#: CGNR on J with block-Jacobi takes steps that meet its relative residual (<= 0.1, "trusted")
-#: while missing the small-curvature directions, so their predicted decrease is below the
-#: function tolerance too and LM claims convergence ~5% above the optimum. Strict: when the
-#: stopping rule or CGNR's test (e.g. the Nash-Sofer test of solvers/linear/pcg.py) fixes it,
-#: this marker must go.
-CGNR_CLAIMS_CONVERGENCE = pytest.mark.xfail(strict=True, reason="CGNR+block-Jacobi: converged_function ~5% above")
-
-
-@pytest.mark.parametrize("solver", ["iterative_schur", pytest.param("cgnr", marks=CGNR_CLAIMS_CONVERGENCE)])
+#: CGNR on J with block-Jacobi takes steps that meet its relative residual (<= 0.1) while missing
+#: the small-curvature directions; LM's certification (an accurate least-damped solve before a
+#: convergence claim from a loose step) cannot be given by it, so it ends on max_iterations
+#: ~5-9% above the optimum and says so instead of claiming convergence there.
+@pytest.mark.parametrize("solver", ["iterative_schur", "cgnr"])
 @pytest.mark.parametrize("mode", ["mixed", "fp32"])
 def test_plain_least_squares_reaches_the_schur_optimum_or_says_not(hard_window, solver: str, mode: str) -> None:
     window, optimum = hard_window

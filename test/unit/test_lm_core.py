@@ -252,3 +252,14 @@ def test_low_precision_residuals_are_checked_against_fp64_before_stopping() -> N
     np.testing.assert_allclose(result.state, [optimum], rtol=0, atol=1e-9)
     unchecked = solve(problem, CGNRSolver(), SolverOptions(precision=Precision.MIXED, escalate=False))
     assert abs(unchecked.state[0] - optimum) > 1e-6  # what the check prevents: a silent wrong answer
+
+
+def test_convergence_from_loose_steps_is_certified_or_not_claimed() -> None:
+    # One CG iteration per step (steepest descent in the scaled variables): small decreases far
+    # from the optimum. A claim from such a step must survive an accurate least-damped solve.
+    problem = _exp_fit()
+    reference = _reference_cost(problem)
+    loose = LinearSolverOptions(rtol=0.5, max_iterations=1, stall_iterations=2)
+    options = SolverOptions(precision=Precision.FP64, function_tolerance=1e-3, max_iterations=200, linear=loose)
+    summary = solve(problem, CGNRSolver(), options).summary
+    assert summary.final_cost <= reference * (1 + 1e-3) or not summary.converged, summary.message  # uncertified: +2e-3
