@@ -1,0 +1,178 @@
+"""Graph-level outlier rejection of verified loops: pairwise consistency maximisation (PCM).
+
+As in Kimera-RPGO (Mangelson et al., ICRA 2018): a loop ``i -> j`` with measurement
+``Z = T_i_j`` and covariance ``Sigma_Z`` (right perturbation at ``j``) is checked
+
+* against odometry (``odometry check``): ``e = log(Z^-1 T_i_j^odo)``;
+* against every other loop ``a, b`` (``pairwise check``) through the odometry chains between
+  their ends: ``e = log(Z_a T^odo_{ja jb} Z_b^-1 T^odo_{ib ia})``;
+
+each by its Mahalanobis distance ``e^T Sigma^-1 e`` against ``consistency.max_chi2``. The
+covariance adds the loops' covariances (moved to the cycle's frame by their adjoints) and the
+odometry drift of each chain, modelled as isotropic with standard deviations growing with the
+distance travelled along it (``drift_translation_ratio`` metres per metre,
+``drift_rotation_deg_per_m``) above a floor. The accepted loops are the largest set of mutually
+consistent loops that pass the odometry check: a maximum clique of the consistency graph, found
+greedily from every high-degree loop (the heuristic of PMC, exact on the graphs loops make:
+a cluster of mutually consistent true loops and scattered, inconsistent wrong ones).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mp_slam_ros.config import option
+from mp_slam_ros.geometry.lie import se3_adjoint, se3_inverse, se3_log
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class ConsistencyConfig:
+    """The odometry and pairwise checks of loops (PCM)."""
+
+    enabled: bool = option(True, "reject loops inconsistent with odometry or with the other loops (PCM)")
+    max_chi2: float = option(16.81, "largest Mahalanobis distance of a consistent cycle (16.81: chi2 99%, 6 dof)", 0.1, 1e6)
+    drift_translation_ratio: float = option(0.03, "odometry translation drift (m per m travelled, 1 sigma)", 0.0, 10.0)
+    drift_rotation_deg_per_m: float = option(0.5, "odometry rotation drift (deg per m travelled, 1 sigma)", 0.0, 180.0)
+    drift_floor_m: float = option(0.05, "smallest odometry translation sigma of a chain (m)", 1e-6, 100.0)
+    drift_floor_deg: float = option(1.0, "smallest odometry rotation sigma of a chain (deg)", 1e-6, 180.0)
+    max_clique_starts: int = option(32, "greedy clique searches started from the highest-degree loops", 1, 100000)
+
+
+@dataclass(frozen=True)
+class LoopMeasurement:
+    """A verified loop: node indices ``match`` (older) and ``query``, ``T_match_query`` and its
+    covariance ``(6, 6)`` (right perturbation at the query)."""
+
+    match: int
+    query: int
+    T_match_query: FloatArray
+    covariance: FloatArray
+
+
+class OdometryChains:
+    """Chain poses ``T_odom_node`` ``(N, 4, 4)``, sessions ``(N,)`` and the distance travelled
+    ``(N,)`` (m) of every node: what the checks compare loops with."""
+
+    def __init__(self) -> None:
+        self.T_odom_node: list[FloatArray] = []
+        self.session: list[int] = []
+        self.travelled_m: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self.session)
+
+    def append(self, T_odom_node: FloatArray, session: int) -> None:
+        """Add the next node (its distance is chained from the previous node of its session)."""
+        step = 0.0
+        if self.session and self.session[-1] == session:
+            step = float(np.linalg.norm(T_odom_node[:3, 3] - self.T_odom_node[-1][:3, 3]))
+        self.travelled_m.append((self.travelled_m[-1] if self.travelled_m else 0.0) + step)
+        self.T_odom_node.append(np.array(T_odom_node, np.float64))
+        self.session.append(int(session))
+
+    def connected(self, a: int, b: int) -> bool:
+        """Whether nodes ``a`` and ``b`` share an odometry chain (one session)."""
+        return self.session[a] == self.session[b]
+
+    def relative(self, a: int, b: int) -> FloatArray:
+        """``T_a_b`` ``(4, 4)`` by odometry."""
+        return se3_inverse(self.T_odom_node[a]) @ self.T_odom_node[b]
+
+    def drift_covariance(self, a: int, b: int, config: ConsistencyConfig) -> FloatArray:
+        """Isotropic drift covariance ``(6, 6)`` of the chain between ``a`` and ``b``."""
+        distance = abs(self.travelled_m[b] - self.travelled_m[a])
+        sigma_t = max(config.drift_translation_ratio * distance, config.drift_floor_m)
+        sigma_r = np.radians(max(config.drift_rotation_deg_per_m * distance, config.drift_floor_deg))
+        return np.diag([sigma_t**2] * 3 + [sigma_r**2] * 3)
+
+
+def _chi2(E: FloatArray, covariance: FloatArray) -> float:
+    error = se3_log(E[None])[0]
+    return float(error @ np.linalg.solve(covariance, error))
+
+
+def odometry_chi2(loop: LoopMeasurement, chains: OdometryChains, config: ConsistencyConfig) -> float:
+    """Mahalanobis distance of ``loop`` from odometry (inf across sessions: nothing to compare)."""
+    if not chains.connected(loop.match, loop.query):
+        return float("inf")
+    E = se3_inverse(loop.T_match_query) @ chains.relative(loop.match, loop.query)
+    return _chi2(E, loop.covariance + chains.drift_covariance(loop.match, loop.query, config))
+
+
+def pairwise_chi2(a: LoopMeasurement, b: LoopMeasurement, chains: OdometryChains, config: ConsistencyConfig) -> float:
+    """Mahalanobis distance of the cycle through loops ``a`` and ``b`` (0 when their ends do not
+    share chains: no evidence either way)."""
+    if not (chains.connected(a.match, b.match) and chains.connected(a.query, b.query)):
+        return 0.0
+    T_queries = chains.relative(a.query, b.query)
+    E = a.T_match_query @ T_queries @ se3_inverse(b.T_match_query) @ chains.relative(b.match, a.match)
+    Ad_a = se3_adjoint(a.T_match_query[None])[0]
+    Ad_b = se3_adjoint((a.T_match_query @ T_queries)[None])[0]
+    covariance = (
+        Ad_a @ a.covariance @ Ad_a.T + Ad_b @ b.covariance @ Ad_b.T
+        + chains.drift_covariance(a.query, b.query, config) + chains.drift_covariance(a.match, b.match, config)
+    )
+    return _chi2(E, covariance)
+
+
+class PairwiseConsistency:
+    """The consistency graph of all verified loops, updated one loop at a time."""
+
+    def __init__(self, config: ConsistencyConfig | None = None) -> None:
+        self.config = config or ConsistencyConfig()
+        self.loops: list[LoopMeasurement] = []
+        self.odometry_ok = np.zeros(0, bool)
+        self._adjacency = np.zeros((0, 0), bool)
+
+    def add(self, loop: LoopMeasurement, chains: OdometryChains, check_odometry: bool = True) -> float:
+        """Add a verified loop; returns its odometry chi2 (``check_odometry=False``: 0, e.g. the
+        relocalising loop of a loaded map)."""
+        chi2 = odometry_chi2(loop, chains, self.config) if check_odometry else 0.0
+        ok = np.isinf(chi2) or chi2 <= self.config.max_chi2  # inf: across sessions, nothing to check
+        row = np.array([pairwise_chi2(loop, other, chains, self.config) <= self.config.max_chi2 for other in self.loops], bool)
+        n = len(self.loops)
+        adjacency = np.zeros((n + 1, n + 1), bool)
+        adjacency[:n, :n] = self._adjacency
+        adjacency[n, :n] = adjacency[:n, n] = row
+        self._adjacency = adjacency
+        self.loops.append(loop)
+        self.odometry_ok = np.append(self.odometry_ok, bool(ok))
+        return chi2
+
+    def accepted(self) -> NDArray[np.bool_]:
+        """Mask ``(L,)`` of the loops in the maximum consistent set (all that pass the odometry
+        check when ``consistency.enabled`` is off)."""
+        if not self.config.enabled:
+            return np.ones(len(self.loops), bool)
+        return max_clique(self._adjacency, self.odometry_ok, self.config.max_clique_starts)
+
+
+def max_clique(adjacency: NDArray[np.bool_], allowed: NDArray[np.bool_], starts: int) -> NDArray[np.bool_]:
+    """A large clique (mask) of the symmetric ``adjacency`` among ``allowed`` vertices: greedy
+    growth (highest remaining degree first) from the ``starts`` highest-degree vertices."""
+    n = len(allowed)
+    best = np.zeros(n, bool)
+    if n == 0 or not allowed.any():
+        return best
+    graph = adjacency & allowed[None, :] & allowed[:, None]
+    degree = graph.sum(axis=1)
+    order = [v for v in np.argsort(-degree, kind="stable") if allowed[v]][:starts]
+    for start in order:
+        if degree[start] + 1 <= best.sum():
+            break
+        clique = np.zeros(n, bool)
+        clique[start] = True
+        candidates = graph[start].copy()
+        while candidates.any():
+            inner = (graph[candidates][:, candidates]).sum(axis=1)
+            pick = np.flatnonzero(candidates)[int(np.argmax(inner))]
+            clique[pick] = True
+            candidates &= graph[pick]
+        if clique.sum() > best.sum():
+            best = clique
+    return best

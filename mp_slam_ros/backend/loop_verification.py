@@ -1,0 +1,127 @@
+"""Geometric verification of a place-recognition candidate.
+
+:func:`verify_pnp` (keyframes with 3-D points): ORB descriptors matched with a brute-force
+Hamming matcher and Lowe's ratio test, then the candidate keyframe's 3-D points (its camera
+frame) against the query's pixels by PnP RANSAC and LM refinement
+(:func:`~mp_slam_ros.frontend.tracking.solve_pnp`, the odometry's own PnP). The result is the
+relative pose ``T_match_query`` (query camera in the candidate camera's frame) with the
+covariance ``sigma^2 (J^T J)^-1`` of the inliers' reprojection (right perturbation of
+``T_match_query``: query-camera ``[rho, phi]``, the loop edge's tangent convention).
+
+:func:`verify_fundamental` (images without depth): the same matching, then a fundamental
+matrix by RANSAC; enough inliers make the pair a loop (no metric pose).
+
+A candidate is rejected, with a reason, when matches, inliers, the inlier ratio or the mean
+reprojection error miss ``loop.*`` thresholds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from mp_slam_ros.config import option
+from mp_slam_ros.frontend.tracking import solve_pnp
+from mp_slam_ros.geometry.camera import project
+
+
+@dataclass(frozen=True)
+class LoopVerificationConfig:
+    """Age of candidates and the geometric checks a loop must pass."""
+
+    min_age_s: float = option(20.0, "keyframes younger than this (s, before the query) are never loop candidates", 0.0, 1e6)
+    ratio: float = option(0.8, "Lowe ratio test of the descriptor matches", 0.1, 1.0)
+    max_hamming: int = option(64, "largest descriptor distance of a match (bits)", 1, 256)
+    min_matches: int = option(30, "fewer descriptor matches: rejected", 6, 100000)
+    min_inliers: int = option(25, "fewer PnP (or fundamental-matrix) inliers: rejected", 6, 100000)
+    min_inlier_ratio: float = option(0.3, "inliers / matches below this: rejected", 0.0, 1.0)
+    ransac_reprojection_px: float = option(3.0, "RANSAC inlier threshold (px)", 0.1, 50.0)
+    max_mean_error_px: float = option(1.5, "mean reprojection error of the inliers above this: rejected (px)", 0.01, 50.0)
+    ransac_iterations: int = option(300, "RANSAC iterations", 10, 100000)
+    pixel_sigma_px: float = option(1.0, "keypoint noise (px) of the loop covariance", 0.01, 100.0)
+    covariance_scale: float = option(4.0, "loop covariance multiplier (matching and depth errors the reprojection model ignores)", 1.0, 1e6)
+
+
+@dataclass
+class Verification:
+    """The outcome of a check: ``accepted`` or a ``reason``, counts, and (PnP) the pose."""
+
+    accepted: bool
+    reason: str
+    matches: int
+    inliers: int = 0
+    mean_error_px: float = float("nan")
+    T_match_query: NDArray[np.float64] = field(default_factory=lambda: np.eye(4))
+    covariance: NDArray[np.float64] = field(default_factory=lambda: np.eye(6))
+
+
+def match_descriptors(
+    query: NDArray[np.uint8], match: NDArray[np.uint8], ratio: float, max_hamming: int,
+) -> NDArray[np.int64]:
+    """Index pairs ``(M, 2)`` (query row, match row) passing the ratio test and ``max_hamming``."""
+    if len(query) < 2 or len(match) < 2:
+        return np.zeros((0, 2), np.int64)
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(np.ascontiguousarray(query), np.ascontiguousarray(match), k=2)
+    good = [
+        (best.queryIdx, best.trainIdx) for best, second in (p for p in pairs if len(p) == 2)
+        if best.distance <= max_hamming and best.distance < ratio * second.distance
+    ]
+    return np.array(good, np.int64).reshape(-1, 2)
+
+
+def verify_pnp(
+    query_uv: NDArray[np.float32], query_descriptors: NDArray[np.uint8],
+    match_points_cam: NDArray[np.float32], match_descriptors_: NDArray[np.uint8],
+    K: NDArray[np.float64], config: LoopVerificationConfig,
+) -> Verification:
+    """Verify a candidate by PnP of its 3-D points ``(N, 3)`` (NaN rows: no depth) against the
+    query's pixels ``(M, 2)``; see the module docstring."""
+    pairs = match_descriptors(query_descriptors, match_descriptors_, config.ratio, config.max_hamming)
+    if len(pairs):
+        pairs = pairs[np.all(np.isfinite(match_points_cam[pairs[:, 1]]), axis=1)]
+    if len(pairs) < config.min_matches:
+        return Verification(False, f"{len(pairs)} matches with depth < {config.min_matches}", len(pairs))
+    points = match_points_cam[pairs[:, 1]].astype(np.float64)
+    uv = query_uv[pairs[:, 0]].astype(np.float64)
+    pnp = solve_pnp(points, uv, K, np.eye(4), config)  # type: ignore[arg-type]  # same PnP fields
+    if pnp is None:
+        return Verification(False, f"PnP found < {config.min_inliers} inliers", len(pairs))
+    inliers = int(pnp.inliers.sum())
+    points_query = (points[pnp.inliers] - pnp.T_odom_cam[:3, 3]) @ pnp.T_odom_cam[:3, :3]
+    intrinsics = np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2], 0.0, 0.0])
+    mean_error = float(np.linalg.norm(project(intrinsics, points_query)[0] - uv[pnp.inliers], axis=1).mean())
+    result = Verification(
+        True, "verified", len(pairs), inliers, mean_error, pnp.T_odom_cam,
+        pnp.covariance_cam * config.covariance_scale,
+    )
+    if inliers < config.min_inlier_ratio * len(pairs):
+        result.accepted, result.reason = False, f"inlier ratio {inliers / len(pairs):.2f} < {config.min_inlier_ratio}"
+    elif mean_error > config.max_mean_error_px:
+        result.accepted, result.reason = False, f"mean reprojection error {mean_error:.2f} px > {config.max_mean_error_px}"
+    elif not np.all(np.isfinite(result.covariance)):
+        result.accepted, result.reason = False, "degenerate geometry (no finite covariance)"
+    return result
+
+
+def verify_fundamental(
+    query_uv: NDArray[np.float32], query_descriptors: NDArray[np.uint8],
+    match_uv: NDArray[np.float32], match_descriptors_: NDArray[np.uint8], config: LoopVerificationConfig,
+) -> Verification:
+    """Verify an image pair without depth by a RANSAC fundamental matrix (no metric pose)."""
+    pairs = match_descriptors(query_descriptors, match_descriptors_, config.ratio, config.max_hamming)
+    if len(pairs) < max(config.min_matches, 8):
+        return Verification(False, f"{len(pairs)} matches < {max(config.min_matches, 8)}", len(pairs))
+    _, mask = cv2.findFundamentalMat(
+        query_uv[pairs[:, 0]].astype(np.float64), match_uv[pairs[:, 1]].astype(np.float64),
+        cv2.FM_RANSAC, config.ransac_reprojection_px, 0.999, config.ransac_iterations,
+    )
+    inliers = 0 if mask is None else int(mask.sum())
+    if inliers < config.min_inliers:
+        return Verification(False, f"{inliers} fundamental-matrix inliers < {config.min_inliers}", len(pairs), inliers)
+    if inliers < config.min_inlier_ratio * len(pairs):
+        return Verification(False, f"inlier ratio {inliers / len(pairs):.2f} < {config.min_inlier_ratio}", len(pairs), inliers)
+    return Verification(True, "verified", len(pairs), inliers)
+

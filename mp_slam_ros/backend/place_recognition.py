@@ -1,0 +1,267 @@
+"""Place recognition over binary (ORB) descriptors with a vocabulary trained online.
+
+No vocabulary is downloaded: the first ``places.train_keyframes`` keyframes' descriptors are
+clustered into ``places.vocabulary_words`` binary words by k-majority (k-means in Hamming space:
+assign each descriptor to its nearest word, then set each word's bits to the majority bit of its
+members; Grana et al. 2013, the clustering DBoW2-style vocabularies use for binary features).
+Every keyframe then becomes a bag-of-words vector; a query scores all earlier keyframes by the
+cosine of their TF-IDF vectors (IDF from the keyframes seen so far) through one sparse product.
+
+A candidate must score at least ``places.min_score`` and, relative to the query's score against
+the keyframe added just before it (the best score this place can expect, as DBoW2 normalises),
+``places.min_normalized_score``. The temporal-consistency check keeps a candidate only when the
+``places.temporal_consistency`` previous queries (consecutive keyframes) also had a candidate
+within ``places.temporal_window`` keyframes of it. Keyframes younger than the query's
+``max_stamp_ns`` are never candidates (``loop.min_age_s`` of the loop-closure pipeline).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from mp_slam_ros.config import option
+
+DescriptorArray = NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class PlaceRecognitionConfig:
+    """Vocabulary, scoring and temporal consistency of the place recognition."""
+
+    vocabulary_words: int = option(1000, "binary words of the vocabulary (k-majority clusters)", 16, 100000)
+    train_keyframes: int = option(10, "keyframes whose descriptors train the vocabulary", 1, 10000)
+    train_iterations: int = option(8, "k-majority iterations", 1, 100)
+    seed: int = option(0, "seed of the vocabulary's initial words", 0, 2**31 - 1)
+    candidates: int = option(3, "best-scoring keyframes returned per query", 1, 100)
+    min_score: float = option(0.05, "smallest TF-IDF cosine score of a candidate", 0.0, 1.0)
+    min_normalized_score: float = option(0.3, "smallest score relative to the query's score against the previous keyframe", 0.0, 10.0)
+    temporal_consistency: int = option(1, "previous consecutive queries that must agree (0: off)", 0, 20)
+    temporal_window: int = option(4, "agreeing candidates lie within this many keyframes", 0, 1000)
+
+
+@dataclass(frozen=True)
+class PlaceCandidate:
+    """A keyframe (by database index) that looks like the query, and its scores."""
+
+    index: int
+    score: float
+    normalized_score: float
+
+
+def _nearest(descriptors: DescriptorArray, words: DescriptorArray) -> NDArray[np.int64]:
+    """Index ``(N,)`` of the nearest of ``words`` (Hamming) for every descriptor."""
+    if len(descriptors) == 0:
+        return np.zeros(0, np.int64)
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING).match(np.ascontiguousarray(descriptors), np.ascontiguousarray(words))
+    nearest = np.empty(len(descriptors), np.int64)
+    nearest[[m.queryIdx for m in matches]] = [m.trainIdx for m in matches]
+    return nearest
+
+
+def k_majority(descriptors: DescriptorArray, k: int, iterations: int, rng: np.random.Generator) -> DescriptorArray:
+    """At most ``k`` binary centres ``(k', D)`` of the distinct ``descriptors`` by k-majority
+    (an emptied centre is re-seeded with a random descriptor)."""
+    unique = np.unique(descriptors, axis=0)
+    k = min(k, len(unique))
+    centres = unique[rng.choice(len(unique), size=k, replace=False)]
+    bits = np.unpackbits(unique, axis=1)
+    for _ in range(iterations):
+        labels = _nearest(unique, centres)
+        counts = np.bincount(labels, minlength=k)
+        sums = np.zeros((k, bits.shape[1]), np.int64)
+        np.add.at(sums, labels, bits)
+        majority = np.packbits((2 * sums > counts[:, None]).astype(np.uint8), axis=1)
+        empty = counts == 0
+        majority[empty] = unique[rng.choice(len(unique), size=int(empty.sum()), replace=False)]
+        if np.array_equal(majority, centres):
+            break
+        centres = majority
+    return centres
+
+
+class BinaryVocabulary:
+    """A two-level vocabulary tree of binary words (as DBoW2's, with two levels): ``top``
+    ``(B, D)`` uint8 centres, each with its leaves ``leaves[offsets[b]:offsets[b + 1]]``; the
+    leaves are the words. Quantizing compares a descriptor with ``B`` + ``~B`` words instead of
+    ``B^2``."""
+
+    def __init__(self, top: DescriptorArray, leaves: DescriptorArray, offsets: NDArray[np.int64]) -> None:
+        self.top = np.ascontiguousarray(top, dtype=np.uint8)
+        self.leaves = np.ascontiguousarray(leaves, dtype=np.uint8)
+        self.offsets = np.asarray(offsets, np.int64)
+
+    @property
+    def size(self) -> int:
+        """Number of words (leaves)."""
+        return int(self.leaves.shape[0])
+
+    def quantize(self, descriptors: DescriptorArray) -> NDArray[np.int64]:
+        """Word index ``(N,)`` of every descriptor ``(N, D)`` (nearest centre, then nearest leaf)."""
+        descriptors = np.asarray(descriptors, np.uint8)
+        branch = _nearest(descriptors, self.top)
+        words = np.zeros(len(descriptors), np.int64)
+        for b in np.unique(branch):
+            rows = np.flatnonzero(branch == b)
+            first, last = self.offsets[b], self.offsets[b + 1]
+            words[rows] = first + _nearest(descriptors[rows], self.leaves[first:last])
+        return words
+
+    @classmethod
+    def train(cls, descriptors: DescriptorArray, words: int, iterations: int, seed: int) -> BinaryVocabulary:
+        """Cluster ``descriptors`` ``(N, D)`` into about ``words`` leaves: ``ceil(sqrt(words))``
+        top centres by k-majority, then as many leaves per centre from its members."""
+        rng = np.random.default_rng(seed)
+        descriptors = np.asarray(descriptors, np.uint8)
+        branching = int(np.ceil(np.sqrt(words)))
+        top = k_majority(descriptors, branching, iterations, rng)
+        branch = _nearest(descriptors, top)
+        leaves = [k_majority(descriptors[branch == b], branching, iterations, rng) if np.any(branch == b) else top[b : b + 1] for b in range(len(top))]
+        offsets = np.concatenate([[0], np.cumsum([len(leaf) for leaf in leaves])])
+        return cls(top, np.concatenate(leaves), offsets)
+
+
+class PlaceDatabase:
+    """Bag-of-words rows of the keyframes added so far, scored against a query (cosine TF-IDF)."""
+
+    def __init__(self, vocabulary: BinaryVocabulary) -> None:
+        self.vocabulary = vocabulary
+        self._indptr = [0]
+        self._words: list[NDArray[np.int64]] = []
+        self._counts: list[NDArray[np.float64]] = []
+        self._stamps_ns: list[int] = []
+        self._document_frequency = np.zeros(vocabulary.size, np.float64)
+        self._matrix: sp.csr_matrix | None = None
+
+    def __len__(self) -> int:
+        return len(self._stamps_ns)
+
+    def bag(self, descriptors: DescriptorArray) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """Word ids and term frequencies (counts / N) of ``descriptors``."""
+        words, counts = np.unique(self.vocabulary.quantize(descriptors), return_counts=True)
+        return words, counts / max(len(descriptors), 1)
+
+    def add(self, stamp_ns: int, bag: tuple[NDArray[np.int64], NDArray[np.float64]]) -> int:
+        """Append a keyframe's bag (from :meth:`bag`); returns its database index."""
+        words, frequencies = bag
+        self._words.append(words)
+        self._counts.append(frequencies)
+        self._indptr.append(self._indptr[-1] + len(words))
+        self._stamps_ns.append(int(stamp_ns))
+        self._document_frequency[words] += 1.0
+        self._matrix = None
+        return len(self._stamps_ns) - 1
+
+    def scores(self, bag: tuple[NDArray[np.int64], NDArray[np.float64]]) -> NDArray[np.float64]:
+        """Cosine TF-IDF scores ``(M,)`` of the query bag against every stored keyframe."""
+        if not self._stamps_ns:
+            return np.zeros(0)
+        if self._matrix is None:
+            self._matrix = sp.csr_matrix(
+                (np.concatenate(self._counts), np.concatenate(self._words), np.array(self._indptr)),
+                shape=(len(self._stamps_ns), self.vocabulary.size),
+            )
+        matrix = self._matrix
+        idf = np.log((len(self._stamps_ns) + 1.0) / (self._document_frequency + 1.0))
+        weighted = matrix.data * idf[matrix.indices]
+        rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+        norms = np.sqrt(np.bincount(rows, weights=weighted**2, minlength=matrix.shape[0]))
+        words, frequencies = bag
+        query = np.zeros(self.vocabulary.size)
+        query[words] = frequencies * idf[words]
+        query_norm = np.linalg.norm(query)
+        if query_norm == 0.0 or weighted.size == 0:
+            return np.zeros(len(self._stamps_ns))
+        products = sp.csr_matrix((weighted, matrix.indices, matrix.indptr), shape=matrix.shape) @ query
+        return products / (np.maximum(norms, 1e-12) * query_norm)
+
+    def stamps_ns(self) -> NDArray[np.int64]:
+        """Stamps ``(M,)`` of the stored keyframes (ns)."""
+        return np.asarray(self._stamps_ns, np.int64)
+
+
+class PlaceRecognizer:
+    """Online place recognition: trains its vocabulary, then answers :meth:`query_and_add`."""
+
+    def __init__(self, config: PlaceRecognitionConfig | None = None) -> None:
+        self.config = config or PlaceRecognitionConfig()
+        self.database: PlaceDatabase | None = None
+        self._pending: list[tuple[int, DescriptorArray]] = []
+        self._history: deque[tuple[int, NDArray[np.int64]]] = deque(maxlen=max(self.config.temporal_consistency, 1))
+
+    @property
+    def vocabulary(self) -> BinaryVocabulary | None:
+        """The trained vocabulary (None until ``train_keyframes`` keyframes were added)."""
+        return None if self.database is None else self.database.vocabulary
+
+    def set_vocabulary(self, vocabulary: BinaryVocabulary) -> None:
+        """Use ``vocabulary`` (e.g. of a loaded map) and add the keyframes waiting for one."""
+        self.database = PlaceDatabase(vocabulary)
+        pending, self._pending = self._pending, []
+        for stamp_ns, descriptors in pending:
+            self.database.add(stamp_ns, self.database.bag(descriptors))
+
+    def query_and_add(self, stamp_ns: int, descriptors: DescriptorArray, max_stamp_ns: int) -> tuple[int, list[PlaceCandidate]]:
+        """Candidates (best first) among keyframes stamped at or before ``max_stamp_ns`` that pass
+        the score thresholds and the temporal-consistency check; then the keyframe is added.
+
+        Returns ``(index, candidates)``: the keyframe's database index (keyframes are indexed in
+        the order they are added, whether or not the vocabulary exists yet) and the candidates.
+        """
+        index = len(self)
+        if self.database is None:
+            self._pending.append((int(stamp_ns), np.asarray(descriptors, np.uint8)))
+            if len(self._pending) >= self.config.train_keyframes:
+                cfg = self.config
+                stacked = np.concatenate([d for _, d in self._pending if len(d)]) if any(len(d) for _, d in self._pending) else None
+                if stacked is not None and len(stacked) >= 2:
+                    self.set_vocabulary(BinaryVocabulary.train(stacked, cfg.vocabulary_words, cfg.train_iterations, cfg.seed))
+            return index, []
+        bag = self.database.bag(descriptors)
+        candidates = self._candidates(bag, max_stamp_ns)
+        self.database.add(stamp_ns, bag)
+        return index, self._temporally_consistent(index, candidates)
+
+    def add(self, stamp_ns: int, descriptors: DescriptorArray) -> None:
+        """Add a keyframe without querying (e.g. the keyframes of a loaded map); needs a vocabulary."""
+        assert self.database is not None, "set_vocabulary first"
+        self.database.add(stamp_ns, self.database.bag(descriptors))
+
+    def __len__(self) -> int:
+        return len(self._pending) if self.database is None else len(self.database)
+
+    def _candidates(self, bag: tuple[NDArray[np.int64], NDArray[np.float64]], max_stamp_ns: int) -> list[PlaceCandidate]:
+        assert self.database is not None
+        scores = self.database.scores(bag)
+        if scores.size == 0:
+            return []
+        expected = float(scores[-1])  # the previous keyframe: the score of "the same place"
+        old_enough = self.database.stamps_ns() <= max_stamp_ns
+        order = np.argsort(-np.where(old_enough, scores, -np.inf), kind="stable")[: self.config.candidates]
+        out = []
+        for index in order:
+            score = float(scores[index])
+            normalized = score / expected if expected > 0.0 else 0.0
+            if old_enough[index] and score >= self.config.min_score and normalized >= self.config.min_normalized_score:
+                out.append(PlaceCandidate(int(index), score, normalized))
+        return out
+
+    def _temporally_consistent(self, index: int, candidates: list[PlaceCandidate]) -> list[PlaceCandidate]:
+        need, window = self.config.temporal_consistency, self.config.temporal_window
+        found = np.array([c.index for c in candidates], np.int64)
+        history = list(self._history)
+        self._history.append((index, found))
+        if need == 0:
+            return candidates
+        recent = [h for h in history if h[0] >= index - need]
+        if len(recent) < need:
+            return []
+        return [
+            c for c in candidates
+            if all(np.any(np.abs(previous - c.index) <= window) for _, previous in recent)
+        ]
