@@ -16,7 +16,9 @@ fails that way, takes the next rung, in order of cost, and solves the same syste
 
 Every rung taken is reported in the solve result's ``events`` (the LM summary lists them as
 ``linear_solver_changes``) and every result names the solver that produced it. Problems with
-at most ``direct_max_parameters`` unknowns go straight to the direct solver. With naive fp16
+at most ``direct_max_parameters`` unknowns go straight to the direct solver, and so do problems
+whose thresholded factor kept less than :data:`MIN_KEPT_FRACTION` of the matrix (a degenerate
+preconditioner, e.g. from very anisotropic information). With naive fp16
 vectors a stall is the precision floor, not a weak preconditioner: that is left to the LM
 driver's precision escalation.
 """
@@ -43,6 +45,10 @@ from mp_slam_ros.solvers.summary import LinearSolverOptions
 TIGHTEN_FACTOR = 0.1
 #: Relative change of the scaled Jacobian above which a refreshed preconditioner can differ.
 MOVED = 0.05
+#: A thresholded incomplete factor with fewer entries than this fraction of the matrix's lower
+#: triangle dropped the matrix itself (very anisotropic information: measured 20% on a garage
+#: graph whose CG then stalled, 80-190% on the household, sphere, grid and city graphs).
+MIN_KEPT_FRACTION = 0.5
 
 
 class FallbackLadder:
@@ -90,8 +96,14 @@ class FallbackLadder:
             self._pending = [("direct", f"{unknowns} unknowns <= direct_max_parameters "
                               f"({self.options.direct_max_parameters}): cheaper than a preconditioner")]
             self.direct.prepare(system, policy, backend)
-        else:
-            self.iterative.prepare(system, policy, backend)
+            return
+        self.iterative.prepare(system, policy, backend)
+        kept = getattr(self.cgnr.preconditioner, "kept_fraction", 1.0)
+        if self.options.fallback and kept < MIN_KEPT_FRACTION:
+            self._direct_active = True
+            self._pending = [("direct", f"degenerate preconditioner: its factor kept {kept:.0%} of the "
+                              f"matrix's entries (< {MIN_KEPT_FRACTION:.0%}: weaker than IC(0))")]
+            self.direct.prepare(system, policy, backend)
 
     def solve(
         self, system: ScaledSystem, damping: float, policy: PrecisionPolicy, options: LinearSolverOptions

@@ -395,6 +395,13 @@ class IncompleteCholesky:
         """Entries of the (first) computed factor ``L``."""
         return next(iter(self._factors.values())).lower.nnz if self._factors else 0
 
+    @property
+    def kept_fraction(self) -> float:
+        """``nnz(L)`` over the entries of ``A``'s lower triangle (1 for IC(0); below 1 the
+        thresholded factor dropped part of the matrix itself, not only fill)."""
+        lower_entries = (self.normal.nnz + self.normal.shape[0]) / 2
+        return self.nnz / lower_entries if lower_entries else 1.0
+
     def _compute(self, dtype: np.dtype) -> _Factor:
         round16 = dtype == _F16
         compute = _F32 if round16 else dtype
