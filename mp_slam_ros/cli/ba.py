@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--solver", choices=[s.value for s in LinearSolverKind], default="iterative_schur",
                         help="iterative_schur (default: matrix-free PCG on the reduced camera system, the "
                         "mixed-precision recipe), cgnr (CG on J) or schur (fp64 direct baseline)")
-    parser.add_argument("--preconditioner", choices=[p.value for p in PreconditionerKind], default="block_jacobi_static",
-                        help="CGNR preconditioner (default: block_jacobi_static)")
+    parser.add_argument("--preconditioner", choices=[p.value for p in PreconditionerKind], default="schur_jacobi",
+                        help="CGNR preconditioner (default: schur_jacobi, landmarks eliminated exactly)")
     parser.add_argument("--backend", choices=[b.value for b in Backend], default="auto")
     parser.add_argument("--loss", choices=[k.value for k in LossKind], default="none",
                         help="robust loss (default none: BAL files carry no loss; plain least squares "

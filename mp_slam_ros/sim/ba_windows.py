@@ -2,8 +2,9 @@
 
 A window is what a VO front end hands its back end every keyframe: ``num_keyframes`` keyframes
 taken at ~10 Hz by a camera 0.3-1.2 m above the floor of a furnished room, landmarks tracked
-over 2-20 keyframes (in monocular windows those with less than ``min_parallax_deg`` of
-parallax are dropped, as a front end's triangulation check does), pixel noise and a few gross outliers (never on the
+over 2-20 keyframes (in monocular windows those whose depth is not confirmed by
+``parallax_confirmations`` observations at ``min_parallax_deg`` of parallax are dropped, as a
+front end's triangulation check does), pixel noise and a few gross outliers (never on the
 detection itself). Initial values are those of a warm-started window: keyframes solved in
 earlier windows carry a small residual error, the newest ``fresh_keyframes`` come from a
 drifting tracker and their new landmarks are back-projected from a noisy depth
@@ -47,7 +48,10 @@ class WindowConfig:
     coordinate with a virtual baseline (``camera.baseline_m``); ``False`` gives monocular windows
     (two residual rows per observation), whose scale is only weakly fixed by the gauge cameras.
     ``num_fixed = 0`` fixes no camera: the window keeps its gauge freedom (7 similarity
-    directions when monocular), as a BAL file does; see :meth:`monocular`.
+    directions when monocular), as a BAL file does; see :meth:`monocular`. Monocular landmarks
+    need ``parallax_confirmations`` observations at ``min_parallax_deg`` or more from their
+    detection (see :func:`_with_parallax`: two under a robust loss, so that one mismatch cannot
+    leave a landmark without depth and send it toward infinity).
     """
 
     camera: PinholeCamera = field(
@@ -63,6 +67,7 @@ class WindowConfig:
     observations_per_keyframe: int = 55
     track_length: tuple[int, int] = (2, 20)
     min_parallax_deg: float = 1.0
+    parallax_confirmations: int = 2
     pixel_sigma_px: float = 0.7
     outlier_fraction: float = 0.02
     outlier_offset_px: tuple[float, float] = (15.0, 60.0)
@@ -91,6 +96,7 @@ class WindowConfig:
             config.loss = RobustLoss(LossKind.NONE, 1.0)
             config.outlier_fraction = 0.0
             config.fresh_keyframes = 1_000_000  # >= any window's size: a cold start
+            config.parallax_confirmations = 1  # no mismatch to guard against
         return config
 
     def validate(self) -> None:
@@ -106,6 +112,8 @@ class WindowConfig:
             raise ConfigError("pixel_sigma_px", self.pixel_sigma_px, "must be > 0")
         if self.num_fixed < 0:
             raise ConfigError("num_fixed", self.num_fixed, "must be >= 0")
+        if self.parallax_confirmations < 1:
+            raise ConfigError("parallax_confirmations", self.parallax_confirmations, "must be >= 1")
 
 
 @dataclass
@@ -131,7 +139,9 @@ def generate_window(num_keyframes: int, seed: int, config: WindowConfig | None =
     T_true = _trajectory(num_keyframes, room, config, rng)
     obs_cam, obs_point = _tracks(T_true, points, normals, config, rng)
     if not config.rgbd:  # with depth, every landmark's depth is measured: no parallax needed
-        obs_cam, obs_point = _with_parallax(T_true, points, obs_cam, obs_point, config.min_parallax_deg)
+        obs_cam, obs_point = _with_parallax(
+            T_true, points, obs_cam, obs_point, config.min_parallax_deg, config.parallax_confirmations
+        )
     used, obs_point = np.unique(obs_point, return_inverse=True)
     points, obs_point = points[used], obs_point.reshape(-1)
     return _measure(T_true, points, obs_cam, obs_point, config, rng, seed)
@@ -249,19 +259,28 @@ def _tracks(
 
 def _with_parallax(
     T_true: FloatArray, points: FloatArray, obs_cam: NDArray[np.int64], obs_point: NDArray[np.int64],
-    min_parallax_deg: float,
+    min_parallax_deg: float, confirmations: int,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Drop tracks whose rays span less than ``min_parallax_deg`` (a front end's triangulation
-    check: such landmarks have no usable depth in a monocular window)."""
+    """Keep the tracks with ``confirmations`` observations whose ray is at least
+    ``min_parallax_deg`` from the detection's (a front end's triangulation check).
+
+    With one such observation (the usual check) the landmark's depth rests on that observation
+    alone: if it is a mismatch, the rest of the track has no parallax and under a robust loss the
+    landmark's cost keeps decreasing along its ray toward infinity (runaway landmarks at
+    1e11-1e13 m: no optimum, and every solver stops somewhere along the crawl). Two confirming
+    observations make the depth robust to one mismatch, as a front end that keeps a monocular
+    point only once a third keyframe confirms it (ORB-SLAM's map-point culling); plain least
+    squares, without mismatches, needs one.
+    """
     rays = points[obs_point] - T_true[obs_cam, :3, 3]
     rays /= np.linalg.norm(rays, axis=1, keepdims=True)
     first = np.unique(obs_point, return_index=True)[1]
     host_ray = np.zeros_like(points)
     host_ray[obs_point[first]] = rays[first]
     cos_to_host = np.einsum("ij,ij->i", rays, host_ray[obs_point])
-    min_cos = np.full(points.shape[0], 1.0)
-    np.minimum.at(min_cos, obs_point, cos_to_host)
-    keep = min_cos[obs_point] <= np.cos(np.radians(min_parallax_deg))
+    wide = cos_to_host <= np.cos(np.radians(min_parallax_deg))
+    confirmed = np.bincount(obs_point, weights=wide, minlength=points.shape[0]) >= confirmations
+    keep = confirmed[obs_point]
     return obs_cam[keep], obs_point[keep]
 
 

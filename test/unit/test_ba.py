@@ -237,3 +237,14 @@ def test_loss_derivatives_match_finite_differences(kind: LossKind) -> None:
     np.testing.assert_allclose(second, (loss.weight(s + eps) - loss.weight(s - eps)) / (2 * eps), rtol=1e-5, atol=1e-12)
     np.testing.assert_allclose([loss_terms(code, loss.scale, x)[0] for x in s], rho)
     assert loss.cost(s) == pytest.approx(0.5 * rho.sum())
+
+
+def test_state_norm_ignores_a_landmark_running_off_to_infinity() -> None:
+    """A landmark at 1e12 m must not make centimetre steps of the rest look negligible (a false
+    converged_step): it counts as if at 100x the median landmark distance."""
+    window = _window(seed=4)
+    ba = BundleAdjustment(window.problem)
+    state = ba.initial_state()
+    norm = ba.state_norm(state)
+    state.points_world[0] = 1e12
+    assert norm < ba.state_norm(state) < 100.0 * norm

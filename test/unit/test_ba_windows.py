@@ -54,3 +54,25 @@ def test_monocular_preset_has_no_depth_no_fixed_camera_and_plain_least_squares()
     assert robust.fixed_cams.sum() == WindowConfig().num_fixed and not robust.loss.is_trivial
     with pytest.raises(ConfigError, match="num_fixed"):
         generate_window(10, 0, WindowConfig(num_fixed=-1))
+    with pytest.raises(ConfigError, match="parallax_confirmations"):
+        generate_window(10, 0, WindowConfig(parallax_confirmations=0))
+
+
+def _confirmations(window, min_parallax_deg: float) -> np.ndarray:
+    """Per landmark: observations whose true ray is >= min_parallax_deg from the detection's."""
+    problem = window.problem
+    rays = window.points_world_true[problem.obs_point] - window.T_world_cam_true[problem.obs_cam, :3, 3]
+    rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+    host = np.unique(problem.obs_point, return_index=True)[1]
+    cos = np.einsum("ij,ij->i", rays, rays[host][problem.obs_point])
+    return np.bincount(problem.obs_point, weights=cos <= np.cos(np.radians(min_parallax_deg)))
+
+
+def test_monocular_depth_is_confirmed_twice_under_a_robust_loss() -> None:
+    """With mismatches possible (Huber), no landmark's depth rests on one observation."""
+    config = WindowConfig.monocular()
+    robust = generate_window(30, 4, config)
+    assert _confirmations(robust, config.min_parallax_deg).min() >= 2
+    plain = generate_window(30, 4, WindowConfig.monocular(plain_least_squares=True))
+    confirmations = _confirmations(plain, config.min_parallax_deg)
+    assert confirmations.min() >= 1 and (confirmations == 1).any()

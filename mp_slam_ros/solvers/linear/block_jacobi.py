@@ -1,4 +1,5 @@
-"""Block-Jacobi preconditioner for CGNR: ``M = blockdiag(J_s^T J_s) + damping I`` (or any blocks).
+"""Block-Jacobi preconditioners for CGNR: ``M = blockdiag(J_s^T J_s) + damping I`` (or any blocks),
+and for BA the point-eliminated (Schur-Jacobi) one, :class:`SchurJacobiPreconditioner`.
 
 The column blocks are contiguous parameter blocks (6 per pose and 3 per landmark in BA). Each
 diagonal block of the normal matrix is accumulated from the CSR rows of ``J_s`` (numba; only
@@ -11,6 +12,8 @@ input and output rounded to float16, arithmetic in float32).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numba
 import numpy as np
 import scipy.sparse as sp
@@ -18,6 +21,10 @@ import scipy.sparse as sp
 from mp_slam_ros.precision import Backend, PrecisionPolicy, array_module, round_to
 from mp_slam_ros.solvers.linear.cgnr import PreconditionerFactory
 from mp_slam_ros.solvers.linear.operators import compute_dtype
+from mp_slam_ros.solvers.linear.schur import _back_substitute, _reduced_camera_system, diagonal_blocks
+
+if TYPE_CHECKING:  # ba.py builds these preconditioners; import only for the annotation
+    from mp_slam_ros.solvers.ba import BAStructure
 
 #: Eigenvalue floor relative to the largest eigenvalue of a block.
 _RELATIVE_FLOOR = 1e-6
@@ -138,3 +145,84 @@ def _accumulate_block_gram(
                 c2 = indices[k2]
                 if block_of_column[c2] == block:
                     gram[block, i, c2 - block_starts[block]] += data[k1] * data[k2]
+
+
+def schur_jacobi(structure: BAStructure) -> PreconditionerFactory:
+    """A :data:`PreconditionerFactory` of :class:`SchurJacobiPreconditioner` for a BA structure."""
+
+    def factory(
+        J_s: sp.csr_matrix, damping: float, policy: PrecisionPolicy, backend: Backend
+    ) -> SchurJacobiPreconditioner:
+        return SchurJacobiPreconditioner(structure, J_s, damping, policy, backend)
+
+    return factory
+
+
+class SchurJacobiPreconditioner:
+    """CGNR preconditioner for BA with the landmarks eliminated exactly (point-block-eliminated Jacobi).
+
+    With ``A = J_s^T J_s + damping I = [[B, E], [E^T, C]]`` (cameras, then landmarks; ``C`` 3x3
+    block-diagonal) and ``S = B - E C^-1 E^T`` the reduced camera system, ``M`` is ``A`` with
+    ``S`` replaced by its 6x6 diagonal blocks ``D``: ``M = L diag(D, C) L^T``,
+    ``L = [[I, E C^-1], [0, I]]``. Then ``M^-1 A`` is similar to ``diag(D^-1 S, I)``: CGNR meets
+    the spectrum of the iterative Schur solver's preconditioned ``S`` (plus a cluster at 1), not
+    the camera-landmark coupling that leaves block-Jacobi many small eigenvalues on monocular
+    windows. Applying ``M^-1`` is a landmark solve, one pass over the observations' 6x3 coupling
+    blocks, the camera blocks, and the landmark back-substitution. Built for every solve (``C``
+    holds the damping) by one float64 pass over the Jacobian values rounded to the ``matvec``
+    dtype (the setup kernel of :class:`~mp_slam_ros.solvers.linear.schur.SchurSolver`); the
+    camera blocks apply in the policy's preconditioner dtype, the landmark elimination in
+    float64 on the host (its flops are those of about one ``J`` product).
+    """
+
+    def __init__(
+        self, structure: BAStructure, J_s: sp.csr_matrix, damping: float, policy: PrecisionPolicy,
+        backend: Backend = Backend.CPU,
+    ) -> None:
+        s = structure
+        n_pose = s.num_pose_columns
+        data = round_to(J_s.data, policy.matvec).astype(np.float64, copy=False)
+        band = np.empty((6, n_pose), order="F")
+        self._H_ll_inv = np.empty((s.num_points, 3, 3))
+        self._W = np.empty((s.obs_cam.size, 3, 6))
+        _reduced_camera_system(
+            J_s.indptr, data, np.zeros(J_s.shape[0]), damping, s.cam_column, s.obs_cam, s.obs_stereo_row,
+            s.point_obs_ptr, band, np.empty(n_pose), self._H_ll_inv, np.empty((s.num_points, 3)), self._W, True,
+        )
+        starts = np.arange(0, n_pose + 1, 6)
+        self._cameras = BlockJacobiPreconditioner(diagonal_blocks(band), 0.0, starts, policy, backend)
+        self.shifts = self._cameras.shifts
+        self._structure = structure
+        self._xp = array_module(backend)
+
+    def apply(self, s: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """``M^-1 s``: camera blocks in ``dtype`` (float16 emulated), returned in ``s.dtype``."""
+        st = self._structure
+        n_pose = st.num_pose_columns
+        host = np.asarray(s.get() if hasattr(s, "get") else s, dtype=np.float64)
+        s_point = host[n_pose:].reshape(-1, 3)
+        u_point = np.einsum("pij,pj->pi", self._H_ll_inv, s_point)
+        t_pose = host[:n_pose].copy()
+        _subtract_coupling(u_point, self._W, st.cam_column, st.obs_cam, st.point_obs_ptr, t_pose)
+        z_pose = self._cameras.apply(t_pose, dtype)
+        z_point = np.empty_like(s_point)
+        _back_substitute(z_pose, self._H_ll_inv, s_point, self._W, st.cam_column, st.obs_cam, st.point_obs_ptr, z_point)
+        z = np.concatenate([z_pose, z_point.ravel()])
+        if np.dtype(dtype) == np.float16:
+            z = round_to(z, dtype)
+        return self._xp.asarray(z.astype(s.dtype, copy=False))
+
+
+@numba.njit(cache=True)
+def _subtract_coupling(
+    u_point: np.ndarray, W: np.ndarray, cam_column: np.ndarray, obs_cam: np.ndarray,
+    point_obs_ptr: np.ndarray, t_pose: np.ndarray,
+) -> None:
+    """``t_pose -= E u_point``: every observation's ``W_o^T u`` into its free camera's 6 entries."""
+    for point in range(point_obs_ptr.shape[0] - 1):
+        for o in range(point_obs_ptr[point], point_obs_ptr[point + 1]):
+            c = cam_column[obs_cam[o]]
+            if c < 0:
+                continue
+            for i in range(6):
+                t_pose[c + i] -= W[o, 0, i] * u_point[point, 0] + W[o, 1, i] * u_point[point, 1] + W[o, 2, i] * u_point[point, 2]

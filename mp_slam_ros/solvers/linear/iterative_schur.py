@@ -40,17 +40,13 @@ from mp_slam_ros.solvers.linear.base import LinearSolveResult, LinearStatus, Sca
 from mp_slam_ros.solvers.linear.block_jacobi import BlockJacobiPreconditioner
 from mp_slam_ros.solvers.linear.operators import SparseOperator
 from mp_slam_ros.solvers.linear.pcg import pcg
-from mp_slam_ros.solvers.linear.schur import _back_substitute, _reduced_camera_system
+from mp_slam_ros.solvers.linear.schur import _back_substitute, _reduced_camera_system, diagonal_blocks
 from mp_slam_ros.solvers.summary import LinearSolverOptions
 
 if TYPE_CHECKING:  # ba.py builds this solver; import only for the annotation
     from mp_slam_ros.solvers.ba import BAStructure
 
 POSE_DIM, POINT_DIM = 6, 3
-#: Band storage of the 6x6 diagonal blocks of ``S``: ``band[5 + i - j, c + j] = S[c + i, c + j]``.
-_BAND_ROW = POSE_DIM - 1 + np.minimum.outer(np.arange(POSE_DIM), np.arange(POSE_DIM)) - np.maximum.outer(
-    np.arange(POSE_DIM), np.arange(POSE_DIM))
-_BAND_COLUMN = np.maximum.outer(np.arange(POSE_DIM), np.arange(POSE_DIM))
 
 
 class IterativeSchurSolver:
@@ -128,8 +124,7 @@ class IterativeSchurSolver:
             return cams.rmatvec(u - points.matvec(z)) + lam * x
 
         starts = np.arange(0, band.shape[1] + 1, POSE_DIM)
-        blocks = band[_BAND_ROW[None], starts[:-1, None, None] + _BAND_COLUMN[None]]
-        preconditioner = BlockJacobiPreconditioner(blocks, 0.0, starts, policy, self._backend)
+        preconditioner = BlockJacobiPreconditioner(diagonal_blocks(band), 0.0, starts, policy, self._backend)
 
         def precondition(v: np.ndarray) -> np.ndarray:
             return preconditioner.apply(v, policy.preconditioner)

@@ -114,6 +114,18 @@ _dpbtrf, _dpbtrs = scipy.linalg.lapack.dpbtrf, scipy.linalg.lapack.dpbtrs
 _dsbmv = scipy.linalg.blas.dsbmv
 
 
+#: Band storage of a 6x6 diagonal block of ``S``: ``band[5 + i - j, c + j] = S[c + i, c + j]``.
+_BAND_ROW = 5 + np.minimum.outer(np.arange(6), np.arange(6)) - np.maximum.outer(np.arange(6), np.arange(6))
+_BAND_COLUMN = np.maximum.outer(np.arange(6), np.arange(6))
+
+
+def diagonal_blocks(band: np.ndarray) -> np.ndarray:
+    """The 6x6 diagonal blocks ``(C, 6, 6)`` of ``S`` from the upper band storage of
+    :func:`_reduced_camera_system` with ``diagonal_only`` (``kd = 5``)."""
+    starts = np.arange(0, band.shape[1], 6)
+    return band[_BAND_ROW[None], starts[:, None, None] + _BAND_COLUMN[None]]
+
+
 @numba.njit(cache=True, inline="always")
 def _observation_rows(o: int, obs_stereo_row: np.ndarray) -> tuple[int, int, int]:
     """The 2 or 3 residual rows of observation ``o`` (third is -1 without a stereo row)."""
