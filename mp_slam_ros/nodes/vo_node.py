@@ -20,6 +20,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Sequence
 
@@ -209,7 +210,15 @@ class VONode(Node):
                 if item is not None and self._paused:
                     self.counters.add("paused_frames")
                 elif item is not None:
-                    self._process(*item)
+                    self._process_guarded(*item)
+
+    def _process_guarded(self, stamp_ns: int, messages: list) -> None:
+        """Track and publish one frame; an unexpected exception is logged and counted, never fatal."""
+        try:
+            self._process(stamp_ns, messages)
+        except Exception:  # a bug in a frame's path must not stop the odometry thread
+            self.counters.drop("internal_error")
+            self.get_logger().error(f"frame at {stamp_ns} ns failed:\n{traceback.format_exc()}")
 
     def _process(self, stamp_ns: int, messages: list) -> None:
         config = self._vo_params.config
@@ -229,10 +238,6 @@ class VONode(Node):
             result = self.vo.track(frame)
         except MpSlamError as error:
             self._drop(problem_key(error), f"{self.input_topics[0]}: {error}")
-            return
-        except Exception as error:  # keep running: a pipeline bug must not stop the odometry
-            self.get_logger().error(f"tracking failed on the frame at {stamp_ns} ns: {error!r}")
-            self.counters.drop("internal_error")
             return
         self._publish(result)
 

@@ -68,7 +68,7 @@ EVERY_FRAME = {"qos__reliability": "reliable", "qos__depth": 100, "max_pending_f
 FRAMES = 90  # 3 s at 30 Hz
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sequence(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3 s household sequence, 320x240 RGB-D + stereo (10 cm baseline), 30 Hz."""
     from mp_slam_ros.cli.main import main
