@@ -104,7 +104,7 @@ def _progress(record: IterationRecord) -> None:
     print(
         f"iter {record.iteration:3d}  cost {record.cost:.9g}  step {record.step_norm:.3e}  "
         f"damping {record.damping:.1e}  precision {record.precision.value:5s}  "
-        f"linear {record.linear_iterations:3d} {record.linear_status}{mark}",
+        f"linear {record.linear_solver} {record.linear_iterations:3d} {record.linear_status}{mark}",
         file=sys.stderr,
     )
 
@@ -134,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
             f"{summary.timings.total_s:.3f} s, precision used {summary.precision_used.value}",
             file=sys.stderr,
         )
+        for change in summary.linear_solver_changes:
+            print(f"linear solver at iteration {change.iteration}: {change.action} ({change.reason})", file=sys.stderr)
     try:
         write_g2o(args.output, result.graph)
         if args.tum is not None:
