@@ -109,6 +109,7 @@ class VONode(Node):
         self._last_input_ns: list[int | None] = [None] * len(topics)
         self._received = [0] * len(topics)
         self._last_set_ns: int | None = None
+        self._unsynchronised_at_last_set = 0
         self._intervals_ns: deque[int] = deque(maxlen=8)
         subscriptions = [
             self.create_subscription(msg_type, name, lambda msg, i=index: self._on_input(i, msg), qos)
@@ -161,17 +162,21 @@ class VONode(Node):
             self._wake.notify()
 
     def _check_gap(self, stamp_ns: int) -> None:
-        """Estimate frames missing upstream from a gap between synchronised sets."""
+        """Estimate frames missing upstream from a gap between synchronised sets (not counting
+        the frames the synchroniser dropped in between: those are counted as unsynchronised)."""
+        unsynchronised = max(self.sync.counters.per_stream)
         if self._last_set_ns is not None:
             interval = stamp_ns - self._last_set_ns
             period = min(self._intervals_ns) if len(self._intervals_ns) >= 3 else None
-            if period and interval > 2.5 * period:
-                missing = int(round(interval / period)) - 1
-                self.counters.add("missing_upstream", missing)
-                self.warnings.warn("gap", f"{self.input_topics[0]}: {interval / 1e9:.3f} s without a frame (about {missing} frames missing)")
+            if period and interval > 1.5 * period:
+                missing = int(round(interval / period)) - 1 - (unsynchronised - self._unsynchronised_at_last_set)
+                if missing > 0:
+                    self.counters.add("missing_upstream", missing)
+                    self.warnings.warn("gap", f"{self.input_topics[0]}: {interval / 1e9:.3f} s without a frame (about {missing} frames missing)")
             else:
                 self._intervals_ns.append(interval)
         self._last_set_ns = stamp_ns
+        self._unsynchronised_at_last_set = unsynchronised
 
     def _queue(self, matched: list[tuple[int, list]]) -> None:
         max_pending = self._options.config.max_pending_frames
