@@ -207,13 +207,13 @@ install_interfaces() {
   local tf2_source key
   local -a inputs
   tf2_source="$(tf2_msgs_source)"
-  mapfile -t inputs < <(find "$ROOT/msg" "$ROOT/interfaces" -type f | LC_ALL=C sort)
+  mapfile -t inputs < <(find "$ROOT/msg" "$ROOT/srv" "$ROOT/interfaces" -type f 2>/dev/null | LC_ALL=C sort)
   key="$(hash_files "${inputs[@]}" "$STAMPS/dependencies")-tf2_msgs:$tf2_source-$("$CMAKE" --version | head -n1)"
   if is_current interfaces "$key"; then
     say "3/4 interfaces: up to date"
     return 0
   fi
-  say "3/4 interfaces: generating msg/ -> mp_slam_interfaces$([[ $tf2_source == ours ]] && echo ' and tf2_msgs/TFMessage') with rosidl ($JOBS jobs)"
+  say "3/4 interfaces: generating msg/ srv/ -> mp_slam_interfaces$([[ $tf2_source == ours ]] && echo ' and tf2_msgs/TFMessage') with rosidl ($JOBS jobs)"
   run_logged "$BUILD/fix-rosidl-paths.log" "rewriting the rosidl include paths" \
     "$VENV/bin/python" "$ROOT/scripts/fix_rosidl_paths.py"
   if [[ "$tf2_source" == ours ]]; then
@@ -223,7 +223,7 @@ install_interfaces() {
   fi
   build_interface_package mp_slam_interfaces "$ROOT/interfaces/mp_slam_interfaces"
   run_logged "$BUILD/import-check.log" "importing the generated interfaces" \
-    "$VENV/bin/python" -c 'from mp_slam_interfaces.msg import Keyframe, PoseGraph, SolverStats; from tf2_msgs.msg import TFMessage'
+    "$VENV/bin/python" -c 'from mp_slam_interfaces.msg import Keyframe, PoseGraph, SolverStats; from mp_slam_interfaces.srv import ResetToPose; from tf2_msgs.msg import TFMessage'
   mark_current interfaces "$key"
 }
 
