@@ -64,13 +64,25 @@ def _nearest(descriptors: DescriptorArray, words: DescriptorArray) -> NDArray[np
     return nearest
 
 
+def _spread_seeds(bits: NDArray[np.uint8], k: int, rng: np.random.Generator) -> NDArray[np.int64]:
+    """``k`` distinct row indices of ``bits`` ``(N, 256)`` chosen k-means++ style: each next seed
+    with probability proportional to its squared Hamming distance to the nearest seed so far."""
+    chosen = [int(rng.integers(len(bits)))]
+    nearest = np.full(len(bits), np.inf)
+    for _ in range(k - 1):
+        nearest = np.minimum(nearest, (bits != bits[chosen[-1]]).sum(axis=1))
+        weights = nearest**2
+        chosen.append(int(rng.choice(len(bits), p=weights / weights.sum())))
+    return np.array(chosen, np.int64)
+
+
 def k_majority(descriptors: DescriptorArray, k: int, iterations: int, rng: np.random.Generator) -> DescriptorArray:
-    """At most ``k`` binary centres ``(k', D)`` of the distinct ``descriptors`` by k-majority
-    (an emptied centre is re-seeded with a random descriptor)."""
+    """At most ``k`` binary centres ``(k', D)`` of the distinct ``descriptors`` by k-majority,
+    seeded k-means++ style (an emptied centre is re-seeded with a random descriptor)."""
     unique = np.unique(descriptors, axis=0)
     k = min(k, len(unique))
-    centres = unique[rng.choice(len(unique), size=k, replace=False)]
     bits = np.unpackbits(unique, axis=1)
+    centres = unique[_spread_seeds(bits, k, rng)]
     for _ in range(iterations):
         labels = _nearest(unique, centres)
         counts = np.bincount(labels, minlength=k)

@@ -1,0 +1,165 @@
+"""``mp-slam slam``: visual odometry + loop closure over a rosbag2 offline (no DDS).
+
+The same pipeline objects as the nodes: :class:`~mp_slam_ros.pipelines.vo.VisualOdometry` on
+every frame of the bag, its keyframes into :class:`~mp_slam_ros.pipelines.loop_closure.LoopClosure`.
+Writes the trajectory of base_link in ``map`` at every tracked frame, corrected by the final
+optimised keyframe poses (``T_map_base = T_map_odom(last keyframe) T_odom_base``), optionally
+the pose graph (g2o), and prints a JSON summary (loops proposed, verified, accepted, rejected by
+the consistency check; PGO timings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from mp_slam_ros.config import load_yaml, with_updates
+from mp_slam_ros.errors import ConfigError
+from mp_slam_ros.geometry.lie import se3_inverse
+from mp_slam_ros.io.g2o import write_g2o
+from mp_slam_ros.io.tum import TumTrajectory, write_tum
+from mp_slam_ros.pipelines.loop_closure import LoopClosure
+from mp_slam_ros.pipelines.loop_closure_config import LoopClosureConfig
+from mp_slam_ros.pipelines.vo import TrackingStatus, VisualOdometry
+from mp_slam_ros.pipelines.vo_bag import BagFrames
+from mp_slam_ros.pipelines.vo_config import VOConfig
+from mp_slam_ros.pipelines.vo_run import VORun
+
+
+@dataclass(frozen=True)
+class SlamConfig:
+    """Options of ``mp-slam slam``: ``vo.*`` (config/vo.yaml) and ``loop_closure.*``
+    (config/loop_closure.yaml) in one YAML."""
+
+    vo: VOConfig = field(default_factory=VOConfig)
+    loop_closure: LoopClosureConfig = field(default_factory=LoopClosureConfig)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``mp-slam slam``."""
+    parser.add_argument("bag", type=Path, help="rosbag2 directory (RGB-D or rectified stereo topics)")
+    parser.add_argument("--tum", type=Path, required=True, help="output TUM file: base_link in map at every tracked frame")
+    parser.add_argument("--graph", type=Path, help="output g2o pose graph (keyframe camera poses in map)")
+    parser.add_argument("--vo-tum", type=Path, help="also write the odometry alone (base_link in odom)")
+    parser.add_argument("--params", type=Path, help="YAML with vo.* and loop_closure.* options")
+    parser.add_argument("--precision", choices=("fp64", "fp32", "fp16", "mixed"), help="loop_closure.pgo.precision")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any option by dotted key, e.g. loop_closure.loop.min_age_s=10")
+    parser.add_argument("--json", action="store_true", help="print only the JSON summary")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace) -> SlamConfig:
+    """Options: defaults <- --params <- --precision <- --set; offline: synchronous BA and PGO."""
+    config = load_yaml(args.params, SlamConfig) if args.params else SlamConfig()
+    updates: dict[str, object] = {"vo.ba.synchronous": True, "loop_closure.pgo.synchronous": True}
+    if args.precision:
+        updates["loop_closure.pgo.precision"] = args.precision
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError("--set", item, "expected KEY=VALUE")
+        updates[key.strip()] = value.strip()
+    return with_updates(config, updates)
+
+
+@dataclass
+class SlamRun:
+    """An offline run: the odometry run, the loop closure and, per frame, its latest keyframe node."""
+
+    vo: VORun
+    loop_closure: LoopClosure
+    frame_nodes: list[int]  # -1 before the first keyframe
+
+    def trajectory_map(self) -> TumTrajectory:
+        """base_link in map at every tracked frame (final keyframe corrections)."""
+        _, _, T_map_cam = self.loop_closure.poses()
+        T_odom_cam = np.array([k.T_odom_cam for k in self.loop_closure.store.keyframes]).reshape(-1, 4, 4)
+        corrections = T_map_cam @ se3_inverse(T_odom_cam) if len(T_odom_cam) else np.zeros((0, 4, 4))
+        keep = [i for i, s in enumerate(self.vo.statuses) if s is not TrackingStatus.LOST]
+        T_map_base = [
+            (corrections[self.frame_nodes[i]] if self.frame_nodes[i] >= 0 else np.eye(4)) @ self.vo.T_odom_base[i] for i in keep
+        ]
+        return TumTrajectory.from_matrices(np.array(self.vo.stamps_s)[keep], np.array(T_map_base).reshape(-1, 4, 4))
+
+
+def run_slam(bag: Path, config: SlamConfig, progress: object = None) -> SlamRun:
+    """VO over every frame of ``bag``; each keyframe goes into the loop closure."""
+    vo_run = VORun()
+    loop_closure = LoopClosure(config.loop_closure)
+    frame_nodes: list[int] = []
+    with BagFrames(bag, config.vo.mode) as frames:
+        vo_config = with_updates(config.vo, {"mode": frames.mode.value})
+        vo_run.mode = frames.mode.value
+        odometry = VisualOdometry(vo_config, frames.T_base_cam)
+        started = time.perf_counter()
+        try:
+            for frame in frames:
+                result = odometry.track(frame)
+                vo_run.stamps_s.append(result.stamp_ns * 1e-9)
+                vo_run.T_odom_base.append(result.T_odom_base)
+                vo_run.statuses.append(result.status)
+                vo_run.track_s.append(result.timings_s["total_s"] - result.timings_s.get("ba_s", 0.0))
+                vo_run.ba_s += [s.timings.total_s for s in result.ba_summaries]
+                if result.keyframe is not None:
+                    vo_run.keyframes += 1
+                    loop_closure.add_keyframe(result.keyframe)
+                frame_nodes.append(len(loop_closure.store) - 1)
+                if progress is not None:
+                    progress(len(vo_run.statuses), frames.num_frames)  # type: ignore[operator]
+        finally:
+            odometry.close()
+        vo_run.wall_s = time.perf_counter() - started
+    return SlamRun(vo_run, loop_closure, frame_nodes)
+
+
+def summary_of(run: SlamRun) -> dict[str, object]:
+    """The JSON summary: odometry, loop counts, PGO timings (ms) and warnings."""
+    counts = run.loop_closure.counts
+    pgo_s = [s.timings.total_s for s in run.loop_closure.solve_summaries]
+    percentiles = None
+    if pgo_s:
+        p50, p95, top = np.percentile(1e3 * np.asarray(pgo_s), [50, 95, 100])
+        percentiles = {"p50": float(p50), "p95": float(p95), "max": float(top)}
+    return {
+        "vo": run.vo.summary(),
+        "keyframes": counts["keyframes"],
+        "loops": {
+            "proposed": counts["candidates"], "verified": counts["verified"], "accepted": counts["accepted"],
+            "rejected_verification": counts["rejected_verification"], "rejected_consistency": counts["rejected_consistency"],
+        },
+        "pgo": {"solves": counts["solves"], "ms": percentiles, "precision": run.loop_closure.config.pgo.precision.value},
+        "input_warnings": {k: v for k, v in counts.items() if k in ("bad_pose", "duplicates", "out_of_order", "restarts", "bad_covariance", "no_features")},
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run VO + loop closure, write the outputs, print the summary."""
+    config = config_from_args(args)
+    bar = tqdm(unit="frame", desc="slam", disable=args.no_progress or args.json)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        result = run_slam(args.bag, config, progress)
+    finally:
+        bar.close()
+    args.tum.parent.mkdir(parents=True, exist_ok=True)
+    write_tum(args.tum, result.trajectory_map(), comment=f"mp-slam slam {args.bag}: T_map_base_link")
+    if args.vo_tum:
+        write_tum(args.vo_tum, result.vo.trajectory(), comment=f"mp-slam slam {args.bag}: T_odom_base_link (VO alone)")
+    if args.graph and len(result.loop_closure.store):
+        write_g2o(args.graph, result.loop_closure.graph.snapshot().graph)
+    summary = {"bag": str(args.bag), "tum": str(args.tum), **summary_of(result)}
+    if not args.json:
+        loops = summary["loops"]
+        print(f"{summary['keyframes']} keyframes; loops proposed {loops['proposed']}, verified {loops['verified']}, accepted {loops['accepted']}, rejected by consistency {loops['rejected_consistency']}")
+    print(json.dumps(summary, indent=2 if args.json else None))
+    return 0

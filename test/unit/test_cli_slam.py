@@ -1,0 +1,44 @@
+"""``mp-slam slam`` on a short generated sequence: TUM, g2o and JSON summary; bad options exit 1."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from mp_slam_ros.cli.main import main
+from mp_slam_ros.io.g2o import read_g2o
+from mp_slam_ros.io.tum import read_tum
+from mp_slam_ros.sim.config import SequenceConfig
+from mp_slam_ros.sim.sequence import generate_sequence
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4 s, 320x240 RGB-D household sequence."""
+    base = SequenceConfig()
+    cfg = replace(base, seed=5, duration_s=4.0, camera=replace(base.camera, image_scale=0.5))
+    out = tmp_path_factory.mktemp("slam") / "seq"
+    generate_sequence(cfg, out)
+    return out
+
+
+def test_slam_writes_trajectory_graph_and_summary(sequence: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tum, graph = tmp_path / "slam.tum", tmp_path / "slam.g2o"
+    argv = ["slam", str(sequence / "bag"), "--tum", str(tum), "--graph", str(graph), "--json", "--no-progress",
+            "--set", "loop_closure.loop.min_age_s=1.5", "--precision", "fp64"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["keyframes"] == summary["vo"]["keyframes"] > 0
+    assert set(summary["loops"]) == {"proposed", "verified", "accepted", "rejected_verification", "rejected_consistency"}
+    assert summary["pgo"]["precision"] == "fp64"
+    assert len(read_tum(tum)) == summary["vo"]["frames"] - summary["vo"]["lost"]
+    assert read_g2o(graph).num_nodes == summary["keyframes"]
+
+
+def test_slam_bad_option_is_one_line_and_exit_1(sequence: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["slam", str(sequence / "bag"), "--tum", str(tmp_path / "x.tum"), "--set", "loop_closure.pgo.solver=qr"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "loop_closure.pgo.solver" in error
