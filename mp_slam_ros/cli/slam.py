@@ -30,6 +30,7 @@ from mp_slam_ros.pipelines.vo import TrackingStatus, VisualOdometry
 from mp_slam_ros.pipelines.vo_bag import BagFrames
 from mp_slam_ros.pipelines.vo_config import VOConfig
 from mp_slam_ros.pipelines.vo_run import VORun
+from mp_slam_ros.types import KeyframeArrays
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,15 @@ class SlamRun:
     vo: VORun
     loop_closure: LoopClosure
     frame_nodes: list[int]  # -1 before the first keyframe
+    keyframes: list[KeyframeArrays]  # as the odometry published them (to replay other options)
+    T_base_cam: np.ndarray  # (4, 4) camera extrinsics from the bag (identity when absent)
 
-    def trajectory_map(self) -> TumTrajectory:
-        """base_link in map at every tracked frame (final keyframe corrections)."""
-        _, _, T_map_cam = self.loop_closure.poses()
-        T_odom_cam = np.array([k.T_odom_cam for k in self.loop_closure.store.keyframes]).reshape(-1, 4, 4)
+    def trajectory_map(self, loop_closure: LoopClosure | None = None) -> TumTrajectory:
+        """base_link in map at every tracked frame with the final keyframe corrections of
+        ``loop_closure`` (default: this run's; another one fed the same :attr:`keyframes`)."""
+        loop_closure = loop_closure or self.loop_closure
+        _, _, T_map_cam = loop_closure.poses()
+        T_odom_cam = np.array([k.T_odom_cam for k in loop_closure.store.keyframes]).reshape(-1, 4, 4)
         corrections = T_map_cam @ se3_inverse(T_odom_cam) if len(T_odom_cam) else np.zeros((0, 4, 4))
         keep = [i for i, s in enumerate(self.vo.statuses) if s is not TrackingStatus.LOST]
         T_map_base = [
@@ -93,6 +98,7 @@ def run_slam(bag: Path, config: SlamConfig, progress: object = None) -> SlamRun:
     vo_run = VORun()
     loop_closure = LoopClosure(config.loop_closure)
     frame_nodes: list[int] = []
+    keyframes: list[KeyframeArrays] = []
     with BagFrames(bag, config.vo.mode) as frames:
         vo_config = with_updates(config.vo, {"mode": frames.mode.value})
         vo_run.mode = frames.mode.value
@@ -108,6 +114,7 @@ def run_slam(bag: Path, config: SlamConfig, progress: object = None) -> SlamRun:
                 vo_run.ba_s += [s.timings.total_s for s in result.ba_summaries]
                 if result.keyframe is not None:
                     vo_run.keyframes += 1
+                    keyframes.append(result.keyframe)
                     loop_closure.add_keyframe(result.keyframe)
                 frame_nodes.append(len(loop_closure.store) - 1)
                 if progress is not None:
@@ -115,7 +122,8 @@ def run_slam(bag: Path, config: SlamConfig, progress: object = None) -> SlamRun:
         finally:
             odometry.close()
         vo_run.wall_s = time.perf_counter() - started
-    return SlamRun(vo_run, loop_closure, frame_nodes)
+        T_base_cam = frames.T_base_cam if frames.T_base_cam is not None else np.eye(4)
+    return SlamRun(vo_run, loop_closure, frame_nodes, keyframes, T_base_cam)
 
 
 def summary_of(run: SlamRun) -> dict[str, object]:

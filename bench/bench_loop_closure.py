@@ -1,0 +1,199 @@
+"""Loop-closure benchmark: accuracy on generated household sequences, false loops in twin-room
+houses, place-recognition precision/recall, and latency (place query, incremental PGO).
+
+Answers first: per sequence the VO runs once (synchronous BA), its keyframes go through the loop
+closure in ``mixed`` and in ``fp64`` (cholesky); ATE (evo, SE(3) alignment) of the VO alone and of
+both corrected trajectories against the generator's ground truth, and ``mixed`` vs ``fp64``.
+Loops are judged with the ground truth: a loop is correct when its measured relative pose is
+within 0.2 m / 5 deg of the true one; a true revisit is a keyframe with an older one (by
+``loop.min_age_s``) within 0.5 m and 30 deg. Twin-room houses count accepted wrong loops.
+Then timings: place query p95 at 1,000 keyframes, incremental PGO p95 at 1,000 and 5,000.
+
+    PYTHONPATH=. .venv/bin/python bench/bench_loop_closure.py [--seeds 1 2 3 4 5] [--twin-seeds ...]
+        [--duration 180] [--image-scale 0.5] [--cache DIR] [--out results/loop_closure]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from mp_slam_ros.backend.incremental_pgo import IncrementalPoseGraph, Loop, PGOConfig, solve_snapshot
+from mp_slam_ros.backend.place_recognition import PlaceRecognizer
+from mp_slam_ros.cli.slam import SlamConfig, SlamRun, run_slam
+from mp_slam_ros.config import with_updates
+from mp_slam_ros.eval.metrics import evaluate
+from mp_slam_ros.geometry.lie import se3_inverse, se3_log
+from mp_slam_ros.io.tum import read_tum
+from mp_slam_ros.pipelines.loop_closure import LoopClosure
+from mp_slam_ros.precision import Precision
+from mp_slam_ros.sim.config import SequenceConfig
+from mp_slam_ros.sim.pose_graphs import household_graph
+from mp_slam_ros.sim.sequence import generate_sequence
+
+REVISIT_M, REVISIT_DEG = 0.5, 30.0
+CORRECT_M, CORRECT_DEG = 0.2, 5.0
+
+
+def sequence(cache: Path, seed: int, duration_s: float, image_scale: float, twin: bool) -> Path:
+    """The generated sequence directory (reused from ``cache`` when present)."""
+    out = cache / f"{'twin' if twin else 'house'}-s{seed}-{duration_s:g}s"
+    if not (out / "bag").is_dir():
+        base = SequenceConfig()
+        cfg = replace(base, seed=seed, duration_s=duration_s, camera=replace(base.camera, image_scale=image_scale),
+                      house=replace(base.house, twin_rooms=twin))
+        generate_sequence(cfg, out)
+    return out
+
+
+def keyframe_truth(run: SlamRun, gt_path: Path) -> np.ndarray:
+    """True ``T_world_cam`` ``(N, 4, 4)`` of the loop closure's keyframes."""
+    gt = read_tum(gt_path)
+    _, stamps_ns, _ = run.loop_closure.poses()
+    index = np.clip(np.searchsorted(gt.timestamps_s, stamps_ns * 1e-9 - 1e-6), 0, len(gt) - 1)
+    return gt.matrices()[index] @ run.T_base_cam
+
+
+def judge_loops(loop_closure: LoopClosure, T_world_cam: np.ndarray, min_age_s: float) -> dict[str, object]:
+    """Accepted loops correct/wrong by the ground truth, and recall of true revisits."""
+    snapshot = loop_closure.graph.snapshot().graph
+    loops = snapshot.is_loop
+    correct = []
+    for a, b, T in zip(snapshot.edge_from[loops], snapshot.edge_to[loops], snapshot.T_from_to[loops]):
+        error = se3_log((se3_inverse(T) @ se3_inverse(T_world_cam[a]) @ T_world_cam[b])[None])[0]
+        correct.append(np.linalg.norm(error[:3]) < CORRECT_M and np.degrees(np.linalg.norm(error[3:])) < CORRECT_DEG)
+    _, stamps_ns, _ = loop_closure.poses()
+    stamps_s, P, Z = stamps_ns * 1e-9, T_world_cam[:, :3, 3], T_world_cam[:, :3, 2]
+    revisits = [
+        q for q in range(len(P))
+        if np.any((stamps_s <= stamps_s[q] - min_age_s) & (np.linalg.norm(P - P[q], axis=1) < REVISIT_M)
+                  & (Z @ Z[q] > np.cos(np.radians(REVISIT_DEG))))
+    ]
+    closed = set(snapshot.edge_to[loops].tolist())
+    found = sum(q in closed for q in revisits)
+    accepted = int(loops.sum())
+    return {
+        "accepted": accepted, "wrong": int(accepted - sum(correct)),
+        "precision": float(np.mean(correct)) if correct else None,
+        "true_revisits": len(revisits), "revisits_closed": found,
+        "recall": found / len(revisits) if revisits else None,
+        "proposed": loop_closure.counts["candidates"], "verified": loop_closure.counts["verified"],
+        "rejected_consistency": loop_closure.counts["rejected_consistency"],
+    }
+
+
+def replay(run: SlamRun, config: SlamConfig, precision: str, solver: str) -> LoopClosure:
+    """The run's keyframes through a loop closure with another PGO precision/solver."""
+    lc_config = with_updates(config.loop_closure, {"pgo.precision": precision, "pgo.solver": solver})
+    loop_closure = LoopClosure(lc_config)
+    for keyframe in run.keyframes:
+        loop_closure.add_keyframe(keyframe)
+    return loop_closure
+
+
+def accuracy(seq: Path, config: SlamConfig) -> tuple[dict[str, object], list]:
+    """VO alone vs loop closure (mixed, fp64) on one sequence; loops judged by the ground truth.
+    Returns the row and the run's keyframes."""
+    started = time.perf_counter()
+    run = run_slam(seq / "bag", config)
+    gt = read_tum(seq / "groundtruth.tum")
+    fp64 = replay(run, config, "fp64", "cholesky")
+    out: dict[str, object] = {"sequence": seq.name, "frames": len(run.vo.statuses), "keyframes": len(run.keyframes)}
+    for name, trajectory in (("vo", run.vo.trajectory()), ("mixed", run.trajectory_map()), ("fp64", run.trajectory_map(fp64))):
+        out[f"ate_{name}"] = asdict(evaluate(gt, trajectory, name).ate_m)
+    out["loops"] = judge_loops(run.loop_closure, keyframe_truth(run, seq / "groundtruth.tum"), config.loop_closure.loop.min_age_s)
+    pgo_ms = [1e3 * s.timings.total_s for s in run.loop_closure.solve_summaries]
+    out["pgo_ms"] = {"p50": float(np.percentile(pgo_ms, 50)), "p95": float(np.percentile(pgo_ms, 95))} if pgo_ms else None
+    out["converged"] = all(s.converged for s in run.loop_closure.solve_summaries)
+    out["wall_s"] = time.perf_counter() - started
+    return out, run.keyframes
+
+
+def place_query_latency(run_keyframes: list, config: SlamConfig, size: int = 1000, queries: int = 100) -> dict[str, float]:
+    """Query p50/p95 (ms) with ``size`` keyframes in the database (the run's descriptors, cycled
+    with bit noise so no two are equal)."""
+    rng = np.random.default_rng(0)
+    recognizer = PlaceRecognizer(config.loop_closure.places)
+    times = []
+    for k in range(size + queries):
+        descriptors = run_keyframes[k % len(run_keyframes)].descriptors.copy()
+        flip = rng.integers(0, descriptors.size, descriptors.size // 50)
+        descriptors.reshape(-1)[flip] ^= 1
+        started = time.perf_counter()
+        recognizer.query_and_add(k, descriptors, k - 20)
+        if k >= size:
+            times.append(1e3 * (time.perf_counter() - started))
+    return {"keyframes": size, "p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95))}
+
+
+def pgo_latency(num_poses: int, precision: str, solves: int = 12) -> dict[str, object]:
+    """Incremental solves on a household graph: the first ``N - tail`` poses solved once, then
+    poses appended one at a time with a warm-started solve after each new loop (timed)."""
+    problem = household_graph(num_poses, dim=3, seed=1)
+    graph = problem.graph
+    odometry = ~graph.is_loop
+    order = np.argsort(graph.edge_to[odometry])
+    o_from, o_to = graph.edge_from[odometry][order], graph.edge_to[odometry][order]
+    o_T, o_info = graph.T_from_to[odometry][order], graph.information[odometry][order]
+    loops = [Loop(int(a), int(b), T, I) for a, b, T, I, is_loop in zip(graph.edge_from, graph.edge_to, graph.T_from_to, graph.information, graph.is_loop) if is_loop]
+    loop_nodes = sorted({loop.query for loop in loops})
+    start = loop_nodes[-solves] if len(loop_nodes) >= solves else loop_nodes[0]
+    pgo = IncrementalPoseGraph()
+    config = PGOConfig(precision=Precision(precision))
+    pgo.add_node(graph.T_world_node[0])
+    times, iterations, converged = [], [], True
+    for a, b, T, information in zip(o_from, o_to, o_T, o_info):
+        pgo.add_node(None, int(a), T, information)
+        if b < start or b not in loop_nodes:
+            continue
+        pgo.set_loops([loop for loop in loops if loop.query <= b])
+        snapshot = pgo.snapshot()
+        result, summary = solve_snapshot(snapshot, config)
+        pgo.apply(snapshot, result.graph.T_world_node)
+        if b > start:  # the first solve (from dead reckoning) is the warm-up
+            times.append(1e3 * summary.timings.total_s)
+            iterations.append(summary.num_iterations)
+            converged &= summary.converged
+    return {"poses": num_poses, "precision": precision, "solves": len(times), "p50_ms": float(np.percentile(times, 50)),
+            "p95_ms": float(np.percentile(times, 95)), "iterations_p50": float(np.median(iterations)), "converged": bool(converged)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--twin-seeds", type=int, nargs="*", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--duration", type=float, default=180.0)
+    parser.add_argument("--image-scale", type=float, default=0.5)
+    parser.add_argument("--pgo-sizes", type=int, nargs="*", default=[1000, 5000])
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/mp_slam_bench_loop_closure"))
+    parser.add_argument("--out", type=Path, default=Path("results/loop_closure"))
+    args = parser.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    config = SlamConfig()
+    report: dict[str, object] = {"args": {k: str(v) for k, v in vars(args).items()}, "houses": [], "twins": []}
+    keyframes: list = []
+    for twin, seeds in ((False, args.seeds), (True, args.twin_seeds)):
+        for seed in seeds:
+            seq = sequence(args.cache, seed, args.duration, args.image_scale, twin)
+            result, run_keyframes = accuracy(seq, config)
+            keyframes = keyframes or run_keyframes
+            report["twins" if twin else "houses"].append(result)  # type: ignore[union-attr]
+            print(json.dumps(result), flush=True)
+    if keyframes:
+        report["place_query"] = place_query_latency(keyframes, config)
+        print(json.dumps(report["place_query"]), flush=True)
+    report["pgo"] = [pgo_latency(n, p) for n in args.pgo_sizes for p in ("mixed", "fp64")]
+    for row in report["pgo"]:  # type: ignore[union-attr]
+        print(json.dumps(row), flush=True)
+    (args.out / "bench_loop_closure.json").write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out / 'bench_loop_closure.json'}")
+
+
+if __name__ == "__main__":
+    main()
