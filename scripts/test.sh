@@ -11,6 +11,14 @@ VENV="${MP_SLAM_VENV:-$ROOT/.venv}"
 
 "$ROOT/scripts/setup.sh"
 
+# launch + launch_ros (not on PyPI) for the launch tests, from ../shared/ros2-launch when it is
+# beside the checkout (CI, this workplace); about a second when up to date. Without it those tests skip.
+LAUNCH_KIT="$ROOT/../shared/ros2-launch"
+if [[ -x "$LAUNCH_KIT/install.sh" ]]; then
+  "$LAUNCH_KIT/install.sh" "$VENV" \
+    || printf '[test] warning: %s/install.sh failed: the launch tests will be skipped\n' "$LAUNCH_KIT" >&2
+fi
+
 # A sourced ROS 2 installation (another Python, other interface packages) must not leak into the
 # venv's pip-wheel ROS 2 Kilted.
 if [[ -n "${ROS_DISTRO:-}" ]]; then
