@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent
 CONSOLE_SCRIPTS = [
     "mp-slam = mp_slam_ros.cli.main:main",
     "vo_node = mp_slam_ros.nodes.vo_node:main",
+    "loop_closure_node = mp_slam_ros.nodes.loop_closure_node:main",
 ]
 
 

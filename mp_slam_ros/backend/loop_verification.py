@@ -3,7 +3,7 @@
 :func:`verify_pnp` (keyframes with 3-D points): ORB descriptors matched with a brute-force
 Hamming matcher and Lowe's ratio test, then the candidate keyframe's 3-D points (its camera
 frame) against the query's pixels by PnP RANSAC and LM refinement
-(:func:`~mp_slam_ros.frontend.tracking.solve_pnp`, the odometry's own PnP). The result is the
+(OpenCV, no motion prior: the candidate may be anywhere). The result is the
 relative pose ``T_match_query`` (query camera in the candidate camera's frame) with the
 covariance ``sigma^2 (J^T J)^-1`` of the inliers' reprojection (right perturbation of
 ``T_match_query``: query-camera ``[rho, phi]``, the loop edge's tangent convention).
@@ -24,8 +24,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mp_slam_ros.config import option
-from mp_slam_ros.frontend.tracking import solve_pnp
 from mp_slam_ros.geometry.camera import project
+from mp_slam_ros.geometry.lie import hat, se3_inverse
 
 
 @dataclass(frozen=True)
@@ -86,17 +86,12 @@ def verify_pnp(
         return Verification(False, f"{len(pairs)} matches with depth < {config.min_matches}", len(pairs))
     points = match_points_cam[pairs[:, 1]].astype(np.float64)
     uv = query_uv[pairs[:, 0]].astype(np.float64)
-    pnp = solve_pnp(points, uv, K, np.eye(4), config)  # type: ignore[arg-type]  # same PnP fields
-    if pnp is None:
+    pose = _pnp(points, uv, K, config)
+    if pose is None:
         return Verification(False, f"PnP found < {config.min_inliers} inliers", len(pairs))
-    inliers = int(pnp.inliers.sum())
-    points_query = (points[pnp.inliers] - pnp.T_odom_cam[:3, 3]) @ pnp.T_odom_cam[:3, :3]
-    intrinsics = np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2], 0.0, 0.0])
-    mean_error = float(np.linalg.norm(project(intrinsics, points_query)[0] - uv[pnp.inliers], axis=1).mean())
-    result = Verification(
-        True, "verified", len(pairs), inliers, mean_error, pnp.T_odom_cam,
-        pnp.covariance_cam * config.covariance_scale,
-    )
+    T_query_match, inlier_mask, mean_error, covariance = pose
+    inliers = int(inlier_mask.sum())
+    result = Verification(True, "verified", len(pairs), inliers, mean_error, se3_inverse(T_query_match), covariance * config.covariance_scale)
     if inliers < config.min_inlier_ratio * len(pairs):
         result.accepted, result.reason = False, f"inlier ratio {inliers / len(pairs):.2f} < {config.min_inlier_ratio}"
     elif mean_error > config.max_mean_error_px:
@@ -104,6 +99,36 @@ def verify_pnp(
     elif not np.all(np.isfinite(result.covariance)):
         result.accepted, result.reason = False, "degenerate geometry (no finite covariance)"
     return result
+
+
+def _pnp(
+    points_match: NDArray[np.float64], uv: NDArray[np.float64], K: NDArray[np.float64], config: LoopVerificationConfig,
+) -> tuple[NDArray[np.float64], NDArray[np.bool_], float, NDArray[np.float64]] | None:
+    """``T_query_match`` by EPnP RANSAC + LM on the inliers, the inlier mask (re-labelled at the
+    refined pose), their mean reprojection error (px) and the covariance ``sigma^2 (J^T J)^-1``
+    of a right perturbation of ``T_match_query``; None below ``loop.min_inliers``."""
+    ok, rvec, tvec, index = cv2.solvePnPRansac(
+        points_match, uv, K, None, iterationsCount=config.ransac_iterations,
+        reprojectionError=config.ransac_reprojection_px, confidence=0.999, flags=cv2.SOLVEPNP_EPNP,
+    )
+    if not ok or index is None or len(index) < config.min_inliers:
+        return None
+    index = index.reshape(-1)
+    rvec, tvec = cv2.solvePnPRefineLM(points_match[index], uv[index], K, None, rvec, tvec)
+    T_query_match = np.eye(4)
+    T_query_match[:3, :3], T_query_match[:3, 3] = cv2.Rodrigues(rvec)[0], tvec.reshape(3)
+    points_query = points_match @ T_query_match[:3, :3].T + T_query_match[:3, 3]
+    intrinsics = np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2], 0.0, 0.0])
+    projected, d_uv = project(intrinsics, points_query, with_jacobian=True)
+    error = np.linalg.norm(projected - uv, axis=1)
+    inliers = (points_query[:, 2] > 0.0) & (error <= config.ransac_reprojection_px)
+    if inliers.sum() < config.min_inliers:
+        return None
+    p = points_query[inliers]
+    d_point = np.concatenate([np.broadcast_to(np.eye(3), (len(p), 3, 3)), -hat(p)], axis=2)
+    J = np.einsum("nij,njk->nik", d_uv[inliers], d_point).reshape(-1, 6)
+    covariance = np.linalg.pinv(J.T @ J) * config.pixel_sigma_px**2
+    return T_query_match, inliers, float(error[inliers].mean()), covariance
 
 
 def verify_fundamental(

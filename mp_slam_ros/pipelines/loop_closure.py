@@ -36,6 +36,7 @@ from mp_slam_ros.backend.incremental_pgo import GraphSnapshot, IncrementalPoseGr
 from mp_slam_ros.backend.keyframe_store import KeyframeStore, StoredKeyframe
 from mp_slam_ros.backend.loop_consistency import LoopMeasurement, OdometryChains, PairwiseConsistency
 from mp_slam_ros.backend.loop_verification import verify_pnp
+from mp_slam_ros.backend.pose_graph import PoseGraph
 from mp_slam_ros.backend.place_recognition import PlaceRecognizer
 from mp_slam_ros.errors import ProblemError
 from mp_slam_ros.geometry.lie import se3_inverse
@@ -147,6 +148,11 @@ class LoopClosure:
     def relocalized(self) -> bool:
         """False after :meth:`load_map` until a keyframe matched the loaded map."""
         return self._relocalized
+
+    def pose_graph(self) -> PoseGraph | None:
+        """The current graph (nodes: keyframe indices, poses ``T_map_cam``), None when empty."""
+        with self._lock:
+            return self.graph.snapshot().graph if self.graph.num_nodes else None
 
     def poses(self) -> tuple[NDArray[np.int64], NDArray[np.int64], FloatArray]:
         """VO keyframe ids ``(N,)``, stamps ``(N,)`` ns and current ``T_map_cam`` ``(N, 4, 4)``."""
@@ -324,7 +330,7 @@ class LoopClosure:
     def _to_edge(self, loop: LoopMeasurement) -> Loop:
         return Loop(loop.match, loop.query, loop.T_match_query, np.linalg.inv(loop.covariance))
 
-    def _add_loaded_edges(self, graph) -> None:
+    def _add_loaded_edges(self, graph: PoseGraph) -> None:
         """Odometry and loop edges of a loaded map (loops kept, never re-checked)."""
         edge_from, edge_to = graph.index_of(graph.edge_from), graph.index_of(graph.edge_to)
         for a, b, T, information, is_loop in zip(edge_from, edge_to, graph.T_from_to, graph.information, graph.is_loop):
