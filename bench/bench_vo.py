@@ -8,7 +8,7 @@ frames; then per-frame tracking p95, window BA p95, real-time factor. OpenCV's o
 odometry (``cv2.rgbd``) is not in the installed OpenCV (5.0, no contrib), so it is not run.
 
     OPENBLAS_NUM_THREADS=1 python bench/bench_vo.py --seeds 10 --duration 60      # the issue's run
-    OPENBLAS_NUM_THREADS=1 python bench/bench_vo.py --seeds 2 --duration 10 --image-scale 0.5  # quick
+    OPENBLAS_NUM_THREADS=1 python bench/bench_vo.py --seeds 2 --duration 10 --image-scale 0.5 --speed-duration 0  # quick
 
 Writes ``results/vo/summary.json`` and ``results/vo/summary.md``.
 """
@@ -66,17 +66,30 @@ def measure(bag: Path, truth: Path, config: VOConfig, rpe_m: float) -> dict:
     }
 
 
-def household(args: argparse.Namespace) -> list[dict]:
-    """Every seed x mode x {window BA, frame-to-frame baseline}."""
+def household(args: argparse.Namespace, seed: int) -> list[dict]:
+    """One seed x every mode x {window BA, frame-to-frame baseline}."""
     rows = []
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
-        path = sequence(args.cache, seed, args.duration, args.image_scale)
-        for mode in args.modes:
-            for method, updates in (("vo", {}), ("f2f_pnp", BASELINE)):
-                config = with_updates(VOConfig(), {"mode": mode, "ba.synchronous": args.synchronous, **updates})
-                row = {"seed": seed, "mode": mode, "method": method, **measure(path / "bag", path / "groundtruth.tum", config, 1.0)}
-                rows.append(row)
-                print(json.dumps({k: row[k] for k in ("seed", "mode", "method", "lost", "ate_rmse_m", "drift_percent", "real_time_factor")}), flush=True)
+    path = sequence(args.cache, seed, args.duration, args.image_scale)
+    for mode in args.modes:
+        for method, updates in (("vo", {}), ("f2f_pnp", BASELINE)):
+            config = with_updates(VOConfig(), {"mode": mode, "ba.synchronous": args.synchronous, **updates})
+            row = {"seed": seed, "mode": mode, "method": method, **measure(path / "bag", path / "groundtruth.tum", config, 1.0)}
+            rows.append(row)
+            print(json.dumps({k: row[k] for k in ("seed", "mode", "method", "lost", "ate_rmse_m", "drift_percent", "real_time_factor")}), flush=True)
+    return rows
+
+
+def speed(args: argparse.Namespace) -> list[dict]:
+    """640x480 RGB-D and stereo at 30 Hz with the BA in its worker thread (how the node runs)."""
+    if args.speed_duration <= 0:
+        return []
+    path = sequence(args.cache, args.speed_seed, args.speed_duration, 1.0)
+    rows = []
+    for mode in args.modes:
+        config = with_updates(VOConfig(), {"mode": mode})
+        row = {"seed": args.speed_seed, "mode": mode, **measure(path / "bag", path / "groundtruth.tum", config, 1.0)}
+        rows.append(row)
+        print(json.dumps({k: row[k] for k in ("mode", "lost", "tracking_ms", "ba_ms", "real_time_factor")}), flush=True)
     return rows
 
 
@@ -121,10 +134,10 @@ def aggregate(rows: list[dict]) -> list[dict]:
     return table
 
 
-def markdown(table: list[dict], kitti_rows: list[dict], args: argparse.Namespace) -> str:
+def markdown(table: list[dict], speed_rows: list[dict], kitti_rows: list[dict], args: argparse.Namespace) -> str:
     """The summary table in Markdown."""
     lines = [
-        f"# VO benchmark ({args.seeds} seeds x {args.duration:g} s, image scale {args.image_scale:g}, "
+        f"# VO benchmark ({max((r['sequences'] for r in table), default=0)} of {args.seeds} seeds x {args.duration:g} s, image scale {args.image_scale:g}, "
         f"BA {'synchronous' if args.synchronous else 'in a worker thread'})", "",
         "| mode | method | seqs | drift % median | drift % max | ATE RMSE m median | lost | tracking p95 ms | BA p95 ms | RTF min |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -136,6 +149,15 @@ def markdown(table: list[dict], kitti_rows: list[dict], args: argparse.Namespace
             f"{fmt(r['drift_percent_max'], '.2f')} | {r['ate_rmse_m_median']:.3f} | {r['lost_total']} | "
             f"{r['tracking_p95_ms_max']:.1f} | {r['ba_p95_ms_max']:.1f} | {r['real_time_factor_min']:.2f} |"
         )
+    if speed_rows:
+        lines += ["", f"Speed, 640x480 at 30 Hz, BA in the worker thread (seed {args.speed_seed}, {args.speed_duration:g} s):", "",
+                  "| mode | frames | lost | drift % | ATE RMSE m | tracking p50 / p95 ms | BA p50 / p95 ms | BA solves | RTF |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in speed_rows:
+            ba = r["ba_ms"] or {"p50": 0.0, "p95": 0.0}
+            lines.append(f"| {r['mode']} | {r['frames']} | {r['lost']} | {fmt(r['drift_percent'], '.2f')} | {r['ate_rmse_m']:.3f} | "
+                         f"{r['tracking_ms']['p50']:.1f} / {r['tracking_ms']['p95']:.1f} | {ba['p50']:.1f} / {ba['p95']:.1f} | "
+                         f"{r['ba_solves']} | {r['real_time_factor']:.2f} |")
     if kitti_rows:
         lines += ["", "KITTI excerpt (stereo, 51 frames, ~60 m):", "",
                   "| method | segment m | drift % | ATE RMSE m | lost | tracking p95 ms | BA p95 ms |", "|---|---|---|---|---|---|---|"]
@@ -155,21 +177,33 @@ def main() -> None:
     parser.add_argument("--image-scale", type=float, default=1.0)
     parser.add_argument("--modes", nargs="+", default=["rgbd", "stereo"])
     parser.add_argument("--synchronous", action="store_true", help="BA before the next frame (deterministic)")
+    parser.add_argument("--speed-seed", type=int, default=2, help="seed of the 640x480 speed run")
+    parser.add_argument("--speed-duration", type=float, default=20.0, help="length of the speed run (0: none)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/mp_slam_bench_vo"))
     parser.add_argument("--kitti", type=Path, default=ROOT.parent / "shared" / "data" / "kitti_stereo_excerpt")
     parser.add_argument("--output", type=Path, default=ROOT / "results" / "vo")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
-    rows = household(args) if args.seeds > 0 else []
+    speed_rows = speed(args)
     kitti_rows = kitti(args)
-    table = aggregate(rows)
+    rows: list[dict] = []
+    write(args, rows, speed_rows, kitti_rows)
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        rows += household(args, seed)
+        write(args, rows, speed_rows, kitti_rows)  # after every seed: a long run leaves partial results
+    print(markdown(aggregate(rows), speed_rows, kitti_rows, args))
+
+
+def write(args: argparse.Namespace, rows: list[dict], speed_rows: list[dict], kitti_rows: list[dict]) -> None:
+    """``summary.json`` (every run) and ``summary.md`` (the tables) in ``args.output``."""
     args.output.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     meta = {"commit": commit, "python": platform.python_version(), "opencv": cv2.__version__,
-            "cv2_rgbd_available": hasattr(cv2, "rgbd"), "args": {k: str(v) for k, v in vars(args).items()}}
-    (args.output / "summary.json").write_text(json.dumps({"meta": meta, "table": table, "runs": rows, "kitti": kitti_rows}, indent=2) + "\n")
-    (args.output / "summary.md").write_text(markdown(table, kitti_rows, args))
-    print(markdown(table, kitti_rows, args))
+            "cv2_rgbd_available": hasattr(cv2, "rgbd"), "seeds_done": len({r["seed"] for r in rows}),
+            "args": {k: str(v) for k, v in vars(args).items()}}
+    table = aggregate(rows)
+    (args.output / "summary.json").write_text(json.dumps({"meta": meta, "table": table, "runs": rows, "speed": speed_rows, "kitti": kitti_rows}, indent=2) + "\n")
+    (args.output / "summary.md").write_text(markdown(table, speed_rows, kitti_rows, args))
 
 
 if __name__ == "__main__":

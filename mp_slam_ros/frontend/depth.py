@@ -17,11 +17,23 @@ _STEREO_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 0.01)
 
 
 def depth_at(depth_m: NDArray[np.floating], uv: NDArray[np.floating], config: FrontendConfig) -> NDArray[np.float64]:
-    """Depth image ``(H, W)`` metres (NaN/0 invalid) at the nearest pixel of each ``uv`` ``(N, 2)``."""
+    """Depth image ``(H, W)`` metres (NaN/0 invalid) at the nearest pixel of each ``uv`` ``(N, 2)``.
+
+    Corners often sit on depth edges, where the nearest pixel may belong to the background or
+    the foreground: a keypoint whose 3x3 neighbourhood spans more than
+    ``frontend.depth_edge_ratio`` of its depth (or has a hole) gets none.
+    """
     height, width = depth_m.shape
     col = np.clip(np.rint(uv[:, 0]).astype(np.int64), 0, width - 1)
     row = np.clip(np.rint(uv[:, 1]).astype(np.int64), 0, height - 1)
     depth = depth_m[row, col].astype(np.float64)
+    if config.depth_edge_ratio > 0.0 and len(uv):
+        offsets = np.array([-1, 0, 1])
+        rows = np.clip(row[:, None, None] + offsets[None, :, None], 0, height - 1)
+        cols = np.clip(col[:, None, None] + offsets[None, None, :], 0, width - 1)
+        patch = depth_m[rows, cols].reshape(len(uv), -1).astype(np.float64)
+        spread = patch.max(axis=1) - patch.min(axis=1)  # NaN when the patch has a hole
+        depth = np.where(spread <= config.depth_edge_ratio * depth, depth, np.nan)
     return _in_range(depth, config)
 
 

@@ -19,7 +19,7 @@ def keyframe_reason(
     ``num_tracked`` landmarks are tracked now, ``num_at_keyframe`` were at the last keyframe
     ``T_odom_kf``, taken ``elapsed_s`` ago.
     """
-    if num_tracked < config.min_tracked:
+    if num_tracked < min(config.min_tracked, num_at_keyframe):  # in texture-poor views: only once tracks are lost
         return "few tracked"
     if num_tracked < config.min_tracked_ratio * num_at_keyframe:
         return "tracked ratio"

@@ -25,6 +25,7 @@ from mp_slam_ros.errors import FrameError
 from mp_slam_ros.frontend.depth import depth_at, stereo_depth
 from mp_slam_ros.frontend.features import FeatureDetector
 from mp_slam_ros.frontend.keyframes import keyframe_reason
+from mp_slam_ros.frontend.matching import match_by_projection
 from mp_slam_ros.frontend.tracking import PnPResult, FrameTracker, solve_pnp
 from mp_slam_ros.geometry.camera import project
 from mp_slam_ros.geometry.lie import se3_adjoint, se3_inverse, se3_log, se3_to_translation_quat
@@ -106,7 +107,7 @@ class VisualOdometry:
         T_pred = self._predict_pose(frame)
         uv, tracked = self._track_landmarks(grey, T_pred)
         timings["klt_s"] = time.perf_counter() - started
-        pnp = self._estimate_pose(uv, tracked, T_pred)
+        pnp = self._estimate_pose(uv, tracked, T_pred, grey, depth_m, right)
         timings["pnp_s"] = time.perf_counter() - started - timings["klt_s"]
         if pnp is None:
             return self._lose_tracking(frame, grey, depth_m, right, T_pred, summaries, started, timings)
@@ -138,17 +139,27 @@ class VisualOdometry:
         """KLT of the tracked landmarks into this frame, started at their predicted pixels."""
         alive = self._window.alive(self._track_ids)
         self._track_ids, self._track_uv = self._track_ids[alive], self._track_uv[alive]
-        self._track_angle = self._track_angle[alive]
-        points_cam = self._to_camera(self._window.positions(self._track_ids), T_odom_cam_pred)
-        guess = project(self._intrinsics, points_cam)[0]
-        usable = (points_cam[:, 2] > 0.05) & np.all(np.isfinite(guess), axis=1)
-        guess = np.where(usable[:, None], guess, self._track_uv)
-        return self._tracker.track(grey, self._track_uv, guess)
+        self._track_angle, self._track_uv_keyframe = self._track_angle[alive], self._track_uv_keyframe[alive]
+        # start each search at the point's last pixel moved by the predicted image motion: the
+        # prediction alone, on weak texture, pulls KLT along with its own error
+        positions = self._window.positions(self._track_ids)
+        now = project(self._intrinsics, self._to_camera(positions, T_odom_cam_pred))[0]
+        before = project(self._intrinsics, self._to_camera(positions, self._T_odom_cam))[0]
+        guess = self._track_uv + (now - before)
+        guess = np.where(np.all(np.isfinite(guess), axis=1)[:, None], guess, self._track_uv)
+        return self._tracker.track(grey, self._track_uv_keyframe, guess)
 
-    def _estimate_pose(self, uv: FloatArray, tracked: NDArray[np.bool_], T_pred: FloatArray) -> PnPResult | None:
-        """PnP RANSAC of the tracked pixels against their landmarks (None: too few inliers)."""
+    def _estimate_pose(
+        self, uv: FloatArray, tracked: NDArray[np.bool_], T_pred: FloatArray, grey: NDArray[np.uint8],
+        depth_m: NDArray[np.float32] | None, right: NDArray[np.uint8] | None,
+    ) -> PnPResult | None:
+        """PnP RANSAC of the tracked pixels against their landmarks, refined with this frame's
+        depth at them (``tracking.use_depth``); None: too few inliers."""
         points = self._window.positions(self._track_ids[tracked])
-        pnp = solve_pnp(points, uv[tracked], self._K, T_pred, self.config.tracking)
+        u_right = None
+        if self.config.tracking.use_depth:
+            u_right = uv[tracked, 0] - self._fx_baseline / self._depth(uv[tracked], depth_m, grey, right)
+        pnp = solve_pnp(points, uv[tracked], self._K, T_pred, self.config.tracking, u_right, self._fx_baseline)
         if pnp is None:
             return None
         inliers = np.zeros(len(uv), bool)
@@ -159,6 +170,7 @@ class VisualOdometry:
     def _keep_inliers(self, uv: FloatArray, tracked: NDArray[np.bool_], pnp: PnPResult) -> None:
         keep = pnp.inliers
         self._track_ids, self._track_uv, self._track_angle = self._track_ids[keep], uv[keep], self._track_angle[keep]
+        self._track_uv_keyframe = self._track_uv_keyframe[keep]
 
     def _maybe_keyframe(
         self, frame: Frame, grey: NDArray[np.uint8], depth_m: NDArray[np.float32] | None,
@@ -181,31 +193,58 @@ class VisualOdometry:
         self, frame: Frame, grey: NDArray[np.uint8], depth_m: NDArray[np.float32] | None,
         right: NDArray[np.uint8] | None, T_odom_cam: FloatArray, covariance_cam: FloatArray,
     ) -> KeyframeArrays:
-        """New features with depth become landmarks; the keyframe joins the window, its BA is queued."""
-        cfg = self.config.frontend
-        new = self._detector.detect(grey, cfg.max_features - len(self._track_ids), self._track_uv)
+        """New features re-find untracked window landmarks or, with depth, become new landmarks;
+        the keyframe joins the window and its BA is queued."""
+        n_old = len(self._track_ids)
+        new = self._detector.detect(grey, self.config.frontend.max_features - n_old, self._track_uv)
         uv = np.concatenate([self._track_uv, new.uv]).astype(np.float64)
         angle = np.concatenate([self._track_angle, new.angle_deg])
+        descriptors, described = self._detector.describe(grey, uv, angle)
         depth = self._depth(uv, depth_m, grey, right)
-        n_old = len(self._track_ids)
         points_cam = self._camera.pinhole().unproject(uv, np.where(np.isfinite(depth), depth, 1.0))
-        creates = np.isfinite(depth[n_old:])
-        new_ids = self._window.add_landmarks(self._to_odom(points_cam[n_old:][creates], T_odom_cam))
-        ids = np.concatenate([self._track_ids, new_ids])
-        observed = np.concatenate([np.ones(n_old, bool), creates])
+        ids = np.concatenate([self._track_ids, self._reacquire(uv[n_old:], descriptors[n_old:], described[n_old:], T_odom_cam)])
+        creates = (ids < 0) & np.isfinite(depth) & described
+        first_new = self._window.num_landmarks
+        ids[creates] = self._window.add_landmarks(self._to_odom(points_cam[creates], T_odom_cam), descriptors[creates])
+        observed = ids >= 0
         u_right = uv[:, 0] - self._fx_baseline / depth
         self._window.add_keyframe(WindowKeyframe(
-            self._next_keyframe_id, frame.stamp_ns, T_odom_cam.copy(), ids, uv[observed], u_right[observed],
-            (int(new_ids[0]) if new_ids.size else self._window.num_landmarks, self._window.num_landmarks),
+            self._next_keyframe_id, frame.stamp_ns, T_odom_cam.copy(), ids[observed], uv[observed], u_right[observed],
+            (first_new, self._window.num_landmarks),
         ))
-        self._track_ids, self._track_uv, self._track_angle = ids, uv[observed], angle[observed]
-        self._tracked_at_keyframe = len(ids)
-        known = np.concatenate([self._to_camera(self._window.positions(ids[:n_old]), T_odom_cam), np.full((len(new.uv), 3), np.nan)])
+        self._track_ids, self._track_uv, self._track_angle = ids[observed], uv[observed], angle[observed]
+        self._track_uv_keyframe = self._track_uv.copy()
+        self._tracker.restart(grey)  # KLT runs from this keyframe: no drift accumulates frame to frame
+        self._tracked_at_keyframe = int(observed.sum())
+        known = np.full_like(points_cam, np.nan)
+        known[observed] = self._to_camera(self._window.positions(ids[observed]), T_odom_cam)
         points_cam = np.where(np.isfinite(depth)[:, None], points_cam, known)
-        keyframe = self._keyframe_arrays(frame, grey, uv, angle, points_cam, T_odom_cam, covariance_cam)
+        keyframe = self._keyframe_arrays(frame, uv[described], descriptors[described], points_cam[described], T_odom_cam, covariance_cam)
         self._next_keyframe_id += 1
         self._queue_window_ba()
         return keyframe
+
+    def _reacquire(
+        self, uv: FloatArray, descriptors: NDArray[np.uint8], described: NDArray[np.bool_], T_odom_cam: FloatArray
+    ) -> NDArray[np.int64]:
+        """Ids ``(M,)`` of untracked window landmarks re-found at keypoints ``uv`` (-1: none)."""
+        cfg = self.config.frontend
+        found = np.full(len(uv), -1, np.int64)
+        if cfg.reacquire_radius_px <= 0 or len(uv) == 0:
+            return found
+        candidates = self._window.observed_ids()
+        candidates = candidates[self._window.alive(candidates) & ~np.isin(candidates, self._track_ids)]
+        points_cam = self._to_camera(self._window.positions(candidates), T_odom_cam)
+        in_front = points_cam[:, 2] > cfg.min_depth_m
+        candidates = candidates[in_front]
+        projected = project(self._intrinsics, points_cam[in_front])[0]
+        index = match_by_projection(
+            uv[described], descriptors[described], projected, self._window.descriptors(candidates),
+            cfg.reacquire_radius_px, cfg.reacquire_max_hamming,
+        )
+        rows = np.flatnonzero(described)
+        found[rows[index >= 0]] = candidates[index[index >= 0]]
+        return found
 
     def _depth(self, uv: FloatArray, depth_m: NDArray[np.float32] | None, grey: NDArray[np.uint8], right: NDArray[np.uint8] | None) -> FloatArray:
         if self.config.mode is SensorMode.RGBD:
@@ -213,18 +252,17 @@ class VisualOdometry:
         return stereo_depth(grey, right, uv, self._camera.fx * self._camera.baseline_m, self.config.frontend)
 
     def _keyframe_arrays(
-        self, frame: Frame, grey: NDArray[np.uint8], uv: FloatArray, angle: NDArray[np.float32],
-        points_cam: FloatArray, T_odom_cam: FloatArray, covariance_cam: FloatArray,
+        self, frame: Frame, uv: FloatArray, descriptors: NDArray[np.uint8], points_cam: FloatArray,
+        T_odom_cam: FloatArray, covariance_cam: FloatArray,
     ) -> KeyframeArrays:
         """The published keyframe: keypoints with ORB descriptors and their camera-frame points."""
-        descriptors, described = self._detector.describe(grey, uv, angle)
         translation, quat_xyzw = se3_to_translation_quat(T_odom_cam)
         return KeyframeArrays(
             keyframe_id=self._next_keyframe_id, stamp_ns=frame.stamp_ns, frame_id=self.odom_frame,
             pose_odom_cam=np.concatenate([translation[0], quat_xyzw[0]]),
             covariance_odom_cam=_rotate_covariance(covariance_cam, T_odom_cam),
-            camera=frame.camera, keypoints_px=uv[described].astype(np.float32),
-            descriptors=descriptors[described], points_cam=points_cam[described].astype(np.float32),
+            camera=frame.camera, keypoints_px=uv.astype(np.float32),
+            descriptors=descriptors, points_cam=points_cam.astype(np.float32),
         )
 
     def _queue_window_ba(self) -> None:
@@ -255,10 +293,10 @@ class VisualOdometry:
         """Start a map at this frame at the current pose (INITIALIZING/RESET, or LOST if too few
         features have depth)."""
         self._set_camera(frame.camera)
-        self._tracker.restart(grey)
         self._window = SlidingWindow(self.config.ba.window_size, self._generation)
         self._track_ids = np.zeros(0, np.int64)
         self._track_uv = np.zeros((0, 2))
+        self._track_uv_keyframe = np.zeros((0, 2))
         self._track_angle = np.zeros(0, np.float32)
         covariance = np.eye(6) * self.config.tracking.pixel_sigma_px * 1e-4
         keyframe = self._insert_keyframe(frame, grey, depth_m, right, self._T_odom_cam, covariance)
@@ -356,8 +394,9 @@ class VisualOdometry:
         self._camera = camera
         self._K = np.asarray(camera.camera_matrix, np.float64)
         self._intrinsics = camera.pinhole().intrinsics
-        stereo = self.config.mode is SensorMode.STEREO
-        self._baseline_for_ba = camera.baseline_m if stereo else self.config.frontend.rgbd_virtual_baseline_m
+        # depth (RGB-D, or triangulated from the stereo pair) enters tracking and BA as a virtual
+        # right-image coordinate; its baseline sets how much depth weighs against the pixels
+        self._baseline_for_ba = self.config.frontend.rgbd_virtual_baseline_m
         self._fx_baseline = camera.fx * self._baseline_for_ba
 
     @staticmethod

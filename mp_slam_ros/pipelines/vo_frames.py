@@ -69,7 +69,7 @@ def warm_up_ba(config: BAConfig) -> None:
     rng = np.random.default_rng(0)
     window = SlidingWindow(3)
     points = rng.uniform([-1.0, -1.0, 2.0], [1.0, 1.0, 4.0], (30, 3))
-    ids = window.add_landmarks(points)
+    ids = window.add_landmarks(points, np.zeros((len(points), 32), np.uint8))
     for k in range(3):
         T = np.eye(4)
         T[0, 3] = 0.1 * k

@@ -22,6 +22,8 @@ from mp_slam_ros.solvers.summary import Summary
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+#: bytes of an ORB descriptor
+DESCRIPTOR_BYTES = 32
 
 
 @dataclass
@@ -72,6 +74,7 @@ class SlidingWindow:
         self.generation = generation
         self.keyframes: list[WindowKeyframe] = []
         self._positions = np.zeros((1024, 3))
+        self._descriptors = np.zeros((1024, DESCRIPTOR_BYTES), np.uint8)
         self._alive = np.zeros(1024, bool)
         self._count = 0
 
@@ -80,14 +83,16 @@ class SlidingWindow:
         """Landmark ids handed out so far (alive or not)."""
         return self._count
 
-    def add_landmarks(self, points_odom: FloatArray) -> IntArray:
-        """Ids ``(N,)`` of new landmarks at ``points_odom`` ``(N, 3)``."""
+    def add_landmarks(self, points_odom: FloatArray, descriptors: NDArray[np.uint8]) -> IntArray:
+        """Ids ``(N,)`` of new landmarks at ``points_odom`` ``(N, 3)`` with ORB ``descriptors`` ``(N, 32)``."""
         n = len(points_odom)
         while self._count + n > len(self._positions):
             self._positions = np.concatenate([self._positions, np.zeros_like(self._positions)])
+            self._descriptors = np.concatenate([self._descriptors, np.zeros_like(self._descriptors)])
             self._alive = np.concatenate([self._alive, np.zeros_like(self._alive)])
         ids = np.arange(self._count, self._count + n, dtype=np.int64)
         self._positions[ids] = points_odom
+        self._descriptors[ids] = descriptors
         self._alive[ids] = True
         self._count += n
         return ids
@@ -95,6 +100,10 @@ class SlidingWindow:
     def positions(self, ids: IntArray) -> FloatArray:
         """Odom positions ``(N, 3)`` of landmarks ``ids``."""
         return self._positions[ids]
+
+    def descriptors(self, ids: IntArray) -> NDArray[np.uint8]:
+        """ORB descriptors ``(N, 32)`` of landmarks ``ids`` (from the keyframe that created them)."""
+        return self._descriptors[ids]
 
     def alive(self, ids: IntArray) -> NDArray[np.bool_]:
         """Mask ``(N,)`` of the landmarks still observed in the window."""
@@ -131,7 +140,7 @@ class SlidingWindow:
             return None
         new_index = np.cumsum(keep_landmark) - 1
         fixed = np.zeros(len(self.keyframes), bool)
-        fixed[: config.fixed_keyframes] = True
+        fixed[: min(config.fixed_keyframes, len(self.keyframes) - 1)] = True
         problem = BAProblem.from_camera(
             camera,
             T_world_cam=np.stack([kf.T_odom_cam for kf in self.keyframes]),

@@ -71,6 +71,9 @@ def test_klt_follows_a_shift() -> None:
     moved, ok = tracker.track(np.roll(first, 3, axis=1), uv)
     assert ok.all()
     np.testing.assert_allclose(moved, uv + [3.0, 0.0], atol=0.1)
+    moved, ok = tracker.track(np.roll(first, 6, axis=1), uv, uv + 5.0)  # still from the reference
+    assert ok.all()
+    np.testing.assert_allclose(moved, uv + [6.0, 0.0], atol=0.1)
 
 
 def test_pnp_recovers_the_pose_despite_outliers() -> None:
@@ -82,10 +85,14 @@ def test_pnp_recovers_the_pose_despite_outliers() -> None:
     uv = points_cam[:, :2] / points_cam[:, 2:] * [K[0, 0], K[1, 1]] + K[:2, 2]
     uv += rng.normal(0.0, 0.3, uv.shape)
     uv[:20] += 30.0  # outliers
-    result = solve_pnp(points_odom, uv, K, np.eye(4), TrackingConfig())
+    no_prior = TrackingConfig(prior_translation_m=0.0, prior_rotation_deg=0.0)
+    result = solve_pnp(points_odom, uv, K, np.eye(4), no_prior)  # from a far guess
     assert result is not None
     assert not result.inliers[:20].any() and result.inliers[20:].mean() > 0.95
     assert np.linalg.norm(se3_log(se3_inverse(T_odom_cam) @ result.T_odom_cam)) < 5e-3
+    near = T_odom_cam @ se3_exp(np.array([0.005, 0.0, 0.0, 0.0, 0.002, 0.0]))[0]  # a tracking prediction
+    with_prior = solve_pnp(points_odom, uv, K, near, TrackingConfig())
+    assert np.linalg.norm(se3_log(se3_inverse(T_odom_cam) @ with_prior.T_odom_cam)) < 5e-3
     covariance = result.covariance_cam
     assert np.allclose(covariance, covariance.T) and np.all(np.linalg.eigvalsh(covariance) > 0)
     assert solve_pnp(points_odom[:5], uv[:5], K, np.eye(4), TrackingConfig()) is None
