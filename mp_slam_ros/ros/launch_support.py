@@ -30,7 +30,7 @@ from launch_ros.actions import Node
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.nodes.vo_inputs import INPUT_TOPICS
 from mp_slam_ros.pipelines.vo_config import SensorMode, VOConfig
-from mp_slam_ros.ros.presets import LOOP_CLOSURE_NODE, PRECISION_KEYS, VO_NODE, configs_from_parameters, parameters_for
+from mp_slam_ros.ros.presets import LOOP_CLOSURE_NODE, OUTPUT_REMAPPINGS, PRECISION_KEYS, VO_NODE, configs_from_parameters, parameters_for
 
 PACKAGE = "mp_slam_ros"
 #: launch argument of each camera input, in the order of vo_node's INPUT_TOPICS per mode
@@ -74,7 +74,7 @@ def node_overrides(node: str, params_file: Path, mode: str, precision: str, use_
         overrides["mode"] = mode
     if precision:
         overrides[PRECISION_KEYS[node]] = precision
-    configs_from_parameters(node, {**parameters_for(params_file, node), **overrides}, str(params_file))
+    configs_from_parameters(node, {**parameters_for(params_file, node), **overrides}, f"{params_file} with the launch arguments")
     return overrides
 
 
@@ -105,6 +105,7 @@ def _nodes(context: LaunchContext, nodes: Sequence[str], config_dir: Path) -> li
             remappings = camera_remappings(node_mode, {name: _argument(context, name) for name in CAMERA_ARGUMENTS[node_mode]})
         else:
             remappings = [("keyframes", _argument(context, "keyframes_topic"))]
+        remappings += list(OUTPUT_REMAPPINGS[node])
         actions.append(Node(
             **executable(node), name=node, namespace=_argument(context, "namespace"),
             parameters=[str(params_file), overrides], remappings=remappings, output="screen",

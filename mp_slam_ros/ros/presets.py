@@ -2,8 +2,7 @@
 
 Each node declares its parameters by walking option trees (:mod:`mp_slam_ros.ros.params`):
 ``vo_node`` walks :class:`VONodeOptions` and :class:`VOConfig`, ``loop_closure_node`` its node
-options and :class:`LoopClosureConfig`. This module knows those trees without importing rclpy, so
-a parameter file (``<node>: ros__parameters: {...}``, e.g. ``config/household_rgbd.yaml``) can be
+options and :class:`LoopClosureConfig`. This module knows those trees, so a parameter file (``<node>: ros__parameters: {...}``, e.g. ``config/household_rgbd.yaml``) can be
 validated, split per tree and compared key by key with what the nodes declare, here and in the
 launch files, ``mp-slam run`` and the tests.
 """
@@ -25,6 +24,8 @@ VO_NODE = "vo_node"
 LOOP_CLOSURE_NODE = "loop_closure_node"
 #: the parameter each node's solver precision is set by (``--precision``, the launch argument)
 PRECISION_KEYS = {VO_NODE: "ba.precision", LOOP_CLOSURE_NODE: "pgo.precision"}
+#: output remappings when both nodes share a namespace: each publishes a ``path`` (odom / map)
+OUTPUT_REMAPPINGS: dict[str, tuple[tuple[str, str], ...]] = {VO_NODE: (), LOOP_CLOSURE_NODE: (("path", "map_path"),)}
 #: Directory of the presets and the rviz config in a source checkout (installed: share/mp_slam_ros/config).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
@@ -43,10 +44,13 @@ class NodeParameters:
 
 
 def node_parameters() -> dict[str, NodeParameters]:
-    """The parameters of both nodes by node name."""
+    """The parameters of both nodes by node name (imports rclpy: the loop-closure node module
+    holds its options class)."""
+    from mp_slam_ros.nodes.loop_closure_node import LoopClosureNodeOptions
+
     return {
         VO_NODE: NodeParameters(VO_NODE, (VONodeOptions, VOConfig), extra=("camera_to_base",)),
-        LOOP_CLOSURE_NODE: NodeParameters(LOOP_CLOSURE_NODE, (LoopClosureConfig,)),
+        LOOP_CLOSURE_NODE: NodeParameters(LOOP_CLOSURE_NODE, (LoopClosureNodeOptions, LoopClosureConfig)),
     }
 
 

@@ -133,20 +133,45 @@ def assert_parameters(launched: Launched, node: str, expected: dict[str, Any]) -
         assert launched.parameters[key] == (pytest.approx(value) if isinstance(value, float) else value), f"{node}: {key}"
 
 
+REMAPPED_CAMERA = {
+    "rgbd": {"color_topic": "/cam/rgb", "depth_topic": "/cam/depth", "camera_info_topic": "/cam/info"},
+    "stereo": {"left_topic": "/cam/left", "right_topic": "/cam/right", "left_info_topic": "/cam/left_info", "right_info_topic": "/cam/right_info"},
+}
+
+
 @pytest.mark.parametrize("preset", ["household_rgbd", "household_stereo", "low_power"])
-def test_vo_launch_starts_vo_node_with_each_preset(preset: str, launch_env: int) -> None:
+def test_slam_launch_starts_both_nodes_with_each_preset(preset: str, launch_env: int) -> None:
     namespace = f"/launch_{uuid.uuid4().hex[:6]}"
     path = CONFIG_DIR / f"{preset}.yaml"
-    mode = parameters_for(path, "vo_node")["mode"]
-    remapped = {"rgbd": {"color_topic": "/cam/rgb", "depth_topic": "/cam/depth", "camera_info_topic": "/cam/info"},
-                "stereo": {"left_topic": "/cam/left", "right_topic": "/cam/right", "left_info_topic": "/cam/left_info",
-                           "right_info_topic": "/cam/right_info"}}[mode]
+    remapped = REMAPPED_CAMERA[parameters_for(path, "vo_node")["mode"]]
     arguments = {"params_file": str(path), "namespace": namespace, "use_sim_time": "true", **remapped}
-    overrides: dict[str, Any] = {"use_sim_time": True}
-    if preset == "low_power":  # the precision argument overrides the preset's mixed
+    overrides: dict[str, dict[str, Any]] = {node: {"use_sim_time": True} for node in node_parameters()}
+    if preset == "low_power":  # the precision argument overrides the preset's mixed in both nodes
         arguments["precision"] = "fp32"
-        overrides[PRECISION_KEYS["vo_node"]] = "fp32"
-    seen, output = run_launch("vo.launch.py", arguments, {f"{namespace}/vo_node": set(remapped.values())}, launch_env)
-    launched = seen[f"{namespace}/vo_node"]
-    assert_parameters(launched, "vo_node", expected_parameters(path, "vo_node", overrides))
-    assert set(remapped.values()) <= launched.subscriptions, output
+        for node, key in PRECISION_KEYS.items():
+            overrides[node][key] = "fp32"
+    nodes = {f"{namespace}/vo_node": set(remapped.values()), f"{namespace}/loop_closure_node": {f"{namespace}/keyframes"}}
+    seen, output = run_launch("slam.launch.py", arguments, nodes, launch_env)
+    for node in node_parameters():
+        assert_parameters(seen[f"{namespace}/{node}"], node, expected_parameters(path, node, overrides[node]))
+    assert set(remapped.values()) <= seen[f"{namespace}/vo_node"].subscriptions, output
+    assert f"{namespace}/keyframes" in seen[f"{namespace}/loop_closure_node"].subscriptions, output
+
+
+def test_single_node_launch_files_default_preset_and_keyframes_remap(launch_env: int) -> None:
+    """vo.launch.py without params_file uses the preset of ``mode``; loop_closure.launch.py reads
+    the keyframes of a vo_node elsewhere."""
+    seen, output = run_launch("vo.launch.py", {"mode": "stereo"}, {"/vo_node": {"/left/image_rect"}}, launch_env)
+    assert_parameters(seen["/vo_node"], "vo_node", expected_parameters(CONFIG_DIR / "household_stereo.yaml", "vo_node", {"use_sim_time": False}))
+    seen, output = run_launch("loop_closure.launch.py", {"keyframes_topic": "/robot/keyframes", "precision": "fp16"},
+                              {"/loop_closure_node": {"/robot/keyframes"}}, launch_env)
+    expected = expected_parameters(CONFIG_DIR / "household_rgbd.yaml", "loop_closure_node", {"pgo.precision": "fp16"})
+    assert_parameters(seen["/loop_closure_node"], "loop_closure_node", expected)
+
+
+def test_bad_precision_stops_the_launch_with_the_reason(launch_env: int) -> None:
+    service = launch.LaunchService(noninteractive=True)
+    service.include_launch_description(launch.LaunchDescription([
+        IncludeLaunchDescription(PythonLaunchDescriptionSource(str(LAUNCH_DIR / "slam.launch.py")), launch_arguments={"precision": "fp8"}.items()),
+    ]))
+    assert service.run() != 0
