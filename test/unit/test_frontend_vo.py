@@ -115,3 +115,18 @@ def test_keyframe_policy_reasons() -> None:
 def test_textureless_image_has_no_features(shape: tuple[int, int]) -> None:
     detector = FeatureDetector(FrontendConfig())
     assert len(detector.detect(np.full(shape, 128, np.uint8), 100).uv) == 0
+
+
+def test_match_by_projection_is_one_to_one_and_respects_radius_and_descriptors() -> None:
+    from mp_slam_ros.frontend.matching import hamming, match_by_projection
+
+    rng = np.random.default_rng(4)
+    descriptors = rng.integers(0, 256, (4, 32), dtype=np.uint8)
+    landmarks_uv = np.array([[10.0, 10.0], [50.0, 50.0], [90.0, 90.0], [12.0, 10.0]])
+    keypoints_uv = np.array([[11.0, 10.0], [52.0, 50.0], [150.0, 150.0]])
+    keypoint_desc = descriptors[[3, 1, 2]].copy()
+    keypoint_desc[1, :4] ^= 0xFF  # 32 bits off: still within 50
+    match = match_by_projection(keypoints_uv, keypoint_desc, landmarks_uv, descriptors, 4.0, 50)
+    assert match.tolist() == [3, 1, -1]  # the closer-in-descriptor landmark 3 wins over 0; 2 is too far
+    assert hamming(keypoint_desc[1:2], descriptors[1:2])[0] == 32
+    assert (match_by_projection(keypoints_uv, keypoint_desc, landmarks_uv, descriptors, 4.0, 10) == [3, -1, -1]).all()

@@ -1,0 +1,60 @@
+"""The sliding window: landmark lifetime, the window BA problem, solutions applied back by id."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mp_slam_ros.geometry.camera import PinholeCamera
+from mp_slam_ros.pipelines.vo_config import BAConfig
+from mp_slam_ros.pipelines.window import SlidingWindow, WindowKeyframe, solve_window
+
+CAMERA = PinholeCamera(300.0, 300.0, 160.0, 120.0, width=320, height=240, baseline_m=0.4)
+
+
+def window_with(keyframes: int, size: int = 50, noise_px: float = 0.3) -> tuple[SlidingWindow, np.ndarray]:
+    """Keyframes 0.1 m apart along x observing 40 shared landmarks (odom = world)."""
+    rng = np.random.default_rng(0)
+    window = SlidingWindow(size)
+    points = rng.uniform([-1.0, -0.8, 2.0], [1.0, 0.8, 4.0], (40, 3))
+    ids = window.add_landmarks(points + rng.normal(0.0, 0.02, points.shape), np.zeros((40, 32), np.uint8))
+    for k in range(keyframes):
+        T = np.eye(4)
+        T[0, 3] = 0.1 * k
+        points_cam = points - T[:3, 3]
+        uv = CAMERA.project(points_cam) + rng.normal(0.0, noise_px, (40, 2))
+        u_right = CAMERA.right_coordinate(uv[:, 0], points_cam[:, 2])
+        window.add_keyframe(WindowKeyframe(k, k, T, ids, uv, u_right, (0, 40) if k == 0 else (40, 40)))
+    return window, points
+
+
+def test_oldest_keyframes_drop_and_unobserved_landmarks_die() -> None:
+    window, _ = window_with(3, size=2)
+    assert [kf.keyframe_id for kf in window.keyframes] == [1, 2]
+    assert window.alive(np.arange(40)).all()  # still seen by the remaining keyframes
+    extra = window.add_landmarks(np.zeros((1, 3)), np.zeros((1, 32), np.uint8))
+    window.keyframes[0].landmark_ids = np.append(window.keyframes[0].landmark_ids, extra)
+    window.add_keyframe(WindowKeyframe(3, 3, np.eye(4), np.arange(40), np.zeros((40, 2)), np.full(40, np.nan), (41, 41)))
+    assert not window.alive(extra)[0]
+
+
+def test_problem_fixes_the_oldest_keyframes_and_solution_applies_by_id() -> None:
+    window, points = window_with(4)
+    for kf in window.keyframes[1:]:
+        kf.T_odom_cam = kf.T_odom_cam.copy()
+        kf.T_odom_cam[1, 3] += 0.02  # perturbed tracking poses
+    job = window.problem(CAMERA, BAConfig(fixed_keyframes=1))
+    assert job.problem.fixed_cams.tolist() == [True, False, False, False]
+    assert job.problem.num_points == 40 and job.problem.num_observations == 160
+    solution = solve_window(job, BAConfig())
+    window.apply(solution)
+    for k, kf in enumerate(window.keyframes):
+        assert abs(kf.T_odom_cam[1, 3]) < 0.01 and abs(kf.T_odom_cam[0, 3] - 0.1 * k) < 0.01
+    assert np.median(np.linalg.norm(window.positions(np.arange(40)) - points, axis=1)) < 0.02
+    stale = SlidingWindow(50, generation=window.generation + 1)
+    stale.apply(solution)  # a solution of an older map changes nothing
+    assert not stale.keyframes
+
+
+def test_few_keyframes_make_no_problem() -> None:
+    window, _ = window_with(1)
+    assert window.problem(CAMERA, BAConfig()) is None
