@@ -32,11 +32,13 @@ from mp_slam_ros.geometry.lie import se3_adjoint, se3_inverse, se3_log, se3_to_t
 from mp_slam_ros.pipelines.ba_worker import BAWorker
 from mp_slam_ros.pipelines.vo_config import SensorMode, VOConfig
 from mp_slam_ros.pipelines.window import SlidingWindow, WindowKeyframe, WindowSolution, solve_window
-from mp_slam_ros.pipelines.vo_frames import checked_images, warm_up_ba
+from mp_slam_ros.pipelines.vo_frames import FrameImages, StepLog, checked_images, warm_up_ba
 from mp_slam_ros.solvers.summary import Summary
 from mp_slam_ros.types import CameraModel, KeyframeArrays
 
 FloatArray = NDArray[np.float64]
+#: pose variance of the frame that starts a map (it defines the odom origin)
+ORIGIN_VARIANCE = 1e-12
 
 
 @dataclass
@@ -96,25 +98,24 @@ class VisualOdometry:
     # -- the step function ------------------------------------------------------------------
     def track(self, frame: Frame) -> TrackResult:
         """Odometry of ``frame``; raises :class:`~mp_slam_ros.errors.FrameError` on bad input."""
-        timings: dict[str, float] = {}
-        started = time.perf_counter()
-        grey, depth_m, right = checked_images(frame, self.config.mode, self._last_stamp_ns)
+        step = StepLog(time.perf_counter())
+        images = checked_images(frame, self.config.mode, self._last_stamp_ns)
         if self._initialized and not _same_camera(frame.camera, self._camera):
             self.reset()  # new intrinsics or image size: the map's pixels no longer apply
-        summaries = self._apply_window_solutions()
+        step.ba_summaries += self._apply_window_solutions()
         if not self._initialized:
-            return self._initialize(frame, grey, depth_m, right, summaries, started, timings)
+            return self._initialize(frame, images, step)
         T_pred = self._predict_pose(frame)
-        uv, tracked = self._track_landmarks(grey, T_pred)
-        timings["klt_s"] = time.perf_counter() - started
-        pnp = self._estimate_pose(uv, tracked, T_pred, grey, depth_m, right)
-        timings["pnp_s"] = time.perf_counter() - started - timings["klt_s"]
+        uv, tracked = self._track_landmarks(images.grey, T_pred)
+        step.timings_s["klt_s"] = time.perf_counter() - step.started_s
+        pnp = self._estimate_pose(uv, tracked, T_pred, images)
+        step.timings_s["pnp_s"] = time.perf_counter() - step.started_s - step.timings_s["klt_s"]
         if pnp is None:
-            return self._lose_tracking(frame, grey, depth_m, right, T_pred, summaries, started, timings)
-        self._keep_inliers(uv, tracked, pnp)
-        keyframe = self._maybe_keyframe(frame, grey, depth_m, right, pnp.T_odom_cam, pnp.covariance_cam, timings)
-        summaries += self._solve_synchronously(timings)
-        return self._result(frame, pnp.T_odom_cam, pnp.covariance_cam, TrackingStatus.OK, keyframe, summaries, started, timings)
+            return self._lose_tracking(frame, images, T_pred, step)
+        self._keep_inliers(uv, pnp)
+        keyframe = self._maybe_keyframe(frame, images, pnp.T_odom_cam, pnp.covariance_cam, step)
+        self._solve_synchronously(step)
+        return self._result(frame, pnp.T_odom_cam, pnp.covariance_cam, TrackingStatus.OK, keyframe, step)
 
     # -- steps ------------------------------------------------------------------------------
     def _apply_window_solutions(self) -> list[Summary]:
@@ -150,15 +151,14 @@ class VisualOdometry:
         return self._tracker.track(grey, self._track_uv_keyframe, guess)
 
     def _estimate_pose(
-        self, uv: FloatArray, tracked: NDArray[np.bool_], T_pred: FloatArray, grey: NDArray[np.uint8],
-        depth_m: NDArray[np.float32] | None, right: NDArray[np.uint8] | None,
+        self, uv: FloatArray, tracked: NDArray[np.bool_], T_pred: FloatArray, images: FrameImages,
     ) -> PnPResult | None:
         """PnP RANSAC of the tracked pixels against their landmarks, refined with this frame's
         depth at them (``tracking.use_depth``); None: too few inliers."""
         points = self._window.positions(self._track_ids[tracked])
         u_right = None
         if self.config.tracking.use_depth:
-            u_right = uv[tracked, 0] - self._fx_baseline / self._depth(uv[tracked], depth_m, grey, right)
+            u_right = uv[tracked, 0] - self._fx_baseline / self._depth(uv[tracked], images)
         pnp = solve_pnp(points, uv[tracked], self._K, T_pred, self.config.tracking, u_right, self._fx_baseline)
         if pnp is None:
             return None
@@ -167,14 +167,13 @@ class VisualOdometry:
         pnp.inliers = inliers
         return pnp
 
-    def _keep_inliers(self, uv: FloatArray, tracked: NDArray[np.bool_], pnp: PnPResult) -> None:
+    def _keep_inliers(self, uv: FloatArray, pnp: PnPResult) -> None:
         keep = pnp.inliers
         self._track_ids, self._track_uv, self._track_angle = self._track_ids[keep], uv[keep], self._track_angle[keep]
         self._track_uv_keyframe = self._track_uv_keyframe[keep]
 
     def _maybe_keyframe(
-        self, frame: Frame, grey: NDArray[np.uint8], depth_m: NDArray[np.float32] | None,
-        right: NDArray[np.uint8] | None, T_odom_cam: FloatArray, covariance_cam: FloatArray, timings: dict[str, float],
+        self, frame: Frame, images: FrameImages, T_odom_cam: FloatArray, covariance_cam: FloatArray, step: StepLog,
     ) -> KeyframeArrays | None:
         """A keyframe when the keyframe policy says so (see :func:`keyframe_reason`)."""
         last = self._window.keyframes[-1]
@@ -185,22 +184,22 @@ class VisualOdometry:
         if reason is None:
             return None
         started = time.perf_counter()
-        keyframe = self._insert_keyframe(frame, grey, depth_m, right, T_odom_cam, covariance_cam)
-        timings["keyframe_s"] = time.perf_counter() - started
+        keyframe = self._insert_keyframe(frame, images, T_odom_cam, covariance_cam)
+        step.timings_s["keyframe_s"] = time.perf_counter() - started
         return keyframe
 
     def _insert_keyframe(
-        self, frame: Frame, grey: NDArray[np.uint8], depth_m: NDArray[np.float32] | None,
-        right: NDArray[np.uint8] | None, T_odom_cam: FloatArray, covariance_cam: FloatArray,
+        self, frame: Frame, images: FrameImages, T_odom_cam: FloatArray, covariance_cam: FloatArray,
     ) -> KeyframeArrays:
         """New features re-find untracked window landmarks or, with depth, become new landmarks;
         the keyframe joins the window and its BA is queued."""
         n_old = len(self._track_ids)
+        grey = images.grey
         new = self._detector.detect(grey, self.config.frontend.max_features - n_old, self._track_uv)
         uv = np.concatenate([self._track_uv, new.uv]).astype(np.float64)
         angle = np.concatenate([self._track_angle, new.angle_deg])
         descriptors, described = self._detector.describe(grey, uv, angle)
-        depth = self._depth(uv, depth_m, grey, right)
+        depth = self._depth(uv, images)
         points_cam = self._camera.pinhole().unproject(uv, np.where(np.isfinite(depth), depth, 1.0))
         ids = np.concatenate([self._track_ids, self._reacquire(uv[n_old:], descriptors[n_old:], described[n_old:], T_odom_cam)])
         creates = (ids < 0) & np.isfinite(depth) & described
@@ -246,10 +245,12 @@ class VisualOdometry:
         found[rows[index >= 0]] = candidates[index[index >= 0]]
         return found
 
-    def _depth(self, uv: FloatArray, depth_m: NDArray[np.float32] | None, grey: NDArray[np.uint8], right: NDArray[np.uint8] | None) -> FloatArray:
+    def _depth(self, uv: FloatArray, images: FrameImages) -> FloatArray:
+        """Depth ``(N,)`` at pixels ``uv`` from the depth image or the stereo pair (NaN: none)."""
         if self.config.mode is SensorMode.RGBD:
-            return depth_at(depth_m, uv, self.config.frontend)
-        return stereo_depth(grey, right, uv, self._camera.fx * self._camera.baseline_m, self.config.frontend)
+            return depth_at(images.depth_m, uv, self.config.frontend)
+        fx_baseline = self._camera.fx * self._camera.baseline_m
+        return stereo_depth(images.grey, images.right, uv, fx_baseline, self.config.frontend)
 
     def _keyframe_arrays(
         self, frame: Frame, uv: FloatArray, descriptors: NDArray[np.uint8], points_cam: FloatArray,
@@ -279,17 +280,16 @@ class VisualOdometry:
             self._worker = BAWorker(lambda job: solve_window(job, self.config.ba))
         self._worker.submit(job)
 
-    def _solve_synchronously(self, timings: dict[str, float]) -> list[Summary]:
+    def _solve_synchronously(self, step: StepLog) -> None:
         """Solve the window BA queued by this frame (``ba.synchronous``); timed as ``ba_s``."""
         job, self._sync_job = self._sync_job, None
         if job is None:
-            return []
+            return
         started = time.perf_counter()
-        summary = self._apply(solve_window(job, self.config.ba))
-        timings["ba_s"] = time.perf_counter() - started
-        return [summary]
+        step.ba_summaries.append(self._apply(solve_window(job, self.config.ba)))
+        step.timings_s["ba_s"] = time.perf_counter() - started
 
-    def _initialize(self, frame: Frame, grey, depth_m, right, summaries, started, timings) -> TrackResult:
+    def _initialize(self, frame: Frame, images: FrameImages, step: StepLog) -> TrackResult:
         """Start a map at this frame at the current pose (INITIALIZING/RESET, or LOST if too few
         features have depth)."""
         self._set_camera(frame.camera)
@@ -298,28 +298,31 @@ class VisualOdometry:
         self._track_uv = np.zeros((0, 2))
         self._track_uv_keyframe = np.zeros((0, 2))
         self._track_angle = np.zeros(0, np.float32)
-        covariance = np.eye(6) * self.config.tracking.pixel_sigma_px * 1e-4
-        keyframe = self._insert_keyframe(frame, grey, depth_m, right, self._T_odom_cam, covariance)
-        summaries += self._solve_synchronously(timings)
+        covariance = np.eye(6) * ORIGIN_VARIANCE
+        keyframe = self._insert_keyframe(frame, images, self._T_odom_cam, covariance)
+        self._solve_synchronously(step)
         if len(self._track_ids) < self.config.tracking.min_inliers:
             self._next_keyframe_id -= 1  # not a usable keyframe: its id is handed out again
             status = TrackingStatus.LOST if self._status_on_init is not TrackingStatus.INITIALIZING else TrackingStatus.INITIALIZING
-            return self._result(frame, self._T_odom_cam, self._lost_covariance(), status, None, summaries, started, timings)
+            return self._result(frame, self._T_odom_cam, self._lost_covariance(), status, None, step)
         self._initialized = True
         status, self._status_on_init = self._status_on_init, TrackingStatus.RESET
-        return self._result(frame, self._T_odom_cam, covariance, status, keyframe, summaries, started, timings)
+        return self._result(frame, self._T_odom_cam, covariance, status, keyframe, step)
 
-    def _lose_tracking(self, frame, grey, depth_m, right, T_pred, summaries, started, timings) -> TrackResult:
+    def _lose_tracking(self, frame: Frame, images: FrameImages, T_pred: FloatArray, step: StepLog) -> TrackResult:
         """LOST: report the predicted pose with an inflated covariance; a new map starts here."""
         self._generation += 1
         self._initialized = False
         self._status_on_init = TrackingStatus.LOST
         self._T_odom_cam = T_pred
-        result = self._initialize(frame, grey, depth_m, right, summaries, started, timings)
+        result = self._initialize(frame, images, step)
         result.status, result.covariance = TrackingStatus.LOST, self._lost_covariance()
         return result
 
-    def _result(self, frame, T_odom_cam, covariance_cam, status, keyframe, summaries, started, timings) -> TrackResult:
+    def _result(
+        self, frame: Frame, T_odom_cam: FloatArray, covariance_cam: FloatArray, status: TrackingStatus,
+        keyframe: KeyframeArrays | None, step: StepLog,
+    ) -> TrackResult:
         """Pose, covariance and twist of base_link; the motion model and timings are updated."""
         T_odom_base = T_odom_cam @ se3_inverse(self.T_base_cam)
         twist = np.zeros(6)
@@ -334,8 +337,11 @@ class VisualOdometry:
             covariance = _rotate_covariance(covariance_base, T_odom_base)
         else:
             covariance = covariance_cam
-        timings["total_s"] = time.perf_counter() - started
-        return TrackResult(frame.stamp_ns, T_odom_base, covariance, twist, status, keyframe, len(self._track_ids), timings, summaries)
+        step.timings_s["total_s"] = time.perf_counter() - step.started_s
+        return TrackResult(
+            frame.stamp_ns, T_odom_base, covariance, twist, status, keyframe, len(self._track_ids),
+            step.timings_s, step.ba_summaries,
+        )
 
     # -- public API -------------------------------------------------------------------------
     def set_T_base_cam(self, T_base_cam: FloatArray) -> None:

@@ -3,6 +3,7 @@ BA warm-up solve (the first numba call of a process loads its compiled cache).""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import cv2
@@ -13,6 +14,7 @@ from mp_slam_ros.errors import FrameError
 from mp_slam_ros.geometry.camera import PinholeCamera
 from mp_slam_ros.pipelines.vo_config import BAConfig, SensorMode
 from mp_slam_ros.pipelines.window import SlidingWindow, WindowKeyframe, solve_window
+from mp_slam_ros.solvers.summary import Summary
 
 if TYPE_CHECKING:
     from mp_slam_ros.pipelines.vo import Frame
@@ -20,9 +22,25 @@ if TYPE_CHECKING:
 _TO_GREY = {"rgb": cv2.COLOR_RGB2GRAY, "bgr": cv2.COLOR_BGR2GRAY}
 
 
-def checked_images(
-    frame: Frame, mode: SensorMode, last_stamp_ns: int | None
-) -> tuple[NDArray[np.uint8], NDArray[np.float32] | None, NDArray[np.uint8] | None]:
+@dataclass
+class FrameImages:
+    """The checked images of a frame."""
+
+    grey: NDArray[np.uint8]  # (H, W)
+    depth_m: NDArray[np.float32] | None  # (H, W) metres, NaN invalid (RGB-D)
+    right: NDArray[np.uint8] | None  # (H, W) rectified right image (stereo)
+
+
+@dataclass
+class StepLog:
+    """What one ``track`` call records besides the pose: its start, timings, finished BAs."""
+
+    started_s: float
+    timings_s: dict[str, float] = field(default_factory=dict)
+    ba_summaries: list[Summary] = field(default_factory=list)
+
+
+def checked_images(frame: Frame, mode: SensorMode, last_stamp_ns: int | None) -> FrameImages:
     """Grey image, depth (metres, NaN invalid; RGB-D) and right image (stereo) of ``frame``.
 
     Raises :class:`FrameError` naming the field: bad intrinsics, an image that is not 8-bit or
@@ -47,7 +65,7 @@ def checked_images(
         if not camera.baseline_m > 0.0:
             raise FrameError("frame.camera.baseline_m", camera.baseline_m, "stereo mode needs a positive baseline")
         right = _grey(frame.right_image, frame.colour_order, "frame.right_image", grey.shape)
-    return grey, depth, right
+    return FrameImages(grey, depth, right)
 
 
 def _grey(image: NDArray, colour_order: str, field: str, shape: tuple[int, int]) -> NDArray[np.uint8]:
