@@ -23,7 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "play": ("mp_slam_ros.ros.play_cli", "replay a rosbag2 into the live ROS 2 graph"),
     "eval": ("mp_slam_ros.cli.eval", "evaluate trajectories (ATE/RPE) with evo"),
     "vo": ("mp_slam_ros.cli.vo", "visual odometry (RGB-D or stereo) over a rosbag2, offline"),
-    "import": ("mp_slam_ros.cli.import_", "convert a dataset (kitti) into a rosbag2 + ground truth"),
+    "import": ("mp_slam_ros.cli.import_", "convert a dataset (kitti, tum) into a rosbag2 + ground truth"),
     "places": ("mp_slam_ros.cli.places", "place recognition + 2-D verification over a folder of images"),
     "slam": ("mp_slam_ros.cli.slam", "visual odometry + loop closure over a rosbag2, offline"),
 }

@@ -74,3 +74,51 @@ def test_kitti_excerpt_tracks_every_frame(tmp_path: Path) -> None:
     assert run.summary()["lost"] == 0
     evaluation = evaluate(read_tum(tmp_path / "kitti" / "groundtruth.tum"), run.trajectory(), "kitti", rpe=RpeSpec(10.0, "m"))
     assert evaluation.rpe_m.mean / 10.0 < 0.05  # drift below 5% (the benchmark reports the exact figure)
+
+
+def write_tum_rgbd(root: Path, frames: int = 3) -> Path:
+    """A tiny TUM RGB-D folder: colour, depth 0.01 s later (2 m everywhere), one spare depth image."""
+    rng = np.random.default_rng(1)
+    (root / "rgb").mkdir(parents=True)
+    (root / "depth").mkdir()
+    rgb_lines, depth_lines, truth_lines = ["# colour"], ["# depth"], ["# ground truth"]
+    for k in range(frames):
+        t = 100.0 + 0.1 * k
+        cv2.imwrite(str(root / "rgb" / f"{t:.6f}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+        cv2.imwrite(str(root / "depth" / f"{t + 0.01:.6f}.png"), np.full((48, 64), 10000, np.uint16))
+        rgb_lines.append(f"{t:.6f} rgb/{t:.6f}.png")
+        depth_lines.append(f"{t + 0.01:.6f} depth/{t + 0.01:.6f}.png")
+        truth_lines.append(f"{t:.6f} 0 0 {0.5 * k} 0 0 0 1")
+    cv2.imwrite(str(root / "depth" / "999.png"), np.full((48, 64), 10000, np.uint16))
+    depth_lines.append("200.0 depth/999.png")
+    for name, lines in (("rgb.txt", rgb_lines), ("depth.txt", depth_lines), ("groundtruth.txt", truth_lines)):
+        (root / name).write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("camera", ["freiburg3", "freiburg1"])
+def test_import_tum_rgbd_pairs_colour_and_depth(tmp_path: Path, camera: str) -> None:
+    src = write_tum_rgbd(tmp_path / f"rgbd_dataset_{camera}_desk")
+    assert main(["import", "tum", str(src), "-o", str(tmp_path / "out"), "--no-progress"]) == 0
+    with BagFrames(tmp_path / "out" / "bag") as bag:
+        assert bag.mode is SensorMode.RGBD
+        frames = list(bag)
+    assert len(frames) == 3 and frames[0].image.shape == (48, 64, 3)
+    assert frames[0].camera.fx == pytest.approx({"freiburg3": 535.4, "freiburg1": 517.3}[camera])
+    assert not np.any(frames[0].camera.distortion_coeffs)  # undistorted on import
+    assert np.nanmedian(frames[0].depth_m) == pytest.approx(2.0)
+    truth = read_tum(tmp_path / "out" / "groundtruth.tum")
+    np.testing.assert_allclose(truth.positions_m[2], [0.0, 0.0, 1.0], atol=1e-9)  # the mocap world frame is kept
+    np.testing.assert_allclose(truth.matrices()[2][:3, 0], [0.0, 0.0, 1.0], atol=1e-9)  # base x = camera z
+
+
+def test_import_tum_rgbd_errors(tmp_path: Path) -> None:
+    from mp_slam_ros.io.tum_rgbd import read_tum_rgbd
+
+    src = write_tum_rgbd(tmp_path / "unnamed")
+    with pytest.raises(FileFormatError, match="unknown camera"):
+        read_tum_rgbd(src)
+    assert len(read_tum_rgbd(src, (500.0, 500.0, 32.0, 24.0)).rgb) == 3
+    (src / "depth.txt").write_text("300.0 depth/999.png\n")
+    with pytest.raises(FileFormatError, match="no colour and depth images"):
+        read_tum_rgbd(src, (500.0, 500.0, 32.0, 24.0))
