@@ -26,6 +26,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "import": ("mp_slam_ros.cli.import_", "convert a dataset (kitti, tum) into a rosbag2 + ground truth"),
     "places": ("mp_slam_ros.cli.places", "place recognition + 2-D verification over a folder of images"),
     "slam": ("mp_slam_ros.cli.slam", "visual odometry + loop closure over a rosbag2, offline"),
+    "run": ("mp_slam_ros.ros.run_cli", "both nodes in one process, optionally replaying a bag (--bag) and recording (--record)"),
+    "param": ("mp_slam_ros.ros.param_cli", "list/get/set/dump a running node's parameters (as ros2 param)"),
+    "demo": ("mp_slam_ros.ros.demo_cli", "generate a household sequence, run both nodes over it, print ATE before/after loop closure"),
 }
 
 
