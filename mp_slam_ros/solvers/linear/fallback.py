@@ -80,7 +80,8 @@ class FallbackLadder:
         self._backend = Backend.CPU
 
     def prepare(self, system: ScaledSystem, policy: PrecisionPolicy, backend: Backend) -> None:
-        """Small problems: prepare the direct solver only; else the iterative one."""
+        """Prepare the direct solver for small problems and degenerate preconditioners, else the
+        iterative one (whose static preconditioner is built here)."""
         self._backend = backend
         unknowns = system.shape[1]
         # IC(0) has nothing to drop; below tighten_min_parameters the direct rung costs less.
@@ -138,7 +139,9 @@ class FallbackLadder:
 
     @staticmethod
     def _preconditioner_failed(result: LinearSolveResult, policy: PrecisionPolicy) -> bool:
-        """A usable but untrusted result (cap, too slow, stall without a digit) in fp32+ vectors."""
+        """An untrusted result (cap, too slow, stall above a tenth of the initial residual) with
+        fp32 or fp64 vectors. A capped solve that reached a tenth still gives a usable step:
+        switching a large problem to the direct solver for it would cost more than it saves."""
         if result.status.failed or result.trusted or policy.vector == np.float16:
             return False
         return result.status in (LinearStatus.MAX_ITERATIONS, LinearStatus.TOO_SLOW, LinearStatus.STALLED)
