@@ -11,7 +11,8 @@ each by its Mahalanobis distance ``e^T Sigma^-1 e`` against ``consistency.max_ch
 covariance adds the loops' covariances (moved to the cycle's frame by their adjoints) and the
 odometry drift of each chain, modelled as isotropic with standard deviations growing with the
 distance travelled along it (``drift_translation_ratio`` metres per metre,
-``drift_rotation_deg_per_m``) above a floor. The accepted loops are the largest set of mutually
+``drift_rotation_deg_per_m``) above a floor, plus the largest variances of the chain's odometry
+edges (so a VO restart, or a keyframe the odometry reports as uncertain, loosens the check). The accepted loops are the largest set of mutually
 consistent loops that pass the odometry check: a maximum clique of the consistency graph, found
 greedily from every high-degree loop (the heuristic of PMC, exact on the graphs loops make:
 a cluster of mutually consistent true loops and scattered, inconsistent wrong ones).
@@ -62,16 +63,24 @@ class OdometryChains:
         self.T_odom_node: list[FloatArray] = []
         self.session: list[int] = []
         self.travelled_m: list[float] = []
+        self.variance: list[FloatArray] = []  # cumulative (translation m^2, rotation rad^2) of the edges
 
     def __len__(self) -> int:
         return len(self.session)
 
-    def append(self, T_odom_node: FloatArray, session: int) -> None:
-        """Add the next node (its distance is chained from the previous node of its session)."""
+    def append(self, T_odom_node: FloatArray, session: int, edge_covariance: FloatArray | None = None) -> None:
+        """Add the next node (its distance is chained from the previous node of its session);
+        ``edge_covariance`` ``(6, 6)``: of its odometry edge, whose largest translation and
+        rotation variances add to the chain's (a VO restart or a keyframe after lost tracking
+        with a large covariance makes chains across it uncertain)."""
         step = 0.0
         if self.session and self.session[-1] == session:
             step = float(np.linalg.norm(T_odom_node[:3, 3] - self.T_odom_node[-1][:3, 3]))
         self.travelled_m.append((self.travelled_m[-1] if self.travelled_m else 0.0) + step)
+        added = np.zeros(2)
+        if edge_covariance is not None:
+            added = np.array([np.linalg.eigvalsh(edge_covariance[:3, :3])[-1], np.linalg.eigvalsh(edge_covariance[3:, 3:])[-1]])
+        self.variance.append((self.variance[-1] if self.variance else np.zeros(2)) + added)
         self.T_odom_node.append(np.array(T_odom_node, np.float64))
         self.session.append(int(session))
 
@@ -88,7 +97,8 @@ class OdometryChains:
         distance = abs(self.travelled_m[b] - self.travelled_m[a])
         sigma_t = max(config.drift_translation_ratio * distance, config.drift_floor_m)
         sigma_r = np.radians(max(config.drift_rotation_deg_per_m * distance, config.drift_floor_deg))
-        return np.diag([sigma_t**2] * 3 + [sigma_r**2] * 3)
+        edges = np.abs(self.variance[b] - self.variance[a])
+        return np.diag([sigma_t**2 + edges[0]] * 3 + [sigma_r**2 + edges[1]] * 3)
 
 
 def _chi2(E: FloatArray, covariance: FloatArray) -> float:

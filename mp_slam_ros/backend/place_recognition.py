@@ -229,10 +229,7 @@ class PlaceRecognizer:
         if self.database is None:
             self._pending.append((int(stamp_ns), np.asarray(descriptors, np.uint8)))
             if len(self._pending) >= self.config.train_keyframes:
-                cfg = self.config
-                stacked = np.concatenate([d for _, d in self._pending if len(d)]) if any(len(d) for _, d in self._pending) else None
-                if stacked is not None and len(stacked) >= 2:
-                    self.set_vocabulary(BinaryVocabulary.train(stacked, cfg.vocabulary_words, cfg.train_iterations, cfg.seed))
+                self._train()
             return index, []
         bag = self.database.bag(descriptors)
         candidates = self._candidates(bag, max_stamp_ns)
@@ -243,6 +240,14 @@ class PlaceRecognizer:
         """Add a keyframe without querying (e.g. the keyframes of a loaded map); needs a vocabulary."""
         assert self.database is not None, "set_vocabulary first"
         self.database.add(stamp_ns, self.database.bag(descriptors))
+
+    def _train(self) -> None:
+        """Train the vocabulary on the pending keyframes' descriptors (needs two at least)."""
+        described = [d for _, d in self._pending if len(d)]
+        stacked = np.concatenate(described) if described else np.zeros((0, 32), np.uint8)
+        if len(stacked) >= 2:
+            cfg = self.config
+            self.set_vocabulary(BinaryVocabulary.train(stacked, cfg.vocabulary_words, cfg.train_iterations, cfg.seed))
 
     def __len__(self) -> int:
         return len(self._pending) if self.database is None else len(self.database)

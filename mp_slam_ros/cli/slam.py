@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +99,7 @@ def run_slam(bag: Path, config: SlamConfig, progress: object = None) -> SlamRun:
     loop_closure = LoopClosure(config.loop_closure)
     frame_nodes: list[int] = []
     keyframes: list[KeyframeArrays] = []
+    broken = False  # tracking was lost or reset since the previous keyframe
     with BagFrames(bag, config.vo.mode) as frames:
         vo_config = with_updates(config.vo, {"mode": frames.mode.value})
         vo_run.mode = frames.mode.value
@@ -112,10 +113,13 @@ def run_slam(bag: Path, config: SlamConfig, progress: object = None) -> SlamRun:
                 vo_run.statuses.append(result.status)
                 vo_run.track_s.append(result.timings_s["total_s"] - result.timings_s.get("ba_s", 0.0))
                 vo_run.ba_s += [s.timings.total_s for s in result.ba_summaries]
+                broken |= result.status in (TrackingStatus.LOST, TrackingStatus.RESET)
                 if result.keyframe is not None:
+                    keyframe = _after_tracking_break(result.keyframe, config.loop_closure) if broken else result.keyframe
+                    broken = False
                     vo_run.keyframes += 1
-                    keyframes.append(result.keyframe)
-                    loop_closure.add_keyframe(result.keyframe)
+                    keyframes.append(keyframe)
+                    loop_closure.add_keyframe(keyframe)
                 frame_nodes.append(len(loop_closure.store) - 1)
                 if progress is not None:
                     progress(len(vo_run.statuses), frames.num_frames)  # type: ignore[operator]
@@ -124,6 +128,14 @@ def run_slam(bag: Path, config: SlamConfig, progress: object = None) -> SlamRun:
         vo_run.wall_s = time.perf_counter() - started
         T_base_cam = frames.T_base_cam if frames.T_base_cam is not None else np.eye(4)
     return SlamRun(vo_run, loop_closure, frame_nodes, keyframes, T_base_cam)
+
+
+def _after_tracking_break(keyframe: KeyframeArrays, config: LoopClosureConfig) -> KeyframeArrays:
+    """The keyframe with the VO-restart covariance (``odometry.restart_sigma_*``): tracking was
+    lost or reset since the previous keyframe, so its pose relative to it is a prediction (the
+    odometry's keyframes carry their small initial covariance there)."""
+    sigma_m, sigma_rad = config.odometry.restart_sigma_m, np.radians(config.odometry.restart_sigma_deg)
+    return replace(keyframe, covariance_odom_cam=np.diag([sigma_m**2] * 3 + [sigma_rad**2] * 3))
 
 
 def summary_of(run: SlamRun) -> dict[str, object]:

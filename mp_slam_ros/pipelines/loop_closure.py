@@ -248,6 +248,7 @@ class LoopClosure:
         """Node, odometry edge and stored features of an accepted keyframe."""
         previous = self._last_keyframe()
         T_odom_cam = check.T_odom_cam
+        edge_covariance = None
         if previous is None:
             T_map_cam = self._T_map_odom @ T_odom_cam
             node = self.graph.add_node(T_map_cam)
@@ -255,7 +256,8 @@ class LoopClosure:
             T_previous_cam = se3_inverse(previous.T_odom_cam) @ T_odom_cam
             information = edge_information(check.covariance_cam, self.config.odometry, restart=check.restart)
             node = self.graph.add_node(None, len(self.store) - 1, T_previous_cam, information)
-        self.chains.append(T_odom_cam, self._session)
+            edge_covariance = np.linalg.inv(information)
+        self.chains.append(T_odom_cam, self._session, edge_covariance)
         self.store.append(StoredKeyframe(
             int(keyframe.keyframe_id), int(keyframe.stamp_ns), self._session, T_odom_cam,
             np.asarray(keyframe.camera.camera_matrix, np.float64), np.asarray(keyframe.keypoints_px, np.float32),

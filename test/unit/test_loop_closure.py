@@ -138,3 +138,22 @@ def test_config_walker_and_yaml(tmp_path) -> None:
     path.write_text("loop_closure_node:\n  ros__parameters:\n    pgo:\n      precision: fp64\n    loop.min_age_s: 5\n")
     loaded = load_yaml(path, LoopClosureConfig)
     assert loaded.pgo.precision.value == "fp64" and loaded.loop.min_age_s == 5.0
+
+
+def test_a_vo_restart_loosens_the_odometry_check_across_it() -> None:
+    """A 25 deg jump of the odometry at keyframe 20: loops across it contradict the odometry.
+    Reported as a VO restart (ids start over) the chain is uncertain there and the loops are
+    accepted; unreported, the odometry check rejects them."""
+    world = make_world(5, [np.zeros(3)])
+    truth, stamps, ids = circle_run(world, np.zeros(3), laps=1.5)
+    odometry = drifting_odometry(truth, world.rng)
+    jump = se3_exp(np.array([[0.0, 0.0, 0.0, 0.0, np.radians(25.0), 0.0]]))[0]
+    odometry = odometry[:20] + [odometry[19] @ jump @ se3_inverse(odometry[19]) @ T for T in odometry[20:]]
+    accepted = {}
+    for restart in (False, True):
+        lc = LoopClosure(config())
+        restarted_ids = [i if i < 20 or not restart else i - 20 for i in ids]
+        run(lc, world, truth, stamps, restarted_ids, odometry)
+        accepted[restart] = lc.counts["accepted"]
+        assert lc.counts["restarts"] == int(restart)
+    assert accepted[True] >= 5 and accepted[False] < accepted[True]
