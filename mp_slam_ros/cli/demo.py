@@ -51,7 +51,7 @@ class DemoSequence:
 
 #: the default demo (<= 10 min on a 2-core CPU with two precision modes) and ``--quick`` (<= 2 min)
 DEFAULT_SEQUENCE = DemoSequence(duration_s=60.0, image_scale=0.5, rate_hz=15.0, seed=1, loop_min_age_s=20.0)
-QUICK_SEQUENCE = DemoSequence(duration_s=36.0, image_scale=0.5, rate_hz=10.0, seed=8, loop_min_age_s=10.0)
+QUICK_SEQUENCE = DemoSequence(duration_s=40.0, image_scale=0.5, rate_hz=15.0, seed=1, loop_min_age_s=10.0)
 
 
 def cached_sequence(sequence: DemoSequence, cache_dir: Path, progress: Callable[[int, int], None] | None = None) -> Path:
