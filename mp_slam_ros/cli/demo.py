@@ -18,7 +18,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mp_slam_ros.eval.metrics import ErrorStats, Evaluation
-from mp_slam_ros.eval.plots import plot_error_cdf
 from mp_slam_ros.geometry.lie import se3_inverse
 from mp_slam_ros.io.tum import TumTrajectory
 from mp_slam_ros.sim.config import SequenceConfig
@@ -92,11 +91,21 @@ def ate_table(rows: Sequence[tuple[str, str, ErrorStats]]) -> str:
     return "\n".join(lines)
 
 
+def _pyplot():  # noqa: ANN202 (matplotlib.pyplot, imported on first use: the CLI starts faster)
+    """pyplot on the Agg backend (files only; no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot_floor_plan(sequence_json: Path, evaluations: Sequence[Evaluation], path: Path) -> Path:
     """Trajectories (aligned to the ground truth) drawn over the rooms and doors of the house."""
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
+    plt = _pyplot()
     house = json.loads(sequence_json.read_text())["house"]
     fig, ax = plt.subplots(figsize=(8, 7))
     for room in house["rooms"]:
@@ -120,12 +129,29 @@ def plot_floor_plan(sequence_json: Path, evaluations: Sequence[Evaluation], path
     return path
 
 
+def plot_before_after_cdf(precision: str, evaluations: Sequence[Evaluation], path: Path) -> Path:
+    """ATE CDFs of one precision mode, VO alone against with loop closure, p90 of each marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for evaluation in evaluations:
+        errors_cm = np.sort(100 * evaluation.ate_errors_m)
+        line, = ax.plot(errors_cm, np.arange(1, errors_cm.size + 1) / errors_cm.size, lw=1.5, label=evaluation.name)
+        ax.axvline(100 * evaluation.ate_m.p90, color=line.get_color(), ls=":", lw=1.0)
+    ax.set(xlabel="ATE [cm]", ylabel="fraction of poses", ylim=(0, 1.01), title=f"{precision}: ATE distribution (dotted: p90)")
+    ax.legend(fontsize="small", loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def write_demo_plots(sequence_dir: Path, evaluations: dict[str, list[Evaluation]], out_dir: Path) -> list[Path]:
     """The floor-plan plot of every run and one ATE CDF per precision mode; the PNG paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = [evaluation for mode in evaluations.values() for evaluation in mode]
     paths = [plot_floor_plan(sequence_dir / "sequence.json", runs, out_dir / "trajectories_floor_plan.png")]
-    paths += [plot_error_cdf(mode_runs, out_dir / f"ate_cdf_{precision}.png") for precision, mode_runs in evaluations.items()]
+    paths += [plot_before_after_cdf(precision, mode_runs, out_dir / f"ate_cdf_{precision}.png") for precision, mode_runs in evaluations.items()]
     return paths
 
 

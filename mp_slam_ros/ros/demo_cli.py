@@ -17,6 +17,7 @@ import argparse
 import os
 import threading
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -84,7 +85,7 @@ class Collected:
             self.pose_graph = msg
 
 
-def run_mode(sequence_dir: Path, precision: str, sequence: DemoSequence, args: argparse.Namespace, position: int) -> Collected:
+def run_mode(sequence_dir: Path, precision: str, sequence: DemoSequence, args: argparse.Namespace) -> Collected:
     """Both nodes over the replayed sequence in ``precision``; the collected outputs."""
     collected = Collected()
     with BagReader(sequence_dir / "bag") as bag:
@@ -100,23 +101,15 @@ def run_mode(sequence_dir: Path, precision: str, sequence: DemoSequence, args: a
             helper.create_subscription(Keyframe, "keyframes", collected.on_keyframe, KEYFRAME_QOS)
             helper.create_subscription(PoseGraph, "pose_graph", collected.on_pose_graph, POSE_GRAPH_QOS)
             record = args.record.with_name(f"{args.record.name}_{precision}") if args.record else None
-            with process.record(record) if record else _nothing():
+            with process.record(record) if record else nullcontext():
                 total = bag.counts[camera_topics["camera/color/image_raw"]]
-                with tqdm(total=total, unit="frame", desc=f"{precision}: replaying", position=position, disable=args.no_progress) as bar:
+                with tqdm(total=total, unit="frame", desc=f"{precision}: replaying", disable=args.no_progress) as bar:
                     image_topic = camera_topics["camera/color/image_raw"]
                     process.play(bag, args.rate, lambda message: bar.update(message.topic == image_topic))
                 process.wait_until_quiet(QUIET_S, DRAIN_TIMEOUT_S)
         finally:
             process.close()
     return collected
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def trajectories(collected: Collected) -> tuple[TumTrajectory, TumTrajectory]:
@@ -158,22 +151,23 @@ def run(args: argparse.Namespace) -> int:
     ground_truth = read_tum(sequence_dir / "groundtruth.tum")
     rows: list[tuple[str, str, ErrorStats]] = []
     evaluations: dict[str, list[Evaluation]] = {}
-    extra: dict[str, object] = {"sequence_dir": str(sequence_dir), "runs": {}}
-    for position, precision in enumerate(precisions):
-        collected = run_mode(sequence_dir, precision, sequence, args, position)
+    runs: dict[str, dict[str, int]] = {}
+    for precision in precisions:
+        collected = run_mode(sequence_dir, precision, sequence, args)
         vo, slam = trajectories(collected)
         pair = [evaluate(ground_truth, vo, f"{precision}: VO alone", max_time_diff_s=0.005),
                 evaluate(ground_truth, slam, f"{precision}: with loop closure", max_time_diff_s=0.005)]
         evaluations[precision] = pair
         rows += [(precision, "VO alone", pair[0].ate_m), (precision, "with loop closure", pair[1].ate_m)]
-        loops = 0 if collected.pose_graph is None else int(np.count_nonzero(pose_graph_from_msg(collected.pose_graph).edge_kinds == PoseGraph.EDGE_KIND_LOOP))
-        extra["runs"][precision] = {"frames": len(collected.odometry), "keyframes": len(collected.keyframes), "loop_edges": loops}  # type: ignore[index]
+        graph = None if collected.pose_graph is None else pose_graph_from_msg(collected.pose_graph)
+        loops = 0 if graph is None else int(np.count_nonzero(graph.edge_kinds == PoseGraph.EDGE_KIND_LOOP))
+        runs[precision] = {"frames": len(collected.odometry), "keyframes": len(collected.keyframes), "loop_edges": loops}
     print(ate_table(rows))
-    for precision, run_info in extra["runs"].items():  # type: ignore[union-attr]
-        print(f"{precision}: {run_info['frames']} frames tracked, {run_info['keyframes']} keyframes, {run_info['loop_edges']} loop edges in the final graph")
+    for precision, counts in runs.items():
+        print(f"{precision}: {counts['frames']} frames tracked, {counts['keyframes']} keyframes, {counts['loop_edges']} loop edges in the final graph")
     paths = write_demo_plots(sequence_dir, evaluations, args.output)
     summary = args.output / "summary.json"
-    summary.write_text(summary_json(sequence, rows, extra) + "\n")
+    summary.write_text(summary_json(sequence, rows, {"sequence_dir": str(sequence_dir), "runs": runs}) + "\n")
     for path in [*paths, summary]:
         print(f"wrote {path}")
     return 0
