@@ -31,6 +31,9 @@ from mp_slam_ros.geometry.camera import project
 from mp_slam_ros.solvers.ba import BAProblem, BAState
 from mp_slam_ros.solvers.robust import LossKind
 
+#: GTSAM Levenberg-Marquardt iteration cap (its own default).
+GTSAM_MAX_ITERATIONS = 100
+
 
 @dataclass
 class PeerRun:
@@ -151,7 +154,7 @@ def solve_gtsam(problem: BAProblem, relative_tolerance: float) -> PeerRun:
     params = gtsam.LevenbergMarquardtParams()
     params.setRelativeErrorTol(relative_tolerance)
     params.setAbsoluteErrorTol(0.0)
-    params.setMaxIterations(100)
+    params.setMaxIterations(GTSAM_MAX_ITERATIONS)
     t1 = time.perf_counter()
     optimizer = gtsam.LevenbergMarquardtOptimizer(graph, values, params)
     result = optimizer.optimize()

@@ -52,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fix-cameras", default="", help="comma-separated camera indices held fixed (gauge)")
     parser.add_argument("--max-iterations", type=int, default=50)
     parser.add_argument("--function-tolerance", type=float, default=1e-4)
-    parser.add_argument("--linear-rtol", type=float, default=0.1, help="CGNR relative tolerance per LM step")
+    parser.add_argument("--linear-rtol", type=float, default=0.01,
+                        help="forcing term of the inner CG (Nash-Sofer test) per LM step (default 0.01)")
     parser.add_argument("--no-escalate", action="store_true", help="never escalate precision on failure")
     parser.add_argument("--json", action="store_true", help="print the solver summary as JSON on stdout")
     parser.add_argument("-q", "--quiet", action="store_true", help="no per-iteration progress")

@@ -10,8 +10,8 @@ import pytest
 from mp_slam_ros.precision import Backend, Precision, ProblemKind, precision_policy
 from mp_slam_ros.sim.ba_windows import WindowConfig, generate_window
 from mp_slam_ros.solvers.ba import BundleAdjustment, ba_solver_options, bundle_adjust, make_linear_solver
-from mp_slam_ros.solvers.linear.base import LinearStatus, ScaledSystem
-from mp_slam_ros.solvers.linear.iterative_schur import IterativeSchurSolver
+from mp_slam_ros.solvers.linear.base import LinearSolveResult, LinearStatus, ScaledSystem
+from mp_slam_ros.solvers.linear.iterative_schur import CheckedStep, IterativeSchurSolver
 from mp_slam_ros.solvers.linear.schur import SchurSolver
 from mp_slam_ros.solvers.summary import LinearSolverOptions
 
@@ -63,6 +63,9 @@ def test_gauge_freedom_does_not_break_cg(mode: Precision, solver_name: str) -> N
         result = solver.solve(system, damping, policy, ba_solver_options(mode).linear)
         assert result.status in (LinearStatus.CONVERGED, LinearStatus.STALLED, LinearStatus.MAX_ITERATIONS)
         assert np.all(np.isfinite(result.step_scaled))
+        if mode is Precision.FP16 and result.status is LinearStatus.STALLED and result.relative_residual >= 1.0:
+            assert not result.step_scaled.any()  # no progress in naive fp16: the LM driver escalates
+            continue
         predicted = system.jacobian_scaled @ result.step_scaled - system.rhs
         assert predicted @ predicted < 0.5 * (system.rhs @ system.rhs)
 
@@ -95,3 +98,43 @@ def test_block_jacobi_cgnr_does_not_claim_convergence_above_the_optimum(hard_win
     result = bundle_adjust(window.problem, ba_solver_options("mixed"), solver="cgnr", preconditioner="block_jacobi_static")
     final = BundleAdjustment(window.problem).cost(result.state, np.float64)
     assert final <= optimum * (1 + 1e-3) or not result.summary.converged, result.summary.termination
+
+
+class _Fixed:
+    """A linear solver that returns a given step with a given status (to test CheckedStep)."""
+
+    name = "fixed"
+
+    def __init__(self, step: np.ndarray, status: LinearStatus, relative: float) -> None:
+        self.result = (step, status, relative)
+
+    def prepare(self, system, policy, backend) -> None:
+        pass
+
+    def solve(self, system, damping, policy, options):
+        step, status, relative = self.result
+        return LinearSolveResult(step.copy(), status, 7, relative)
+
+
+def test_checked_step_rejects_a_step_that_increases_the_model() -> None:
+    """A low-precision CG whose recurrences claim convergence for a step that increases the
+    model (or solves none of its residual) must not be trusted; the zero step with STALLED at
+    relative residual 1 makes the LM driver escalate the precision."""
+    window = generate_window(12, 5, WindowConfig.monocular())
+    ba, system = _system(window)
+    policy = precision_policy(Precision.MIXED, ProblemKind.BA)
+    options = ba_solver_options("mixed").linear
+    exact = SchurSolver(ba.structure)
+    good = exact.solve(system, 1e-3, policy, options).step_scaled
+    cases = [(-good, LinearStatus.CONVERGED, 0.05), (100.0 * good, LinearStatus.CONVERGED, 0.05),
+             (0.5 * good, LinearStatus.CONVERGED, 3.0), (good, LinearStatus.CONVERGED, 0.05)]
+    results = []
+    for step, status, relative in cases:
+        solver = CheckedStep(_Fixed(step, status, relative))
+        solver.prepare(system, policy, Backend.CPU)
+        results.append(solver.solve(system, 1e-3, policy, options))
+    for bad in results[:2]:  # the model increases: zero step, no progress
+        assert bad.status is LinearStatus.STALLED and bad.relative_residual == 1.0 and not bad.trusted
+        assert not bad.step_scaled.any()
+    assert results[2].status is LinearStatus.STALLED and results[2].step_scaled.any() and not results[2].trusted
+    assert results[3].status is LinearStatus.CONVERGED and np.array_equal(results[3].step_scaled, good)
