@@ -78,11 +78,6 @@ class CGNRSolver:
         if self._factory is not None and self._static:
             self._preconditioner = self._factory(system.jacobian_scaled, 0.0, policy, backend)
 
-    @property
-    def preconditioner(self) -> Preconditioner | None:
-        """The static preconditioner built by :meth:`prepare` (None if none or not static)."""
-        return self._preconditioner
-
     def rebuild_preconditioner(
         self, system: ScaledSystem, policy: PrecisionPolicy, factory: PreconditionerFactory
     ) -> None:

@@ -17,8 +17,8 @@ fails that way, takes the next rung, in order of cost, and solves the same syste
 Every rung taken is reported in the solve result's ``events`` (the LM summary lists them as
 ``linear_solver_changes``) and every result names the solver that produced it. Problems with
 at most ``direct_max_parameters`` unknowns go straight to the direct solver, and so do problems
-whose thresholded factor kept less than :data:`MIN_KEPT_FRACTION` of the matrix (a degenerate
-preconditioner, e.g. from very anisotropic information). With naive fp16
+whose drop tolerance would discard most of the matrix's own entries (a degenerate
+preconditioner, e.g. from very anisotropic information: checked before it is built). With naive fp16
 vectors a stall is the precision floor, not a weak preconditioner: that is left to the LM
 driver's precision escalation.
 """
@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import scipy.sparse as sp
 
 from mp_slam_ros.precision import Backend, PrecisionPolicy
 from mp_slam_ros.solvers.linear.base import (
@@ -38,17 +39,17 @@ from mp_slam_ros.solvers.linear.base import (
     ScaledSystem,
 )
 from mp_slam_ros.solvers.linear.cgnr import CGNRSolver
-from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory
+from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory, first_order_kept_fraction
 from mp_slam_ros.solvers.summary import LinearSolverOptions
 
 #: Factor applied to the drop tolerance by the ``tighten`` rung.
 TIGHTEN_FACTOR = 0.1
 #: Relative change of the scaled Jacobian above which a refreshed preconditioner can differ.
 MOVED = 0.05
-#: A thresholded incomplete factor with fewer entries than this fraction of the matrix's lower
-#: triangle dropped the matrix itself (very anisotropic information: measured 20% on a garage
-#: graph whose CG then stalled, 80-190% on the household, sphere, grid and city graphs).
-MIN_KEPT_FRACTION = 0.5
+#: Below this first-order kept fraction (:func:`~.ichol.first_order_kept_fraction`) the
+#: thresholded factor would discard the matrix itself (very anisotropic information: 0.18 on a
+#: garage graph whose CG stalled; 0.44-0.79 on household, sphere, grid and city graphs).
+MIN_KEPT_FRACTION = 0.3
 
 
 class FallbackLadder:
@@ -88,23 +89,30 @@ class FallbackLadder:
         tighten = self.factory.drop_tolerance > 0.0 and unknowns >= self.options.tighten_min_parameters
         self._rungs = ["refresh", *(["tighten"] if tighten else []), "direct"] if self.options.fallback else []
         reference = self.factory.reference_jacobian
-        self._built_from = (
-            system.jacobian_scaled.data if reference is None
-            else ScaledSystem.from_linearization(reference, np.zeros(reference.shape[0])).jacobian_scaled.data
+        built_from = (
+            system.jacobian_scaled if reference is None
+            else ScaledSystem.from_linearization(reference, np.zeros(reference.shape[0])).jacobian_scaled
         )
-        self._direct_active = unknowns <= self.options.direct_max_parameters
-        if self._direct_active:
-            self._pending = [("direct", f"{unknowns} unknowns <= direct_max_parameters "
-                              f"({self.options.direct_max_parameters}): cheaper than a preconditioner")]
+        self._built_from = built_from.data
+        reason = self._direct_reason(unknowns, built_from)
+        self._direct_active = reason is not None
+        if reason is not None:
+            self._pending = [("direct", reason)]
             self.direct.prepare(system, policy, backend)
-            return
-        self.iterative.prepare(system, policy, backend)
-        kept = getattr(self.cgnr.preconditioner, "kept_fraction", 1.0)
+        else:
+            self.iterative.prepare(system, policy, backend)
+
+    def _direct_reason(self, unknowns: int, jacobian_scaled: sp.csr_matrix) -> str | None:
+        """Why this problem goes to the direct solver from the start, or None."""
+        if unknowns <= self.options.direct_max_parameters:
+            return (f"{unknowns} unknowns <= direct_max_parameters ({self.options.direct_max_parameters}): "
+                    "cheaper than a preconditioner")
+        tolerance = self.factory.drop_tolerance
+        kept = first_order_kept_fraction(jacobian_scaled, tolerance) if tolerance > 0.0 else 1.0
         if self.options.fallback and kept < MIN_KEPT_FRACTION:
-            self._direct_active = True
-            self._pending = [("direct", f"degenerate preconditioner: its factor kept {kept:.0%} of the "
-                              f"matrix's entries (< {MIN_KEPT_FRACTION:.0%}: weaker than IC(0))")]
-            self.direct.prepare(system, policy, backend)
+            return (f"degenerate preconditioner: the drop tolerance {tolerance:g} discards "
+                    f"{1.0 - kept:.0%} of the matrix's own entries")
+        return None
 
     def solve(
         self, system: ScaledSystem, damping: float, policy: PrecisionPolicy, options: LinearSolverOptions

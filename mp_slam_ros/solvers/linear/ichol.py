@@ -324,6 +324,24 @@ class IncompleteCholeskyFactory:
         return preconditioner
 
 
+def first_order_kept_fraction(jacobian_scaled: sp.csr_matrix, drop_tolerance: float) -> float:
+    """The fraction of ``tril(J_s^T J_s)``'s entries that pass the drop test before any update.
+
+    With the unit diagonal of a column-scaled normal matrix, ``l_ij ~ a_ij`` to first order, so
+    an entry below ``drop_tolerance`` times its column's 1-norm is dropped from the start: a
+    cheap predictor, before building it, of a thresholded factor that would throw away the
+    matrix itself (measured: 0.18 on a very anisotropic garage graph whose factor then kept 20%
+    of the matrix and stalled CG; 0.44-0.79 on household, sphere, grid and city graphs, whose
+    factors kept 81-232%).
+    """
+    lower = sp.tril(sp.csc_matrix(jacobian_scaled.T @ jacobian_scaled), format="csc")
+    if lower.nnz == 0:
+        return 1.0
+    column_norms = np.asarray(abs(lower).sum(axis=0)).ravel()
+    columns = np.repeat(np.arange(lower.shape[1]), np.diff(lower.indptr))
+    return float(np.count_nonzero(np.abs(lower.data) >= drop_tolerance * column_norms[columns])) / lower.nnz
+
+
 def _ordering(normal: sp.csr_matrix, options: IncompleteCholeskyFactory) -> np.ndarray:
     """The symmetric permutation ``(n,)`` to factor ``normal[perm][:, perm]`` in."""
     method = options.ordering
@@ -395,12 +413,6 @@ class IncompleteCholesky:
         """Entries of the (first) computed factor ``L``."""
         return next(iter(self._factors.values())).lower.nnz if self._factors else 0
 
-    @property
-    def kept_fraction(self) -> float:
-        """``nnz(L)`` over the entries of ``A``'s lower triangle (1 for IC(0); below 1 the
-        thresholded factor dropped part of the matrix itself, not only fill)."""
-        lower_entries = (self.normal.nnz + self.normal.shape[0]) / 2
-        return self.nnz / lower_entries if lower_entries else 1.0
 
     def _compute(self, dtype: np.dtype) -> _Factor:
         round16 = dtype == _F16

@@ -5,9 +5,10 @@ stays the same. SciPy's sparse product drops entries that cancel to zero, so its
 change between iterations; a symbolic factorization needs the same pattern every time.
 :class:`NormalPattern` computes, once from the pattern of ``J`` (CSR, sorted columns per row),
 the lower-triangular CSC pattern of ``J^T J`` with every diagonal entry stored, and for every
-pair of entries of every row of ``J`` the position its product adds to. :meth:`values` then
-assembles the values in one pass over the rows (``sum_rows k (k + 1) / 2`` multiply-adds for
-rows of ``k`` entries: 78 per row of a 3-D pose-graph edge).
+pair of columns of every group of consecutive rows with the same columns (the 6 rows of a 3-D
+pose-graph edge, the 2 of a BA observation) the position its products add to. :meth:`values`
+then assembles the values in one pass over the groups (``k (k + 1) / 2`` sums per group of
+rows with ``k`` entries, one scatter each).
 """
 
 from __future__ import annotations
@@ -18,50 +19,78 @@ import scipy.sparse as sp
 
 
 @numba.njit(cache=True)
-def _lower_pattern(j_ptr, j_idx, t_ptr, t_idx, n):  # type: ignore[no-untyped-def]
+def _row_groups(j_ptr, j_idx):  # type: ignore[no-untyped-def]
+    """Starts ``(G + 1,)`` of the runs of consecutive rows with the same column pattern.
+
+    A pose-graph edge gives 6 (3-D) rows on the same 12 columns, a BA observation 2 rows on the
+    same 9: the symbolic product and the scatter positions are computed once per group.
+    """
+    rows = j_ptr.size - 1
+    starts = np.empty(rows + 1, dtype=np.int64)
+    count = 0
+    for r in range(rows):
+        same = count > 0 and j_ptr[r + 1] - j_ptr[r] == j_ptr[r] - j_ptr[r - 1]
+        if same:
+            offset = j_ptr[r] - j_ptr[r - 1]
+            for q in range(j_ptr[r], j_ptr[r + 1]):
+                if j_idx[q] != j_idx[q - offset]:
+                    same = False
+                    break
+        if not same:
+            starts[count] = r
+            count += 1
+    starts[count] = rows
+    return starts[: count + 1].copy()
+
+
+@numba.njit(cache=True)
+def _lower_pattern(j_ptr, j_idx, groups, t_ptr, t_idx, n):  # type: ignore[no-untyped-def]
     """Lower CSC pattern ``(col_ptr, row_idx)`` of ``J^T J`` plus the diagonal (rows sorted).
 
-    ``t_ptr``/``t_idx``: the pattern of ``J`` by columns (the rows holding each column).
+    ``t_ptr``/``t_idx``: for each column, the groups (:func:`_row_groups`) holding it.
     """
     col_ptr = np.zeros(n + 1, dtype=np.int64)
     mark = np.full(n, -1, dtype=np.int64)
     rows = np.empty(n, dtype=np.int64)
-    chunks = []
+    capacity = max(16, 4 * j_idx.size)
+    row_idx = np.empty(capacity, dtype=np.int64)
     for j in range(n):
         count = 0
         mark[j] = j
         rows[count] = j
         count += 1
         for p in range(t_ptr[j], t_ptr[j + 1]):
-            r = t_idx[p]
-            for q in range(j_ptr[r], j_ptr[r + 1]):
+            first = j_ptr[groups[t_idx[p]]]
+            for q in range(first, first + j_ptr[groups[t_idx[p]] + 1] - j_ptr[groups[t_idx[p]]]):
                 c = j_idx[q]
                 if c > j and mark[c] != j:
                     mark[c] = j
                     rows[count] = c
                     count += 1
-        column = np.sort(rows[:count])
-        chunks.append(column)
+        if col_ptr[j] + count > capacity:
+            capacity = 2 * (col_ptr[j] + count)
+            grown = np.empty(capacity, dtype=np.int64)
+            grown[: col_ptr[j]] = row_idx[: col_ptr[j]]
+            row_idx = grown
+        row_idx[col_ptr[j]: col_ptr[j] + count] = np.sort(rows[:count])
         col_ptr[j + 1] = col_ptr[j] + count
-    row_idx = np.empty(col_ptr[n], dtype=np.int64)
-    for j in range(n):
-        row_idx[col_ptr[j]:col_ptr[j + 1]] = chunks[j]
-    return col_ptr, row_idx
+    return col_ptr, row_idx[: col_ptr[n]].copy()
 
 
 @numba.njit(cache=True)
-def _scatter(j_ptr, j_idx, col_ptr, row_idx):  # type: ignore[no-untyped-def]
-    """For each row of ``J`` and each pair ``a >= b`` of its entries (row-major), the position of
+def _scatter(j_ptr, j_idx, groups, col_ptr, row_idx):  # type: ignore[no-untyped-def]
+    """For each row group and each pair ``a >= b`` of its columns (row-major), the position of
     ``(col_a, col_b)`` in the lower pattern (binary search in column ``col_b``)."""
     size = 0
-    for r in range(j_ptr.size - 1):
-        k = j_ptr[r + 1] - j_ptr[r]
+    for g in range(groups.size - 1):
+        k = j_ptr[groups[g] + 1] - j_ptr[groups[g]]
         size += k * (k + 1) // 2
     positions = np.empty(size, dtype=np.int64)
     at = 0
-    for r in range(j_ptr.size - 1):
-        for a in range(j_ptr[r], j_ptr[r + 1]):
-            for b in range(j_ptr[r], a + 1):
+    for g in range(groups.size - 1):
+        first, last = j_ptr[groups[g]], j_ptr[groups[g] + 1]
+        for a in range(first, last):
+            for b in range(first, a + 1):
                 col, row = j_idx[b], j_idx[a]
                 lo, hi = col_ptr[col], col_ptr[col + 1]
                 while lo < hi:
@@ -76,16 +105,33 @@ def _scatter(j_ptr, j_idx, col_ptr, row_idx):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True)
-def _values(j_ptr, j_val, positions, col_ptr, beta, nnz):  # type: ignore[no-untyped-def]
-    """Values of the lower pattern: ``J^T J`` from the row pairs, ``beta`` added to the diagonal."""
+def _values(j_ptr, j_val, groups, positions, col_ptr, beta, nnz):  # type: ignore[no-untyped-def]
+    """Values of the lower pattern: ``J^T J`` group by group, ``beta`` added to the diagonal.
+
+    Each group's lower triangle is accumulated row by row in a small local array (contiguous
+    reads of each row's values), then scattered once.
+    """
     values = np.zeros(nnz)
+    block = np.zeros(1024)
     at = 0
-    for r in range(j_ptr.size - 1):
-        for a in range(j_ptr[r], j_ptr[r + 1]):
-            v_a = np.float64(j_val[a])
-            for b in range(j_ptr[r], a + 1):
-                values[positions[at]] += v_a * np.float64(j_val[b])
-                at += 1
+    for g in range(groups.size - 1):
+        first_row, end_row = groups[g], groups[g + 1]
+        k = j_ptr[first_row + 1] - j_ptr[first_row]
+        pairs = k * (k + 1) // 2
+        if pairs > block.size:
+            block = np.zeros(2 * pairs)
+        block[:pairs] = 0.0
+        for r in range(first_row, end_row):
+            start = j_ptr[r]
+            index = 0
+            for a in range(k):
+                v_a = np.float64(j_val[start + a])
+                for b in range(a + 1):
+                    block[index] += v_a * np.float64(j_val[start + b])
+                    index += 1
+        for index in range(pairs):
+            values[positions[at + index]] += block[index]
+        at += pairs
     for j in range(col_ptr.size - 1):
         values[col_ptr[j]] += beta  # the diagonal is the first entry of each column
     return values
@@ -97,14 +143,21 @@ class NormalPattern:
     def __init__(self, J: sp.csr_matrix) -> None:
         J = sp.csr_matrix(J)
         J.sort_indices()
-        by_column = sp.csr_matrix((np.ones(J.nnz), J.indices, J.indptr), shape=J.shape).tocsc()
         n = J.shape[1]
         self.shape = (n, n)
         self._j_pattern = (J.indptr.copy(), J.indices.copy())
+        self._groups = _row_groups(J.indptr, J.indices)
+        first_rows = self._groups[:-1]
+        lengths = J.indptr[first_rows + 1] - J.indptr[first_rows]
+        group_ptr = np.concatenate([[0], np.cumsum(lengths)])
+        group_idx = np.concatenate([J.indices[J.indptr[r]:J.indptr[r + 1]] for r in first_rows]) if first_rows.size else np.zeros(0, np.int32)
+        by_column = sp.csr_matrix(
+            (np.ones(group_idx.size), group_idx, group_ptr), shape=(first_rows.size, n)
+        ).tocsc()
         self.col_ptr, self.row_idx = _lower_pattern(
-            J.indptr, J.indices, by_column.indptr, by_column.indices, n
+            J.indptr, J.indices, self._groups, by_column.indptr, by_column.indices, n
         )
-        self._positions = _scatter(J.indptr, J.indices, self.col_ptr, self.row_idx)
+        self._positions = _scatter(J.indptr, J.indices, self._groups, self.col_ptr, self.row_idx)
 
     @property
     def nnz(self) -> int:
@@ -118,7 +171,7 @@ class NormalPattern:
 
     def values(self, J: sp.csr_matrix, beta: float) -> np.ndarray:
         """The lower-triangle values (float64, in pattern order) of ``J^T J + beta I``."""
-        return _values(J.indptr, J.data, self._positions, self.col_ptr, float(beta), self.nnz)
+        return _values(J.indptr, J.data, self._groups, self._positions, self.col_ptr, float(beta), self.nnz)
 
     def lower(self, J: sp.csr_matrix, beta: float) -> sp.csc_matrix:
         """``tril(J^T J + beta I)`` as a SciPy CSC matrix with this pattern."""
