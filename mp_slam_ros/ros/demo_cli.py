@@ -31,6 +31,7 @@ from mp_slam_ros.eval.metrics import ErrorStats, Evaluation, evaluate
 from mp_slam_ros.geometry.lie import se3_from_translation_quat
 from mp_slam_ros.io.bags import BagReader
 from mp_slam_ros.io.tum import TumTrajectory, read_tum
+from mp_slam_ros.nodes.vo_inputs import INPUT_TOPICS
 from mp_slam_ros.ros.bringup import BringupOptions, SlamProcess, bag_camera_topics
 from mp_slam_ros.ros.conversions import ns_from_stamp, pose_from_msg
 from mp_slam_ros.ros.messages import pose_graph_from_msg
@@ -101,12 +102,13 @@ def run_mode(sequence_dir: Path, precision: str, sequence: DemoSequence, args: a
             helper.create_subscription(Keyframe, "keyframes", collected.on_keyframe, KEYFRAME_QOS)
             helper.create_subscription(PoseGraph, "pose_graph", collected.on_pose_graph, POSE_GRAPH_QOS)
             record = args.record.with_name(f"{args.record.name}_{precision}") if args.record else None
-            with process.record(record) if record else nullcontext():
-                total = bag.counts[camera_topics["camera/color/image_raw"]]
-                with tqdm(total=total, unit="frame", desc=f"{precision}: replaying", disable=args.no_progress) as bar:
-                    image_topic = camera_topics["camera/color/image_raw"]
+            with process.record(record) if record else nullcontext() as recorder:
+                image_topic = camera_topics[INPUT_TOPICS[mode][0][0]]
+                with tqdm(total=bag.counts[image_topic], unit="frame", desc=f"{precision}: replaying", disable=args.no_progress) as bar:
                     process.play(bag, args.rate, lambda message: bar.update(message.topic == image_topic))
                 process.wait_until_quiet(QUIET_S, DRAIN_TIMEOUT_S)
+            if recorder is not None:
+                print(f"{precision}: recorded {sum(recorder.counts.values())} output messages to {record}")
         finally:
             process.close()
     return collected
