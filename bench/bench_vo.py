@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -199,6 +200,7 @@ def write(args: argparse.Namespace, rows: list[dict], speed_rows: list[dict], ki
     args.output.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     meta = {"commit": commit, "python": platform.python_version(), "opencv": cv2.__version__,
+            "load_average_1_5_15min": os.getloadavg(), "cpu_count": os.cpu_count(),
             "cv2_rgbd_available": hasattr(cv2, "rgbd"), "seeds_done": len({r["seed"] for r in rows}),
             "args": {k: str(v) for k, v in vars(args).items()}}
     table = aggregate(rows)

@@ -19,6 +19,8 @@ from mp_slam_ros.pipelines.vo_config import FrontendConfig
 ORB_PATCH_PX = 31
 #: candidates detected per kept feature before bucketing
 DETECT_OVERSAMPLING = 3
+#: FAST threshold of the second detection pass on texture-poor images
+MIN_FAST_THRESHOLD = 3
 
 
 @dataclass
@@ -51,6 +53,11 @@ class FeatureDetector:
             for u, v in np.asarray(occupied_uv).astype(np.int32):
                 cv2.circle(mask, (int(u), int(v)), radius, 0, -1)
         found = self._orb.detect(grey, mask)
+        if len(found) < budget // 2 and self.config.fast_threshold > MIN_FAST_THRESHOLD:
+            # texture-poor view (a plain wall): take the weaker corners too rather than lose tracking
+            self._orb.setFastThreshold(MIN_FAST_THRESHOLD)
+            found = self._orb.detect(grey, mask)
+            self._orb.setFastThreshold(self.config.fast_threshold)
         if not found:
             return empty
         uv = np.array([kp.pt for kp in found], np.float32)
