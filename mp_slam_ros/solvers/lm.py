@@ -457,9 +457,13 @@ class _Driver(Generic[StateT]):
         return trial
 
     def _negligible(self, trial: _Trial, cost: float) -> bool:
-        """True when even the model predicts a relative decrease below ``function_tolerance``."""
-        decrease = trial.model_decrease
-        return bool(np.isfinite(decrease)) and decrease <= self.options.function_tolerance * cost
+        """True when even the model predicts a relative decrease below ``function_tolerance``.
+
+        A step whose model *increase* exceeds that tolerance is a broken inner solve, not a
+        converged one: it is not negligible (rounding may leave a tiny negative prediction).
+        """
+        decrease, tolerance = trial.model_decrease, self.options.function_tolerance * cost
+        return bool(np.isfinite(decrease)) and -tolerance <= decrease <= tolerance
 
     def _converged(
         self, old_cost: float, trial: _Trial, state: StateT
