@@ -62,7 +62,7 @@ StateT = TypeVar("StateT")
 #: Convergence claims that rest on the model's prediction (certified when the step was damped).
 _MODEL_CLAIMS = (Termination.CONVERGED_FUNCTION, Termination.CONVERGED_STEP)
 #: A claim from a step damped above this multiple of ``initial_damping``, or solved to a relative
-#: residual above the second constant, is certified by an undamped model step (:meth:`_certify`).
+#: residual above the second constant, is certified (:meth:`_certify`).
 _CERTIFY_DAMPING_FACTOR = 100.0
 _CERTIFY_RELATIVE_RESIDUAL = 1e-2
 #: Inner tolerance (at most) of the certification solve.
@@ -321,9 +321,11 @@ class _Driver(Generic[StateT]):
         return point
 
     def _needs_certificate(self, record: IterationRecord) -> bool:
-        """A convergence claim from a heavily damped or loosely solved step needs a certificate."""
+        """A convergence claim from a heavily damped step, or from an inner solve that did not
+        converge or stopped above a relative residual of 1e-2, needs a certificate."""
         return (
             record.damping > _CERTIFY_DAMPING_FACTOR * self.options.initial_damping
+            or record.linear_status != LinearStatus.CONVERGED.value
             or record.linear_relative_residual > _CERTIFY_RELATIVE_RESIDUAL
         )
 
