@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mp_slam_ros.backend import keyframe_store
-from mp_slam_ros.backend.incremental_pgo import GraphSnapshot, IncrementalPoseGraph, Loop, solve_snapshot
+from mp_slam_ros.backend.incremental_pgo import GraphSnapshot, IncrementalPoseGraph, Loop, solve_snapshot, warm_up_pgo
 from mp_slam_ros.backend.keyframe_store import KeyframeStore, StoredKeyframe
 from mp_slam_ros.backend.loop_consistency import LoopMeasurement, OdometryChains, PairwiseConsistency
 from mp_slam_ros.backend.loop_verification import verify_pnp
@@ -91,6 +91,7 @@ class LoopClosure:
 
     def __init__(self, config: LoopClosureConfig | None = None) -> None:
         self.config = config or LoopClosureConfig()
+        warm_up_pgo(self.config.pgo)
         self.counts: Counter[str] = Counter()
         self.solve_summaries: list[Summary] = []
         self._lock = threading.RLock()
