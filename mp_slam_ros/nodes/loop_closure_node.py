@@ -22,13 +22,11 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PoseStamped
 from mp_slam_interfaces.msg import Keyframe, PoseGraph, SolverStats
 from nav_msgs.msg import Path
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
@@ -41,6 +39,7 @@ from mp_slam_ros.pipelines.loop_closure_config import LoopClosureConfig
 from mp_slam_ros.precision import ProblemKind
 from mp_slam_ros.ros.conversions import pose_to_msg, stamp_from_ns, transform_to_msg
 from mp_slam_ros.ros.messages import PoseGraphArrays, SolverStatsRecord, keyframe_from_msg, pose_graph_to_msg, solver_stats_to_msg
+from mp_slam_ros.ros.spin import spin_node
 from mp_slam_ros.ros.params import OptionsParameters
 from mp_slam_ros.ros.qos import POSE_GRAPH_QOS, SOLVER_STATS_QOS, reliable_qos
 from mp_slam_ros.ros.tf import TfBroadcaster
@@ -293,23 +292,8 @@ def _pose7(T: np.ndarray) -> np.ndarray:
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``loop_closure_node`` (``ros2 run mp_slam_ros loop_closure_node``)."""
-    rclpy.init(args=args)
-    try:
-        node = LoopClosureNode()
-    except MpSlamError as error:
-        print(f"loop_closure_node: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(LoopClosureNode, "loop_closure_node", args)
+
 
 
 if __name__ == "__main__":

@@ -25,14 +25,12 @@ from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from mp_slam_interfaces.srv import ResetToPose
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType, JumpThreshold, TimeJump
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import SetBool, Trigger
@@ -47,6 +45,7 @@ from mp_slam_ros.nodes.vo_outputs import VOPublishers
 from mp_slam_ros.pipelines.vo import Frame, TrackResult, TrackingStatus, VisualOdometry
 from mp_slam_ros.pipelines.vo_config import VOConfig
 from mp_slam_ros.ros.conversions import check_pose7, ns_from_stamp, pose_from_msg
+from mp_slam_ros.ros.spin import spin_node
 from mp_slam_ros.ros.params import OptionsParameters
 from mp_slam_ros.ros.qos import TF_STATIC_LISTENER_QOS, camera_qos, reliable_qos
 from mp_slam_ros.ros.sync import ApproximateTimeSync
@@ -379,24 +378,8 @@ def _pose_of_parameter(values: Sequence[float]) -> np.ndarray:
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``vo_node`` (``ros2 run mp_slam_ros vo_node``): spin until shut down."""
-    rclpy.init(args=args)
-    try:
-        node = VONode()
-    except MpSlamError as error:
-        print(f"vo_node: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(VONode, "vo_node", args)
+
 
 
 if __name__ == "__main__":
