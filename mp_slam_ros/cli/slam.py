@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from mp_slam_ros.cli.progress import frame_progress
 from mp_slam_ros.config import load_yaml, with_updates
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.geometry.lie import se3_inverse
@@ -161,16 +161,8 @@ def summary_of(run: SlamRun) -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     """Run VO + loop closure, write the outputs, print the summary."""
     config = config_from_args(args)
-    bar = tqdm(unit="frame", desc="slam", disable=args.no_progress or args.json)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    try:
+    with frame_progress("slam", args.no_progress or args.json) as progress:
         result = run_slam(args.bag, config, progress)
-    finally:
-        bar.close()
     args.tum.parent.mkdir(parents=True, exist_ok=True)
     write_tum(args.tum, result.trajectory_map(), comment=f"mp-slam slam {args.bag}: T_map_base_link")
     if args.vo_tum:

@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from tqdm import tqdm
 
+from mp_slam_ros.cli.progress import frame_progress
 from mp_slam_ros.config import load_yaml, with_updates
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.io.tum import write_tum
@@ -49,16 +49,8 @@ def config_from_args(args: argparse.Namespace) -> VOConfig:
 def run(args: argparse.Namespace) -> int:
     """Track every frame, write the TUM file, print the summary."""
     config = config_from_args(args)
-    bar = tqdm(unit="frame", desc="vo", disable=args.no_progress or args.json)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    try:
+    with frame_progress("vo", args.no_progress or args.json) as progress:
         result = run_vo(args.bag, config, progress)
-    finally:
-        bar.close()
     args.tum.parent.mkdir(parents=True, exist_ok=True)
     write_tum(args.tum, result.trajectory(), comment=f"mp-slam vo {args.bag}: T_odom_base_link")
     summary = {"bag": str(args.bag), "tum": str(args.tum), **result.summary()}
