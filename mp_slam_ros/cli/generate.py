@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from tqdm import tqdm
 
+from mp_slam_ros.cli.progress import frame_progress
 from mp_slam_ros.sim.config import CameraConfig, DepthConfig, HouseConfig, RobotConfig, SequenceConfig
 from mp_slam_ros.sim.sequence import generate_sequence
 
@@ -59,18 +59,8 @@ def config_from_args(args: argparse.Namespace) -> SequenceConfig:
 def run(args: argparse.Namespace) -> int:
     """Generate the sequence and print a one-paragraph summary."""
     cfg = config_from_args(args)
-    bars: list[tqdm] = []
-
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, unit="frame", desc="rendering", disable=args.no_progress))
-        bars[0].update(done - bars[0].n)
-
-    try:
+    with frame_progress("rendering", args.no_progress) as progress:
         summary = generate_sequence(cfg, args.output, progress)
-    finally:
-        for bar in bars:
-            bar.close()
     print(
         f"wrote {summary.bag_dir} ({summary.bag_bytes / 1e6:.1f} MB, {summary.n_messages} messages, "
         f"{summary.n_frames} frames, path {summary.path_length_m:.1f} m) in {summary.total_s:.1f} s "

@@ -26,6 +26,7 @@ from mp_slam_interfaces.msg import Keyframe, PoseGraph
 from nav_msgs.msg import Odometry
 from tqdm import tqdm
 
+from mp_slam_ros.cli.progress import frame_progress
 from mp_slam_ros.cli.demo import DEFAULT_SEQUENCE, QUICK_SEQUENCE, DemoSequence, ate_table, cached_sequence, summary_json, trajectory_with_corrections, write_demo_plots
 from mp_slam_ros.eval.metrics import ErrorStats, Evaluation, evaluate
 from mp_slam_ros.geometry.lie import se3_from_translation_quat
@@ -138,18 +139,8 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         sequence = replace(sequence, seed=args.seed)
     precisions = args.precision or (["mixed"] if args.quick else ["fp64", "mixed"])
-    bars: list[tqdm] = []
-
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, unit="frame", desc="generating the sequence", disable=args.no_progress))
-        bars[0].update(done - bars[0].n)
-
-    try:
+    with frame_progress("generating the sequence", args.no_progress) as progress:
         sequence_dir = cached_sequence(sequence, args.cache, progress)
-    finally:
-        for bar in bars:
-            bar.close()
     ground_truth = read_tum(sequence_dir / "groundtruth.tum")
     rows: list[tuple[str, str, ErrorStats]] = []
     evaluations: dict[str, list[Evaluation]] = {}
