@@ -139,16 +139,22 @@ class BinaryVocabulary:
 
 
 class PlaceDatabase:
-    """Bag-of-words rows of the keyframes added so far, scored against a query (cosine TF-IDF)."""
+    """Bag-of-words rows of the keyframes added so far, scored against a query (cosine TF-IDF).
+
+    The rows live in growing CSR arrays (word ids, term frequencies and their squares, capacity
+    doubled when full), so adding a keyframe appends and a query costs two sparse
+    matrix-vector products over the stored rows: the dot products with the query weighted by
+    ``idf^2`` and the row norms ``sqrt(tf^2 . idf^2)`` (IDF from the keyframes seen so far).
+    """
 
     def __init__(self, vocabulary: BinaryVocabulary) -> None:
         self.vocabulary = vocabulary
-        self._indptr = [0]
-        self._words: list[NDArray[np.int64]] = []
-        self._counts: list[NDArray[np.float64]] = []
+        self._indptr = np.zeros(1, np.int32)
+        self._words = np.zeros(1024, np.int32)
+        self._frequencies = np.zeros(1024, np.float64)
+        self._squares = np.zeros(1024, np.float64)
         self._stamps_ns: list[int] = []
         self._document_frequency = np.zeros(vocabulary.size, np.float64)
-        self._matrix: sp.csr_matrix | None = None
 
     def __len__(self) -> int:
         return len(self._stamps_ns)
@@ -161,36 +167,39 @@ class PlaceDatabase:
     def add(self, stamp_ns: int, bag: tuple[NDArray[np.int64], NDArray[np.float64]]) -> int:
         """Append a keyframe's bag (from :meth:`bag`); returns its database index."""
         words, frequencies = bag
-        self._words.append(words)
-        self._counts.append(frequencies)
-        self._indptr.append(self._indptr[-1] + len(words))
+        start = int(self._indptr[-1])
+        end = start + len(words)
+        if end > len(self._words):
+            capacity = max(2 * len(self._words), end)
+            self._words, self._frequencies, self._squares = (
+                np.resize(a, capacity) for a in (self._words, self._frequencies, self._squares)
+            )
+        self._words[start:end] = words
+        self._frequencies[start:end] = frequencies
+        self._squares[start:end] = np.square(frequencies)
+        self._indptr = np.append(self._indptr, np.int32(end))
         self._stamps_ns.append(int(stamp_ns))
         self._document_frequency[words] += 1.0
-        self._matrix = None
         return len(self._stamps_ns) - 1
+
+    def _rows(self, values: NDArray[np.float64]) -> sp.csr_matrix:
+        """The stored rows ``(M, V)`` with ``values`` (frequencies or their squares)."""
+        nnz = int(self._indptr[-1])
+        return sp.csr_matrix((values[:nnz], self._words[:nnz], self._indptr), shape=(len(self), self.vocabulary.size))
 
     def scores(self, bag: tuple[NDArray[np.int64], NDArray[np.float64]]) -> NDArray[np.float64]:
         """Cosine TF-IDF scores ``(M,)`` of the query bag against every stored keyframe."""
         if not self._stamps_ns:
             return np.zeros(0)
-        if self._matrix is None:
-            self._matrix = sp.csr_matrix(
-                (np.concatenate(self._counts), np.concatenate(self._words), np.array(self._indptr)),
-                shape=(len(self._stamps_ns), self.vocabulary.size),
-            )
-        matrix = self._matrix
-        idf = np.log((len(self._stamps_ns) + 1.0) / (self._document_frequency + 1.0))
-        weighted = matrix.data * idf[matrix.indices]
-        rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
-        norms = np.sqrt(np.bincount(rows, weights=weighted**2, minlength=matrix.shape[0]))
+        idf_squared = np.square(np.log((len(self) + 1.0) / (self._document_frequency + 1.0)))
         words, frequencies = bag
         query = np.zeros(self.vocabulary.size)
-        query[words] = frequencies * idf[words]
-        query_norm = np.linalg.norm(query)
-        if query_norm == 0.0 or weighted.size == 0:
-            return np.zeros(len(self._stamps_ns))
-        products = sp.csr_matrix((weighted, matrix.indices, matrix.indptr), shape=matrix.shape) @ query
-        return products / (np.maximum(norms, 1e-12) * query_norm)
+        query[words] = frequencies * idf_squared[words]
+        query_norm = float(np.sqrt(np.sum(np.square(frequencies) * idf_squared[words])))
+        if query_norm == 0.0:
+            return np.zeros(len(self))
+        norms = np.sqrt(self._rows(self._squares) @ idf_squared)
+        return (self._rows(self._frequencies) @ query) / (np.maximum(norms, 1e-12) * query_norm)
 
     def stamps_ns(self) -> NDArray[np.int64]:
         """Stamps ``(M,)`` of the stored keyframes (ns)."""
