@@ -87,12 +87,8 @@ def _report(summary: Summary, elapsed_s: float) -> None:
         f"precision {summary.precision_requested.value} -> {summary.precision_used.value}",
         file=sys.stderr,
     )
-    for escalation in summary.escalations:
-        print(
-            f"  escalated at iteration {escalation.iteration}: {escalation.from_precision.value} -> "
-            f"{escalation.to_precision.value} ({escalation.reason})",
-            file=sys.stderr,
-        )
+    for line in summary.change_lines():
+        print(f"  {line}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -134,8 +134,8 @@ def run(args: argparse.Namespace) -> int:
             f"{summary.timings.total_s:.3f} s, precision used {summary.precision_used.value}",
             file=sys.stderr,
         )
-        for change in summary.linear_solver_changes:
-            print(f"linear solver at iteration {change.iteration}: {change.action} ({change.reason})", file=sys.stderr)
+        for line in summary.change_lines():
+            print(line, file=sys.stderr)
     try:
         write_g2o(args.output, result.graph)
         if args.tum is not None:

@@ -177,10 +177,11 @@ class BundleAdjustment:
         """Reweighted residual ``(M,)``, CSR Jacobian ``(M, n)`` in ``dtype`` and robust cost."""
         self._dtype = np.dtype(dtype)
         scale = self._measurements_in(dtype)[3]
-        robust_cost = None
+        robust_cost, exact_model = None, True
         if not self.problem.loss.is_trivial:
             _, robust_cost, factors = self._residual(state, dtype)
             scale = scale * factors
+            exact_model = bool(np.all(factors == 1.0))
         out_dtype = _storage_dtype(dtype)
         residual = np.empty(self.num_residuals, dtype=out_dtype)
         data = np.empty(self._indices.size, dtype=out_dtype)
@@ -192,7 +193,7 @@ class BundleAdjustment:
         jacobian = sp.csr_matrix(
             (data, self._indices, self._indptr), shape=(self.num_residuals, self.structure.num_columns)
         )
-        return Linearization(residual, jacobian, robust_cost)
+        return Linearization(residual, jacobian, robust_cost, exact_model)
 
     def cost(self, state: BAState, dtype: np.dtype) -> float:
         """The robust cost ``1/2 sum rho(||r_o||^2)`` with residuals evaluated in ``dtype``."""

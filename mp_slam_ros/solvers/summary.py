@@ -236,6 +236,15 @@ class Summary:
         """Relative residual of the last linear solve (nan if none ran)."""
         return self.iterations[-1].linear_relative_residual if self.iterations else float("nan")
 
+    def change_lines(self) -> list[str]:
+        """One line per precision escalation and per linear-solver change, in order of iteration
+        (what a CLI prints under its result line)."""
+        lines = [(e.iteration, f"escalated at iteration {e.iteration}: {e.from_precision.value} -> "
+                               f"{e.to_precision.value} ({e.reason})") for e in self.escalations]
+        lines += [(c.iteration, f"linear solver at iteration {c.iteration}: {c.action} ({c.reason})")
+                  for c in self.linear_solver_changes]
+        return [line for _, line in sorted(lines, key=lambda item: item[0])]
+
     def to_dict(self) -> dict:
         """A JSON-serializable dict (enums as their values)."""
 

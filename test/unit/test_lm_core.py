@@ -263,3 +263,33 @@ def test_convergence_from_loose_steps_is_certified_or_not_claimed() -> None:
     options = SolverOptions(precision=Precision.FP64, function_tolerance=1e-3, max_iterations=200, linear=loose)
     summary = solve(problem, CGNRSolver(), options).summary
     assert summary.final_cost <= reference * (1 + 1e-3) or not summary.converged, summary.message  # uncertified: +2e-3
+
+
+@dataclass
+class LinearFit(ExpFit):
+    """A linear least-squares problem (one Gauss-Newton step solves it) whose linearization
+    may declare its model inexact, as a robust loss with down-weighted blocks does."""
+
+    exact_model: bool = True
+
+    def _residual(self, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        return round_to(x[0] + x[1] * self.t + x[2] * self.t**2 - self.y, dtype)
+
+    def linearize(self, x: np.ndarray, dtype: np.dtype) -> Linearization:
+        J = round_to(np.stack([np.ones_like(self.t), self.t, self.t**2], axis=1), dtype)
+        r = self._residual(x, dtype)
+        return Linearization(r, sp.csr_matrix(J), self.cost(x, dtype), self.exact_model)
+
+
+def test_an_inexact_model_needs_two_small_steps_to_claim_convergence() -> None:
+    """One small step proves convergence only where the model is exact; under a robust loss
+    (a linearly converging IRLS crawl) the last two accepted steps must both be small."""
+    base = _exp_fit()
+    options = SolverOptions(precision=Precision.FP64, function_tolerance=1e-6, gradient_tolerance=0.0)
+    iterations = {}
+    for exact in (True, False):
+        problem = LinearFit(base.t, base.y, base.x0, exact_model=exact)
+        summary = solve(problem, CGNRSolver(), options).summary
+        assert summary.termination is Termination.CONVERGED_FUNCTION, summary.message
+        iterations[exact] = summary.num_iterations
+    assert iterations[False] == iterations[True] + 1

@@ -160,3 +160,20 @@ def test_generators_are_seeded_and_valid() -> None:
         assert not np.array_equal(a.graph.T_from_to, c.graph.T_from_to)
         assert a.T_world_node_true.shape == a.graph.T_world_node.shape
     assert sphere_graph(400).graph.is_loop.sum() > 300
+
+
+@pytest.mark.parametrize("mode", [Precision.FP32, Precision.MIXED])
+def test_a_graph_solved_directly_is_evaluated_in_fp64_and_says_so(mode: Precision) -> None:
+    """On the direct path (small graph: fp64 Cholesky) below-fp64 residuals only cost accuracy:
+    the solve moves them to fp64 before the first step, as a recorded escalation."""
+    graph = _GRAPHS["household3d"]()
+    result = optimize_pose_graph(graph, default_options(precision=mode))
+    summary = result.summary
+    assert summary.converged, summary.message
+    assert [(e.iteration, e.from_precision, e.to_precision) for e in summary.escalations] == [(0, mode, Precision.FP64)]
+    assert "the linear solver is direct" in summary.escalations[0].reason
+    assert summary.precision_used is Precision.FP64 and summary.precision_parts["linear_solve"] == "fp64 direct"
+    assert all(record.precision is Precision.FP64 for record in summary.iterations)
+    assert any(line.startswith("escalated at iteration 0") for line in summary.change_lines())
+    kept = optimize_pose_graph(graph, default_options(precision=mode, escalate=False)).summary
+    assert kept.precision_used is mode and not kept.escalations  # escalation off: the mode is kept

@@ -147,6 +147,17 @@ class LinearSolver(Protocol):
 
 
 @runtime_checkable
+class DirectSolver(Protocol):
+    """A linear solver that may solve exactly in float64 whatever the policy (a direct one)."""
+
+    @property
+    def solves_in_float64(self) -> bool:
+        """True while its solves are direct float64 ones (below-fp64 residuals then only cost
+        accuracy: the LM driver moves them up, see :mod:`mp_slam_ros.solvers.lm`)."""
+        ...
+
+
+@runtime_checkable
 class GainObserver(Protocol):
     """A linear solver that adapts to the LM gain ratio of its steps (e.g. the forcing term)."""
 

@@ -23,6 +23,7 @@ import scipy.sparse.linalg as spla
 
 from mp_slam_ros.precision import Backend, PrecisionPolicy
 from mp_slam_ros.solvers.linear.base import LinearSolveResult, LinearStatus, ScaledSystem
+from mp_slam_ros.solvers.linear.normal_equations import NormalPattern
 from mp_slam_ros.solvers.summary import LinearSolverOptions
 
 from mp_slam_ros.solvers.linear import cholmod
@@ -46,6 +47,17 @@ class SparseCholeskySolver:
         self.analyses = 0
         self._pattern: tuple[np.ndarray, np.ndarray] | None = None
         self._symbolic: object = None  # cholmod.NormalEquationsFactor, or SuperLU's permutation
+        self._pattern_hint: NormalPattern | None = None
+
+    def reuse_pattern(self, pattern: NormalPattern) -> None:
+        """Analyse with ``pattern`` (a normal-matrix pattern the caller already built for the
+        Jacobians to come, e.g. for a preconditioner check) instead of building it again."""
+        self._pattern_hint = pattern
+
+    @property
+    def solves_in_float64(self) -> bool:
+        """Always: a direct float64 solver (:class:`~.base.DirectSolver`)."""
+        return True
 
     def prepare(self, system: ScaledSystem, policy: PrecisionPolicy, backend: Backend) -> None:
         """Compute the fill-reducing ordering / symbolic factorization of ``J_s^T J_s``."""
@@ -56,7 +68,8 @@ class SparseCholeskySolver:
         self.analyses += 1
         self._pattern = (J.indptr.copy(), J.indices.copy())
         if self.use_cholmod:
-            self._symbolic = cholmod.NormalEquationsFactor(J)
+            self._symbolic = cholmod.NormalEquationsFactor(J, self._pattern_hint)
+            self._pattern_hint = None
         else:
             normal = sp.csc_matrix(J.T @ J + sp.eye(J.shape[1]))
             self._symbolic = spla.splu(normal, permc_spec="MMD_AT_PLUS_A").perm_c

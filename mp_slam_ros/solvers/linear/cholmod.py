@@ -79,12 +79,13 @@ class NormalEquationsFactor:
     """Solves ``(J^T J + beta I) y = g`` for Jacobians with the pattern of ``J``.
 
     The lower triangle of the normal matrix is assembled on a pattern fixed at construction
-    (:class:`NormalPattern`), analysed once and refactored numerically in every :meth:`solve`.
+    (:class:`NormalPattern`: ``pattern`` when it is ``J``'s, e.g. the one a preconditioner check
+    built, else a new one), analysed once and refactored numerically in every :meth:`solve`.
     """
 
-    def __init__(self, J: sp.csr_matrix) -> None:
+    def __init__(self, J: sp.csr_matrix, pattern: NormalPattern | None = None) -> None:
         self.binding = _require_binding()
-        self._pattern = NormalPattern(J)
+        self._pattern = pattern if pattern is not None and pattern.matches(J) else NormalPattern(J)
         self._cvxopt_matrix: object = None
         if self.binding == "cvxopt":
             self._cvxopt_matrix = _cvxopt_lower(self._pattern.lower(J, 1.0))

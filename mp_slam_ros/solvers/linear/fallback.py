@@ -39,7 +39,9 @@ from mp_slam_ros.solvers.linear.base import (
     ScaledSystem,
 )
 from mp_slam_ros.solvers.linear.cgnr import CGNRSolver
+from mp_slam_ros.solvers.linear.cholesky import SparseCholeskySolver
 from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory, first_order_kept_fraction
+from mp_slam_ros.solvers.linear.normal_equations import NormalPattern
 from mp_slam_ros.solvers.summary import LinearSolverOptions
 
 #: Factor applied to the drop tolerance by the ``tighten`` rung.
@@ -80,6 +82,11 @@ class FallbackLadder:
         self._pending: list[tuple[str, str]] = []
         self._backend = Backend.CPU
 
+    @property
+    def solves_in_float64(self) -> bool:
+        """True once the direct rung is taken (or was chosen from the start)."""
+        return self._direct_active
+
     def prepare(self, system: ScaledSystem, policy: PrecisionPolicy, backend: Backend) -> None:
         """Prepare the direct solver for small problems and degenerate preconditioners, else the
         iterative one (whose static preconditioner is built here)."""
@@ -94,25 +101,31 @@ class FallbackLadder:
             else ScaledSystem.from_linearization(reference, np.zeros(reference.shape[0])).jacobian_scaled
         )
         self._built_from = built_from.data
-        reason = self._direct_reason(unknowns, built_from)
+        reason, pattern = self._direct_reason(unknowns, built_from)
         self._direct_active = reason is not None
         if reason is not None:
             self._pending = [("direct", reason)]
+            if pattern is not None and isinstance(self.direct, SparseCholeskySolver):
+                self.direct.reuse_pattern(pattern)
             self.direct.prepare(system, policy, backend)
         else:
             self.iterative.prepare(system, policy, backend)
 
-    def _direct_reason(self, unknowns: int, jacobian_scaled: sp.csr_matrix) -> str | None:
-        """Why this problem goes to the direct solver from the start, or None."""
+    def _direct_reason(self, unknowns: int, jacobian_scaled: sp.csr_matrix) -> tuple[str | None, NormalPattern | None]:
+        """Why this problem goes to the direct solver from the start (or None), and the normal
+        matrix pattern the check built (None if it built none)."""
         if unknowns <= self.options.direct_max_parameters:
             return (f"{unknowns} unknowns <= direct_max_parameters ({self.options.direct_max_parameters}): "
-                    "cheaper than a preconditioner")
+                    "cheaper than a preconditioner"), None
         tolerance = self.factory.drop_tolerance
-        kept = first_order_kept_fraction(jacobian_scaled, tolerance) if tolerance > 0.0 else 1.0
-        if self.options.fallback and kept < MIN_KEPT_FRACTION:
+        if not (self.options.fallback and tolerance > 0.0):
+            return None, None
+        pattern = NormalPattern(jacobian_scaled)
+        kept = first_order_kept_fraction(pattern, jacobian_scaled, tolerance)
+        if kept < MIN_KEPT_FRACTION:
             return (f"degenerate preconditioner: the drop tolerance {tolerance:g} discards "
-                    f"{1.0 - kept:.0%} of the matrix's own entries")
-        return None
+                    f"{1.0 - kept:.0%} of the matrix's own entries"), pattern
+        return None, pattern
 
     def solve(
         self, system: ScaledSystem, damping: float, policy: PrecisionPolicy, options: LinearSolverOptions
