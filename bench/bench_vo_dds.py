@@ -1,0 +1,194 @@
+"""vo_node over DDS: does it keep up with a 30 Hz 640x480 RGB-D replay? (issue 10)
+
+What a robot runs, process for process: ``vo_node`` in its own process (sensor QoS, BA in its
+worker thread), the bag replayed at its recorded rate by ``mp-slam play --clock`` in a second one
+(``use_sim_time``), and this process listening to the node's ``/diagnostics`` and ``odometry``.
+After the replay it waits until the node has processed everything it got, then reports: colour
+frames in the bag, frames the node processed, frames it dropped (by reason, as the node counts
+them: busy, unsynchronised, ...), frames missing upstream (sequence gaps: lost in DDS before the
+node saw them), odometry messages received here, and the node's own rate. Answers first: the
+trajectory the node published is scored against the ground truth (ATE) before any count is
+reported. Each run uses its own ``ROS_DOMAIN_ID`` so that other ROS processes on the machine
+neither see nor disturb it.
+
+    OPENBLAS_NUM_THREADS=1 python bench/bench_vo_dds.py               # seed 2, 20 s, 640x480
+    OPENBLAS_NUM_THREADS=1 python bench/bench_vo_dds.py --rate 0.5    # half speed
+
+Writes ``results/vo_dds/summary.json`` and ``summary.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_vo import sequence  # noqa: E402
+
+from mp_slam_ros.eval.metrics import evaluate  # noqa: E402
+from mp_slam_ros.io.bags import BagReader  # noqa: E402
+from mp_slam_ros.io.tum import TumTrajectory, read_tum  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+COLOR_TOPIC = "/camera/color/image_raw"
+#: the node is done when its processed-frame count has not changed for this long (s)
+QUIET_S = 4.0
+#: give up waiting for the node to start (first /diagnostics) after this long (s)
+START_TIMEOUT_S = 120.0
+
+
+class Listener:
+    """This process's subscriber: the node's latest diagnostics and every odometry pose."""
+
+    def __init__(self) -> None:
+        import rclpy  # noqa: PLC0415
+        from diagnostic_msgs.msg import DiagnosticArray  # noqa: PLC0415
+        from nav_msgs.msg import Odometry  # noqa: PLC0415
+        from rclpy.qos import qos_profile_sensor_data  # noqa: PLC0415
+
+        rclpy.init()
+        self._rclpy = rclpy
+        self.node = rclpy.create_node("bench_vo_dds_listener")
+        self.values: dict[str, str] = {}
+        self.stamps_ns: list[int] = []
+        self.poses: list[list[float]] = []  # x y z qx qy qz qw of base_link in odom
+        self._lock = threading.Lock()
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.node.create_subscription(Odometry, "odometry", self._on_odometry, qos_profile_sensor_data)
+        self._thread = threading.Thread(target=rclpy.spin, args=(self.node,), daemon=True)
+        self._thread.start()
+
+    def _on_diagnostics(self, message: object) -> None:
+        for status in message.status:  # type: ignore[attr-defined]
+            if status.name.endswith("visual odometry"):
+                with self._lock:
+                    self.values = {kv.key: kv.value for kv in status.values}
+
+    def _on_odometry(self, message: object) -> None:
+        stamp = message.header.stamp  # type: ignore[attr-defined]
+        p = message.pose.pose.position  # type: ignore[attr-defined]
+        q = message.pose.pose.orientation  # type: ignore[attr-defined]
+        with self._lock:
+            self.stamps_ns.append(stamp.sec * 1_000_000_000 + stamp.nanosec)
+            self.poses.append([p.x, p.y, p.z, q.x, q.y, q.z, q.w])
+
+    def processed(self) -> int:
+        """Frames the node says it processed (-1 before its first diagnostics)."""
+        with self._lock:
+            return int(self.values.get("frames_processed", -1))
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        self._rclpy.shutdown()
+
+
+def _wait_for(condition: object, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _wait_until_quiet(listener: Listener) -> None:
+    last, since = listener.processed(), time.monotonic()
+    while time.monotonic() - since < QUIET_S:
+        time.sleep(0.5)
+        now = listener.processed()
+        if now != last:
+            last, since = now, time.monotonic()
+
+
+def run(bag: Path, truth: Path, rate: float) -> dict:
+    """One replay into a fresh vo_node; the counts and the ATE of what it published."""
+    env = {**os.environ, "ROS_DOMAIN_ID": str(random.randint(100, 200)), "OPENBLAS_NUM_THREADS": "1"}
+    os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
+    with BagReader(bag) as reader:
+        frames_in_bag = int(reader.counts.get(COLOR_TOPIC, 0))
+    node = subprocess.Popen([str(VENV_BIN / "vo_node"), "--ros-args", "-p", "use_sim_time:=true", "-p", "mode:=rgbd"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    listener = Listener()
+    try:
+        if not _wait_for(lambda: listener.processed() >= 0, START_TIMEOUT_S):
+            raise RuntimeError("vo_node published no /diagnostics within "
+                               f"{START_TIMEOUT_S:g} s: {node.stderr.read() if node.poll() is not None else ''}")
+        started = time.monotonic()
+        subprocess.run([str(VENV_BIN / "mp-slam"), "play", str(bag), "--clock", "--rate", f"{rate:g}", "--no-progress"],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
+        replay_s = time.monotonic() - started
+        _wait_until_quiet(listener)
+        values, stamps, poses = dict(listener.values), list(listener.stamps_ns), list(listener.poses)
+    finally:
+        listener.close()
+        node.send_signal(signal.SIGINT)
+        try:
+            node.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            node.kill()
+    if not stamps:
+        raise RuntimeError("no odometry received from vo_node")
+    pose_array = np.array(poses)
+    trajectory = TumTrajectory(np.array(stamps, dtype=np.float64) * 1e-9, pose_array[:, :3], pose_array[:, 3:])
+    ate = evaluate(read_tum(truth), trajectory, bag.parent.name).ate_m
+    dropped = {key.removeprefix("dropped."): int(value) for key, value in values.items() if key.startswith("dropped.")}
+    return {
+        "bag": str(bag), "rate": rate, "replay_s": replay_s, "frames_in_bag": frames_in_bag,
+        "frames_processed": int(values.get("frames_processed", 0)),
+        "frames_dropped": int(values.get("frames_dropped", 0)),
+        "frames_dropped_unsynchronised": int(values.get("frames_dropped_unsynchronised", 0)),
+        "frames_missing_upstream": int(values.get("frames_missing_upstream", 0)),
+        "dropped_by_reason": dropped,
+        "frames_never_seen": frames_in_bag - int(values.get("frames_processed", 0)) - int(values.get("frames_dropped", 0)),
+        "odometry_received": len(stamps), "lost_frames": int(values.get("lost_frames", 0)),
+        "node_rate_hz": float(values.get("rate_hz", 0.0)), "ate_rmse_m": ate.rmse,
+    }
+
+
+def markdown(result: dict, command: str) -> str:
+    """The summary table of one run."""
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(result["dropped_by_reason"].items())) or "none"
+    return "\n".join([
+        "# vo_node over DDS: 640x480 RGB-D replay", "", f"    {command}", "",
+        "| frames in bag | processed | dropped by the node (reasons) | unsynchronised | missing upstream | never seen | odometry received | lost | node rate Hz | ATE RMSE m |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {result['frames_in_bag']} | {result['frames_processed']} | {result['frames_dropped']} ({reasons}) | "
+        f"{result['frames_dropped_unsynchronised']} | {result['frames_missing_upstream']} | {result['frames_never_seen']} | "
+        f"{result['odometry_received']} | {result['lost_frames']} | {result['node_rate_hz']:.1f} | {result['ate_rmse_m']:.4f} |",
+        "", f"Replay rate x{result['rate']:g} ({result['replay_s']:.1f} s wall); machine: {platform.node()}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end.", "",
+    ])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/mp_slam_bench_vo"))
+    parser.add_argument("--output", type=Path, default=ROOT / "results" / "vo_dds")
+    args = parser.parse_args()
+    path = sequence(args.cache, args.seed, args.duration, 1.0)
+    result = run(path / "bag", path / "groundtruth.tum", args.rate)
+    print(json.dumps(result, indent=1))
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "summary.json").write_text(json.dumps(result, indent=1))
+    command = "OPENBLAS_NUM_THREADS=1 python bench/bench_vo_dds.py " + " ".join(sys.argv[1:])
+    (args.output / "summary.md").write_text(markdown(result, command.strip()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
