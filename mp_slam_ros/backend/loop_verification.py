@@ -1,8 +1,10 @@
 """Geometric verification of a place-recognition candidate.
 
 :func:`verify_pnp` (keyframes with 3-D points): ORB descriptors matched with a brute-force
-Hamming matcher and Lowe's ratio test, then the candidate keyframe's 3-D points (its camera
-frame) against the query's pixels by PnP RANSAC and LM refinement
+Hamming matcher and Lowe's ratio test, then the candidate's 3-D points (its camera frame; the
+points of its neighbouring keyframes join them, moved by odometry, so a view that shares little
+with the candidate alone still finds its landmarks: the covisible neighbourhood of ORB-SLAM's
+loop check) against the query's pixels by PnP RANSAC and LM refinement
 (OpenCV, no motion prior: the candidate may be anywhere). The result is the
 relative pose ``T_match_query`` (query camera in the candidate camera's frame) with the
 covariance ``sigma^2 (J^T J)^-1`` of the inliers' reprojection (right perturbation of
@@ -17,6 +19,7 @@ reprojection error miss ``loop.*`` thresholds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -33,6 +36,8 @@ class LoopVerificationConfig:
     """Age of candidates and the geometric checks a loop must pass."""
 
     min_age_s: float = option(20.0, "keyframes younger than this (s, before the query) are never loop candidates", 0.0, 1e6)
+    neighbours: int = option(2, "keyframes either side of a candidate whose 3-D points join its verification (0: the candidate alone)", 0, 100)
+    neighbour_max_sigma_m: float = option(0.05, "a neighbour joins only while the odometry edges to it are this certain (translation sigma, m)", 1e-6, 100.0)
     ratio: float = option(0.8, "Lowe ratio test of the descriptor matches", 0.1, 1.0)
     max_hamming: int = option(64, "largest descriptor distance of a match (bits)", 1, 256)
     min_matches: int = option(30, "fewer descriptor matches: rejected", 6, 100000)
@@ -40,6 +45,8 @@ class LoopVerificationConfig:
     min_inlier_ratio: float = option(0.3, "inliers / matches below this: rejected", 0.0, 1.0)
     ransac_reprojection_px: float = option(3.0, "RANSAC inlier threshold (px)", 0.1, 50.0)
     max_mean_error_px: float = option(1.5, "mean reprojection error of the inliers above this: rejected (px)", 0.01, 50.0)
+    max_sigma_m: float = option(0.1, "loops whose translation is less certain than this (largest sigma of the covariance, m) are rejected: ill-conditioned geometry", 1e-4, 100.0)
+    max_sigma_deg: float = option(5.0, "loops whose rotation is less certain than this (largest sigma, deg) are rejected", 1e-3, 180.0)
     ransac_iterations: int = option(300, "RANSAC iterations", 10, 100000)
     pixel_sigma_px: float = option(1.0, "keypoint noise (px) of the loop covariance", 0.01, 100.0)
     covariance_scale: float = option(4.0, "loop covariance multiplier (matching and depth errors the reprojection model ignores)", 1.0, 1e6)
@@ -58,30 +65,57 @@ class Verification:
     covariance: NDArray[np.float64] = field(default_factory=lambda: np.eye(6))
 
 
-def match_descriptors(
+def _ratio_matches(
     query: NDArray[np.uint8], match: NDArray[np.uint8], ratio: float, max_hamming: int,
-) -> NDArray[np.int64]:
-    """Index pairs ``(M, 2)`` (query row, match row) passing the ratio test and ``max_hamming``."""
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Index pairs ``(M, 2)`` (query row, match row) passing the ratio test and ``max_hamming``,
+    and their Hamming distances ``(M,)``."""
     if len(query) < 2 or len(match) < 2:
-        return np.zeros((0, 2), np.int64)
+        return np.zeros((0, 2), np.int64), np.zeros(0)
     pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(np.ascontiguousarray(query), np.ascontiguousarray(match), k=2)
     good = [
-        (best.queryIdx, best.trainIdx) for best, second in (p for p in pairs if len(p) == 2)
+        (best.queryIdx, best.trainIdx, best.distance) for best, second in (p for p in pairs if len(p) == 2)
         if best.distance <= max_hamming and best.distance < ratio * second.distance
     ]
-    return np.array(good, np.int64).reshape(-1, 2)
+    table = np.array(good, np.float64).reshape(-1, 3)
+    return table[:, :2].astype(np.int64), table[:, 2]
+
+
+def match_descriptors(
+    query: NDArray[np.uint8], match: NDArray[np.uint8], ratio: float, max_hamming: int,
+    match_groups: Sequence[int] = (), usable: NDArray[np.bool_] | None = None,
+) -> NDArray[np.int64]:
+    """Index pairs ``(M, 2)`` (query row, match row) passing the ratio test and ``max_hamming``.
+
+    ``match_groups``: row counts of consecutive groups of ``match`` (keyframes that may see the
+    same landmark; empty: one group); the ratio test runs within each group (over all its rows)
+    and every query row keeps its closest match among the ``usable`` rows (default: all) of the
+    groups."""
+    sizes = list(match_groups) or [len(match)]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    found = [_ratio_matches(query, match[a:b], ratio, max_hamming) for a, b in zip(offsets[:-1], offsets[1:])]
+    pairs = np.concatenate([p + [0, a] for (p, _), a in zip(found, offsets[:-1])])
+    distances = np.concatenate([d for _, d in found])
+    if usable is not None:
+        keep = usable[pairs[:, 1]]
+        pairs, distances = pairs[keep], distances[keep]
+    order = np.lexsort((distances, pairs[:, 0]))
+    pairs = pairs[order]
+    first = np.ones(len(pairs), bool)
+    first[1:] = pairs[1:, 0] != pairs[:-1, 0]
+    return pairs[first]
 
 
 def verify_pnp(
     query_uv: NDArray[np.float32], query_descriptors: NDArray[np.uint8],
     match_points_cam: NDArray[np.float32], match_descriptors_: NDArray[np.uint8],
-    K: NDArray[np.float64], config: LoopVerificationConfig,
+    K: NDArray[np.float64], config: LoopVerificationConfig, match_groups: Sequence[int] = (),
 ) -> Verification:
-    """Verify a candidate by PnP of its 3-D points ``(N, 3)`` (NaN rows: no depth) against the
-    query's pixels ``(M, 2)``; see the module docstring."""
-    pairs = match_descriptors(query_descriptors, match_descriptors_, config.ratio, config.max_hamming)
-    if len(pairs):
-        pairs = pairs[np.all(np.isfinite(match_points_cam[pairs[:, 1]]), axis=1)]
+    """Verify a candidate by PnP of its 3-D points ``(N, 3)`` (NaN rows: no depth; rows of
+    neighbouring keyframes in ``match_groups`` as :func:`match_descriptors`) against the query's
+    pixels ``(M, 2)``; see the module docstring."""
+    with_depth = np.all(np.isfinite(match_points_cam), axis=1)
+    pairs = match_descriptors(query_descriptors, match_descriptors_, config.ratio, config.max_hamming, match_groups, with_depth)
     if len(pairs) < config.min_matches:
         return Verification(False, f"{len(pairs)} matches with depth < {config.min_matches}", len(pairs))
     points = match_points_cam[pairs[:, 1]].astype(np.float64)
@@ -98,7 +132,20 @@ def verify_pnp(
         result.accepted, result.reason = False, f"mean reprojection error {mean_error:.2f} px > {config.max_mean_error_px}"
     elif not np.all(np.isfinite(result.covariance)):
         result.accepted, result.reason = False, "degenerate geometry (no finite covariance)"
+    else:
+        _check_certainty(result, config)
     return result
+
+
+def _check_certainty(result: Verification, config: LoopVerificationConfig) -> None:
+    """Reject ``result`` when its covariance leaves the translation or rotation uncertain
+    beyond ``loop.max_sigma_m`` / ``loop.max_sigma_deg`` (largest standard deviations)."""
+    sigma_m = float(np.sqrt(np.linalg.eigvalsh(result.covariance[:3, :3])[-1]))
+    sigma_deg = float(np.degrees(np.sqrt(np.linalg.eigvalsh(result.covariance[3:, 3:])[-1])))
+    if sigma_m > config.max_sigma_m:
+        result.accepted, result.reason = False, f"uncertain translation: sigma {sigma_m:.3f} m > {config.max_sigma_m}"
+    elif sigma_deg > config.max_sigma_deg:
+        result.accepted, result.reason = False, f"uncertain rotation: sigma {sigma_deg:.2f} deg > {config.max_sigma_deg}"
 
 
 def _pnp(

@@ -10,8 +10,9 @@ cosine of their TF-IDF vectors (IDF from the keyframes seen so far) through one 
 A candidate must score at least ``places.min_score`` and, relative to the query's score against
 the keyframe added just before it (the best score this place can expect, as DBoW2 normalises),
 ``places.min_normalized_score``. The temporal-consistency check keeps a candidate only when the
-``places.temporal_consistency`` previous queries (consecutive keyframes) also had a candidate
-within ``places.temporal_window`` keyframes of it. Keyframes younger than the query's
+``places.temporal_consistency`` previous queries (consecutive keyframes) also scored a keyframe
+within ``places.temporal_window`` keyframes of it above both thresholds (whether or not that
+keyframe was among their ``places.candidates`` best). Keyframes younger than the query's
 ``max_stamp_ns`` are never candidates (``loop.min_age_s`` of the loop-closure pipeline).
 """
 
@@ -213,7 +214,7 @@ class PlaceRecognizer:
         self.config = config or PlaceRecognitionConfig()
         self.database: PlaceDatabase | None = None
         self._pending: list[tuple[int, DescriptorArray]] = []
-        self._history: deque[tuple[int, NDArray[np.int64]]] = deque(maxlen=max(self.config.temporal_consistency, 1))
+        self._history: deque[tuple[int, NDArray[np.bool_]]] = deque(maxlen=max(self.config.temporal_consistency, 1))
 
     @property
     def vocabulary(self) -> BinaryVocabulary | None:
@@ -241,9 +242,9 @@ class PlaceRecognizer:
                 self._train()
             return index, []
         bag = self.database.bag(descriptors)
-        candidates = self._candidates(bag, max_stamp_ns)
+        candidates, similar = self._candidates(bag, max_stamp_ns)
         self.database.add(stamp_ns, bag)
-        return index, self._temporally_consistent(index, candidates)
+        return index, self._temporally_consistent(index, candidates, similar)
 
     def add(self, stamp_ns: int, descriptors: DescriptorArray) -> None:
         """Add a keyframe without querying (e.g. the keyframes of a loaded map); needs a vocabulary."""
@@ -261,27 +262,25 @@ class PlaceRecognizer:
     def __len__(self) -> int:
         return len(self._pending) if self.database is None else len(self.database)
 
-    def _candidates(self, bag: tuple[NDArray[np.int64], NDArray[np.float64]], max_stamp_ns: int) -> list[PlaceCandidate]:
+    def _candidates(self, bag: tuple[NDArray[np.int64], NDArray[np.float64]], max_stamp_ns: int) -> tuple[list[PlaceCandidate], NDArray[np.bool_]]:
+        """The best ``places.candidates`` keyframes passing the thresholds, and the mask ``(M,)``
+        of every stored keyframe that passes them (for the next queries' temporal check)."""
         assert self.database is not None
         scores = self.database.scores(bag)
         if scores.size == 0:
-            return []
+            return [], np.zeros(0, bool)
         expected = float(scores[-1])  # the previous keyframe: the score of "the same place"
+        normalized = scores / expected if expected > 0.0 else np.zeros_like(scores)
         old_enough = self.database.stamps_ns() <= max_stamp_ns
-        order = np.argsort(-np.where(old_enough, scores, -np.inf), kind="stable")[: self.config.candidates]
-        out = []
-        for index in order:
-            score = float(scores[index])
-            normalized = score / expected if expected > 0.0 else 0.0
-            if old_enough[index] and score >= self.config.min_score and normalized >= self.config.min_normalized_score:
-                out.append(PlaceCandidate(int(index), score, normalized))
-        return out
+        similar = old_enough & (scores >= self.config.min_score) & (normalized >= self.config.min_normalized_score)
+        order = np.argsort(-np.where(similar, scores, -np.inf), kind="stable")[: self.config.candidates]
+        candidates = [PlaceCandidate(int(i), float(scores[i]), float(normalized[i])) for i in order if similar[i]]
+        return candidates, similar
 
-    def _temporally_consistent(self, index: int, candidates: list[PlaceCandidate]) -> list[PlaceCandidate]:
+    def _temporally_consistent(self, index: int, candidates: list[PlaceCandidate], similar: NDArray[np.bool_]) -> list[PlaceCandidate]:
         need, window = self.config.temporal_consistency, self.config.temporal_window
-        found = np.array([c.index for c in candidates], np.int64)
         history = list(self._history)
-        self._history.append((index, found))
+        self._history.append((index, similar))
         if need == 0:
             return candidates
         recent = [h for h in history if h[0] >= index - need]
@@ -289,5 +288,5 @@ class PlaceRecognizer:
             return []
         return [
             c for c in candidates
-            if all(np.any(np.abs(previous - c.index) <= window) for _, previous in recent)
+            if all(np.any(previous[max(c.index - window, 0) : c.index + window + 1]) for _, previous in recent)
         ]

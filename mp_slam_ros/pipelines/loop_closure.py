@@ -280,10 +280,12 @@ class LoopClosure:
     def _verify(self, node: int, keyframe: KeyframeArrays, candidates: list[tuple[int, float]], result: LoopResult) -> list[LoopMeasurement]:
         """Verified loop measurements ``match -> node``; every candidate reported in ``result``."""
         query = self.store[node]
+        max_stamp_ns = int(keyframe.stamp_ns) - int(self.config.loop.min_age_s * 1e9)
         measurements = []
         for match, score in candidates:
+            points_cam, descriptors, groups = self._neighbourhood(match, node, max_stamp_ns)
+            check = verify_pnp(query.keypoints_px, query.descriptors, points_cam, descriptors, query.K, self.config.loop, groups)
             stored = self.store[match]
-            check = verify_pnp(query.keypoints_px, query.descriptors, stored.points_cam, stored.descriptors, query.K, self.config.loop)
             result.candidates.append(CandidateResult(stored.keyframe_id, match, score, check.accepted, False, check.reason, check.inliers))
             if not check.accepted:
                 self.counts["rejected_verification"] += 1
@@ -292,6 +294,29 @@ class LoopClosure:
             covariance = np.linalg.inv(edge_information(check.covariance, self.config.odometry))
             measurements.append(LoopMeasurement(match, node, check.T_match_query, covariance))
         return measurements
+
+    def _neighbourhood(self, match: int, query: int, max_stamp_ns: int) -> tuple[FloatArray, NDArray[np.uint8], list[int]]:
+        """3-D points ``(N, 3)`` in the camera frame of ``match`` and descriptors ``(N, D)`` of it
+        and of its ``loop.neighbours`` keyframes either side (by odometry: same chain, edges
+        certain to ``loop.neighbour_max_sigma_m``, old enough for the query), with the row count
+        of each keyframe (``match`` first)."""
+        config, chains = self.config.loop, self.chains
+        nodes = [match]
+        for step in (-1, 1):
+            for n in range(match + step, match + step * (config.neighbours + 1), step):
+                if not 0 <= n < query or not chains.connected(match, n) or not self.store[n].in_places:
+                    break
+                if self.store[n].session == self.store[query].session and self.store[n].stamp_ns > max_stamp_ns:
+                    break
+                if np.sqrt(abs(chains.variance[n][0] - chains.variance[match][0])) > config.neighbour_max_sigma_m:
+                    break
+                nodes.append(n)
+        T_match_odom = se3_inverse(self.store[match].T_odom_cam)
+        points = [
+            self.store[n].points_cam @ (T := T_match_odom @ self.store[n].T_odom_cam)[:3, :3].T + T[:3, 3] for n in nodes
+        ]
+        descriptors = [self.store[n].descriptors for n in nodes]
+        return np.concatenate(points), np.concatenate(descriptors), [len(d) for d in descriptors]
 
     def _check_consistency(self, node: int, measurements: list[LoopMeasurement], result: LoopResult) -> None:
         """PCM over all verified loops; relocalisation on the first match against a loaded map."""
