@@ -213,11 +213,13 @@ class _Driver(Generic[StateT]):
 
     def run(self) -> SolveResult[StateT]:
         started = time.perf_counter()
+        self._follow_direct_solver(0)  # a solver that already knows: linearize once, in fp64
         point = self._finite_start(self._point(self.problem.initial_state(), self.policy.residual))
         t0 = time.perf_counter()
         self.linear_solver.prepare(point.system, self.policy, self.backend)
         self.timings.linear_solve_s += time.perf_counter() - t0
-        point = self._follow_direct_solver(point, 0)
+        if self._follow_direct_solver(0):
+            point = self._point(point.state, self.policy.residual)
         initial_cost = point.linearization.cost
         history = [initial_cost]
         damping, nu = self.options.initial_damping, 2.0
@@ -284,7 +286,8 @@ class _Driver(Generic[StateT]):
                 if done is not None:
                     termination, message = done
                     break
-                point = self._follow_direct_solver(point, iteration)
+                if self._follow_direct_solver(iteration):
+                    point = self._point(point.state, self.policy.residual)
         self.timings.total_s = time.perf_counter() - started
         jacobian = self._last_jacobian
         parts = self.policy.describe()
@@ -339,22 +342,23 @@ class _Driver(Generic[StateT]):
             self.policy = higher
         return point
 
-    def _follow_direct_solver(self, point: _Point, iteration: int) -> _Point:
+    def _follow_direct_solver(self, iteration: int) -> bool:
         """Move residuals below fp64 up to fp64 once the linear solver solves directly in
         float64 (:class:`~mp_slam_ros.solvers.linear.base.DirectSolver`: small problems, a
         degenerate preconditioner, the last fallback rung): on that path low-precision
         residuals save nothing and cost accuracy (an fp32 model of a very anisotropic graph
-        needs one more LM iteration). Recorded as an escalation; ``point`` re-linearized."""
+        needs one more LM iteration). Recorded as an escalation; True if it moved them (the
+        caller re-linearizes)."""
         solver = self.linear_solver
         if (not self.options.escalate or self.policy.residual == np.float64
                 or not (isinstance(solver, DirectSolver) and solver.solves_in_float64)):
-            return point
+            return False
         higher = precision_policy(Precision.FP64, self.policy.kind)
         reason = (f"the linear solver is direct (float64): {self.policy.residual.name} "
                   "residuals would only cost accuracy")
         self.escalations.append(Escalation(iteration, self.policy.mode, higher.mode, reason))
         self.policy = higher
-        return self._point(point.state, higher.residual)
+        return True
 
     def _needs_certificate(self, record: IterationRecord) -> bool:
         """A convergence claim from a heavily damped step, or from an inner solve that did not

@@ -35,6 +35,7 @@ ladder (:mod:`~mp_slam_ros.solvers.linear.fallback`) takes over when the precond
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -285,10 +286,14 @@ def optimize_pose_graph(
     :class:`~mp_slam_ros.errors.ConfigError` for invalid options.
     """
     options = options or default_options()
+    started = time.perf_counter()
     problem = PoseGraphProblem(graph, fixed_ids)
     linear_solver = make_linear_solver(solver, problem, preconditioner, options.linear)
+    setup_s = time.perf_counter() - started
     initial_chi2 = problem.chi2(problem.initial_state())
     result = solve(problem, linear_solver, options, callback)
+    result.summary.timings.setup_s = setup_s
+    result.summary.timings.total_s += setup_s
     return PoseGraphResult(
         graph=graph.with_poses(result.state),
         summary=result.summary,

@@ -144,7 +144,8 @@ class Timings:
     jacobian_s: float = 0.0  # residual + Jacobian evaluation (linearization)
     linear_solve_s: float = 0.0  # scaling, preconditioner, inner iterations
     update_s: float = 0.0  # applying the step in fp64 and evaluating the trial cost
-    total_s: float = 0.0
+    setup_s: float = 0.0  # building the problem and the linear solver before the first iteration
+    total_s: float = 0.0  # everything, setup included
 
 
 @dataclass

@@ -177,3 +177,12 @@ def test_a_graph_solved_directly_is_evaluated_in_fp64_and_says_so(mode: Precisio
     assert any(line.startswith("escalated at iteration 0") for line in summary.change_lines())
     kept = optimize_pose_graph(graph, default_options(precision=mode, escalate=False)).summary
     assert kept.precision_used is mode and not kept.escalations  # escalation off: the mode is kept
+
+
+def test_the_reported_total_time_includes_the_setup() -> None:
+    """Latency figures read ``timings.total_s``: it must cover building the problem and the
+    linear solver (validation, pattern, preconditioner check), not only the iterations."""
+    summary = optimize_pose_graph(_GRAPHS["household3d"](), default_options()).summary
+    timings = summary.timings
+    assert timings.setup_s > 0.0
+    assert timings.total_s >= timings.setup_s + timings.linear_solve_s

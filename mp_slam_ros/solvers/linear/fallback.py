@@ -79,13 +79,27 @@ class FallbackLadder:
         self._rungs: list[str] = []
         self._built_from = np.zeros(0)  # scaled Jacobian values the preconditioner was built from
         self._direct_active = False
+        self._pattern: NormalPattern | None = None  # built by the check, handed to the direct solver
         self._pending: list[tuple[str, str]] = []
         self._backend = Backend.CPU
+        self._chosen = False
+        if factory.reference_jacobian is not None:  # choose now: callers can know before linearizing
+            reference = factory.reference_jacobian
+            self._choose(ScaledSystem.from_linearization(reference, np.zeros(reference.shape[0])).jacobian_scaled)
 
     @property
     def solves_in_float64(self) -> bool:
-        """True once the direct rung is taken (or was chosen from the start)."""
+        """True once the direct rung is taken, or chosen from the start (known at construction
+        when the factory has a reference Jacobian, else after :meth:`prepare`)."""
         return self._direct_active
+
+    def _choose(self, built_from: sp.csr_matrix) -> None:
+        """Direct from the start or not, judged on ``built_from`` (the preconditioner's matrix)."""
+        self._built_from = built_from.data
+        reason, self._pattern = self._direct_reason(built_from.shape[1], built_from)
+        self._direct_active = reason is not None
+        self._pending = [] if reason is None else [("direct", reason)]
+        self._chosen = True
 
     def prepare(self, system: ScaledSystem, policy: PrecisionPolicy, backend: Backend) -> None:
         """Prepare the direct solver for small problems and degenerate preconditioners, else the
@@ -95,20 +109,15 @@ class FallbackLadder:
         # IC(0) has nothing to drop; below tighten_min_parameters the direct rung costs less.
         tighten = self.factory.drop_tolerance > 0.0 and unknowns >= self.options.tighten_min_parameters
         self._rungs = ["refresh", *(["tighten"] if tighten else []), "direct"] if self.options.fallback else []
-        reference = self.factory.reference_jacobian
-        built_from = (
-            system.jacobian_scaled if reference is None
-            else ScaledSystem.from_linearization(reference, np.zeros(reference.shape[0])).jacobian_scaled
-        )
-        self._built_from = built_from.data
-        reason, pattern = self._direct_reason(unknowns, built_from)
-        self._direct_active = reason is not None
-        if reason is not None:
-            self._pending = [("direct", reason)]
-            if pattern is not None and isinstance(self.direct, SparseCholeskySolver):
-                self.direct.reuse_pattern(pattern)
+        if not self._chosen:
+            self._choose(system.jacobian_scaled)
+        if self._direct_active:
+            if self._pattern is not None and isinstance(self.direct, SparseCholeskySolver):
+                self.direct.reuse_pattern(self._pattern)
+            self._pattern = None
             self.direct.prepare(system, policy, backend)
         else:
+            self._pattern = None
             self.iterative.prepare(system, policy, backend)
 
     def _direct_reason(self, unknowns: int, jacobian_scaled: sp.csr_matrix) -> tuple[str | None, NormalPattern | None]:
