@@ -72,7 +72,13 @@ def _lower_pattern(j_ptr, j_idx, groups, t_ptr, t_idx, n):  # type: ignore[no-un
             grown = np.empty(capacity, dtype=np.int64)
             grown[: col_ptr[j]] = row_idx[: col_ptr[j]]
             row_idx = grown
-        row_idx[col_ptr[j]: col_ptr[j] + count] = np.sort(rows[:count])
+        for a in range(1, count):  # insertion sort: a column holds a few dozen rows at most
+            value, b = rows[a], a - 1
+            while b >= 0 and rows[b] > value:
+                rows[b + 1] = rows[b]
+                b -= 1
+            rows[b + 1] = value
+        row_idx[col_ptr[j]: col_ptr[j] + count] = rows[:count]
         col_ptr[j + 1] = col_ptr[j] + count
     return col_ptr, row_idx[: col_ptr[n]].copy()
 
@@ -108,30 +114,29 @@ def _scatter(j_ptr, j_idx, groups, col_ptr, row_idx):  # type: ignore[no-untyped
 def _values(j_ptr, j_val, groups, positions, col_ptr, beta, nnz):  # type: ignore[no-untyped-def]
     """Values of the lower pattern: ``J^T J`` group by group, ``beta`` added to the diagonal.
 
-    Each group's lower triangle is accumulated row by row in a small local array (contiguous
-    reads of each row's values), then scattered once.
+    Each group's rows are copied into a small dense block (contiguous), its lower triangle of
+    column products summed over the rows, and each sum scattered once.
     """
     values = np.zeros(nnz)
-    block = np.zeros(1024)
+    block = np.empty((8, 16))
     at = 0
     for g in range(groups.size - 1):
         first_row, end_row = groups[g], groups[g + 1]
         k = j_ptr[first_row + 1] - j_ptr[first_row]
-        pairs = k * (k + 1) // 2
-        if pairs > block.size:
-            block = np.zeros(2 * pairs)
-        block[:pairs] = 0.0
-        for r in range(first_row, end_row):
-            start = j_ptr[r]
-            index = 0
+        rows = end_row - first_row
+        if rows > block.shape[0] or k > block.shape[1]:
+            block = np.empty((max(rows, block.shape[0]), max(k, block.shape[1])))
+        for r in range(rows):
+            start = j_ptr[first_row + r]
             for a in range(k):
-                v_a = np.float64(j_val[start + a])
-                for b in range(a + 1):
-                    block[index] += v_a * np.float64(j_val[start + b])
-                    index += 1
-        for index in range(pairs):
-            values[positions[at + index]] += block[index]
-        at += pairs
+                block[r, a] = j_val[start + a]
+        for a in range(k):
+            for b in range(a + 1):
+                total = 0.0
+                for r in range(rows):
+                    total += block[r, a] * block[r, b]
+                values[positions[at]] += total
+                at += 1
     for j in range(col_ptr.size - 1):
         values[col_ptr[j]] += beta  # the diagonal is the first entry of each column
     return values
@@ -150,7 +155,8 @@ class NormalPattern:
         first_rows = self._groups[:-1]
         lengths = J.indptr[first_rows + 1] - J.indptr[first_rows]
         group_ptr = np.concatenate([[0], np.cumsum(lengths)])
-        group_idx = np.concatenate([J.indices[J.indptr[r]:J.indptr[r + 1]] for r in first_rows]) if first_rows.size else np.zeros(0, np.int32)
+        # the columns of each group's first row, gathered in one vectorized pass
+        group_idx = J.indices[np.repeat(J.indptr[first_rows] - group_ptr[:-1], lengths) + np.arange(group_ptr[-1])]
         by_column = sp.csr_matrix(
             (np.ones(group_idx.size), group_idx, group_ptr), shape=(first_rows.size, n)
         ).tocsc()
