@@ -19,7 +19,6 @@ from __future__ import annotations
 import sys
 import threading
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -31,8 +30,9 @@ from rclpy.node import Node
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
-from mp_slam_ros.config import option, with_updates
-from mp_slam_ros.errors import ConfigError, MpSlamError
+from mp_slam_ros.config import with_updates
+from mp_slam_ros.errors import MpSlamError
+from mp_slam_ros.nodes.loop_closure_options import LoopClosureNodeOptions
 from mp_slam_ros.geometry.lie import se3_to_translation_quat
 from mp_slam_ros.pipelines.loop_closure import LoopClosure, LoopResult
 from mp_slam_ros.pipelines.loop_closure_config import LoopClosureConfig
@@ -44,25 +44,6 @@ from mp_slam_ros.ros.params import OptionsParameters
 from mp_slam_ros.ros.qos import POSE_GRAPH_QOS, SOLVER_STATS_QOS, reliable_qos
 from mp_slam_ros.ros.tf import TfBroadcaster
 from mp_slam_ros.solvers.summary import Summary
-
-
-@dataclass(frozen=True)
-class LoopClosureNodeOptions:
-    """Everything the node adds around the pipeline: frames, TF, queue, map directory."""
-
-    publish_tf: bool = option(True, "publish map_frame -> odom_frame on /tf")
-    map_frame: str = option("map", "map frame (parent of odom_frame)")
-    odom_frame: str = option("odom", "odometry frame of the keyframes")
-    tf_rate_hz: float = option(20.0, "rate of the map -> odom transform (Hz)", 0.1, 1000.0)
-    transform_tolerance_s: float = option(0.1, "map -> odom is stamped this far ahead of now (s)", 0.0, 10.0)
-    keyframe_queue_depth: int = option(1000, "keyframe subscription depth (reliable; no keyframe lost while a solve runs)", 1, 1_000_000)
-    map_directory: str = option("", "directory of ~/save_map and ~/load_map")
-    diagnostics_period_s: float = option(1.0, "period of /diagnostics (s)", 0.05, 60.0)
-
-    def validate(self, prefix: str = "") -> None:
-        """Two distinct, non-empty frame names."""
-        if not self.map_frame.strip() or self.map_frame == self.odom_frame:
-            raise ConfigError(f"{prefix}map_frame", self.map_frame, "must be non-empty and differ from odom_frame")
 
 
 READ_ONLY = ("keyframe_queue_depth", "tf_rate_hz", "diagnostics_period_s")

@@ -16,6 +16,7 @@ from typing import Any
 
 from mp_slam_ros.config import _flatten_mapping, describe, with_updates
 from mp_slam_ros.errors import ConfigError, FileFormatError
+from mp_slam_ros.nodes.loop_closure_options import LoopClosureNodeOptions
 from mp_slam_ros.nodes.vo_options import VONodeOptions
 from mp_slam_ros.pipelines.loop_closure_config import LoopClosureConfig
 from mp_slam_ros.pipelines.vo_config import VOConfig
@@ -44,10 +45,7 @@ class NodeParameters:
 
 
 def node_parameters() -> dict[str, NodeParameters]:
-    """The parameters of both nodes by node name (imports rclpy: the loop-closure node module
-    holds its options class)."""
-    from mp_slam_ros.nodes.loop_closure_node import LoopClosureNodeOptions
-
+    """The parameters of both nodes by node name."""
     return {
         VO_NODE: NodeParameters(VO_NODE, (VONodeOptions, VOConfig), extra=("camera_to_base",)),
         LOOP_CLOSURE_NODE: NodeParameters(LOOP_CLOSURE_NODE, (LoopClosureNodeOptions, LoopClosureConfig)),

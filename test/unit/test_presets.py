@@ -11,12 +11,9 @@ from pathlib import Path
 
 import pytest
 
-# the loop-closure node's own options live in its (rclpy) module
-pytest.importorskip("rclpy")
-
-from mp_slam_ros.config import flatten  # noqa: E402
-from mp_slam_ros.errors import ConfigError, FileFormatError  # noqa: E402
-from mp_slam_ros.ros.presets import (  # noqa: E402
+from mp_slam_ros.config import flatten
+from mp_slam_ros.errors import ConfigError, FileFormatError
+from mp_slam_ros.ros.presets import (
     CONFIG_DIR,
     LOOP_CLOSURE_NODE,
     VO_NODE,
