@@ -11,8 +11,9 @@ Modes: ``fp64``, ``fp32``, ``mixed`` and ``fp16`` as the VO configures them (``b
 fp16 step that fails is redone one rung up, the solver's escalation), and ``fp16_naive``: fp16
 with escalation off. ``VOConfig`` has no key for escalation, so for that mode this script wraps
 the window solver's option factory (``ba_solver_options(..., escalate=False)``), see
-:func:`instrumented_ba`. Every window solve's escalations, fallbacks to the direct solver and
-final precision are counted per run.
+:func:`instrumented_ba`. Every window solve's escalations, fallbacks to the direct solver, termination
+and final relative gradient (evaluated in float64: how far from a stationary point the solve
+stopped, comparable across modes) are recorded per run.
 
     OPENBLAS_NUM_THREADS=1 python bench/bench_vo_precision.py --seeds 100 --duration 4   # the issue's run
     OPENBLAS_NUM_THREADS=1 python bench/bench_vo_precision.py --seeds 2 --duration 2     # quick
@@ -51,6 +52,7 @@ from mp_slam_ros.io.tum import read_tum  # noqa: E402
 from mp_slam_ros.pipelines import window  # noqa: E402
 from mp_slam_ros.pipelines.vo_config import VOConfig  # noqa: E402
 from mp_slam_ros.pipelines.vo_run import run_vo  # noqa: E402
+from mp_slam_ros.solvers.ba import BAProblem, BAState, BundleAdjustment  # noqa: E402
 from mp_slam_ros.solvers.summary import Summary  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,24 +67,39 @@ ISSUE_MODES = ["fp64", "fp32", "mixed", "fp16_naive"]
 RATIO_BOUND = 1.05
 
 
+def relative_gradient(problem: BAProblem, state: BAState) -> float:
+    """How far ``state`` is from a stationary point of ``problem``, evaluated in float64 whatever
+    the mode (so comparable across modes): ``max_j |(J^T r)_j| / (||J_j|| ||r||)``, the largest
+    cosine between the (robustly reweighted) residual and a Jacobian column; 0 at a stationary point."""
+    linearization = BundleAdjustment(problem).linearize(state, np.dtype(np.float64))
+    jacobian, residual = linearization.jacobian, np.asarray(linearization.residual, dtype=np.float64)
+    column_norms = np.sqrt(np.asarray(jacobian.multiply(jacobian).sum(axis=0)).ravel())
+    gradient = jacobian.T @ residual
+    norm = float(np.linalg.norm(residual))
+    if norm == 0.0:
+        return 0.0
+    return float(np.max(np.abs(gradient) / np.where(column_norms > 0, column_norms, 1.0)) / norm)
+
+
 @contextlib.contextmanager
-def instrumented_ba(escalate: bool) -> Iterator[list[Summary]]:
-    """Within the block, window BA solves use ``escalate`` and their summaries are appended to
-    the yielded list (``solve_window`` looks both names up in its module at call time)."""
-    summaries: list[Summary] = []
+def instrumented_ba(escalate: bool) -> Iterator[list[tuple[Summary, float]]]:
+    """Within the block, window BA solves use ``escalate``; each solve appends its summary and
+    :func:`relative_gradient` at its final state to the yielded list. ``solve_window`` looks
+    both names up in its module at call time."""
+    solves: list[tuple[Summary, float]] = []
     options, adjust = window.ba_solver_options, window.bundle_adjust
 
     def options_with_escalation(*args: object, **kwargs: object):  # noqa: ANN202
         return options(*args, escalate=escalate, **kwargs)
 
-    def recorded(*args: object, **kwargs: object):  # noqa: ANN202
-        result = adjust(*args, **kwargs)
-        summaries.append(result.summary)
+    def recorded(problem: BAProblem, *args: object, **kwargs: object):  # noqa: ANN202
+        result = adjust(problem, *args, **kwargs)
+        solves.append((result.summary, relative_gradient(problem, result.state)))
         return result
 
     window.ba_solver_options, window.bundle_adjust = options_with_escalation, recorded
     try:
-        yield summaries
+        yield solves
     finally:
         window.ba_solver_options, window.bundle_adjust = options, adjust
 
@@ -93,7 +110,7 @@ def run_mode(path: Path, mode: str, solver: str) -> dict:
     precision, escalate = MODES[mode]
     config = with_updates(VOConfig(), {"ba.synchronous": True, "ba.precision": precision, "ba.solver": solver})
     row: dict = {"mode": mode, "precision": precision, "escalate": escalate}
-    with instrumented_ba(escalate) as summaries:
+    with instrumented_ba(escalate) as solves:
         try:
             run = run_vo(path / "bag", config)
             evaluation = evaluate(read_tum(path / "groundtruth.tum"), run.trajectory(), path.name)
@@ -102,6 +119,7 @@ def run_mode(path: Path, mode: str, solver: str) -> dict:
             row |= {"ate_rmse_m": math.inf, "lost": None, "frames": None, "error": f"{type(error).__name__}: {error}"}
     if not math.isfinite(row["ate_rmse_m"]) and row["error"] is None:
         row["error"] = "non-finite ATE"
+    summaries = [summary for summary, _ in solves]
     row |= {
         "ba_solves": len(summaries),
         "ba_escalated": sum(bool(s.escalations) for s in summaries),
@@ -109,9 +127,7 @@ def run_mode(path: Path, mode: str, solver: str) -> dict:
         "ba_not_converged": sum(not s.converged for s in summaries),
         "ba_nonfinite_cost": sum(not math.isfinite(s.final_cost) for s in summaries),
         "precision_used": sorted({s.precision_used.value for s in summaries}),
-        # what a window solve achieved: final / initial cost (in the mode's residual dtype)
-        "ba_cost_ratio_median": float(np.median([s.final_cost / s.initial_cost for s in summaries
-                                                 if s.initial_cost > 0])) if summaries else math.nan,
+        "ba_relative_gradient": [gradient for _, gradient in solves],
         "ba_terminations": dict(Counter(s.termination.value for s in summaries)),
     }
     return row
@@ -131,7 +147,7 @@ def statistics(rows: list[dict], modes: list[str]) -> dict:
             "sequences": len(group), "failures": int(np.sum(~np.isfinite(ate))),
             "ate_median_m": median, "ate_p95_m": p95, "ate_max_m": top,
             "lost_frames": int(sum(r["lost"] or 0 for r in group)),
-            "ba_cost_ratio_median": float(np.nanmedian([r["ba_cost_ratio_median"] for r in group])),
+            **_gradient_percentiles([g for r in group for g in r["ba_relative_gradient"]]),
             "ba_terminations": dict(sum((Counter(r["ba_terminations"]) for r in group), Counter())),
             **{key: int(sum(r[key] for r in group)) for key in
                ("ba_solves", "ba_escalated", "ba_direct_fallbacks", "ba_not_converged", "ba_nonfinite_cost")},
@@ -142,6 +158,14 @@ def statistics(rows: list[dict], modes: list[str]) -> dict:
             ratios[key] = table["mixed"][key] / table["fp64"][key]
     return {"modes": table, "mixed_over_fp64": ratios,
             "mixed_within_bound": bool(ratios) and all(v <= RATIO_BOUND for v in ratios.values())}
+
+
+def _gradient_percentiles(values: list[float]) -> dict[str, float]:
+    """Median and p95 of the window solves' final float64 relative gradients (nan: no solve)."""
+    if not values:
+        return {"ba_relative_gradient_median": math.nan, "ba_relative_gradient_p95": math.nan}
+    median, p95 = np.percentile(values, [50, 95])
+    return {"ba_relative_gradient_median": float(median), "ba_relative_gradient_p95": float(p95)}
 
 
 def plot_cdf(rows: list[dict], modes: list[str], path: Path, title: str) -> None:
@@ -175,12 +199,13 @@ def markdown(stats: dict, meta: dict) -> str:
     lines = [f"# VO precision: ATE per BA precision mode ({meta['seeds_done']} of {args['seeds']} seeds "
              f"x {args['duration']} s, RGB-D, image scale {args['image_scale']}, solver {args['solver']}, synchronous BA)", "",
              "| mode | sequences | failed | ATE median mm | ATE p95 mm | ATE max mm | lost frames | BA solves | escalated "
-             "| direct fallback | not converged | BA final/initial cost, median |",
+             "| direct fallback | not converged | final relative gradient (fp64) median / p95 |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for mode, m in stats["modes"].items():
         lines.append(f"| {mode} | {m['sequences']} | {m['failures']} | {1e3 * m['ate_median_m']:.2f} | {1e3 * m['ate_p95_m']:.2f} | "
                      f"{1e3 * m['ate_max_m']:.2f} | {m['lost_frames']} | {m['ba_solves']} | {m['ba_escalated']} | "
-                     f"{m['ba_direct_fallbacks']} | {m['ba_not_converged']} | {m['ba_cost_ratio_median']:.3g} |")
+                     f"{m['ba_direct_fallbacks']} | {m['ba_not_converged']} | "
+                     f"{m['ba_relative_gradient_median']:.1e} / {m['ba_relative_gradient_p95']:.1e} |")
     lines += ["", "Window-solve terminations: " + "; ".join(
         f"{mode}: " + ", ".join(f"{k} {v}" for k, v in sorted(m["ba_terminations"].items())) for mode, m in stats["modes"].items())]
     ratios = stats["mixed_over_fp64"]
@@ -192,18 +217,35 @@ def markdown(stats: dict, meta: dict) -> str:
               "`fp16_naive` is fp16 with escalation off, set by this script around the window solver "
               "(`VOConfig` has no escalation key). Failed = the run raised or left nothing to align (ATE inf).",
               "", f"Figure: `ate_cdf.png`. Commit {meta['commit']}, Python {meta['python']}, {meta['wall_s']:.0f} s wall.",
-              "", "```", meta["command"], "```"]
+              "", "```", *[m["command"] for m in meta.get("shards", [])], meta["command"], "```"]
     return "\n".join(lines) + "\n"
 
 
-def write(args: argparse.Namespace, rows: list[dict], started: float) -> dict:
-    """``summary.json``, ``summary.md`` and ``ate_cdf.png`` in ``args.output``; returns the statistics."""
+def merged_rows(paths: list[Path]) -> tuple[list[dict], list[dict]]:
+    """The runs of several ``summary.json`` (shards of one run over disjoint seeds; a (seed,
+    mode) present twice is kept once) and their meta."""
+    rows, metas, seen = [], [], set()
+    for path in paths:
+        report = json.loads(path.read_text())
+        metas.append(report["meta"])
+        for row in report["runs"]:
+            if (row["seed"], row["mode"]) not in seen:
+                seen.add((row["seed"], row["mode"]))
+                rows.append(row)
+    return sorted(rows, key=lambda r: r["seed"]), metas
+
+
+def write(args: argparse.Namespace, rows: list[dict], started: float, shards: list[dict] | None = None) -> dict:
+    """``summary.json``, ``summary.md`` and ``ate_cdf.png`` in ``args.output``; returns the
+    statistics. ``shards``: the meta of the runs whose rows were merged (``--merge``)."""
     args.output.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     meta = {"commit": commit, "python": platform.python_version(), "load_average_1_5_15min": os.getloadavg(),
             "seeds_done": len({r["seed"] for r in rows}), "wall_s": time.perf_counter() - started,
             "command": "OPENBLAS_NUM_THREADS=1 python " + shlex.join(["bench/bench_vo_precision.py", *sys.argv[1:]]),
             "args": {k: str(v) for k, v in vars(args).items()}}
+    if shards:
+        meta |= {"shards": shards, "wall_s": sum(m["wall_s"] for m in shards)}
     stats = statistics(rows, args.modes)
     (args.output / "summary.json").write_text(json.dumps({"meta": meta, "statistics": stats, "runs": rows}, indent=2) + "\n")
     (args.output / "summary.md").write_text(markdown(stats, meta))
@@ -222,9 +264,14 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=ISSUE_MODES, choices=list(MODES))
     parser.add_argument("--cache", type=Path, default=Path("/tmp/mp_slam_bench_vo_precision"))
     parser.add_argument("--output", type=Path, default=ROOT / "results" / "vo_precision")
+    parser.add_argument("--merge", type=Path, nargs="+", help="no runs: combine these summary.json (shards run in parallel)")
     args = parser.parse_args()
-    args.cache.mkdir(parents=True, exist_ok=True)
     started, rows = time.perf_counter(), []
+    if args.merge:
+        rows, shards = merged_rows(args.merge)
+        print(json.dumps(write(args, rows, started, shards), indent=2))
+        return
+    args.cache.mkdir(parents=True, exist_ok=True)
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         path = rgbd_sequence(args.cache, seed, args.duration, args.image_scale)
         for mode in args.modes:
