@@ -135,11 +135,12 @@ def aggregate(rows: list[dict]) -> list[dict]:
     return table
 
 
-def markdown(table: list[dict], speed_rows: list[dict], kitti_rows: list[dict], args: argparse.Namespace) -> str:
+def markdown(table: list[dict], speed_rows: list[dict], kitti_rows: list[dict], args: argparse.Namespace, seeds_done: list[int]) -> str:
     """The summary table in Markdown."""
     lines = [
         f"# VO benchmark ({max((r['sequences'] for r in table), default=0)} of {args.seeds} seeds x {args.duration:g} s, image scale {args.image_scale:g}, "
         f"BA {'synchronous' if args.synchronous else 'in a worker thread'})", "",
+        f"Seeds: {', '.join(map(str, seeds_done)) or 'none yet'}.", "",
         "| mode | method | seqs | drift % median | drift % max | ATE RMSE m median | lost | tracking p95 ms | BA p95 ms | RTF min |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -174,6 +175,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=10)
+    parser.add_argument("--seed-order", type=int, nargs="+", default=[],
+                        help="run these of the seeds first (e.g. the hardest: a run cut short still has them)")
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--image-scale", type=float, default=1.0)
     parser.add_argument("--modes", nargs="+", default=["rgbd", "stereo"])
@@ -189,10 +192,11 @@ def main() -> None:
     kitti_rows = kitti(args)
     rows: list[dict] = []
     write(args, rows, speed_rows, kitti_rows)
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    for seed in sorted(seeds, key=lambda s: (s not in args.seed_order, args.seed_order.index(s) if s in args.seed_order else 0, s)):
         rows += household(args, seed)
         write(args, rows, speed_rows, kitti_rows)  # after every seed: a long run leaves partial results
-    print(markdown(aggregate(rows), speed_rows, kitti_rows, args))
+    print(markdown(aggregate(rows), speed_rows, kitti_rows, args, _seeds(rows)))
 
 
 def write(args: argparse.Namespace, rows: list[dict], speed_rows: list[dict], kitti_rows: list[dict]) -> None:
@@ -201,11 +205,16 @@ def write(args: argparse.Namespace, rows: list[dict], speed_rows: list[dict], ki
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     meta = {"commit": commit, "python": platform.python_version(), "opencv": cv2.__version__,
             "load_average_1_5_15min": os.getloadavg(), "cpu_count": os.cpu_count(),
-            "cv2_rgbd_available": hasattr(cv2, "rgbd"), "seeds_done": len({r["seed"] for r in rows}),
+            "cv2_rgbd_available": hasattr(cv2, "rgbd"), "seeds_done": _seeds(rows),
             "args": {k: str(v) for k, v in vars(args).items()}}
     table = aggregate(rows)
     (args.output / "summary.json").write_text(json.dumps({"meta": meta, "table": table, "runs": rows, "speed": speed_rows, "kitti": kitti_rows}, indent=2) + "\n")
-    (args.output / "summary.md").write_text(markdown(table, speed_rows, kitti_rows, args))
+    (args.output / "summary.md").write_text(markdown(table, speed_rows, kitti_rows, args, _seeds(rows)))
+
+
+def _seeds(rows: list[dict]) -> list[int]:
+    """The seeds of ``rows`` in the order they ran."""
+    return list(dict.fromkeys(r["seed"] for r in rows))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,13 @@ from numpy.typing import NDArray
 
 from mp_slam_ros.pipelines.vo_config import FrontendConfig
 
-#: ORB patch size and border (pixels): descriptors need this margin around a keypoint
+#: ORB patch size (pixels)
 ORB_PATCH_PX = 31
+#: no keypoints this close to the image border (pixels, per pyramid level). ORB pads its pyramid
+#: by the rotated patch radius (23 px) whatever this border, so descriptors near the edge read the
+#: reflected border; the usual 31 px left 40% of a 320x240 image without features, and views of
+#: a plain surface whose only texture is a strip at the edge lost tracking (generated seed 18)
+BORDER_PX = 10
 #: candidates detected per kept feature before bucketing
 DETECT_OVERSAMPLING = 3
 #: FAST threshold of the second detection pass on texture-poor images
@@ -38,7 +43,7 @@ class FeatureDetector:
         self.config = config
         self._orb = cv2.ORB_create(
             nfeatures=DETECT_OVERSAMPLING * config.max_features, scaleFactor=1.2, nlevels=config.pyramid_levels,
-            edgeThreshold=ORB_PATCH_PX, patchSize=ORB_PATCH_PX, fastThreshold=config.fast_threshold,
+            edgeThreshold=BORDER_PX, patchSize=ORB_PATCH_PX, fastThreshold=config.fast_threshold,
         )
 
     def detect(self, grey: NDArray[np.uint8], budget: int, occupied_uv: NDArray[np.floating] | None = None) -> Keypoints:

@@ -23,6 +23,10 @@ _KLT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 20, 0.03)
 MIN_PNP_POINTS = 6
 #: Gauss-Newton iterations of the motion-only refinement after RANSAC
 REFINE_ITERATIONS = 5
+#: chi-square (6 dof, 99.9%) of a pose's distance from the motion prediction under the motion
+#: prior: a pose this close to the prediction is accepted from fewer than ``tracking.min_inliers``
+#: (but at least ``MIN_PNP_POINTS``) inliers
+PRIOR_GATE_CHI2 = 22.46
 
 
 class FrameTracker:
@@ -99,9 +103,13 @@ def solve_pnp(
 
     The refinement also keeps the pose near the prediction ``T_odom_cam_guess`` with the weak
     prior of :func:`motion_prior_information`. ``None`` when fewer than ``tracking.min_inliers``
-    inliers support a pose.
+    inliers support a pose, unless (with a motion prior) at least ``MIN_PNP_POINTS`` do and the
+    pose agrees with the prediction (:data:`PRIOR_GATE_CHI2`): a view turning onto a plain
+    surface keeps a handful of tracks for a few frames, and those still measure the motion.
     """
-    if len(uv) < max(MIN_PNP_POINTS, config.min_inliers):
+    prior = motion_prior_information(config)
+    fewest = fewest_inliers(config)
+    if len(uv) < fewest:
         return None
     T_cam_odom = se3_inverse(T_odom_cam_guess)
     rvec, _ = cv2.Rodrigues(T_cam_odom[:3, :3])
@@ -113,22 +121,29 @@ def solve_pnp(
         iterationsCount=config.ransac_iterations, reprojectionError=config.ransac_reprojection_px,
         confidence=0.999, flags=cv2.SOLVEPNP_ITERATIVE,
     )
-    if not ok or inlier_index is None or len(inlier_index) < config.min_inliers:
+    if ok and inlier_index is not None and len(inlier_index) >= fewest:
+        inliers = np.zeros(len(uv), bool)
+        inliers[inlier_index.reshape(-1)] = True
+        T_cam_odom = np.eye(4)
+        T_cam_odom[:3, :3] = cv2.Rodrigues(rvec)[0]
+        T_cam_odom[:3, 3] = tvec.reshape(3)
+    elif fewest < config.min_inliers:
+        inliers = np.ones(len(uv), bool)  # too few points for RANSAC: the robust refinement from the prediction decides
+    else:
         return None
-    inliers = np.zeros(len(uv), bool)
-    inliers[inlier_index.reshape(-1)] = True
-    T_cam_odom = np.eye(4)
-    T_cam_odom[:3, :3] = cv2.Rodrigues(rvec)[0]
-    T_cam_odom[:3, 3] = tvec.reshape(3)
     intrinsics = np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2], 0.0, 0.0])
-    right = np.full(len(uv), np.nan) if u_right is None else np.asarray(u_right, np.float64)
+    right = np.full(len(uv), np.nan) if u_right is None else np.array(u_right, np.float64)
+    # this frame's depth must agree with the landmark at the RANSAC pose: a stereo mismatch or a
+    # depth from the other side of an edge would pull the pose away from the pixels' consensus
+    residual, _ = _stereo_rows(objects, pixels, right, intrinsics, fx_baseline, T_cam_odom)
+    right[np.abs(residual.reshape(-1, 3)[:, 2]) > config.ransac_reprojection_px] = np.nan
     T_cam_odom_guess = se3_inverse(T_odom_cam_guess)
-    prior = motion_prior_information(config)
+    scale = config.ransac_reprojection_px
     for _ in range(REFINE_ITERATIONS):
         residual, J = _stereo_rows(objects[inliers], pixels[inliers], right[inliers], intrinsics, fx_baseline, T_cam_odom)
-        norms = np.linalg.norm(residual.reshape(len(J) // 3, 3), axis=1)
-        scale = config.ransac_reprojection_px
-        weight = np.repeat(np.minimum(1.0, scale / np.maximum(norms, 1e-12)), 3) / config.pixel_sigma_px**2  # Huber
+        rows = residual.reshape(-1, 3)
+        norms = np.repeat(np.stack([np.linalg.norm(rows[:, :2], axis=1), np.abs(rows[:, 2])], axis=1), [2, 1], axis=1)
+        weight = np.minimum(1.0, scale / np.maximum(norms, 1e-12)).reshape(-1) / config.pixel_sigma_px**2  # Huber: pixel pair, depth
         from_guess = se3_log(T_cam_odom @ se3_inverse(T_cam_odom_guess))[0]
         H = J.T @ (weight[:, None] * J) + prior
         delta = -np.linalg.solve(H + 1e-9 * np.eye(6), J.T @ (weight * residual) + prior @ from_guess)
@@ -138,11 +153,21 @@ def solve_pnp(
     points_cam = objects @ T_cam_odom[:3, :3].T + T_cam_odom[:3, 3]
     error = np.linalg.norm(project(intrinsics, points_cam)[0] - pixels, axis=1)
     inliers = (points_cam[:, 2] > 0.0) & (error <= config.ransac_reprojection_px)
-    if inliers.sum() < config.min_inliers:
+    from_guess = se3_log(T_cam_odom @ se3_inverse(T_cam_odom_guess))[0]
+    near_prediction = float(from_guess @ prior @ from_guess) <= PRIOR_GATE_CHI2
+    if inliers.sum() < (fewest if near_prediction else config.min_inliers):
         return None
     _, J = _stereo_rows(objects[inliers], pixels[inliers], right[inliers], intrinsics, fx_baseline, T_cam_odom)
     covariance = np.linalg.pinv(J.T @ J / config.pixel_sigma_px**2 + prior)
     return PnPResult(se3_inverse(T_cam_odom), inliers, covariance)
+
+
+def fewest_inliers(config: TrackingConfig) -> int:
+    """Fewest inliers of a pose near the motion prediction: ``MIN_PNP_POINTS`` with a full motion
+    prior (``tracking.prior_*`` > 0), else ``tracking.min_inliers``."""
+    if config.prior_translation_m > 0.0 and config.prior_rotation_deg > 0.0:
+        return MIN_PNP_POINTS
+    return max(MIN_PNP_POINTS, config.min_inliers)
 
 
 def motion_prior_information(config: TrackingConfig) -> NDArray[np.float64]:

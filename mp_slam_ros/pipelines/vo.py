@@ -26,7 +26,7 @@ from mp_slam_ros.frontend.depth import depth_at, stereo_depth
 from mp_slam_ros.frontend.features import FeatureDetector
 from mp_slam_ros.frontend.keyframes import keyframe_reason
 from mp_slam_ros.frontend.matching import match_by_projection
-from mp_slam_ros.frontend.tracking import PnPResult, FrameTracker, solve_pnp
+from mp_slam_ros.frontend.tracking import PnPResult, FrameTracker, fewest_inliers, solve_pnp
 from mp_slam_ros.geometry.camera import project
 from mp_slam_ros.geometry.lie import se3_adjoint, se3_inverse, se3_log, se3_to_translation_quat
 from mp_slam_ros.pipelines.ba_worker import BAWorker
@@ -39,6 +39,8 @@ from mp_slam_ros.types import CameraModel, KeyframeArrays
 FloatArray = NDArray[np.float64]
 #: pose variance of the frame that starts a map (it defines the odom origin)
 ORIGIN_VARIANCE = 1e-12
+#: while lost, the pose follows the last motion for this long (s), then stands still
+MAX_DEAD_RECKONING_S = 1.0
 
 
 @dataclass
@@ -104,6 +106,8 @@ class VisualOdometry:
             self.reset()  # new intrinsics or image size: the map's pixels no longer apply
         step.ba_summaries += self._apply_window_solutions()
         if not self._initialized:
+            if self._status_on_init is TrackingStatus.LOST:
+                self._T_odom_cam = self._predict_pose(frame)  # dead reckoning until a new map starts
             return self._initialize(frame, images, step)
         T_pred = self._predict_pose(frame)
         uv, tracked = self._track_landmarks(images.grey, T_pred)
@@ -301,7 +305,7 @@ class VisualOdometry:
         covariance = np.eye(6) * ORIGIN_VARIANCE
         keyframe = self._insert_keyframe(frame, images, self._T_odom_cam, covariance)
         self._solve_synchronously(step)
-        if len(self._track_ids) < self.config.tracking.min_inliers:
+        if len(self._track_ids) < fewest_inliers(self.config.tracking):
             self._next_keyframe_id -= 1  # not a usable keyframe: its id is handed out again
             status = TrackingStatus.LOST if self._status_on_init is not TrackingStatus.INITIALIZING else TrackingStatus.INITIALIZING
             return self._result(frame, self._T_odom_cam, self._lost_covariance(), status, None, step)
@@ -314,6 +318,7 @@ class VisualOdometry:
         self._generation += 1
         self._initialized = False
         self._status_on_init = TrackingStatus.LOST
+        self._lost_since_ns = frame.stamp_ns
         self._T_odom_cam = T_pred
         result = self._initialize(frame, images, step)
         result.status, result.covariance = TrackingStatus.LOST, self._lost_covariance()
@@ -329,7 +334,10 @@ class VisualOdometry:
         if self._last_stamp_ns is not None and frame.stamp_ns > self._last_stamp_ns:
             dt = (frame.stamp_ns - self._last_stamp_ns) * 1e-9
             twist = se3_log(se3_inverse(self._last_T_odom_base) @ T_odom_base)[0] / dt
-        self._motion = se3_inverse(self._T_odom_cam) @ T_odom_cam if status is TrackingStatus.OK else np.eye(4)
+        if status is TrackingStatus.OK:
+            self._motion = se3_inverse(self._T_odom_cam) @ T_odom_cam
+        elif status is not TrackingStatus.LOST or (frame.stamp_ns - self._lost_since_ns) * 1e-9 > MAX_DEAD_RECKONING_S:
+            self._motion = np.eye(4)  # (a short loss keeps the motion: the next frames are predicted with it)
         self._T_odom_cam = T_odom_cam
         self._last_T_odom_base, self._last_stamp_ns = T_odom_base, frame.stamp_ns
         if status is not TrackingStatus.LOST:
@@ -369,6 +377,7 @@ class VisualOdometry:
         self._initialized = False
         self._status_on_init = TrackingStatus.RESET
         self._motion = np.eye(4)
+        self._lost_since_ns = 0
         self._last_wheel = None
         self._last_stamp_ns: int | None = None
         self._last_T_odom_base = self._T_odom_cam @ se3_inverse(self.T_base_cam)

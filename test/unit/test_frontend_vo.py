@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from mp_slam_ros.frontend.depth import depth_at, stereo_depth
-from mp_slam_ros.frontend.features import FeatureDetector, bucket
+from mp_slam_ros.frontend.features import BORDER_PX, FeatureDetector, bucket
 from mp_slam_ros.frontend.keyframes import keyframe_reason
-from mp_slam_ros.frontend.tracking import FrameTracker, solve_pnp
+from mp_slam_ros.frontend.tracking import MIN_PNP_POINTS, FrameTracker, solve_pnp
 from mp_slam_ros.geometry.lie import se3_exp, se3_inverse, se3_log
 from mp_slam_ros.pipelines.vo_config import FrontendConfig, KeyframeConfig, TrackingConfig
 
@@ -96,6 +96,47 @@ def test_pnp_recovers_the_pose_despite_outliers() -> None:
     covariance = result.covariance_cam
     assert np.allclose(covariance, covariance.T) and np.all(np.linalg.eigvalsh(covariance) > 0)
     assert solve_pnp(points_odom[:5], uv[:5], K, np.eye(4), TrackingConfig()) is None
+
+
+def _view(T_odom_cam: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Landmarks ``(n, 3)`` in front of ``T_odom_cam``, their pixels and camera-frame depths."""
+    rng = np.random.default_rng(seed)
+    points_cam = rng.uniform([-1.0, -0.8, 1.5], [1.0, 0.8, 4.0], (n, 3))
+    points_odom = points_cam @ T_odom_cam[:3, :3].T + T_odom_cam[:3, 3]
+    uv = points_cam[:, :2] / points_cam[:, 2:] * [K[0, 0], K[1, 1]] + K[:2, 2]
+    return points_odom, uv, points_cam[:, 2]
+
+
+def test_pnp_accepts_a_few_inliers_only_near_the_motion_prediction() -> None:
+    T_odom_cam = se3_exp(np.array([0.1, -0.05, 0.2, 0.02, -0.03, 0.01]))[0]
+    points_odom, uv, _ = _view(T_odom_cam, 10, 4)  # fewer than tracking.min_inliers (15)
+    near = T_odom_cam @ se3_exp(np.array([0.004, 0.0, -0.003, 0.0, 0.003, 0.0]))[0]
+    result = solve_pnp(points_odom, uv, K, near, TrackingConfig())
+    assert result is not None and result.inliers.all()
+    assert np.linalg.norm(se3_log(se3_inverse(T_odom_cam) @ result.T_odom_cam)) < 5e-3
+    far = T_odom_cam @ se3_exp(np.array([0.15, 0.0, 0.0, 0.0, 0.1, 0.0]))[0]  # 15 sigma of the prior
+    assert solve_pnp(points_odom, uv, K, far, TrackingConfig()) is None
+    no_prior = TrackingConfig(prior_translation_m=0.0, prior_rotation_deg=0.0)
+    assert solve_pnp(points_odom, uv, K, near, no_prior) is None  # without a prior: min_inliers holds
+    few = MIN_PNP_POINTS - 1
+    assert solve_pnp(points_odom[:few], uv[:few], K, near, TrackingConfig()) is None
+
+
+def test_pnp_ignores_depths_that_disagree_with_the_pixels() -> None:
+    T_odom_cam = se3_exp(np.array([0.05, 0.0, 0.1, 0.0, 0.02, 0.0]))[0]
+    points_odom, uv, depth = _view(T_odom_cam, 60, 5)
+    depth[:20] *= 1.3  # stereo mismatches: a third of the depths 30% off
+    fx_baseline = K[0, 0] * 0.4
+    result = solve_pnp(points_odom, uv, K, T_odom_cam, TrackingConfig(), uv[:, 0] - fx_baseline / depth, fx_baseline)
+    assert result is not None and result.inliers.all()
+    assert np.linalg.norm(se3_log(se3_inverse(T_odom_cam) @ result.T_odom_cam)) < 1e-3
+
+
+def test_features_come_close_to_the_image_border() -> None:
+    grey = np.full((240, 320), 128, np.uint8)
+    grey[:, :24] = textured(1)[:, :24]  # texture only in a strip at the left edge (a plain wall in view)
+    points = FeatureDetector(FrontendConfig()).detect(grey, 100)
+    assert len(points.uv) >= 10 and points.uv[:, 0].min() >= BORDER_PX
 
 
 def test_keyframe_policy_reasons() -> None:

@@ -123,6 +123,20 @@ def test_no_depth_and_textureless_frames_are_lost_not_fatal(sequence: Path) -> N
     assert all(status is not TrackingStatus.LOST for status in after[1:])
 
 
+def test_a_short_loss_keeps_the_motion(sequence: Path) -> None:
+    """Frames lost in a row are reported along the last motion (inflated covariance), not frozen."""
+    good = frames(sequence, 12)
+    odometry = VisualOdometry(synchronous("rgbd"))
+    tracked = [odometry.track(frame) for frame in good[:10]]
+    assert tracked[-1].status is TrackingStatus.OK
+    blank = [replace(frame, image=np.full_like(frame.image, 128)) for frame in good[10:]]
+    lost = [odometry.track(frame) for frame in blank]
+    assert all(result.status is TrackingStatus.LOST for result in lost)
+    step = np.linalg.norm(tracked[-1].T_odom_base[:3, 3] - tracked[-2].T_odom_base[:3, 3])
+    lost_step = np.linalg.norm(lost[1].T_odom_base[:3, 3] - lost[0].T_odom_base[:3, 3])
+    assert step > 1e-3 and lost_step == pytest.approx(step, rel=1e-6)
+
+
 def test_cli_writes_tum_and_json_summary(sequence: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tum = tmp_path / "vo.tum"
     assert main(["vo", str(sequence / "bag"), "--tum", str(tum), "--json", "--synchronous", "--set", "ba.window_size=20"]) == 0
