@@ -73,6 +73,8 @@ def household(args: argparse.Namespace, seed: int) -> list[dict]:
     path = sequence(args.cache, seed, args.duration, args.image_scale)
     for mode in args.modes:
         for method, updates in (("vo", {}), ("f2f_pnp", BASELINE)):
+            if method not in args.methods:
+                continue
             config = with_updates(VOConfig(), {"mode": mode, "ba.synchronous": args.synchronous, **updates})
             row = {"seed": seed, "mode": mode, "method": method, **measure(path / "bag", path / "groundtruth.tum", config, 1.0)}
             rows.append(row)
@@ -180,6 +182,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--image-scale", type=float, default=1.0)
     parser.add_argument("--modes", nargs="+", default=["rgbd", "stereo"])
+    parser.add_argument("--methods", nargs="+", default=["vo", "f2f_pnp"], choices=["vo", "f2f_pnp"],
+                        help="the window-BA odometry and/or the frame-to-frame PnP baseline on the household seeds")
     parser.add_argument("--synchronous", action="store_true", help="BA before the next frame (deterministic)")
     parser.add_argument("--speed-seed", type=int, default=2, help="seed of the 640x480 speed run")
     parser.add_argument("--speed-duration", type=float, default=20.0, help="length of the speed run (0: none)")
