@@ -152,12 +152,24 @@ def statistics(rows: list[dict], modes: list[str]) -> dict:
             **{key: int(sum(r[key] for r in group)) for key in
                ("ba_solves", "ba_escalated", "ba_direct_fallbacks", "ba_not_converged", "ba_nonfinite_cost")},
         }
+    per_seed = {mode: _per_seed_ratio(rows, mode) for mode in table if mode != "fp64" and "fp64" in table}
     ratios = {}
     if "mixed" in table and "fp64" in table:
         for key in ("ate_median_m", "ate_p95_m"):
             ratios[key] = table["mixed"][key] / table["fp64"][key]
-    return {"modes": table, "mixed_over_fp64": ratios,
+    return {"modes": table, "mixed_over_fp64": ratios, "per_seed_ratio_to_fp64": per_seed,
             "mixed_within_bound": bool(ratios) and all(v <= RATIO_BOUND for v in ratios.values())}
+
+
+def _per_seed_ratio(rows: list[dict], mode: str) -> dict[str, float]:
+    """Percentiles 5/50/95 over seeds of ATE(mode) / ATE(fp64) on the same sequence: how far a
+    mode moves one trajectory (fp32's spread is the reference for what any change of rounding does)."""
+    fp64 = {r["seed"]: r["ate_rmse_m"] for r in rows if r["mode"] == "fp64"}
+    ratio = [r["ate_rmse_m"] / fp64[r["seed"]] for r in rows if r["mode"] == mode and fp64.get(r["seed"], 0) > 0]
+    if not ratio:
+        return {}
+    p5, p50, p95 = np.percentile(ratio, [5, 50, 95])
+    return {"p5": float(p5), "p50": float(p50), "p95": float(p95), "seeds": len(ratio)}
 
 
 def _gradient_percentiles(values: list[float]) -> dict[str, float]:
@@ -213,6 +225,11 @@ def markdown(stats: dict, meta: dict) -> str:
         verdict = "within" if stats["mixed_within_bound"] else "NOT within"
         lines += ["", f"mixed / fp64: median {ratios['ate_median_m']:.3f}, p95 {ratios['ate_p95_m']:.3f} "
                   f"({verdict} the issue's {RATIO_BOUND:g} bound)."]
+    if stats["per_seed_ratio_to_fp64"]:
+        lines += ["", "Per sequence, ATE(mode) / ATE(fp64) on the same seed, percentiles 5 / 50 / 95 over seeds "
+                  "(fp32: what any change of rounding does to a trajectory): " + "; ".join(
+                      f"{mode} {q['p5']:.2f} / {q['p50']:.2f} / {q['p95']:.2f}"
+                      for mode, q in stats["per_seed_ratio_to_fp64"].items() if q) + "."]
     lines += ["", "`fp16` is fp16 as the VO runs it (a failing step escalates: fp16 -> mixed -> fp32 -> fp64); "
               "`fp16_naive` is fp16 with escalation off, set by this script around the window solver "
               "(`VOConfig` has no escalation key). Failed = the run raised or left nothing to align (ATE inf).",

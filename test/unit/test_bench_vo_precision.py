@@ -36,6 +36,8 @@ def test_statistics_percentiles_failures_and_ratio() -> None:
     assert stats["mixed_over_fp64"]["ate_median_m"] == pytest.approx(1.02)
     assert stats["mixed_over_fp64"]["ate_p95_m"] == pytest.approx(1.02)
     assert stats["mixed_within_bound"]
+    assert stats["per_seed_ratio_to_fp64"]["mixed"]["p50"] == pytest.approx(1.02)
+    assert stats["per_seed_ratio_to_fp64"]["fp16_naive"]["seeds"] == 100
     naive_stats = stats["modes"]["fp16_naive"]
     assert naive_stats["failures"] == 2 and naive_stats["ate_max_m"] == math.inf
 
