@@ -36,7 +36,7 @@ class LoopVerificationConfig:
     """Age of candidates and the geometric checks a loop must pass."""
 
     min_age_s: float = option(20.0, "keyframes younger than this (s, before the query) are never loop candidates", 0.0, 1e6)
-    neighbours: int = option(2, "keyframes either side of a candidate whose 3-D points join its verification (0: the candidate alone)", 0, 100)
+    neighbours: int = option(2, "keyframes either side of a candidate whose 3-D points join its verification when its own do not verify (0: the candidate alone)", 0, 100)
     neighbour_max_sigma_m: float = option(0.05, "a neighbour joins only while the odometry edges to it are this certain (translation sigma, m)", 1e-6, 100.0)
     ratio: float = option(0.8, "Lowe ratio test of the descriptor matches", 0.1, 1.0)
     max_hamming: int = option(64, "largest descriptor distance of a match (bits)", 1, 256)

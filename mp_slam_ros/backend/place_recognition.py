@@ -9,7 +9,9 @@ cosine of their TF-IDF vectors (IDF from the keyframes seen so far) through one 
 
 A candidate must score at least ``places.min_score`` and, relative to the query's score against
 the keyframe added just before it (the best score this place can expect, as DBoW2 normalises),
-``places.min_normalized_score``. The temporal-consistency check keeps a candidate only when the
+``places.min_normalized_score``; of the ``places.candidates`` best, a keyframe within
+``places.separation`` keyframes of a better one is left out (the same place: verification
+looks at the best one's neighbours too). The temporal-consistency check keeps a candidate only when the
 ``places.temporal_consistency`` previous queries (consecutive keyframes) also scored a keyframe
 within ``places.temporal_window`` keyframes of it above both thresholds (whether or not that
 keyframe was among their ``places.candidates`` best). Keyframes younger than the query's
@@ -39,7 +41,8 @@ class PlaceRecognitionConfig:
     train_keyframes: int = option(10, "keyframes whose descriptors train the vocabulary", 1, 10000)
     train_iterations: int = option(8, "k-majority iterations", 1, 100)
     seed: int = option(0, "seed of the vocabulary's initial words", 0, 2**31 - 1)
-    candidates: int = option(3, "best-scoring keyframes returned per query", 1, 100)
+    candidates: int = option(5, "best-scoring keyframes returned per query", 1, 100)
+    separation: int = option(4, "of the best candidates, one within this many keyframes of a better one is left out (0: none)", 0, 1000)
     min_score: float = option(0.05, "smallest TF-IDF cosine score of a candidate", 0.0, 1.0)
     min_normalized_score: float = option(0.3, "smallest score relative to the query's score against the previous keyframe", 0.0, 10.0)
     temporal_consistency: int = option(1, "previous consecutive queries that must agree (0: off)", 0, 20)
@@ -273,9 +276,12 @@ class PlaceRecognizer:
         normalized = scores / expected if expected > 0.0 else np.zeros_like(scores)
         old_enough = self.database.stamps_ns() <= max_stamp_ns
         similar = old_enough & (scores >= self.config.min_score) & (normalized >= self.config.min_normalized_score)
-        order = np.argsort(-np.where(similar, scores, -np.inf), kind="stable")[: self.config.candidates]
-        candidates = [PlaceCandidate(int(i), float(scores[i]), float(normalized[i])) for i in order if similar[i]]
-        return candidates, similar
+        order = np.argsort(-np.where(similar, scores, -np.inf), kind="stable")[: min(self.config.candidates, int(similar.sum()))]
+        picked: list[int] = []
+        for index in order:
+            if all(abs(int(index) - other) > self.config.separation for other in picked):
+                picked.append(int(index))
+        return [PlaceCandidate(i, float(scores[i]), float(normalized[i])) for i in picked], similar
 
     def _temporally_consistent(self, index: int, candidates: list[PlaceCandidate], similar: NDArray[np.bool_]) -> list[PlaceCandidate]:
         need, window = self.config.temporal_consistency, self.config.temporal_window

@@ -9,7 +9,8 @@
 2. **add the node**: odometry edge from the previous keyframe with the VO's relative covariance;
 3. **recognise the place** (vocabulary trained online, keyframes younger than ``loop.min_age_s``
    excluded, temporal consistency);
-4. **verify** each candidate (descriptor matches + PnP RANSAC on the candidate's 3-D points);
+4. **verify** each candidate (descriptor matches + PnP RANSAC on the candidate's 3-D points; when
+   they do not suffice, on those of its covisible neighbourhood, ``loop.neighbours``);
 5. **check consistency** of all verified loops (odometry check + PCM maximum clique), and after
    a loaded map, **relocalise** on the first verified match against it;
 6. **optimise** the pose graph when the accepted loops changed (inline with
@@ -283,9 +284,12 @@ class LoopClosure:
         max_stamp_ns = int(keyframe.stamp_ns) - int(self.config.loop.min_age_s * 1e9)
         measurements = []
         for match, score in candidates:
-            points_cam, descriptors, groups = self._neighbourhood(match, node, max_stamp_ns)
-            check = verify_pnp(query.keypoints_px, query.descriptors, points_cam, descriptors, query.K, self.config.loop, groups)
             stored = self.store[match]
+            check = verify_pnp(query.keypoints_px, query.descriptors, stored.points_cam, stored.descriptors, query.K, self.config.loop)
+            if not check.accepted and self.config.loop.neighbours > 0:  # the covisible neighbourhood
+                points_cam, descriptors, groups = self._neighbourhood(match, node, max_stamp_ns)
+                if len(groups) > 1:
+                    check = verify_pnp(query.keypoints_px, query.descriptors, points_cam, descriptors, query.K, self.config.loop, groups)
             result.candidates.append(CandidateResult(stored.keyframe_id, match, score, check.accepted, False, check.reason, check.inliers))
             if not check.accepted:
                 self.counts["rejected_verification"] += 1
