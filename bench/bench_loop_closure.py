@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -76,11 +77,14 @@ def judge_loops(loop_closure: LoopClosure, T_world_cam: np.ndarray, min_age_s: f
     ]
     closed = set(snapshot.edge_to[loops].tolist())
     found = sum(q in closed for q in revisits)
+    # keyframes with fewer keypoints than loop.min_inliers cannot be verified as a query (reported, still counted)
+    few = [q for q in revisits if len(loop_closure.store[q].keypoints_px) < loop_closure.config.loop.min_inliers]
     accepted = int(loops.sum())
     return {
         "accepted": accepted, "wrong": int(accepted - sum(correct)),
         "precision": float(np.mean(correct)) if correct else None,
         "true_revisits": len(revisits), "revisits_closed": found,
+        "revisits_few_keypoints": len(few), "few_keypoints_closed": sum(q in closed for q in few),
         "recall": found / len(revisits) if revisits else None,
         "proposed": loop_closure.counts["candidates"], "verified": loop_closure.counts["verified"],
         "rejected_consistency": loop_closure.counts["rejected_consistency"],
@@ -115,20 +119,24 @@ def accuracy(seq: Path, config: SlamConfig) -> tuple[dict[str, object], list]:
 
 
 def place_query_latency(run_keyframes: list, config: SlamConfig, size: int = 1000, queries: int = 100) -> dict[str, float]:
-    """Query p50/p95 (ms) with ``size`` keyframes in the database (the run's descriptors, cycled
-    with bit noise so no two are equal)."""
+    """Query p50/p95 (ms, wall and process CPU time, and the load average: on a shared machine
+    the wall time includes waiting for a core) with ``size`` keyframes in the database (the
+    run's descriptors, cycled with bit noise so no two are equal)."""
     rng = np.random.default_rng(0)
     recognizer = PlaceRecognizer(config.loop_closure.places)
-    times = []
+    times, cpu_times = [], []
     for k in range(size + queries):
         descriptors = run_keyframes[k % len(run_keyframes)].descriptors.copy()
         flip = rng.integers(0, descriptors.size, descriptors.size // 50)
         descriptors.reshape(-1)[flip] ^= 1
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         recognizer.query_and_add(k, descriptors, k - 20)
         if k >= size:
             times.append(1e3 * (time.perf_counter() - started))
-    return {"keyframes": size, "p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95))}
+            cpu_times.append(1e3 * (time.process_time() - cpu_started))
+    return {"keyframes": size, "p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
+            "cpu_p50_ms": float(np.percentile(cpu_times, 50)), "cpu_p95_ms": float(np.percentile(cpu_times, 95)),
+            "load_average": os.getloadavg()[0]}
 
 
 def pgo_latency(num_poses: int, precision: str, solves: int = 12) -> dict[str, object]:
