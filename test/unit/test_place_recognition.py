@@ -44,3 +44,39 @@ def test_revisited_place_is_the_best_candidate_and_young_keyframes_are_excluded(
     assert [a[0].index for a in answers[1:]] == [8, 9]
     # with a max stamp before every stored keyframe nothing is a candidate
     assert recognizer.query_and_add(100, noisy(places[10], rng), -1)[1] == []
+
+
+def test_scores_are_the_cosine_of_tf_idf_vectors() -> None:
+    rng = np.random.default_rng(5)
+    recognizer = PlaceRecognizer(PlaceRecognitionConfig(train_keyframes=3, vocabulary_words=64))
+    keyframes = [rng.integers(0, 256, (int(rng.integers(20, 200)), 32), dtype=np.uint8) for _ in range(40)]
+    for k, descriptors in enumerate(keyframes):
+        recognizer.query_and_add(k, descriptors, k)
+    database = recognizer.database
+    assert database is not None and len(database) == 40
+    bags = [database.bag(d) for d in keyframes]
+    dense = np.zeros((40, database.vocabulary.size))
+    for row, (words, frequencies) in enumerate(bags):
+        dense[row, words] = frequencies
+    idf = np.log(41.0 / ((dense > 0).sum(axis=0) + 1.0))
+    weighted = dense * idf
+    query = weighted[7]
+    expected = weighted @ query / (np.linalg.norm(weighted, axis=1) * np.linalg.norm(query))
+    assert np.allclose(database.scores(bags[7]), expected)
+
+
+def test_candidates_are_distinct_places_and_need_a_similar_previous_query() -> None:
+    rng = np.random.default_rng(6)
+    places = [rng.integers(0, 256, (300, 32), dtype=np.uint8) for _ in range(30)]
+    config = PlaceRecognitionConfig(train_keyframes=5, vocabulary_words=1024, candidates=3, separation=2, temporal_consistency=1, temporal_window=1)
+    recognizer = PlaceRecognizer(config)
+    for k, place in enumerate(places):  # place k shares half its descriptors with place k - 1
+        mixed = place.copy()
+        if k:
+            mixed[:150] = places[k - 1][150:]
+        places[k] = mixed
+        recognizer.query_and_add(k, noisy(mixed, rng), k - 3)
+    recognizer.query_and_add(30, noisy(places[20], rng), 27)
+    answer = recognizer.query_and_add(31, noisy(places[21], rng), 28)[1]
+    # 20, 21 and 22 look alike; 21 is the best and its neighbours within 2 keyframes are left out
+    assert [c.index for c in answer] == [21]

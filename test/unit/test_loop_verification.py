@@ -1,0 +1,77 @@
+"""Geometric verification of loop candidates: matching over a keyframe neighbourhood, PnP on its
+points, and the rejection of loops whose covariance leaves the pose uncertain."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from mp_slam_ros.backend.loop_verification import LoopVerificationConfig, match_descriptors, verify_pnp
+from mp_slam_ros.geometry.lie import se3_exp, se3_inverse
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_loop_world import K, camera_on_circle, make_world  # noqa: E402
+
+
+def test_grouped_matching_keeps_each_query_rows_closest_usable_match() -> None:
+    rng = np.random.default_rng(0)
+    query = rng.integers(0, 256, (20, 32), dtype=np.uint8)
+    near, far = query.copy(), query.copy()
+    near[:, 0] ^= 0b1111  # 4 bits from the query
+    far[:, 1] ^= 0b11111  # 5 bits from the query
+    others = rng.integers(0, 256, (20, 32), dtype=np.uint8)
+    match = np.concatenate([far, others, near, others])  # two keyframes of 40 rows each
+    pairs = match_descriptors(query, match, 0.8, 64, [40, 40])
+    assert np.array_equal(pairs, np.stack([np.arange(20), 40 + np.arange(20)], axis=1))
+    usable = np.ones(80, bool)
+    usable[40:60] = False  # the close rows have no depth: the far ones are the matches
+    pairs = match_descriptors(query, match, 0.8, 64, [40, 40], usable)
+    assert np.array_equal(pairs, np.stack([np.arange(20), np.arange(20)], axis=1))
+    # one group: the near and far copies are ambiguous and the ratio test drops them
+    assert len(match_descriptors(query, match, 0.8, 64)) == 0
+
+
+def _view(world, T_world_cam: np.ndarray, rows: np.ndarray):
+    """Pixels, descriptors and camera-frame points of the world points ``rows`` seen from a pose."""
+    p_cam = (world.points[rows] - T_world_cam[:3, 3]) @ T_world_cam[:3, :3]
+    return (p_cam[:, :2] / p_cam[:, 2:3] * K[0, 0] + K[:2, 2]).astype(np.float32), world.descriptors[rows], p_cam.astype(np.float32)
+
+
+def test_neighbourhood_points_verify_a_view_the_candidate_alone_cannot() -> None:
+    world = make_world(4, [np.zeros(3)])
+    T_query, T_match, T_neighbour = (camera_on_circle(np.radians(a), np.zeros(3)) for a in (10.0, 0.0, 20.0))
+    visible = np.flatnonzero(_visible(world.points, T_query))[:120]
+    config = LoopVerificationConfig()
+    uv, descriptors, _ = _view(world, T_query, visible)
+    # the candidate holds only 20 of the landmarks, its neighbour the other 100
+    _, d_match, p_match = _view(world, T_match, visible[:20])
+    _, d_neighbour, p_neighbour = _view(world, T_neighbour, visible[20:])
+    alone = verify_pnp(uv, descriptors, p_match, d_match, K, config)
+    assert not alone.accepted and "matches" in alone.reason
+    T_match_neighbour = se3_inverse(T_match) @ T_neighbour
+    points = np.concatenate([p_match, p_neighbour @ T_match_neighbour[:3, :3].T + T_match_neighbour[:3, 3]])
+    result = verify_pnp(uv, descriptors, points.astype(np.float32), np.concatenate([d_match, d_neighbour]), K, config, [20, 100])
+    assert result.accepted and result.inliers >= 100
+    assert np.allclose(result.T_match_query, se3_inverse(T_match) @ T_query, atol=1e-3)
+
+
+def test_a_loop_with_an_uncertain_pose_is_rejected() -> None:
+    world = make_world(5, [np.zeros(3)])
+    T_query = camera_on_circle(0.3, np.zeros(3))
+    T_match = T_query @ se3_exp(np.array([[0.05, 0.0, 0.02, 0.0, 0.05, 0.0]]))[0]
+    visible = np.flatnonzero(_visible(world.points, T_query))[:40]
+    uv, descriptors, _ = _view(world, T_query, visible)
+    _, d_match, p_match = _view(world, T_match, visible)
+    config = LoopVerificationConfig(min_matches=20, min_inliers=20)
+    assert verify_pnp(uv, descriptors, p_match, d_match, K, config).accepted
+    strict = verify_pnp(uv, descriptors, p_match, d_match, K, replace(config, max_sigma_m=1e-4))
+    assert not strict.accepted and strict.reason.startswith("uncertain translation")
+
+
+def _visible(points: np.ndarray, T_world_cam: np.ndarray) -> np.ndarray:
+    p_cam = (points - T_world_cam[:3, 3]) @ T_world_cam[:3, :3]
+    uv = p_cam[:, :2] / np.maximum(p_cam[:, 2:3], 1e-9) * K[0, 0] + K[:2, 2]
+    return (p_cam[:, 2] > 0.3) & (uv[:, 0] > 5) & (uv[:, 0] < 635) & (uv[:, 1] > 5) & (uv[:, 1] < 475)
