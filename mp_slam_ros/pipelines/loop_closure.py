@@ -315,10 +315,8 @@ class LoopClosure:
                 if np.sqrt(abs(chains.variance[n][0] - chains.variance[match][0])) > config.neighbour_max_sigma_m:
                     break
                 nodes.append(n)
-        T_match_odom = se3_inverse(self.store[match].T_odom_cam)
-        points = [
-            self.store[n].points_cam @ (T := T_match_odom @ self.store[n].T_odom_cam)[:3, :3].T + T[:3, 3] for n in nodes
-        ]
+        T_match_node = se3_inverse(self.store[match].T_odom_cam) @ np.array([self.store[n].T_odom_cam for n in nodes])
+        points = [self.store[n].points_cam @ T[:3, :3].T + T[:3, 3] for n, T in zip(nodes, T_match_node)]
         descriptors = [self.store[n].descriptors for n in nodes]
         return np.concatenate(points), np.concatenate(descriptors), [len(d) for d in descriptors]
 
