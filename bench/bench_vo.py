@@ -9,6 +9,8 @@ odometry (``cv2.rgbd``) is not in the installed OpenCV (5.0, no contrib), so it 
 
     OPENBLAS_NUM_THREADS=1 python bench/bench_vo.py --seeds 10 --duration 60      # the issue's run
     OPENBLAS_NUM_THREADS=1 python bench/bench_vo.py --seeds 2 --duration 10 --image-scale 0.5 --speed-duration 0  # quick
+    # a loaded machine: the hardest seeds first, the window-BA odometry only, results after every seed
+    OPENBLAS_NUM_THREADS=1 python bench/bench_vo.py --duration 60 --image-scale 0.5 --seed-order 18 16 --methods vo --speed-duration 0
 
 Writes ``results/vo/summary.json`` and ``results/vo/summary.md``.
 """

@@ -60,7 +60,7 @@ class FrontendConfig:
 class TrackingConfig:
     """Frame-to-map tracking by PnP RANSAC and the lost-tracking rule."""
 
-    min_inliers: int = option(15, "fewer PnP inliers than this: tracking lost", 6, 10000)
+    min_inliers: int = option(15, "fewer PnP inliers than this: tracking lost (unless >= 6 agree with the motion prediction: within the prior's 99.9% gate)", 6, 10000)
     ransac_reprojection_px: float = option(2.0, "PnP RANSAC inlier threshold (px)", 0.1, 50.0)
     ransac_iterations: int = option(100, "PnP RANSAC iterations", 10, 10000)
     use_depth: bool = option(True, "refine each pose with the frame's depth at the tracked points (RGB-D depth or stereo)")
