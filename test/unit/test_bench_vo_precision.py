@@ -59,8 +59,10 @@ def test_rss_growth_after_the_warm_up() -> None:
     sampler = RssSampler(every=30, warm_up_frame=60)
     sampler.frames = [30, 60, 90, 120]
     sampler.rss_mib = [50.0, 100.0, 105.0, 110.0]
-    result = growth(sampler, rate_hz=30.0)
+    result = growth(sampler, rate_hz=30.0, smoothing_s=2.0)
     assert result["rss_warm_up_mib"] == 100.0 and result["rss_end_mib"] == 110.0
     assert result["growth_percent"] == pytest.approx(10.0) and result["within_bound"]
     assert result["slope_mib_per_100s"] == pytest.approx(500.0)  # 5 MiB per second of sequence
     assert result["rss_peak_mib"] == 110.0
+    # medians of frames [60, 120) and (60, 120]: 102.5 -> 107.5
+    assert result["growth_median_percent"] == pytest.approx(100 * 5 / 102.5)
