@@ -64,10 +64,13 @@ def judge_loops(loop_closure: LoopClosure, T_world_cam: np.ndarray, min_age_s: f
     """Accepted loops correct/wrong by the ground truth, and recall of true revisits."""
     snapshot = loop_closure.graph.snapshot().graph
     loops = snapshot.is_loop
-    correct = []
+    correct, wrong_loops = [], []
     for a, b, T in zip(snapshot.edge_from[loops], snapshot.edge_to[loops], snapshot.T_from_to[loops]):
         error = se3_log((se3_inverse(T) @ se3_inverse(T_world_cam[a]) @ T_world_cam[b])[None])[0]
-        correct.append(np.linalg.norm(error[:3]) < CORRECT_M and np.degrees(np.linalg.norm(error[3:])) < CORRECT_DEG)
+        error_m, error_deg = float(np.linalg.norm(error[:3])), float(np.degrees(np.linalg.norm(error[3:])))
+        correct.append(error_m < CORRECT_M and error_deg < CORRECT_DEG)
+        if not correct[-1]:
+            wrong_loops.append({"match": int(a), "query": int(b), "error_m": error_m, "error_deg": error_deg})
     _, stamps_ns, _ = loop_closure.poses()
     stamps_s, P, Z = stamps_ns * 1e-9, T_world_cam[:, :3, 3], T_world_cam[:, :3, 2]
     revisits = [
@@ -81,7 +84,7 @@ def judge_loops(loop_closure: LoopClosure, T_world_cam: np.ndarray, min_age_s: f
     few = [q for q in revisits if len(loop_closure.store[q].keypoints_px) < loop_closure.config.loop.min_inliers]
     accepted = int(loops.sum())
     return {
-        "accepted": accepted, "wrong": int(accepted - sum(correct)),
+        "accepted": accepted, "wrong": int(accepted - sum(correct)), "wrong_loops": wrong_loops,
         "precision": float(np.mean(correct)) if correct else None,
         "true_revisits": len(revisits), "revisits_closed": found,
         "revisits_few_keypoints": len(few), "few_keypoints_closed": sum(q in closed for q in few),

@@ -36,7 +36,7 @@ class LoopVerificationConfig:
     """Age of candidates and the geometric checks a loop must pass."""
 
     min_age_s: float = option(20.0, "keyframes younger than this (s, before the query) are never loop candidates", 0.0, 1e6)
-    neighbours: int = option(2, "keyframes either side of a candidate whose 3-D points join its verification when its own do not verify (0: the candidate alone)", 0, 100)
+    neighbours: int = option(1, "keyframes either side of a candidate whose 3-D points join its verification when its own do not verify (0: the candidate alone)", 0, 100)
     neighbour_max_sigma_m: float = option(0.05, "a neighbour joins only while the odometry edges to it are this certain (translation sigma, m)", 1e-6, 100.0)
     ratio: float = option(0.8, "Lowe ratio test of the descriptor matches", 0.1, 1.0)
     max_hamming: int = option(64, "largest descriptor distance of a match (bits)", 1, 256)
@@ -48,7 +48,7 @@ class LoopVerificationConfig:
     max_sigma_m: float = option(0.1, "loops whose translation is less certain than this (largest sigma of the covariance, m) are rejected: ill-conditioned geometry", 1e-4, 100.0)
     max_sigma_deg: float = option(5.0, "loops whose rotation is less certain than this (largest sigma, deg) are rejected", 1e-3, 180.0)
     ransac_iterations: int = option(300, "RANSAC iterations", 10, 100000)
-    pixel_sigma_px: float = option(1.0, "keypoint noise (px) of the loop covariance", 0.01, 100.0)
+    pixel_sigma_px: float = option(1.0, "smallest keypoint noise (px) of the loop covariance (the inliers' residual RMS when larger)", 0.01, 100.0)
     covariance_scale: float = option(4.0, "loop covariance multiplier (matching and depth errors the reprojection model ignores)", 1.0, 1e6)
 
 
@@ -174,7 +174,9 @@ def _pnp(
     p = points_query[inliers]
     d_point = np.concatenate([np.broadcast_to(np.eye(3), (len(p), 3, 3)), -hat(p)], axis=2)
     J = np.einsum("nij,njk->nik", d_uv[inliers], d_point).reshape(-1, 6)
-    covariance = np.linalg.pinv(J.T @ J) * config.pixel_sigma_px**2
+    residual = (projected - uv)[inliers]
+    sigma_px = max(config.pixel_sigma_px, float(np.sqrt(np.sum(residual**2) / max(residual.size - 6, 1))))
+    covariance = np.linalg.pinv(J.T @ J) * sigma_px**2
     return T_query_match, inliers, float(error[inliers].mean()), covariance
 
 
