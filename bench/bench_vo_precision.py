@@ -147,7 +147,7 @@ def statistics(rows: list[dict], modes: list[str]) -> dict:
             "sequences": len(group), "failures": int(np.sum(~np.isfinite(ate))),
             "ate_median_m": median, "ate_p95_m": p95, "ate_max_m": top,
             "lost_frames": int(sum(r["lost"] or 0 for r in group)),
-            **_gradient_percentiles([g for r in group for g in r["ba_relative_gradient"]]),
+            **_gradient_percentiles([g for r in group for g in r.get("ba_relative_gradient", [])]),  # absent: older runs
             "ba_terminations": dict(sum((Counter(r["ba_terminations"]) for r in group), Counter())),
             **{key: int(sum(r[key] for r in group)) for key in
                ("ba_solves", "ba_escalated", "ba_direct_fallbacks", "ba_not_converged", "ba_nonfinite_cost")},
@@ -257,7 +257,9 @@ def write(args: argparse.Namespace, rows: list[dict], started: float, shards: li
     statistics. ``shards``: the meta of the runs whose rows were merged (``--merge``)."""
     args.output.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    meta = {"commit": commit, "python": platform.python_version(), "load_average_1_5_15min": os.getloadavg(),
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.split("\n")
+    meta = {"commit": commit, "uncommitted_changes": [line[3:] for line in dirty if line.strip()], "python": platform.python_version(), "load_average_1_5_15min": os.getloadavg(),
             "seeds_done": len({r["seed"] for r in rows}), "wall_s": time.perf_counter() - started,
             "command": "OPENBLAS_NUM_THREADS=1 python " + shlex.join(["bench/bench_vo_precision.py", *sys.argv[1:]]),
             "args": {k: str(v) for k, v in vars(args).items()}}
