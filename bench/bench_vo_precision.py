@@ -41,6 +41,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from vo_sequences import rgbd_sequence  # noqa: E402  (bench/ is the script's folder)
@@ -180,26 +181,49 @@ def _gradient_percentiles(values: list[float]) -> dict[str, float]:
     return {"ba_relative_gradient_median": float(median), "ba_relative_gradient_p95": float(p95)}
 
 
+STYLES = {"fp64": ("k", "-"), "fp32": ("tab:blue", "--"), "mixed": ("tab:green", "-"),
+          "fp16": ("tab:orange", ":"), "fp16_naive": ("tab:red", "-")}
+
+
+def _step_cdf(ax: plt.Axes, values: np.ndarray, mode: str, label: str) -> None:
+    """One empirical CDF over ``values`` (non-finite ones never reached: the curve stays below 1)."""
+    finite = np.sort(values[np.isfinite(values)])
+    colour, line = STYLES.get(mode, (None, "-"))
+    ax.step(finite, np.arange(1, finite.size + 1) / values.size, where="post", color=colour, ls=line, label=label)
+
+
 def plot_cdf(rows: list[dict], modes: list[str], path: Path, title: str) -> None:
-    """Empirical CDF of ATE RMSE per mode (log x); failed runs never reach the curve's top."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    styles = {"fp64": ("k", "-"), "fp32": ("tab:blue", "--"), "mixed": ("tab:green", "-"),
-              "fp16": ("tab:orange", ":"), "fp16_naive": ("tab:red", "-")}
+    """Empirical CDF of ATE RMSE (mm, log x) per mode, and when recorded, of the window solves'
+    final float64 relative gradient (where naive fp16 shows: its solves stop far from stationary)."""
+    gradients = {m: np.array([g for r in rows if r["mode"] == m for g in r.get("ba_relative_gradient", [])]) for m in modes}
+    panels = 2 if any(v.size for v in gradients.values()) else 1
+    fig, axes = plt.subplots(1, panels, figsize=(7.5 * panels, 4.8), squeeze=False)
+    ax = axes[0, 0]
     for mode in modes:
         ate = np.array([r["ate_rmse_m"] for r in rows if r["mode"] == mode], dtype=float)
-        if ate.size == 0:
-            continue
-        finite = np.sort(ate[np.isfinite(ate)])
-        colour, line = styles.get(mode, (None, "-"))
-        label = f"{mode} ({ate.size - finite.size} failed)" if finite.size < ate.size else mode
-        ax.step(finite, np.arange(1, finite.size + 1) / ate.size, where="post", color=colour, ls=line, label=label)
+        if ate.size:
+            failed = int(np.sum(~np.isfinite(ate)))
+            _step_cdf(ax, 1e3 * ate, mode, f"{mode} ({failed} failed)" if failed else mode)
     ax.set_xscale("log")
-    ax.set_xlabel("ATE RMSE (m, SE(3)-aligned)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("ATE RMSE (mm, SE(3)-aligned)")
     ax.set_ylabel("fraction of sequences")
-    ax.set_ylim(0.0, 1.02)
     ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower right")
+    if panels == 2:
+        ax = axes[0, 1]
+        for mode, values in gradients.items():
+            if values.size:
+                _step_cdf(ax, values, mode, mode)
+        ax.set_xscale("log")
+        ax.set_xlabel("final relative gradient of a window solve (float64; 0 = stationary)")
+        ax.set_ylabel("fraction of window solves")
+        ax.set_title(f"Where the window solves stopped ({sum(v.size for v in gradients.values())} solves)", fontsize=10)
+    for ax in axes.ravel():
+        ax.set_ylim(0.0, 1.02)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -233,7 +257,7 @@ def markdown(stats: dict, meta: dict) -> str:
     lines += ["", "`fp16` is fp16 as the VO runs it (a failing step escalates: fp16 -> mixed -> fp32 -> fp64); "
               "`fp16_naive` is fp16 with escalation off, set by this script around the window solver "
               "(`VOConfig` has no escalation key). Failed = the run raised or left nothing to align (ATE inf).",
-              "", f"Figure: `ate_cdf.png`. Commit {meta['commit']}, Python {meta['python']}, {meta['wall_s']:.0f} s wall.",
+              "", f"Figure: `ate_cdf.png` (ATE CDF; right, when recorded: CDF of the window solves' final relative gradient). Commit {meta['commit']}, Python {meta['python']}, {meta['wall_s']:.0f} s wall.",
               "", "```", *[m["command"] for m in meta.get("shards", [])], meta["command"], "```"]
     return "\n".join(lines) + "\n"
 
