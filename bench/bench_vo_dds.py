@@ -112,13 +112,15 @@ def _wait_until_quiet(listener: Listener) -> None:
             last, since = now, time.monotonic()
 
 
-def run(bag: Path, truth: Path, rate: float) -> dict:
-    """One replay into a fresh vo_node; the counts and the ATE of what it published."""
+def run(bag: Path, truth: Path, rate: float, node_parameters: tuple[str, ...] = ()) -> dict:
+    """One replay into a fresh vo_node (``node_parameters``: extra ``name:=value`` ROS
+    parameters); the counts and the ATE of what it published."""
     env = {**os.environ, "ROS_DOMAIN_ID": str(random.randint(100, 200)), "OPENBLAS_NUM_THREADS": "1"}
     os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
     with BagReader(bag) as reader:
         frames_in_bag = int(reader.counts.get(COLOR_TOPIC, 0))
-    node = subprocess.Popen([str(VENV_BIN / "vo_node"), "--ros-args", "-p", "use_sim_time:=true", "-p", "mode:=rgbd"],
+    parameters = [item for assignment in ("use_sim_time:=true", "mode:=rgbd", *node_parameters) for item in ("-p", assignment)]
+    node = subprocess.Popen([str(VENV_BIN / "vo_node"), "--ros-args", *parameters],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     listener = Listener()
     try:
@@ -145,7 +147,7 @@ def run(bag: Path, truth: Path, rate: float) -> dict:
     ate = evaluate(read_tum(truth), trajectory, bag.parent.name).ate_m
     dropped = {key.removeprefix("dropped."): int(value) for key, value in values.items() if key.startswith("dropped.")}
     return {
-        "bag": str(bag), "rate": rate, "replay_s": replay_s, "frames_in_bag": frames_in_bag,
+        "bag": str(bag), "rate": rate, "node_parameters": list(node_parameters), "replay_s": replay_s, "frames_in_bag": frames_in_bag,
         "frames_processed": int(values.get("frames_processed", 0)),
         "frames_dropped": int(values.get("frames_dropped", 0)),
         "frames_dropped_unsynchronised": int(values.get("frames_dropped_unsynchronised", 0)),
@@ -167,7 +169,8 @@ def markdown(result: dict, command: str) -> str:
         f"| {result['frames_in_bag']} | {result['frames_processed']} | {result['frames_dropped']} ({reasons}) | "
         f"{result['frames_dropped_unsynchronised']} | {result['frames_missing_upstream']} | {result['frames_never_seen']} | "
         f"{result['odometry_received']} | {result['lost_frames']} | {result['node_rate_hz']:.1f} | {result['ate_rmse_m']:.4f} |",
-        "", f"Replay rate x{result['rate']:g} ({result['replay_s']:.1f} s wall); machine: {platform.node()}, "
+        "", f"Replay rate x{result['rate']:g} ({result['replay_s']:.1f} s wall), node parameters "
+        f"{' '.join(result['node_parameters']) or '(defaults)'}; machine: {platform.node()}, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end.", "",
     ])
 
@@ -177,11 +180,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
+    parser.add_argument("-p", "--node-parameter", action="append", default=[], metavar="NAME:=VALUE",
+                        help="extra vo_node parameter, e.g. qos.reliability:=reliable (repeatable)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/mp_slam_bench_vo"))
     parser.add_argument("--output", type=Path, default=ROOT / "results" / "vo_dds")
     args = parser.parse_args()
     path = sequence(args.cache, args.seed, args.duration, 1.0)
-    result = run(path / "bag", path / "groundtruth.tum", args.rate)
+    result = run(path / "bag", path / "groundtruth.tum", args.rate, tuple(args.node_parameter))
     print(json.dumps(result, indent=1))
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "summary.json").write_text(json.dumps(result, indent=1))
