@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-
 from mp_slam_ros.cli.progress import frame_progress
 from mp_slam_ros.sim.config import CameraConfig, DepthConfig, HouseConfig, RobotConfig, SequenceConfig
 from mp_slam_ros.sim.sequence import generate_sequence

@@ -6,7 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-
 from mp_slam_ros.cli.progress import frame_progress
 from mp_slam_ros.config import load_yaml, with_updates
 from mp_slam_ros.errors import ConfigError

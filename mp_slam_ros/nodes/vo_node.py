@@ -381,6 +381,5 @@ def main(args: list[str] | None = None) -> int:
     return spin_node(VONode, "vo_node", args)
 
 
-
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,12 +16,10 @@ import enum
 import time
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from mp_slam_ros.config import validate
-from mp_slam_ros.errors import FrameError
 from mp_slam_ros.frontend.depth import depth_at, stereo_depth
 from mp_slam_ros.frontend.features import FeatureDetector
 from mp_slam_ros.frontend.keyframes import keyframe_reason

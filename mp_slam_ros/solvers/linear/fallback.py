@@ -114,11 +114,10 @@ class FallbackLadder:
         if self._direct_active:
             if self._pattern is not None and isinstance(self.direct, SparseCholeskySolver):
                 self.direct.reuse_pattern(self._pattern)
-            self._pattern = None
             self.direct.prepare(system, policy, backend)
         else:
-            self._pattern = None
             self.iterative.prepare(system, policy, backend)
+        self._pattern = None  # handed over, or not needed: not kept alive with the solver
 
     def _direct_reason(self, unknowns: int, jacobian_scaled: sp.csr_matrix) -> tuple[str | None, NormalPattern | None]:
         """Why this problem goes to the direct solver from the start (or None), and the normal

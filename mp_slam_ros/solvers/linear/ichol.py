@@ -418,7 +418,6 @@ class IncompleteCholesky:
         """Entries of the (first) computed factor ``L``."""
         return next(iter(self._factors.values())).lower.nnz if self._factors else 0
 
-
     def _compute(self, dtype: np.dtype) -> _Factor:
         round16 = dtype == _F16
         compute = _F32 if round16 else dtype
