@@ -1,9 +1,11 @@
 """The sliding window of the visual odometry: keyframes, their observations, the landmarks, and
 the bundle adjustment of the window (problem built from the window, solution applied back by id).
 
-Landmarks live in odom coordinates in a growing array indexed by landmark id; a landmark dies
-when no keyframe of the window observes it any more. Keyframe observations are arrays (landmark
-ids, pixels, right-image ``u``), so building a 50-keyframe problem is a few concatenations.
+Landmarks live in odom coordinates in arrays sorted by landmark id (ids only grow); a landmark
+dies when no keyframe of the window observes it any more, and its rows leave the arrays then, so
+they hold the window's landmarks only (memory stays flat over long runs). Keyframe observations
+are arrays (landmark ids, pixels, right-image ``u``), so building a 50-keyframe problem is a few
+concatenations.
 """
 
 from __future__ import annotations
@@ -73,9 +75,9 @@ class SlidingWindow:
         self.size = size
         self.generation = generation
         self.keyframes: list[WindowKeyframe] = []
-        self._positions = np.zeros((1024, 3))
-        self._descriptors = np.zeros((1024, DESCRIPTOR_BYTES), np.uint8)
-        self._alive = np.zeros(1024, bool)
+        self._ids = np.zeros(0, np.int64)  # (M,) ascending ids of the live landmarks
+        self._positions = np.zeros((0, 3))  # (M, 3) odom
+        self._descriptors = np.zeros((0, DESCRIPTOR_BYTES), np.uint8)  # (M, 32)
         self._count = 0
 
     @property
@@ -83,31 +85,45 @@ class SlidingWindow:
         """Landmark ids handed out so far (alive or not)."""
         return self._count
 
+    @property
+    def num_stored(self) -> int:
+        """Landmarks held in the arrays (the live ones)."""
+        return len(self._ids)
+
     def add_landmarks(self, points_odom: FloatArray, descriptors: NDArray[np.uint8]) -> IntArray:
         """Ids ``(N,)`` of new landmarks at ``points_odom`` ``(N, 3)`` with ORB ``descriptors`` ``(N, 32)``."""
         n = len(points_odom)
-        while self._count + n > len(self._positions):
-            self._positions = np.concatenate([self._positions, np.zeros_like(self._positions)])
-            self._descriptors = np.concatenate([self._descriptors, np.zeros_like(self._descriptors)])
-            self._alive = np.concatenate([self._alive, np.zeros_like(self._alive)])
         ids = np.arange(self._count, self._count + n, dtype=np.int64)
-        self._positions[ids] = points_odom
-        self._descriptors[ids] = descriptors
-        self._alive[ids] = True
+        self._ids = np.concatenate([self._ids, ids])
+        self._positions = np.concatenate([self._positions, np.asarray(points_odom, np.float64).reshape(n, 3)])
+        self._descriptors = np.concatenate([self._descriptors, np.asarray(descriptors, np.uint8).reshape(n, DESCRIPTOR_BYTES)])
         self._count += n
         return ids
 
     def positions(self, ids: IntArray) -> FloatArray:
-        """Odom positions ``(N, 3)`` of landmarks ``ids``."""
-        return self._positions[ids]
+        """Odom positions ``(N, 3)`` of live landmarks ``ids``; raises ``KeyError`` for a dead one."""
+        return self._positions[self._rows(ids)]
 
     def descriptors(self, ids: IntArray) -> NDArray[np.uint8]:
-        """ORB descriptors ``(N, 32)`` of landmarks ``ids`` (from the keyframe that created them)."""
-        return self._descriptors[ids]
+        """ORB descriptors ``(N, 32)`` of live landmarks ``ids`` (from the keyframe that created them)."""
+        return self._descriptors[self._rows(ids)]
 
     def alive(self, ids: IntArray) -> NDArray[np.bool_]:
         """Mask ``(N,)`` of the landmarks still observed in the window."""
-        return self._alive[ids]
+        return self._find(ids)[1]
+
+    def _find(self, ids: IntArray) -> tuple[IntArray, NDArray[np.bool_]]:
+        """Array rows ``(N,)`` of landmarks ``ids`` and whether each is stored (alive)."""
+        ids = np.asarray(ids, np.int64)
+        rows = np.minimum(np.searchsorted(self._ids, ids), max(len(self._ids) - 1, 0))
+        found = self._ids[rows] == ids if len(self._ids) else np.zeros(ids.shape, bool)
+        return rows, found
+
+    def _rows(self, ids: IntArray) -> IntArray:
+        rows, found = self._find(ids)
+        if not np.all(found):
+            raise KeyError(f"landmarks {np.asarray(ids)[~found][:5].tolist()} are not in the window")
+        return rows
 
     def observed_ids(self) -> IntArray:
         """Sorted ids of every landmark observed by a window keyframe."""
@@ -123,8 +139,10 @@ class SlidingWindow:
             self._kill_unobserved(dropped.landmark_ids)
 
     def _kill_unobserved(self, candidates: IntArray) -> None:
+        """Drop the rows of the ``candidates`` no window keyframe observes any more."""
         gone = candidates[~np.isin(candidates, self.observed_ids())]
-        self._alive[gone] = False
+        keep = ~np.isin(self._ids, gone)
+        self._ids, self._positions, self._descriptors = self._ids[keep], self._positions[keep], self._descriptors[keep]
 
     def problem(self, camera: PinholeCamera, config: BAConfig) -> WindowProblem | None:
         """The window BA: landmarks seen by >= 2 window keyframes, the oldest keyframes fixed."""
@@ -144,7 +162,7 @@ class SlidingWindow:
         problem = BAProblem.from_camera(
             camera,
             T_world_cam=np.stack([kf.T_odom_cam for kf in self.keyframes]),
-            points_world=self._positions[landmark_ids[keep_landmark]],
+            points_world=self.positions(landmark_ids[keep_landmark]),
             obs_cam=obs_cam[keep],
             obs_point=new_index[obs_point[keep]],
             obs_uv=np.concatenate([kf.uv for kf in self.keyframes])[keep],
@@ -164,10 +182,8 @@ class SlidingWindow:
         seen by one keyframe move with it; outlier observations are removed."""
         if solution.generation != self.generation:
             return
-        optimized = np.zeros(self._count, bool)
-        optimized[solution.landmark_ids] = True
-        alive = self._alive[solution.landmark_ids]
-        self._positions[solution.landmark_ids[alive]] = solution.points_odom[alive]
+        rows, alive = self._find(solution.landmark_ids)
+        self._positions[rows[alive]] = solution.points_odom[alive]
         index = {int(k): i for i, k in enumerate(solution.keyframe_ids)}
         outliers: list[IntArray] = []
         for kf in self.keyframes:
@@ -175,8 +191,9 @@ class SlidingWindow:
             if i is None:
                 continue
             kf.T_odom_cam = solution.T_odom_cam[i]
-            first, last = kf.new_landmarks
-            single = np.flatnonzero(~optimized[first:last] & self._alive[first:last]) + first
+            created = np.arange(*kf.new_landmarks, dtype=np.int64)
+            created_rows, created_alive = self._find(created)
+            single = created_rows[created_alive & ~np.isin(created, solution.landmark_ids)]
             correction = solution.T_odom_cam[i] @ se3_inverse(solution.T_odom_cam_before[i])
             self._positions[single] = self._positions[single] @ correction[:3, :3].T + correction[:3, 3]
             bad = solution.outlier_landmark_ids[solution.outlier_keyframe_ids == kf.keyframe_id]
@@ -191,7 +208,7 @@ class SlidingWindow:
 def solve_window(job: WindowProblem, config: BAConfig) -> WindowSolution:
     """Bundle-adjust a window problem; observations whose reprojection error exceeds
     ``ba.outlier_threshold_px`` at the solution are reported as outliers."""
-    options = ba_solver_options(config.precision, max_iterations=config.max_iterations)
+    options = ba_solver_options(config.precision, max_iterations=config.max_iterations, escalate=config.escalate)
     result = bundle_adjust(job.problem, options, solver=config.solver)
     state = result.state
     problem = job.problem

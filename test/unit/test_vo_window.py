@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from mp_slam_ros.geometry.camera import PinholeCamera
 from mp_slam_ros.pipelines.vo_config import BAConfig
 from mp_slam_ros.pipelines.window import SlidingWindow, WindowKeyframe, solve_window
+from mp_slam_ros.precision import Precision
+from mp_slam_ros.solvers.ba import LinearSolverKind
 
 CAMERA = PinholeCamera(300.0, 300.0, 160.0, 120.0, width=320, height=240, baseline_m=0.4)
 
@@ -58,3 +61,34 @@ def test_problem_fixes_the_oldest_keyframes_and_solution_applies_by_id() -> None
 def test_few_keyframes_make_no_problem() -> None:
     window, _ = window_with(1)
     assert window.problem(CAMERA, BAConfig()) is None
+
+
+def test_landmark_arrays_hold_only_the_windows_landmarks() -> None:
+    """Landmarks leave the arrays with the last keyframe observing them: a long run stays flat."""
+    window = SlidingWindow(5)
+    rng = np.random.default_rng(1)
+    stored = []
+    for k in range(300):
+        ids = window.add_landmarks(rng.normal(size=(40, 3)), np.full((40, 32), k % 256, np.uint8))
+        window.add_keyframe(WindowKeyframe(k, k, np.eye(4), ids, np.zeros((40, 2)), np.full(40, np.nan), (int(ids[0]), int(ids[-1]) + 1)))
+        stored.append(window.num_stored)
+    assert window.num_landmarks == 300 * 40
+    assert max(stored) == 5 * 40 and stored[-1] == 5 * 40
+    live = window.observed_ids()
+    assert live.tolist() == list(range(295 * 40, 300 * 40))
+    assert window.alive(live).all() and not window.alive(np.array([0, 294 * 40 + 39])).any()
+    assert (window.descriptors(live[:40])[:, 0] == 295 % 256).all()
+    with pytest.raises(KeyError, match="not in the window"):
+        window.positions(np.array([0]))
+
+
+@pytest.mark.parametrize("escalate", [True, False])
+def test_ba_escalate_decides_whether_a_failing_fp16_solve_goes_up_a_rung(escalate: bool) -> None:
+    window, _ = window_with(6)
+    for kf in window.keyframes[1:]:
+        kf.T_odom_cam = kf.T_odom_cam.copy()
+        kf.T_odom_cam[1, 3] += 0.02
+    config = BAConfig(precision=Precision.FP16, solver=LinearSolverKind.ITERATIVE_SCHUR, escalate=escalate)
+    summary = solve_window(window.problem(CAMERA, config), config).summary
+    assert bool(summary.escalations) is escalate
+    assert (summary.precision_used is Precision.FP16) is not escalate
