@@ -9,9 +9,8 @@ fp16 Jacobian products exist only in ``iterative_schur`` and ``cgnr``).
 
 Modes: ``fp64``, ``fp32``, ``mixed`` and ``fp16`` as the VO configures them (``ba.precision``; an
 fp16 step that fails is redone one rung up, the solver's escalation), and ``fp16_naive``: fp16
-with escalation off. ``VOConfig`` has no key for escalation, so for that mode this script wraps
-the window solver's option factory (``ba_solver_options(..., escalate=False)``), see
-:func:`instrumented_ba`. Every window solve's escalations, fallbacks to the direct solver, termination
+with escalation off (``ba.escalate: false``). :func:`recorded_ba` records every window solve's
+escalations, fallbacks to the direct solver, termination
 and final relative gradient (evaluated in float64: how far from a stationary point the solve
 stopped, comparable across modes) are recorded per run.
 
@@ -83,35 +82,32 @@ def relative_gradient(problem: BAProblem, state: BAState) -> float:
 
 
 @contextlib.contextmanager
-def instrumented_ba(escalate: bool) -> Iterator[list[tuple[Summary, float]]]:
-    """Within the block, window BA solves use ``escalate``; each solve appends its summary and
-    :func:`relative_gradient` at its final state to the yielded list. ``solve_window`` looks
-    both names up in its module at call time."""
+def recorded_ba() -> Iterator[list[tuple[Summary, float]]]:
+    """Within the block, each window BA solve appends its summary and :func:`relative_gradient`
+    at its final state to the yielded list (``solve_window`` looks ``bundle_adjust`` up in its
+    module at call time)."""
     solves: list[tuple[Summary, float]] = []
-    options, adjust = window.ba_solver_options, window.bundle_adjust
-
-    def options_with_escalation(*args: object, **kwargs: object):  # noqa: ANN202
-        return options(*args, escalate=escalate, **kwargs)
+    adjust = window.bundle_adjust
 
     def recorded(problem: BAProblem, *args: object, **kwargs: object):  # noqa: ANN202
         result = adjust(problem, *args, **kwargs)
         solves.append((result.summary, relative_gradient(problem, result.state)))
         return result
 
-    window.ba_solver_options, window.bundle_adjust = options_with_escalation, recorded
+    window.bundle_adjust = recorded
     try:
         yield solves
     finally:
-        window.ba_solver_options, window.bundle_adjust = options, adjust
+        window.bundle_adjust = adjust
 
 
 def run_mode(path: Path, mode: str, solver: str) -> dict:
     """One VO run over the sequence at ``path`` in ``mode``; ATE RMSE is inf when the run fails
     (solver error or no trajectory to align), with the reason."""
     precision, escalate = MODES[mode]
-    config = with_updates(VOConfig(), {"ba.synchronous": True, "ba.precision": precision, "ba.solver": solver})
+    config = with_updates(VOConfig(), {"ba.synchronous": True, "ba.precision": precision, "ba.solver": solver, "ba.escalate": escalate})
     row: dict = {"mode": mode, "precision": precision, "escalate": escalate}
-    with instrumented_ba(escalate) as solves:
+    with recorded_ba() as solves:
         try:
             run = run_vo(path / "bag", config)
             evaluation = evaluate(read_tum(path / "groundtruth.tum"), run.trajectory(), path.name)
@@ -255,8 +251,8 @@ def markdown(stats: dict, meta: dict) -> str:
                       f"{mode} {q['p5']:.2f} / {q['p50']:.2f} / {q['p95']:.2f}"
                       for mode, q in stats["per_seed_ratio_to_fp64"].items() if q) + "."]
     lines += ["", "`fp16` is fp16 as the VO runs it (a failing step escalates: fp16 -> mixed -> fp32 -> fp64); "
-              "`fp16_naive` is fp16 with escalation off, set by this script around the window solver "
-              "(`VOConfig` has no escalation key). Failed = the run raised or left nothing to align (ATE inf).",
+              "`fp16_naive` is fp16 with escalation off "
+              "(`ba.escalate: false`). Failed = the run raised or left nothing to align (ATE inf).",
               "", f"Figure: `ate_cdf.png` (ATE CDF; right, when recorded: CDF of the window solves' final relative gradient). Commit {meta['commit']}, Python {meta['python']}, {meta['wall_s']:.0f} s wall.",
               "", "```", *[m["command"] for m in meta.get("shards", [])], meta["command"], "```"]
     return "\n".join(lines) + "\n"

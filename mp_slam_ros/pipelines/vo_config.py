@@ -89,6 +89,7 @@ class BAConfig:
     # schur/fp64 by default: on VO windows (~30 keyframes, ~3,000 observations) it solved in
     # 16 ms median against 155 ms for cgnr/mixed (6 s generated sequence, 2-core CPU under load)
     precision: Precision = option(Precision.FP64, "BA precision")
+    escalate: bool = option(True, "redo a failing low-precision step one rung up (fp16 -> mixed -> fp32 -> fp64; off: naive low precision, to show why it fails)")
     solver: LinearSolverKind = option(LinearSolverKind.SCHUR, "BA linear solver")
     window_size: int = option(50, "keyframes in the window", 2, 1000)
     fixed_keyframes: int = option(1, "oldest keyframes held fixed (gauge)", 1, 100)
