@@ -9,9 +9,9 @@ may drop earlier loops. Solving is split so a caller can run it in a worker thre
 :func:`~mp_slam_ros.solvers.pgo.optimize_pose_graph`, and :meth:`apply` writes the optimised
 poses back and re-chains the nodes appended during the solve.
 
-What stays short of a truly incremental solver (sparsity pattern, ordering and incomplete-
-Cholesky preconditioner reused across appended nodes) needs a hook in the solver core, see
-``PoseGraphProblem`` in :mod:`mp_slam_ros.solvers.pgo`: each solve here rebuilds them.
+The graph keeps what ``cgnr_ic`` decided and ordered for its static incomplete-Cholesky
+preconditioner across solves (:class:`~mp_slam_ros.solvers.pgo.PreconditionerCache`): each solve
+only refactors it, with the appended nodes ordered last, until the graph has grown by a quarter.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from mp_slam_ros.backend.pose_graph import PoseGraph
 from mp_slam_ros.config import option
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.precision import Precision
-from mp_slam_ros.solvers.pgo import SOLVERS, PoseGraphResult, default_options, optimize_pose_graph
+from mp_slam_ros.solvers.pgo import SOLVERS, PoseGraphResult, PreconditionerCache, default_options, optimize_pose_graph
 from mp_slam_ros.solvers.summary import Summary
 
 FloatArray = NDArray[np.float64]
@@ -79,10 +79,12 @@ class Loop:
 
 @dataclass
 class GraphSnapshot:
-    """A copy of the graph to solve: its first ``num_nodes`` nodes and the edges among them."""
+    """A copy of the graph to solve: its first ``num_nodes`` nodes and the edges among them,
+    and the growing graph's preconditioner cache (shared, not copied: one solve at a time)."""
 
     graph: PoseGraph
     num_nodes: int
+    cache: PreconditionerCache | None = None
 
 
 class IncrementalPoseGraph:
@@ -96,6 +98,7 @@ class IncrementalPoseGraph:
         self._odometry_information = _Rows((6, 6))
         self.loops: list[Loop] = []
         self.fixed: list[int] = [0]
+        self.preconditioner_cache = PreconditionerCache()
 
     @property
     def num_nodes(self) -> int:
@@ -152,7 +155,7 @@ class IncrementalPoseGraph:
             is_loop=np.concatenate([np.zeros(len(self._odometry_from), bool), np.ones(len(loops), bool)]),
             fixed_ids=np.array(self.fixed, np.int64),
         )
-        return GraphSnapshot(graph, n)
+        return GraphSnapshot(graph, n, self.preconditioner_cache)
 
     def apply(self, snapshot: GraphSnapshot, T_map_node: FloatArray) -> None:
         """Write optimised poses of ``snapshot``'s nodes; nodes appended since are re-chained
@@ -170,7 +173,7 @@ def solve_snapshot(snapshot: GraphSnapshot, config: PGOConfig) -> tuple[PoseGrap
     if not snapshot.graph.is_loop.any():
         return None, None
     options = replace(default_options(precision=config.precision), max_iterations=config.max_iterations)
-    result = optimize_pose_graph(snapshot.graph, options, solver=config.solver)
+    result = optimize_pose_graph(snapshot.graph, options, solver=config.solver, cache=snapshot.cache)
     return result, result.summary
 
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -48,13 +48,13 @@ from mp_slam_ros.geometry import lie
 from mp_slam_ros.solvers import pgo_kernels as kernels
 from mp_slam_ros.precision import ProblemKind, round_to
 from mp_slam_ros.solvers.linear.base import LinearSolver
-from mp_slam_ros.solvers.linear.cgnr import CGNRSolver
+from mp_slam_ros.solvers.linear.cgnr import CGNRSolver, Preconditioner, PreconditionerFactory
 from mp_slam_ros.solvers.linear.cholesky import SparseCholeskySolver
 from mp_slam_ros.solvers.linear.fallback import FallbackLadder
 from mp_slam_ros.solvers.linear.inexact_newton import InexactNewton
 from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory
 from mp_slam_ros.solvers.lm import IterationCallback, Linearization, solve
-from mp_slam_ros.solvers.summary import LinearSolverOptions, SolverOptions, Summary
+from mp_slam_ros.solvers.summary import LinearSolverChange, LinearSolverOptions, SolverOptions, Summary
 
 
 #: Drop tolerance of the default (thresholded) incomplete Cholesky of ``cgnr_ic``.
@@ -194,6 +194,19 @@ class PoseGraphProblem:
         return self._rounded[key]
 
 
+def _record_cache_use(cache: PreconditionerCache, reuses_before: int, problem: PoseGraphProblem,
+                      summary: Summary) -> None:
+    """List a kept preconditioner first among the summary's linear-solver changes; drop it from
+    ``cache`` when the fallback ladder had to step in."""
+    if summary.linear_solver_changes:
+        cache.invalidate()  # it stopped working (or the ladder chose the direct solver)
+    if cache.reuses > reuses_before:
+        kept = cache.kept_columns
+        summary.linear_solver_changes.insert(0, LinearSolverChange(
+            0, "kept", f"the preconditioner choice and ordering of {kept} unknowns kept from an earlier "
+                       f"solve, {problem.num_parameters - kept} appended unknowns ordered last"))
+
+
 def _half_squared_norm(residual: np.ndarray) -> float:
     r = residual.astype(np.float64, copy=False)
     return 0.5 * float(r @ r)
@@ -224,11 +237,67 @@ def default_options(**overrides: object) -> SolverOptions:
     return replace(options, **overrides)  # type: ignore[arg-type]
 
 
+@dataclass
+class PreconditionerCache:
+    """What the solves of a growing pose graph keep of ``cgnr_ic``'s static preconditioner.
+
+    Hand the same cache to every :func:`optimize_pose_graph` call on a graph that only grows at
+    the end, as a loop-closure back end's does: nodes appended, loop edges added or dropped,
+    the same fixed nodes. The first solve checks the preconditioner (direct or iterative, see
+    :mod:`~mp_slam_ros.solvers.linear.fallback`) and orders it (AMD on pose blocks); the next
+    ones keep that choice and that ordering, with the appended unknowns ordered after it, and
+    only refactor the incomplete Cholesky of the grown graph's reference Jacobian. Measured on a
+    household graph, a warm-started solve after each new loop (CPU time, p50): 5,000 poses
+    125-133 -> 104-106 ms, 1,000 poses 25.7 -> 21.7 ms, with the same CG iterations. (Keeping the
+    factor itself and preconditioning the appended nodes apart cost 4-5x the CG iterations and
+    was slower.) The ordering is computed again once the unknowns grew by more than
+    ``max_growth`` (relative), when the fixed nodes or the pose dimension changed, and after a
+    solve in which the fallback ladder had to step in. One solve at a time (not thread-safe).
+    ``builds``/``reuses`` count what happened; ``kept_columns``: the unknowns whose ordering the
+    latest solve kept (0: it computed a new one).
+    """
+
+    max_growth: float = 0.25
+    builds: int = 0
+    reuses: int = 0
+    kept_columns: int = 0
+    _perm: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    _key: tuple[int, bytes] | None = field(default=None, repr=False)
+
+    def factory(self, problem: PoseGraphProblem, base: IncompleteCholeskyFactory) -> tuple[PreconditionerFactory, int]:
+        """The preconditioner factory for ``problem`` (``base``: its factory, with the reference
+        Jacobian) and the number of unknowns whose ordering it keeps (0: a new build, whose
+        ordering is kept for the next solves)."""
+        key = (problem.tangent_dim, np.flatnonzero(problem.fixed).tobytes())
+        kept, columns = self._perm.size, problem.num_parameters
+        self.kept_columns = 0
+        if self._key == key and 0 < kept <= columns <= (1.0 + self.max_growth) * kept:
+            ordered = replace(base, permutation=np.concatenate([self._perm, np.arange(kept, columns)]))
+
+            def reordered(J_s: sp.csr_matrix, damping: float, policy, backend) -> Preconditioner:  # noqa: ANN001
+                self.reuses += 1
+                self.kept_columns = kept
+                return ordered(J_s, damping, policy, backend)
+            return reordered, kept
+
+        def build(J_s: sp.csr_matrix, damping: float, policy, backend) -> Preconditioner:  # noqa: ANN001
+            built = base(J_s, damping, policy, backend)
+            self._perm, self._key = built.perm, key
+            self.builds += 1
+            return built
+        return build, 0
+
+    def invalidate(self) -> None:
+        """Forget the kept ordering and choice (the next solve checks and orders anew)."""
+        self._perm, self._key = np.zeros(0, np.int64), None
+
+
 def make_linear_solver(
     name: str,
     problem: PoseGraphProblem | None = None,
     preconditioner: IncompleteCholeskyFactory | None = None,
     options: LinearSolverOptions | None = None,
+    cache: PreconditionerCache | None = None,
 ) -> LinearSolver:
     """The linear solver called ``name`` (one of :data:`SOLVERS`) for ``problem``.
 
@@ -238,17 +307,24 @@ def make_linear_solver(
     and ordered by pose blocks (``block_size`` = the tangent dimension unless the factory sets
     one) when a problem is given, else from the first linearization; wrapped in
     :class:`InexactNewton` and in the :class:`FallbackLadder` configured by ``options``
-    (default: :func:`default_options`' ``linear``). ``cholesky``: the float64 sparse direct
-    reference.
+    (default: :func:`default_options`' ``linear``); with a ``cache`` (and a problem), the choice
+    of the iterative path and the ordering are kept across solves (:class:`PreconditionerCache`). ``cholesky``: the
+    float64 sparse direct reference.
     """
     if name == "cgnr_ic":
         factory = preconditioner or IncompleteCholeskyFactory(drop_tolerance=DEFAULT_DROP_TOLERANCE)
+        cgnr_factory: PreconditionerFactory = factory
+        kept_columns = 0
         if problem is not None:
             block_size = factory.block_size if factory.block_size > 1 else problem.tangent_dim
             factory = replace(factory, reference_jacobian=problem.reference_jacobian(), block_size=block_size)
-        cgnr = CGNRSolver(factory, static_preconditioner=True, name="cgnr_ic")
+            cgnr_factory = factory
+            if cache is not None:
+                cgnr_factory, kept_columns = cache.factory(problem, factory)
+        cgnr = CGNRSolver(cgnr_factory, static_preconditioner=True, name="cgnr_ic")
         ladder_options = options or default_options().linear
-        return FallbackLadder(InexactNewton(cgnr), cgnr, factory, SparseCholeskySolver(), ladder_options)
+        return FallbackLadder(InexactNewton(cgnr), cgnr, factory, SparseCholeskySolver(), ladder_options,
+                              iterative_chosen=kept_columns > 0)
     if name == "cholesky":
         return SparseCholeskySolver()
     raise ConfigError("solver", name, f"must be one of {', '.join(SOLVERS)}")
@@ -271,6 +347,7 @@ def optimize_pose_graph(
     callback: IterationCallback | None = None,
     fixed_ids: np.ndarray | None = None,
     preconditioner: IncompleteCholeskyFactory | None = None,
+    cache: PreconditionerCache | None = None,
 ) -> PoseGraphResult:
     """Optimize the poses of ``graph`` with LM; return a new graph (the input is not modified).
 
@@ -280,7 +357,9 @@ def optimize_pose_graph(
     reference); ``callback``: called with each iteration record, return ``False`` to stop;
     ``fixed_ids``: nodes held constant (default: the graph's fixed ids, else its first node);
     ``preconditioner``: the incomplete-Cholesky options of ``cgnr_ic`` (e.g.
-    ``IncompleteCholeskyFactory(drop_tolerance=0.0)`` for IC(0)).
+    ``IncompleteCholeskyFactory(drop_tolerance=0.0)`` for IC(0)); ``cache``: keep ``cgnr_ic``'s
+    preconditioner choice and ordering across the solves of a growing graph
+    (:class:`PreconditionerCache`; a reuse is listed first in the summary's ``linear_solver_changes``).
     chi2 values are ``sum e^T Omega e`` evaluated in float64 whatever the precision.
     Raises :class:`~mp_slam_ros.errors.ProblemError` for an invalid graph and
     :class:`~mp_slam_ros.errors.ConfigError` for invalid options.
@@ -288,10 +367,13 @@ def optimize_pose_graph(
     options = options or default_options()
     started = time.perf_counter()
     problem = PoseGraphProblem(graph, fixed_ids)
-    linear_solver = make_linear_solver(solver, problem, preconditioner, options.linear)
+    reuses = cache.reuses if cache is not None else 0
+    linear_solver = make_linear_solver(solver, problem, preconditioner, options.linear, cache)
     setup_s = time.perf_counter() - started
     initial_chi2 = problem.chi2(problem.initial_state())
     result = solve(problem, linear_solver, options, callback)
+    if cache is not None:
+        _record_cache_use(cache, reuses, problem, result.summary)
     result.summary.timings.setup_s = setup_s
     result.summary.timings.total_s += setup_s
     return PoseGraphResult(

@@ -130,3 +130,12 @@ def test_cuda_triangular_solves_match_the_cpu() -> None:
     expected = cpu.apply(rhs, np.dtype(np.float32))
     got = cupy.asnumpy(gpu.apply(cupy.asarray(rhs), np.dtype(np.float32)))
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_given_permutation_is_factored_in_and_must_fit() -> None:
+    J = _pose_graph_system()
+    reversed_order = np.arange(J.shape[1])[::-1].copy()
+    preconditioner = IncompleteCholeskyFactory(permutation=reversed_order)(J, 0.0, _FP64, Backend.CPU)
+    assert np.array_equal(preconditioner.perm, reversed_order)
+    with pytest.raises(ValueError, match="permutation of 6 unknowns"):
+        IncompleteCholeskyFactory(permutation=np.arange(6))(J, 0.0, _FP64, Backend.CPU)

@@ -1,12 +1,18 @@
-"""IncrementalPoseGraph: chained estimates, snapshot solves, re-chaining of nodes added meanwhile."""
+"""IncrementalPoseGraph: chained estimates, snapshot solves, re-chaining of nodes added meanwhile,
+the preconditioner choice and ordering kept across the solves of a growing graph."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
 
 from mp_slam_ros.backend.incremental_pgo import IncrementalPoseGraph, Loop, PGOConfig, solve_snapshot
 from mp_slam_ros.geometry.lie import se3_exp, se3_inverse
 from mp_slam_ros.precision import Precision
+from mp_slam_ros.sim.pose_graphs import household_graph
+from mp_slam_ros.solvers.pgo import PoseGraphResult
 
 
 def test_loop_solve_and_rechain() -> None:
@@ -39,3 +45,61 @@ def test_no_loops_no_solve() -> None:
     graph.add_node(np.eye(4))
     graph.add_node(None, 0, np.eye(4), np.eye(6))
     assert solve_snapshot(graph.snapshot(), PGOConfig()) == (None, None)
+
+
+def _growing_household(num_poses: int, first: int) -> tuple[IncrementalPoseGraph, list[Loop], list[tuple]]:
+    """A household graph's first ``first`` poses in an IncrementalPoseGraph, the rest to append."""
+    graph = household_graph(num_poses, dim=3, seed=3).graph
+    odometry = np.flatnonzero(~graph.is_loop)
+    odometry = odometry[np.argsort(graph.edge_to[odometry])]
+    loops = [Loop(int(graph.edge_from[e]), int(graph.edge_to[e]), graph.T_from_to[e], graph.information[e])
+             for e in np.flatnonzero(graph.is_loop)]
+    pgo = IncrementalPoseGraph()
+    pgo.add_node(graph.T_world_node[0])
+    edges = [(int(graph.edge_from[e]), graph.T_from_to[e], graph.information[e]) for e in odometry]
+    for a, T, information in edges[: first - 1]:
+        pgo.add_node(None, a, T, information)
+    return pgo, loops, edges[first - 1:]
+
+
+def _solve(pgo: IncrementalPoseGraph, loops: list[Loop], config: PGOConfig, cache: bool = True) -> PoseGraphResult:
+    pgo.set_loops([loop for loop in loops if max(loop.match, loop.query) < pgo.num_nodes])
+    snapshot = pgo.snapshot()
+    if not cache:
+        snapshot = replace(snapshot, cache=None)
+    result, _ = solve_snapshot(snapshot, config)
+    assert result is not None
+    return result
+
+
+def test_a_growing_graph_keeps_its_preconditioner_ordering_and_reaches_the_same_optimum() -> None:
+    pgo, loops, rest = _growing_household(500, 400)
+    config = PGOConfig(precision=Precision.MIXED)
+    first = _solve(pgo, loops, config)
+    cache = pgo.preconditioner_cache
+    assert (cache.builds, cache.reuses) == (1, 0)
+    assert first.summary.linear_solver_changes == []
+    pgo.apply(pgo.snapshot(), first.graph.T_world_node)
+    for a, T, information in rest[:40]:  # 10% more poses, with their loops
+        pgo.add_node(None, a, T, information)
+    kept = _solve(pgo, loops, config)
+    fresh = _solve(pgo, loops, config, cache=False)
+    assert (cache.builds, cache.reuses) == (1, 1) and cache.kept_columns == 6 * 399
+    change = kept.summary.linear_solver_changes[0]
+    assert change.action == "kept" and "2394 unknowns" in change.reason and "240 appended" in change.reason
+    assert kept.summary.converged and fresh.summary.converged
+    assert kept.final_chi2 == pytest.approx(fresh.final_chi2, rel=1e-6)
+
+
+def test_the_ordering_is_recomputed_after_enough_growth_or_other_fixed_nodes() -> None:
+    pgo, loops, rest = _growing_household(500, 300)
+    config = PGOConfig(precision=Precision.FP64)
+    _solve(pgo, loops, config)
+    for a, T, information in rest[:100]:  # a third more poses: beyond max_growth (a quarter)
+        pgo.add_node(None, a, T, information)
+    _solve(pgo, loops, config)
+    cache = pgo.preconditioner_cache
+    assert (cache.builds, cache.reuses) == (2, 0)
+    pgo.fixed = [0, 1]
+    _solve(pgo, loops, config)
+    assert (cache.builds, cache.reuses) == (3, 0)

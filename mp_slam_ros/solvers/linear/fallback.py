@@ -60,6 +60,8 @@ class FallbackLadder:
     ``iterative`` is the solver called for each step (e.g. an inexact-Newton wrapper around
     ``cgnr``); ``cgnr`` is the CGNR solver whose preconditioner the ``refresh``/``tighten``
     rungs rebuild from ``factory``; ``direct`` takes over on the last rung.
+    ``iterative_chosen``: skip the direct-or-preconditioner check (the caller knows the
+    preconditioner works, e.g. one kept from an earlier solve of the same growing problem).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class FallbackLadder:
         factory: IncompleteCholeskyFactory,
         direct: LinearSolver,
         options: LinearSolverOptions,
+        iterative_chosen: bool = False,
     ) -> None:
         self.name = iterative.name
         self.iterative = iterative
@@ -82,8 +85,8 @@ class FallbackLadder:
         self._pattern: NormalPattern | None = None  # built by the check, handed to the direct solver
         self._pending: list[tuple[str, str]] = []
         self._backend = Backend.CPU
-        self._chosen = False
-        if factory.reference_jacobian is not None:  # choose now: callers can know before linearizing
+        self._chosen = iterative_chosen  # e.g. a preconditioner kept from an earlier solve
+        if factory.reference_jacobian is not None and not iterative_chosen:  # choose now, before linearizing
             reference = factory.reference_jacobian
             self._choose(ScaledSystem.from_linearization(reference, np.zeros(reference.shape[0])).jacobian_scaled)
 

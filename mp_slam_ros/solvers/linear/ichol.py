@@ -287,7 +287,9 @@ class IncompleteCholeskyFactory:
     contiguous (the quotient graph has ``block_size^2`` times fewer entries: ~4x cheaper to
     order, same fill); ``initial_shift``/``max_shifts``: the breakdown retries;
     ``reference_jacobian``: factor the normal matrix of this Jacobian (column-scaled to unit
-    norm) instead of the first system's (see :mod:`mp_slam_ros.solvers.pgo`).
+    norm) instead of the first system's (see :mod:`mp_slam_ros.solvers.pgo`); ``permutation``:
+    a symmetric permutation to factor in instead of computing ``ordering`` (e.g. one kept from an
+    earlier build of a growing problem).
     """
 
     drop_tolerance: float = 0.0
@@ -296,6 +298,7 @@ class IncompleteCholeskyFactory:
     initial_shift: float = 1e-3
     max_shifts: int = 8
     reference_jacobian: sp.spmatrix | None = field(default=None, repr=False, compare=False)
+    permutation: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.drop_tolerance < 1.0:
@@ -320,7 +323,10 @@ class IncompleteCholeskyFactory:
         normal = sp.csr_matrix(J.T @ J)
         if damping != 0.0:  # (a static preconditioner is built undamped: skip a full pass)
             normal = normal + float(damping) * sp.eye(J.shape[1], format="csr")
-        preconditioner = IncompleteCholesky(normal, _ordering(normal, self), self, backend)
+        perm = self.permutation if self.permutation is not None else _ordering(normal, self)
+        if perm.shape != (normal.shape[0],):
+            raise ValueError(f"permutation of {perm.size} unknowns for a matrix of {normal.shape[0]}")
+        preconditioner = IncompleteCholesky(normal, perm, self, backend)
         preconditioner.factor(policy.preconditioner)
         return preconditioner
 
