@@ -1,16 +1,20 @@
 """Loop-closure benchmark: accuracy on generated household sequences, false loops in twin-room
 houses, place-recognition precision/recall, and latency (place query, incremental PGO).
 
-Answers first: per sequence the VO runs once (synchronous BA), its keyframes go through the loop
-closure in ``mixed`` and in ``fp64`` (cholesky); ATE (evo, SE(3) alignment) of the VO alone and of
-both corrected trajectories against the generator's ground truth, and ``mixed`` vs ``fp64``.
+Answers first: per sequence (RGB-D and a 0.1 m stereo pair in one bag) and VO mode (``--modes``,
+``vo.mode``) the VO runs once (synchronous BA), its keyframes go through the loop closure in
+``mixed`` and in ``fp64`` (cholesky); ATE (evo, SE(3) alignment) of the VO alone and of both
+corrected trajectories against the generator's ground truth, and ``mixed`` vs ``fp64``; the open
+tail after the last loop (what no loop can correct: the VO's drift over it from the true pose).
 Loops are judged with the ground truth: a loop is correct when its measured relative pose is
 within 0.2 m / 5 deg of the true one; a true revisit is a keyframe with an older one (by
 ``loop.min_age_s``) within 0.5 m and 30 deg. Twin-room houses count accepted wrong loops.
 Then timings: place query p95 at 1,000 keyframes, incremental PGO p95 at 1,000 and 5,000.
 
     PYTHONPATH=. .venv/bin/python bench/bench_loop_closure.py [--seeds 1 2 3 4 5] [--twin-seeds ...]
-        [--duration 180] [--image-scale 0.5] [--cache DIR] [--out results/loop_closure]
+        [--modes rgbd stereo] [--duration 180] [--image-scale 0.5] [--cache DIR] [--out results/loop_closure]
+
+Writes ``OUT/bench_loop_closure.json`` after every run (per-mode summary included).
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from mp_slam_ros.cli.slam import SlamConfig, SlamRun, run_slam
 from mp_slam_ros.config import with_updates
 from mp_slam_ros.eval.metrics import evaluate
 from mp_slam_ros.geometry.lie import se3_inverse, se3_log
-from mp_slam_ros.io.tum import read_tum
+from mp_slam_ros.io.tum import TumTrajectory, read_tum
 from mp_slam_ros.pipelines.loop_closure import LoopClosure
+from mp_slam_ros.pipelines.vo_config import SensorMode
 from mp_slam_ros.precision import Precision
 from mp_slam_ros.sim.config import SequenceConfig
 from mp_slam_ros.sim.pose_graphs import household_graph
@@ -39,15 +44,17 @@ from mp_slam_ros.sim.sequence import generate_sequence
 
 REVISIT_M, REVISIT_DEG = 0.5, 30.0
 CORRECT_M, CORRECT_DEG = 0.2, 5.0
+STEREO_BASELINE_M = 0.1  # as bench/bench_vo.py
 
 
 def sequence(cache: Path, seed: int, duration_s: float, image_scale: float, twin: bool) -> Path:
-    """The generated sequence directory (reused from ``cache`` when present)."""
-    out = cache / f"{'twin' if twin else 'house'}-s{seed}-{duration_s:g}s"
-    if not (out / "bag").is_dir():
+    """The generated sequence directory (reused from ``cache`` when present): RGB-D and a
+    ``STEREO_BASELINE_M`` stereo pair in one bag, so both VO modes see the same motion."""
+    out = cache / f"{'twin' if twin else 'house'}-s{seed}-{duration_s:g}s-x{image_scale:g}-stereo"
+    if not (out / "groundtruth.tum").exists():
         base = SequenceConfig()
-        cfg = replace(base, seed=seed, duration_s=duration_s, camera=replace(base.camera, image_scale=image_scale),
-                      house=replace(base.house, twin_rooms=twin))
+        camera = replace(base.camera, image_scale=image_scale, stereo_baseline_m=STEREO_BASELINE_M)
+        cfg = replace(base, seed=seed, duration_s=duration_s, camera=camera, house=replace(base.house, twin_rooms=twin))
         generate_sequence(cfg, out)
     return out
 
@@ -94,6 +101,28 @@ def judge_loops(loop_closure: LoopClosure, T_world_cam: np.ndarray, min_age_s: f
     }
 
 
+def open_tail(run: SlamRun, T_world_cam: np.ndarray, gt: TumTrajectory) -> dict[str, object] | None:
+    """What no loop can correct: the stretch after the last keyframe with an accepted loop.
+    ``tail_s`` its length; ``vo_tail_drift_m`` the odometry alone over it, started at the true
+    pose of that keyframe (position error at the last keyframe); ``ate_until_last_loop`` the ATE
+    of the corrected frames up to that keyframe (None without loops)."""
+    snapshot = run.loop_closure.graph.snapshot().graph
+    if not snapshot.is_loop.any():
+        return None
+    last = int(snapshot.edge_to[snapshot.is_loop].max())
+    _, stamps_ns, _ = run.loop_closure.poses()
+    T_odom_cam = np.array([k.T_odom_cam for k in run.loop_closure.store.keyframes])
+    T_chained = T_world_cam[last] @ se3_inverse(T_odom_cam[last]) @ T_odom_cam[-1]
+    corrected = run.trajectory_map()
+    until = corrected.timestamps_s <= stamps_ns[last] * 1e-9
+    ate = None
+    if until.sum() >= 3:
+        subset = TumTrajectory(corrected.timestamps_s[until], corrected.positions_m[until], corrected.quats_xyzw[until])
+        ate = asdict(evaluate(gt, subset, "until last loop").ate_m)
+    return {"tail_s": float((stamps_ns[-1] - stamps_ns[last]) * 1e-9),
+            "vo_tail_drift_m": float(np.linalg.norm(T_chained[:3, 3] - T_world_cam[-1][:3, 3])), "ate_until_last_loop": ate}
+
+
 def replay(run: SlamRun, config: SlamConfig, precision: str, solver: str) -> LoopClosure:
     """The run's keyframes through a loop closure with another PGO precision/solver."""
     lc_config = with_updates(config.loop_closure, {"pgo.precision": precision, "pgo.solver": solver})
@@ -103,6 +132,12 @@ def replay(run: SlamRun, config: SlamConfig, precision: str, solver: str) -> Loo
     return loop_closure
 
 
+def offline_config(mode: str) -> SlamConfig:
+    """Default options in VO mode ``mode`` with the offline run's synchronous BA and PGO (as
+    ``mp-slam slam``: deterministic, every keyframe's window solved before the next frame)."""
+    return with_updates(SlamConfig(), {"vo.mode": mode, "vo.ba.synchronous": True, "loop_closure.pgo.synchronous": True})
+
+
 def accuracy(seq: Path, config: SlamConfig) -> tuple[dict[str, object], list]:
     """VO alone vs loop closure (mixed, fp64) on one sequence; loops judged by the ground truth.
     Returns the row and the run's keyframes."""
@@ -110,10 +145,12 @@ def accuracy(seq: Path, config: SlamConfig) -> tuple[dict[str, object], list]:
     run = run_slam(seq / "bag", config)
     gt = read_tum(seq / "groundtruth.tum")
     fp64 = replay(run, config, "fp64", "cholesky")
-    out: dict[str, object] = {"sequence": seq.name, "frames": len(run.vo.statuses), "keyframes": len(run.keyframes)}
+    out: dict[str, object] = {"sequence": seq.name, "mode": run.vo.mode, "frames": len(run.vo.statuses), "keyframes": len(run.keyframes)}
     for name, trajectory in (("vo", run.vo.trajectory()), ("mixed", run.trajectory_map()), ("fp64", run.trajectory_map(fp64))):
         out[f"ate_{name}"] = asdict(evaluate(gt, trajectory, name).ate_m)
-    out["loops"] = judge_loops(run.loop_closure, keyframe_truth(run, seq / "groundtruth.tum"), config.loop_closure.loop.min_age_s)
+    T_world_cam = keyframe_truth(run, seq / "groundtruth.tum")
+    out["loops"] = judge_loops(run.loop_closure, T_world_cam, config.loop_closure.loop.min_age_s)
+    out["open_tail"] = open_tail(run, T_world_cam, gt)
     pgo_ms = [1e3 * s.timings.total_s for s in run.loop_closure.solve_summaries]
     out["pgo_ms"] = {"p50": float(np.percentile(pgo_ms, 50)), "p95": float(np.percentile(pgo_ms, 95))} if pgo_ms else None
     out["converged"] = all(s.converged for s in run.loop_closure.solve_summaries)
@@ -174,10 +211,35 @@ def pgo_latency(num_poses: int, precision: str, solves: int = 12) -> dict[str, o
             "p95_ms": float(np.percentile(times, 95)), "iterations_p50": float(np.median(iterations)), "converged": bool(converged)}
 
 
+def summarize(rows: list[dict[str, object]]) -> dict[str, dict[str, object]]:
+    """Per VO mode over all sequences: worst ATE RMSE with loop closure and worst ratio to the
+    VO alone, worst ``mixed`` / ``fp64``, wrong loops, recall of true revisits."""
+    def rmse(row: dict[str, object], name: str) -> float:
+        return float(row[f"ate_{name}"]["rmse"])  # type: ignore[index]
+
+    out: dict[str, dict[str, object]] = {}
+    for mode in sorted({str(r["mode"]) for r in rows}):
+        group = [r for r in rows if r["mode"] == mode]
+        revisits = sum(int(r["loops"]["true_revisits"]) for r in group)  # type: ignore[index]
+        closed = sum(int(r["loops"]["revisits_closed"]) for r in group)  # type: ignore[index]
+        out[mode] = {
+            "sequences": len(group),
+            "ate_mixed_max_m": max(rmse(r, "mixed") for r in group),
+            "ate_ratio_to_vo_max": max(rmse(r, "mixed") / rmse(r, "vo") for r in group),
+            "mixed_over_fp64_max": max(rmse(r, "mixed") / rmse(r, "fp64") for r in group),
+            "wrong_loops": sum(int(r["loops"]["wrong"]) for r in group),  # type: ignore[index]
+            "accepted_loops": sum(int(r["loops"]["accepted"]) for r in group),  # type: ignore[index]
+            "recall": closed / revisits if revisits else None, "revisits": revisits, "revisits_closed": closed,
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3, 4, 5])
     parser.add_argument("--twin-seeds", type=int, nargs="*", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--modes", nargs="+", choices=[m.value for m in SensorMode], default=["rgbd", "stereo"],
+                        help="VO modes (vo.mode), each run on the same sequences")
     parser.add_argument("--duration", type=float, default=180.0)
     parser.add_argument("--image-scale", type=float, default=0.5)
     parser.add_argument("--pgo-sizes", type=int, nargs="*", default=[1000, 5000])
@@ -186,24 +248,30 @@ def main() -> None:
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    config = SlamConfig()
-    report: dict[str, object] = {"args": {k: str(v) for k, v in vars(args).items()}, "houses": [], "twins": []}
+    report: dict[str, object] = {"args": {k: str(v) for k, v in vars(args).items()}, "load_average": [os.getloadavg()[0]],
+                                 "houses": [], "twins": []}
     keyframes: list = []
+    out = args.out / "bench_loop_closure.json"
     for twin, seeds in ((False, args.seeds), (True, args.twin_seeds)):
         for seed in seeds:
             seq = sequence(args.cache, seed, args.duration, args.image_scale, twin)
-            result, run_keyframes = accuracy(seq, config)
-            keyframes = keyframes or run_keyframes
-            report["twins" if twin else "houses"].append(result)  # type: ignore[union-attr]
-            print(json.dumps(result), flush=True)
+            for mode in args.modes:
+                result, run_keyframes = accuracy(seq, offline_config(mode))
+                keyframes = keyframes or run_keyframes
+                report["twins" if twin else "houses"].append(result)  # type: ignore[union-attr]
+                report["load_average"].append(os.getloadavg()[0])  # type: ignore[union-attr]
+                report["summary"] = {k: summarize(report[k]) for k in ("houses", "twins") if report[k]}  # type: ignore[arg-type]
+                out.write_text(json.dumps(report, indent=1))  # after every run: a partial run is kept
+                print(json.dumps(result), flush=True)
+    print(json.dumps(report.get("summary")), flush=True)
     if keyframes:
-        report["place_query"] = place_query_latency(keyframes, config)
+        report["place_query"] = place_query_latency(keyframes, offline_config(args.modes[0]))
         print(json.dumps(report["place_query"]), flush=True)
     report["pgo"] = [pgo_latency(n, p) for n in args.pgo_sizes for p in ("mixed", "fp64")]
     for row in report["pgo"]:  # type: ignore[union-attr]
         print(json.dumps(row), flush=True)
-    (args.out / "bench_loop_closure.json").write_text(json.dumps(report, indent=1))
-    print(f"wrote {args.out / 'bench_loop_closure.json'}")
+    out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
