@@ -42,7 +42,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from pgo_hard_suite import run_hard_suite  # noqa: E402
+from pgo_hard_suite import hard_cases, public_cases, run_hard_suite  # noqa: E402
 
 from mp_slam_ros.backend.pose_graph import PoseGraph  # noqa: E402
 from mp_slam_ros.geometry import lie  # noqa: E402
@@ -286,16 +286,21 @@ def main() -> None:
     parser.add_argument("--fp16-max-poses", type=int, default=10000, help="skip naive fp16 above this size")
     parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
                         help="run only the problems named so, e.g. sphere3d-2500 household3d-10000")
-    parser.add_argument("--suite", choices=("default", "hard"), default="default",
-                        help="default: the scaling suite; hard: the hard cases of issue 9 (pgo_hard_suite.py)")
-    parser.add_argument("--out", type=Path, default=None, help="results/pgo (hard suite: results/pgo_hard)")
+    parser.add_argument("--suite", choices=("default", "hard", "public"), default="default",
+                        help="default: the scaling suite; hard: the hard cases of issue 9 (pgo_hard_suite.py); "
+                        "public: the public graphs GTSAM's wheel ships (w10000, w20000, sphere2500, ...)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results/pgo (hard suite: results/pgo_hard, public: results/pgo_public)")
     args = parser.parse_args()
     warm_up()
-    if args.suite == "hard":
+    if args.suite != "default":
         if args.files:
-            parser.error("the hard suite takes no files")
-        run_hard_suite(args.quick, args.repeats, args.only, args.out or Path("results/pgo_hard"), ours, gtsam_solve,
-                       gtsam_factor_graph)
+            parser.error(f"the {args.suite} suite takes no files")
+        cases = hard_cases(args.quick) if args.suite == "hard" else public_cases()
+        if not cases:
+            parser.error("no public graphs found (they come with the gtsam package)")
+        run_hard_suite(cases, args.repeats, args.only, args.out or Path(f"results/pgo_{args.suite}"), ours,
+                       gtsam_solve, gtsam_factor_graph)
         return
     args.out = args.out or Path("results/pgo")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ import numpy as np
 
 from mp_slam_ros.backend.pose_graph import PoseGraph
 from mp_slam_ros.errors import FileFormatError
-from mp_slam_ros.io.g2o import format_g2o, read_g2o
+from mp_slam_ros.io.g2o import format_g2o, read_g2o, read_g2o_with_report
 from mp_slam_ros.sim.pose_graphs import SyntheticPoseGraph, city_graph, garage_graph, tiny_graph
 from mp_slam_ros.solvers.pgo import PoseGraphProblem
 
@@ -59,6 +59,54 @@ class HardCase:
     make: Callable[[], SyntheticPoseGraph]
     edges_only: bool
     what: str
+
+    def load(self, directory: Path) -> tuple[PoseGraph, str]:
+        """The graph as the suite solves it and how it was loaded (:func:`load_case`)."""
+        return load_case(self, directory)
+
+
+@dataclass(frozen=True)
+class PublicCase:
+    """A public pose-graph file, read as it is (``bench_pgo.py --suite public``)."""
+
+    name: str
+    path: Path
+    what: str
+
+    def load(self, directory: Path) -> tuple[PoseGraph, str]:
+        """The graph as read, and what the reader did beyond the letter of the format."""
+        graph, report = read_g2o_with_report(self.path)
+        notes = [f"skipped {', '.join(f'{tag} x {n}' for tag, n in sorted(report.skipped.items()))}"] if report.skipped else []
+        if report.edge2_information_order:
+            notes.append(f"EDGE2 information in {report.edge2_information_order.split()[0]} order")
+        if not report.has_vertices:
+            notes.append("poses composed from the edges")
+        return graph, "g2o reader" + (f" ({'; '.join(notes)})" if notes else "")
+
+
+#: The public graphs that GTSAM's wheel ships in ``gtsam/Data`` (``w10000``: Olson's 10,000-pose
+#: Manhattan world, TORO information order; ``w20000``: edges only; ``sphere2500``: iSAM's
+#: sphere, EDGE3 lines only), name -> (file, what).
+PUBLIC_GRAPHS = {
+    "w10000": ("w10000.graph", "Olson's Manhattan world, 10,000 poses, TORO format"),
+    "w20000": ("w20000.txt", "Olson's 20,000-pose world, edges only (odometry start)"),
+    "sphere2500": ("sphere2500.txt", "iSAM's sphere, 2,500 poses, EDGE3 only (odometry start)"),
+    "w100_30": ("w100_30.g2o", "30 poses of Olson's world"),
+    "pose3example-grid": ("pose3example-grid.txt", "GTSAM's 3-D grid example, 27 poses"),
+}
+
+
+def public_cases(data_directory: Path | None = None) -> list[PublicCase]:
+    """The :data:`PUBLIC_GRAPHS` found in ``data_directory`` (default: the installed GTSAM's
+    ``Data`` folder; none without GTSAM)."""
+    if data_directory is None:
+        try:
+            import gtsam  # noqa: PLC0415
+        except ImportError:
+            return []
+        data_directory = Path(gtsam.__file__).parent / "Data"
+    return [PublicCase(name, data_directory / file, what) for name, (file, what) in PUBLIC_GRAPHS.items()
+            if (data_directory / file).is_file()]
 
 
 def hard_cases(quick: bool) -> list[HardCase]:
@@ -176,18 +224,19 @@ def verdict_lines(rows: list[dict], failed_loads: dict[str, str]) -> list[str]:
             + "".join(f"; {r['problem']} {r['solver']} {r['mode']} x{r['chi2_ratio_to_gtsam']:.4f}" for r in false)]
 
 
-def run_hard_suite(quick: bool, repeats: int, only: list[str] | None, out: Path, solve_ours: Callable,
-                   solve_gtsam: Callable, gtsam_graph: Callable) -> None:
-    """Run the suite, print one line per row and the verdict, write ``hard.json`` and ``summary.md``."""
+def run_hard_suite(cases: list[HardCase] | list[PublicCase], repeats: int, only: list[str] | None, out: Path,
+                   solve_ours: Callable, solve_gtsam: Callable, gtsam_graph: Callable) -> None:
+    """Run ``cases`` (:func:`hard_cases` or :func:`public_cases`), print one line per row and the
+    verdict, write ``hard.json`` and ``summary.md``."""
     rows: list[dict] = []
     failed_loads: dict[str, str] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as directory:
-        for case in hard_cases(quick):
+        for case in cases:
             if only is not None and case.name not in only:
                 continue
             try:
-                graph, loaded = load_case(case, Path(directory))
+                graph, loaded = case.load(Path(directory))
             except FileFormatError as error:
                 failed_loads[case.name] = str(error)
                 print(f"{case.name:26s} NOT LOADED: {error}", flush=True)
@@ -200,8 +249,8 @@ def run_hard_suite(quick: bool, repeats: int, only: list[str] | None, out: Path,
                 print(_line(row), flush=True)
     verdict = verdict_lines(rows, failed_loads)
     print("\n".join(verdict), flush=True)
-    meta = dict(machine=platform.processor() or platform.machine(), python=platform.python_version(), quick=quick,
-                repeats=repeats, seconds=time.perf_counter() - started, chi2_tolerance=CHI2_TOLERANCE)
+    meta = dict(machine=platform.processor() or platform.machine(), python=platform.python_version(),
+                cases=[case.name for case in cases], repeats=repeats, seconds=time.perf_counter() - started, chi2_tolerance=CHI2_TOLERANCE)
     out.mkdir(parents=True, exist_ok=True)
     (out / "hard.json").write_text(json.dumps(dict(meta=meta, rows=rows, failed_loads=failed_loads, verdict=verdict),
                                               default=str))

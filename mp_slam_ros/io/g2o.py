@@ -12,6 +12,12 @@ Supported lines (one element per line, whitespace separated, ``#`` starts a comm
 ``FIX id [id ...]``                                   nodes held fixed (the first is the anchor)
 ===============  ==========================================================================
 
+and the older TORO tags of the classic public data sets (Olson's ``w10000``/``w20000``, iSAM's
+``sphere2500``): ``VERTEX2``/``EDGE2`` as ``VERTEX_SE2``/``EDGE_SE2`` but for the order of the
+information values (below), ``VERTEX3 id x y z roll pitch yaw`` and ``EDGE3 i j x y z roll pitch
+yaw I11 .. I66`` (rotation ``Rz(yaw) Ry(pitch) Rx(roll)``; information over ``x y z roll pitch
+yaw``, taken as translation then rotation vector, as GTSAM's ``load3D`` does).
+
 What peers (GTSAM's ``readG2o``, g2o) accept is accepted, and said in the
 :class:`G2oReadReport` that comes with the graph (:func:`read_g2o_with_report`):
 
@@ -27,6 +33,10 @@ What peers (GTSAM's ``readG2o``, g2o) accept is accepted, and said in the
   (:func:`~mp_slam_ros.backend.pose_graph.repair_information`); each repaired edge is reported.
   A matrix without a positive eigenvalue cannot be repaired and is an error. Nothing else is
   changed: the upper triangle read is the matrix (symmetric by construction).
+* **The information order of EDGE2 lines**, which the public files do not agree on: TORO's
+  ``I11 I12 I22 I33 I13 I23`` (``w10000``; GTSAM's ``readG2o`` rejects it) or g2o's ``I11 I12 I13
+  I22 I23 I33`` (``w20000``). A file's ``EDGE2`` lines are read in the order under which more of
+  their matrices are positive definite (TORO's on a tie), reported as ``edge2_information_order``.
 * **Other elements** (landmarks ``VERTEX_XY``/``EDGE_SE2_XY``, ``PARAMS_SE3OFFSET``, ...) are
   skipped and counted per tag, if the tag has the shape of a g2o tag (upper-case letters, digits,
   ``_`` and ``:``); a line starting with anything else is an error.
@@ -48,6 +58,7 @@ exact representation; its output loads in GTSAM's ``readG2o`` and in g2o.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -70,7 +81,13 @@ MAX_ID = 2**63 - 1
 _TAG_SHAPE = re.compile(r"[A-Z][A-Z0-9_:]*")
 
 _SE3_POSE_FIELDS = ("x", "y", "z", "qx", "qy", "qz", "qw")
+_SE3_RPY_FIELDS = ("x", "y", "z", "roll", "pitch", "yaw")
 _SE2_POSE_FIELDS = ("x", "y", "theta")
+#: TORO's order of a 2-D information matrix's entries (EDGE2 lines, see the module docstring).
+_TORO_2D_INFORMATION = ("I11", "I12", "I22", "I33", "I13", "I23")
+#: Where each g2o-order entry (I11 I12 I13 I22 I23 I33) is in a TORO-order line.
+_TORO_TO_G2O_2D = [0, 1, 4, 2, 5, 3]
+EDGE2_ORDERS = ("TORO (I11 I12 I22 I33 I13 I23)", "g2o (I11 I12 I13 I22 I23 I33)")
 
 
 def _information_fields(k: int) -> tuple[str, ...]:
@@ -83,6 +100,10 @@ _TAGS: dict[str, tuple[int, bool, tuple[str, ...]]] = {
     "EDGE_SE3:QUAT": (3, True, _SE3_POSE_FIELDS + _information_fields(6)),
     "VERTEX_SE2": (2, False, _SE2_POSE_FIELDS),
     "EDGE_SE2": (2, True, _SE2_POSE_FIELDS + _information_fields(3)),
+    "VERTEX2": (2, False, _SE2_POSE_FIELDS),
+    "EDGE2": (2, True, _SE2_POSE_FIELDS + _TORO_2D_INFORMATION),
+    "VERTEX3": (3, False, _SE3_RPY_FIELDS),
+    "EDGE3": (3, True, _SE3_RPY_FIELDS + _information_fields(6)),
 }
 _VERTEX_TAG = {3: "VERTEX_SE3:QUAT", 2: "VERTEX_SE2"}
 _EDGE_TAG = {3: "EDGE_SE3:QUAT", 2: "EDGE_SE2"}
@@ -111,13 +132,16 @@ class G2oReadReport:
 
     ``has_vertices``: False when the file had no vertex lines (poses from odometry);
     ``repaired_edges``: edges whose information was repaired (file order); ``skipped``: tag ->
-    number of skipped lines; ``relative_floor``: the eigenvalue floor used for repairs.
+    number of skipped lines; ``relative_floor``: the eigenvalue floor used for repairs;
+    ``edge2_information_order``: how ``EDGE2`` lines were read (one of :data:`EDGE2_ORDERS`;
+    None without them).
     """
 
     has_vertices: bool
     repaired_edges: tuple[RepairedEdge, ...] = ()
     skipped: dict[str, int] = field(default_factory=dict)
     relative_floor: float = INFORMATION_RELATIVE_FLOOR
+    edge2_information_order: str | None = None
 
     @property
     def worst_repair(self) -> RepairedEdge | None:
@@ -137,6 +161,7 @@ class G2oReadReport:
                 "worst": None if worst is None else worst.to_dict(),
             },
             "skipped_elements": dict(self.skipped),
+            "edge2_information_order": self.edge2_information_order,
         }
 
 
@@ -154,6 +179,7 @@ class _Parsed:
     edge_lines: list[int] = field(default_factory=list)
     fixed: list[tuple[int, int]] = field(default_factory=list)  # (id, line)
     skipped: dict[str, int] = field(default_factory=dict)  # tag -> count
+    edge2: list[int] = field(default_factory=list)  # indices of EDGE2 edges (information order open)
 
 
 def read_g2o(path: str | Path, strict: bool = False) -> PoseGraph:
@@ -206,9 +232,13 @@ def _parse_line(parsed: _Parsed, tokens: list[str], source: str, number: int, st
         parse_finite_float(token, name, source, number)
         for token, name in zip(tokens[1 + len(id_names) :], names)
     ]
-    if dim == 3:
+    if tag in ("VERTEX3", "EDGE3"):
+        values = [*values[:3], *_quaternion_from_rpy(*values[3:6]), *values[6:]]
+    elif dim == 3:
         _check_quaternion(values, source, number)
     if is_edge:
+        if tag == "EDGE2":
+            parsed.edge2.append(len(parsed.edge_ids))
         parsed.edge_ids.append((ids[0], ids[1]))
         parsed.edge_values.append(values)
         parsed.edge_lines.append(number)
@@ -227,6 +257,15 @@ def _parse_id(token: str, name: str, source: str, number: int) -> int:
     raise FileFormatError(source, number, f"field {name}={shown!r} is not an integer id")
 
 
+def _quaternion_from_rpy(roll: float, pitch: float, yaw: float) -> tuple[float, float, float, float]:
+    """``(qx, qy, qz, qw)`` of ``Rz(yaw) Ry(pitch) Rx(roll)``."""
+    cr, sr = math.cos(0.5 * roll), math.sin(0.5 * roll)
+    cp, sp = math.cos(0.5 * pitch), math.sin(0.5 * pitch)
+    cy, sy = math.cos(0.5 * yaw), math.sin(0.5 * yaw)
+    return (sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy,
+            cr * cp * sy - sr * sp * cy, cr * cp * cy + sr * sp * sy)
+
+
 def _check_quaternion(values: list[float], source: str, number: int) -> None:
     with np.errstate(over="ignore"):
         norm = float(np.linalg.norm(values[3:7]))
@@ -240,7 +279,8 @@ def _build_graph(parsed: _Parsed, source: str, strict: bool) -> tuple[PoseGraph,
     if parsed.dim is None:
         skipped = ", ".join(f"{tag} x {count}" for tag, count in sorted(parsed.skipped.items()))
         raise FileFormatError(
-            source, None, "no vertices or edges (VERTEX_SE3:QUAT, EDGE_SE3:QUAT, VERTEX_SE2, EDGE_SE2) found"
+            source, None, "no vertices or edges (VERTEX_SE3:QUAT, EDGE_SE3:QUAT, VERTEX_SE2, EDGE_SE2, "
+            "or TORO's VERTEX2, EDGE2, VERTEX3, EDGE3) found"
             + (f"; skipped {skipped}" if skipped else ""),
         )
     has_vertices = bool(parsed.vertex_ids)
@@ -250,6 +290,7 @@ def _build_graph(parsed: _Parsed, source: str, strict: bool) -> tuple[PoseGraph,
     k = 6 if parsed.dim == 3 else 3
     num_fields = len(_TAGS[_EDGE_TAG[parsed.dim]][2])
     edge_values = np.asarray(parsed.edge_values, dtype=np.float64).reshape(-1, num_fields)
+    edge2_order = _read_edge2_information(edge_values, parsed.edge2)
     information = _information_from_upper(edge_values[:, -(k * (k + 1) // 2) :], k)
     information, repaired = _checked_information(information, parsed, source, strict)
     if has_vertices:
@@ -271,7 +312,22 @@ def _build_graph(parsed: _Parsed, source: str, strict: bool) -> tuple[PoseGraph,
         graph.validate(require_connected=False)
     except ProblemError as error:  # e.g. poses that overflow when composed; per-line problems are caught above
         raise FileFormatError(source, None, str(error)) from None
-    return graph, G2oReadReport(has_vertices, repaired, dict(parsed.skipped))
+    return graph, G2oReadReport(has_vertices, repaired, dict(parsed.skipped), edge2_information_order=edge2_order)
+
+
+def _read_edge2_information(edge_values: np.ndarray, edge2: list[int]) -> str | None:
+    """Put the information of the ``edge2`` rows of ``edge_values`` (last 6 columns) in g2o order,
+    choosing the order that makes more of them positive definite (module docstring); the order
+    used, or None without EDGE2 lines."""
+    if not edge2:
+        return None
+    as_read = edge_values[edge2, -6:]
+    toro = as_read[:, _TORO_TO_G2O_2D]
+    definite = [int(np.sum(np.linalg.eigvalsh(_information_from_upper(upper, 3))[:, 0] > 0.0)) for upper in (toro, as_read)]
+    if definite[1] > definite[0]:
+        return EDGE2_ORDERS[1]
+    edge_values[edge2, -6:] = toro
+    return EDGE2_ORDERS[0]
 
 
 def _check_ids(parsed: _Parsed, node_ids: np.ndarray, has_vertices: bool, source: str) -> None:

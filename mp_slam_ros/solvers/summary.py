@@ -50,7 +50,9 @@ class LinearSolverOptions:
     tolerance (only with at least ``tighten_min_parameters`` unknowns: below that, measured up
     to 30,000 unknowns, one direct factorization costs less than a ten times tighter incomplete
     one), then the rest of the solve uses the sparse direct factorization; problems with at
-    most ``direct_max_parameters`` unknowns use it from the start.
+    most ``direct_max_parameters`` unknowns use it from the start. A first iterative solve that
+    needs more than ``race_iterations`` iterations is raced against the direct solver on the
+    same system, and the faster one (CPU time) solves the rest (0: no race).
     """
 
     rtol: float = 1e-6
@@ -60,6 +62,7 @@ class LinearSolverOptions:
     fallback: bool = True
     direct_max_parameters: int = 1200
     tighten_min_parameters: int = 50_000
+    race_iterations: int = 40
 
     def validate(self, prefix: str = "linear") -> None:
         """Raise :class:`ConfigError` naming the first invalid option."""
@@ -71,7 +74,7 @@ class LinearSolverOptions:
             raise ConfigError(f"{prefix}.stall_iterations", self.stall_iterations, "must be >= 2")
         if self.rate_check_iterations < 0:
             raise ConfigError(f"{prefix}.rate_check_iterations", self.rate_check_iterations, "must be >= 0")
-        for name in ("direct_max_parameters", "tighten_min_parameters"):
+        for name in ("direct_max_parameters", "tighten_min_parameters", "race_iterations"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{prefix}.{name}", getattr(self, name), "must be >= 0")
 

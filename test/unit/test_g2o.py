@@ -283,3 +283,36 @@ def test_edges_only_file_reads_as_gtsam_reads_it(dim: int, tmp_path: Path) -> No
     chi2 = PoseGraphProblem(ours).chi2(graph.T_world_node)
     assert chi2 > 1.0
     np.testing.assert_allclose(2.0 * factors.error(values), chi2, rtol=1e-6)
+
+
+def test_toro_2d_lines_read_in_the_order_that_makes_their_information_definite(tmp_path: Path) -> None:
+    # The same graph twice: information diag(10, 20, 30) with an xy and a y-theta correlation,
+    # written in TORO's order (I11 I12 I22 I33 I13 I23) and in g2o's (I11 I12 I13 I22 I23 I33).
+    information = np.array([[10.0, 1.0, 0.0], [1.0, 20.0, 2.0], [0.0, 2.0, 30.0]])
+    toro = "10 1 20 30 0 2"
+    g2o = "10 1 0 20 2 30"
+    for order, values in (("TORO", toro), ("g2o", g2o)):
+        text = "VERTEX2 0 0 0 0\nVERTEX2 1 1 0 0.1\nVERTEX2 2 2 0 0.2\n"
+        text += f"EDGE2 0 1 1 0 0.1 {values}\nEDGE2 1 2 1 0 0.1 {values}\nEQUIV 2 0\n"
+        graph, report = read_g2o_with_report(_write(tmp_path, text))
+        assert report.edge2_information_order.startswith(order)
+        assert report.skipped == {"EQUIV": 1} and report.repaired_edges == ()
+        np.testing.assert_allclose(graph.information, [information, information])
+        np.testing.assert_allclose(graph.T_world_node[2], lie.se2_from_xytheta(np.array([[2.0, 0.0, 0.2]]))[0])
+
+
+def test_toro_3d_lines_use_roll_pitch_yaw(tmp_path: Path) -> None:
+    roll, pitch, yaw = 0.1, -0.2, 0.3
+    R = Rotation.from_euler("ZYX", [yaw, pitch, roll]).as_matrix()  # Rz(yaw) Ry(pitch) Rx(roll)
+    upper = np.triu(np.diag([1.0, 2, 3, 4, 5, 6]) + 0.5 * np.eye(6, k=1))[np.triu_indices(6)]
+    info = " ".join(f"{v:g}" for v in upper)
+    text = f"VERTEX3 0 0 0 0 0 0 0\nVERTEX3 1 1 2 3 {roll} {pitch} {yaw}\nEDGE3 0 1 1 2 3 {roll} {pitch} {yaw} {info}\n"
+    graph, report = read_g2o_with_report(_write(tmp_path, text))
+    assert graph.dim == 3 and report.edge2_information_order is None
+    np.testing.assert_allclose(graph.T_world_node[1, :3, :3], R, atol=1e-12)
+    np.testing.assert_allclose(graph.T_from_to[0, :3, 3], [1, 2, 3])
+    np.testing.assert_allclose(graph.T_from_to[0, :3, :3], R, atol=1e-12)
+    np.testing.assert_allclose(np.diag(graph.information[0]), [1, 2, 3, 4, 5, 6])
+    np.testing.assert_allclose(graph.information[0][0, 1], 0.5)
+    with pytest.raises(FileFormatError, match=r":1: EDGE3 needs 29 fields, got 8"):
+        read_g2o(_write(tmp_path, "EDGE3 0 1 1 2 3 0 0 0\n"))

@@ -22,15 +22,17 @@ _GRAPHS = {
     "grid2d": lambda: grid_graph(150, dim=2, seed=2, noise=_NOISE).graph,
     "sphere3d": lambda: sphere_graph(100, seed=3).graph,
 }
-# direct_max_parameters=0: these graphs are small enough for the direct path, the tests are of the recipe
+# direct_max_parameters=0, race_iterations=0: these graphs are small enough for the direct path,
+# the tests are of the recipe
 _TIGHT = dict(function_tolerance=1e-14, gradient_tolerance=1e-14, parameter_tolerance=1e-14,
-              linear=LinearSolverOptions(rtol=1e-10, max_iterations=500, stall_iterations=10, direct_max_parameters=0))
+              linear=LinearSolverOptions(rtol=1e-10, max_iterations=500, stall_iterations=10, direct_max_parameters=0,
+                                         race_iterations=0))
 
 
 def _recipe(**overrides: object) -> SolverOptions:
-    """PGO defaults with the iterative recipe forced even on small graphs (no direct shortcut)."""
+    """PGO defaults with the iterative recipe forced even on small graphs (no direct shortcut, no race)."""
     options = default_options(**overrides)
-    return replace(options, linear=replace(options.linear, direct_max_parameters=0))
+    return replace(options, linear=replace(options.linear, direct_max_parameters=0, race_iterations=0))
 
 
 def _reference(graph: PoseGraph):  # noqa: ANN202

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mp_slam_ros.precision import Precision, precision_policy
-from mp_slam_ros.sim.pose_graphs import GraphNoise, grid_graph, household_graph
+from mp_slam_ros.sim.pose_graphs import GraphNoise, grid_graph
 from mp_slam_ros.solvers.linear.base import LinearSolveResult, LinearStatus
 from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory
 from mp_slam_ros.solvers.linear.inexact_newton import InexactNewton
@@ -22,7 +22,8 @@ from mp_slam_ros.solvers.summary import SolverOptions, Termination
 
 def _options(precision: Precision = Precision.FP64, **linear: object) -> SolverOptions:
     options = default_options(precision=precision)
-    return replace(options, linear=replace(options.linear, **{"direct_max_parameters": 0, **linear}))
+    # No direct path from the start and no race: these tests are of the iterative path and its ladder.
+    return replace(options, linear=replace(options.linear, **{"direct_max_parameters": 0, "race_iterations": 0, **linear}))
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +157,18 @@ def test_forcing_tightens_after_a_poor_gain_and_relaxes_after_good_ones() -> Non
     forcing.observe_gain(0.9)
     forcing.solve(system, 0.0, policy, linear)
     assert inner.rtols[-1] == pytest.approx(0.01)
+
+
+def test_a_slow_first_solve_is_raced_against_the_direct_solver(city: object, reference_chi2: float) -> None:
+    # race_iterations=1: every first CG solve is raced; the exact step is returned either way and
+    # the faster path (CPU time: either may win here) solves the rest.
+    result = optimize_pose_graph(city, _options(Precision.MIXED, race_iterations=1))
+    summary = result.summary
+    assert summary.iterations[0].linear_solver == "cholesky"
+    direct = [c for c in summary.linear_solver_changes if c.action == "direct"]
+    assert all("raced on the first step" in c.reason for c in direct)
+    later = {record.linear_solver for record in summary.iterations[1:]}
+    assert later == ({"cholesky"} if direct else {"cgnr_ic"})
+    assert summary.converged and result.final_chi2 <= reference_chi2 * 1.001
+    plain = optimize_pose_graph(city, _options(Precision.MIXED))  # race_iterations=0: never raced
+    assert plain.summary.iterations[0].linear_solver == "cgnr_ic"
