@@ -15,8 +15,10 @@ conventions (``T_world_cam``, optical frame ``z`` forward / ``y`` down, ``v`` do
 :func:`solution_to_bal` turns an optimized state back, keeping ``f, k1, k2`` as read;
 :func:`problem_to_bal` exports a package problem (e.g. a generated window) for other BAL tools.
 
-Parameter values may be spread over lines in any way (one per line is customary). Errors raise
-:class:`~mp_slam_ros.errors.FileFormatError` naming the file, the 1-based line and the problem.
+Parameter values may be spread over lines in any way (one per line is customary); blank lines
+are skipped anywhere (the public ``dubrovnik`` files have one after the header, as Ceres' reader,
+which reads tokens, allows). Errors raise :class:`~mp_slam_ros.errors.FileFormatError` naming the
+file, the 1-based line and the problem.
 """
 
 from __future__ import annotations
@@ -55,43 +57,47 @@ class BALProblem:
 def read_bal(path: str | Path) -> BALProblem:
     """Parse a BAL file; raise :class:`FileFormatError` (file, line, problem) on malformed input."""
     path = Path(path)
-    lines = read_text_lines(path, encoding="ascii")
-    num_cams, num_points, num_obs = _header(path, lines)
+    all_lines = read_text_lines(path, encoding="ascii")
+    kept = [(number, line) for number, line in enumerate(all_lines, start=1) if line.strip()]
+    numbers, lines = [number for number, _ in kept], [line for _, line in kept]
+    num_cams, num_points, num_obs = _header(path, lines, numbers)
     if len(lines) < 1 + num_obs:
-        raise FileFormatError(path, len(lines) + 1, f"file ends after {len(lines) - 1} of {num_obs} observations")
-    obs = _observations(path, lines[1 : 1 + num_obs], num_cams, num_points)
-    values = _numbers(path, lines, 1 + num_obs, CAMERA_PARAMETERS * num_cams + 3 * num_points)
+        raise FileFormatError(path, len(all_lines) + 1, f"file ends after {len(lines) - 1} of {num_obs} observations")
+    obs = _observations(path, lines[1 : 1 + num_obs], numbers[1 : 1 + num_obs], num_cams, num_points)
+    values = _numbers(path, lines[1 + num_obs :], numbers[1 + num_obs :], len(all_lines),
+                      CAMERA_PARAMETERS * num_cams + 3 * num_points)
     cams = values[: CAMERA_PARAMETERS * num_cams].reshape(num_cams, CAMERA_PARAMETERS)
     points = values[CAMERA_PARAMETERS * num_cams :].reshape(num_points, 3)
     return BALProblem(cams, points, obs[:, 0].astype(np.int64), obs[:, 1].astype(np.int64), obs[:, 2:])
 
 
-def _header(path: Path, lines: list[str]) -> tuple[int, int, int]:
+def _header(path: Path, lines: list[str], numbers: list[int]) -> tuple[int, int, int]:
     tokens = lines[0].split() if lines else []
+    line = numbers[0] if numbers else 1
     if len(tokens) != 3:
-        raise FileFormatError(path, 1, f"header needs 3 counts (cameras points observations), got {len(tokens)}")
+        raise FileFormatError(path, line, f"header needs 3 counts (cameras points observations), got {len(tokens)}")
     counts = []
     for name, token in zip(("num_cameras", "num_points", "num_observations"), tokens):
         try:
             count = int(token)
         except ValueError:
-            raise FileFormatError(path, 1, f"{name}={token!r} is not an integer") from None
+            raise FileFormatError(path, line, f"{name}={token!r} is not an integer") from None
         if count < 0:
-            raise FileFormatError(path, 1, f"{name}={count} is negative")
+            raise FileFormatError(path, line, f"{name}={count} is negative")
         counts.append(count)
     return counts[0], counts[1], counts[2]
 
 
-def _observations(path: Path, lines: list[str], num_cams: int, num_points: int) -> FloatArray:
-    """``(N, 4)`` rows ``[cam, point, x, y]`` from observation lines 2..N+1 (4 values each)."""
+def _observations(path: Path, lines: list[str], numbers: list[int], num_cams: int, num_points: int) -> FloatArray:
+    """``(N, 4)`` rows ``[cam, point, x, y]`` from the observation lines (file line ``numbers``)."""
     rows = [line.split() for line in lines]
-    for offset, row in enumerate(rows):
+    for number, row in zip(numbers, rows):
         if len(row) != 4:
-            raise FileFormatError(path, 2 + offset, f"observation needs 4 values (camera point x y), got {len(row)}")
+            raise FileFormatError(path, number, f"observation needs 4 values (camera point x y), got {len(row)}")
     try:
         obs = np.array(rows, dtype=np.float64).reshape(-1, 4)
     except ValueError:
-        obs = np.array([_line_numbers(path, 2 + i, line) for i, line in enumerate(lines)]).reshape(-1, 4)
+        obs = np.array([_line_numbers(path, number, line) for number, line in zip(numbers, lines)]).reshape(-1, 4)
     checks = (
         (~np.isfinite(obs).all(axis=1), "observation has a non-finite value"),
         (obs[:, :2] != np.round(obs[:, :2]), "camera/point index is not an integer"),
@@ -101,7 +107,7 @@ def _observations(path: Path, lines: list[str], num_cams: int, num_points: int) 
     for bad, reason in checks:
         rows = np.flatnonzero(bad if bad.ndim == 1 else bad.any(axis=1))
         if rows.size:
-            raise FileFormatError(path, 2 + int(rows[0]), f"{reason}: {lines[rows[0]].strip()!r}")
+            raise FileFormatError(path, numbers[int(rows[0])], f"{reason}: {lines[rows[0]].strip()!r}")
     return obs
 
 
@@ -112,24 +118,24 @@ def _line_numbers(path: Path, line_number: int, line: str) -> list[float]:
         raise FileFormatError(path, line_number, f"not a number: {error}") from None
 
 
-def _numbers(path: Path, lines: list[str], first: int, expected: int) -> FloatArray:
-    """``expected`` finite numbers from ``lines[first:]`` (any layout), no more, no fewer."""
-    rest = lines[first:]
+def _numbers(path: Path, rest: list[str], numbers: list[int], last_line: int, expected: int) -> FloatArray:
+    """``expected`` finite numbers from the lines ``rest`` (file line ``numbers``; any layout), no
+    more, no fewer; ``last_line``: the file's last line (named when values are missing)."""
     counts = np.fromiter((len(line.split()) for line in rest), dtype=np.int64, count=len(rest))
     ends = np.cumsum(counts)
     total = int(ends[-1]) if ends.size else 0
     if total < expected:
-        raise FileFormatError(path, len(lines), f"file ends after {total} of {expected} camera/point values")
+        raise FileFormatError(path, last_line, f"file ends after {total} of {expected} camera/point values")
     if total > expected:
-        line = first + 1 + int(np.searchsorted(ends, expected, side="right"))
+        line = numbers[int(np.searchsorted(ends, expected, side="right"))]
         raise FileFormatError(path, line, f"unexpected values after the {expected} camera/point values")
     try:
         values = np.array(" ".join(rest).split(), dtype=np.float64)
     except ValueError:
-        values = np.array([v for i, line in enumerate(rest) for v in _line_numbers(path, first + 1 + i, line)])
+        values = np.array([v for number, line in zip(numbers, rest) for v in _line_numbers(path, number, line)])
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
-        line = first + 1 + int(np.searchsorted(ends, bad[0], side="right"))
+        line = numbers[int(np.searchsorted(ends, bad[0], side="right"))]
         raise FileFormatError(path, line, f"camera/point value {values[bad[0]]} is not finite")
     return values
 

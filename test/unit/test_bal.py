@@ -96,6 +96,8 @@ VALID_TAIL = "\n".join(["0"] * 9 + ["1", "2", "3"]) + "\n"
         ("1 1 1\n0 0 1.0 2.0\n" + VALID_TAIL.replace("2\n", "inf\n"), 13, "not finite"),
         ("1 1 1\n0 0 1.0 2.0\n" + VALID_TAIL.replace("1\n", "one\n"), 12, "not a number"),
         ("1 1 2\n0 0 1.0 2.0\n", 3, "file ends after 1 of 2 observations"),
+        ("1 1 1\n\n0 0 1.0\n\n" + VALID_TAIL, 3, "observation needs 4 values"),  # lines counted with the blank ones
+        ("1 1 1\n\n0 0 1.0 2.0\n\n" + VALID_TAIL.replace("2\n", "inf\n"), 15, "not finite"),
     ],
 )
 def test_malformed_files_raise_typed_errors(tmp_path: Path, text: str, line: int, reason: str) -> None:
@@ -104,6 +106,17 @@ def test_malformed_files_raise_typed_errors(tmp_path: Path, text: str, line: int
         read_bal(path)
     assert error.value.line == line
     assert error.value.path == str(path)
+
+
+def test_blank_lines_are_skipped_anywhere(tmp_path: Path) -> None:
+    bal = _synthetic_bal()
+    path = tmp_path / "p.txt"
+    write_bal(path, bal)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], "", *lines[1:4], "   ", *lines[4:], ""]) + "\n\n")
+    read = read_bal(path)
+    np.testing.assert_array_equal(read.camera_params, bal.camera_params)
+    np.testing.assert_array_equal(read.obs_xy, bal.obs_xy)
 
 
 def test_a_problem_without_observations_is_read(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""Public pose graphs that GTSAM's wheel ships (``gtsam/Data``): read as published, solved to
-GTSAM's optimum. Data this project did not make; skipped where GTSAM is not installed."""
+"""Public pose graphs and BAL files that GTSAM's wheel ships (``gtsam/Data``): read as published,
+solved to the optimum. Data this project did not make; skipped where GTSAM is not installed."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mp_slam_ros.io.bal import bal_to_problem, read_bal
 from mp_slam_ros.io.g2o import read_g2o, read_g2o_with_report
+from mp_slam_ros.solvers.ba import BundleAdjustment, ba_solver_options, bundle_adjust
 from mp_slam_ros.solvers.pgo import PoseGraphProblem, default_options, optimize_pose_graph
+from mp_slam_ros.solvers.robust import RobustLoss
 
 gtsam = pytest.importorskip("gtsam")
 DATA = Path(gtsam.__file__).parent / "Data"
@@ -45,3 +48,15 @@ def test_small_public_graphs_reach_gtsams_optimum_in_every_mode(name: str) -> No
     for precision in ("fp64", "fp32", "mixed"):
         result = optimize_pose_graph(graph, default_options(precision=precision))
         assert result.summary.converged and result.final_chi2 <= reference * (1 + 1e-6) + 1e-9
+
+
+def test_the_dubrovnik_bal_excerpt_reaches_the_schur_optimum_with_cgnr_mixed() -> None:
+    # 3 cameras, 7 points, 19 observations, with a blank line after the header (read as Ceres does).
+    problem = bal_to_problem(read_bal(_file("dubrovnik-3-7-pre.txt")), loss=RobustLoss())
+    tight = dict(function_tolerance=1e-10, max_iterations=200)
+    costs = {}
+    for solver, precision in (("schur", "fp64"), ("cgnr", "mixed")):
+        result = bundle_adjust(problem, ba_solver_options(precision, **tight), solver=solver)
+        costs[solver] = BundleAdjustment(problem).cost(result.state, np.dtype(np.float64))
+    assert costs["schur"] < 3.0 < 2764.0  # from 2764 at the published start
+    assert costs["cgnr"] <= costs["schur"] * 1.001
