@@ -52,14 +52,11 @@ def _require_binding() -> str:
     return name
 
 
-def _cvxopt_lower(pattern: sp.csc_matrix, values: np.ndarray | None = None) -> object:
-    """A cvxopt ``spmatrix`` of the lower-triangular CSC ``pattern`` (its values, or ``values``)."""
-    coo = pattern.tocoo()
-    data = coo.data if values is None else values
-    return cvxopt.spmatrix(
-        cvxopt.matrix(np.asarray(data, dtype=np.float64)), cvxopt.matrix(coo.row.astype(np.int32)),
-        cvxopt.matrix(coo.col.astype(np.int32)), pattern.shape,
-    )
+def _cvxopt_pattern(col_ptr: np.ndarray, row_idx: np.ndarray, shape: tuple[int, int]) -> object:
+    """A cvxopt ``spmatrix`` with the CSC pattern ``(col_ptr, row_idx)``, every value 1 (what a
+    symbolic analysis or an ordering needs; a scalar value list builds it ~2x faster)."""
+    columns = np.repeat(np.arange(shape[1], dtype=np.int64), np.diff(col_ptr))
+    return cvxopt.spmatrix(1.0, cvxopt.matrix(np.asarray(row_idx, dtype=np.int64)), cvxopt.matrix(columns), shape)
 
 
 def fill_reducing_permutation(pattern: sp.spmatrix) -> np.ndarray:
@@ -72,7 +69,9 @@ def fill_reducing_permutation(pattern: sp.spmatrix) -> np.ndarray:
     if name == "scikit-sparse":
         return np.asarray(_scikit.analyze(csc, ordering_method="amd").P())
     lower = sp.csc_matrix(sp.tril(csc, format="csc") + sp.eye(csc.shape[0], format="csc"))
-    return np.asarray(_cvxopt_amd.order(_cvxopt_lower(lower), uplo="L"), dtype=np.int64).ravel()
+    lower.sort_indices()
+    pattern = _cvxopt_pattern(lower.indptr, lower.indices, lower.shape)
+    return np.asarray(_cvxopt_amd.order(pattern, uplo="L"), dtype=np.int64).ravel()
 
 
 class NormalEquationsFactor:
@@ -88,7 +87,7 @@ class NormalEquationsFactor:
         self._pattern = pattern if pattern is not None and pattern.matches(J) else NormalPattern(J)
         self._cvxopt_matrix: object = None
         if self.binding == "cvxopt":
-            self._cvxopt_matrix = _cvxopt_lower(self._pattern.lower(J, 1.0))
+            self._cvxopt_matrix = _cvxopt_pattern(self._pattern.col_ptr, self._pattern.row_idx, self._pattern.shape)
             self._symbolic = _cvxopt_cholmod.symbolic(self._cvxopt_matrix, uplo="L")
         else:
             self._symbolic = _scikit.analyze_AAt(sp.csc_matrix(J.T))
