@@ -16,7 +16,10 @@ and the older TORO tags of the classic public data sets (Olson's ``w10000``/``w2
 ``sphere2500``): ``VERTEX2``/``EDGE2`` as ``VERTEX_SE2``/``EDGE_SE2`` but for the order of the
 information values (below), ``VERTEX3 id x y z roll pitch yaw`` and ``EDGE3 i j x y z roll pitch
 yaw I11 .. I66`` (rotation ``Rz(yaw) Ry(pitch) Rx(roll)``; information over ``x y z roll pitch
-yaw``, taken as translation then rotation vector, as GTSAM's ``load3D`` does).
+yaw``, taken as translation then rotation vector). The information values are read as TORO
+specifies them; iSAM's files (``sphere2500``) hold square roots of the information instead (their
+noise: sigma 0.1 m and 0.01/0.01/0.04 rad against values 10 and 100/100/25), which no file says:
+read as written, their rotations weigh 10x less against their translations than generated.
 
 What peers (GTSAM's ``readG2o``, g2o) accept is accepted, and said in the
 :class:`G2oReadReport` that comes with the graph (:func:`read_g2o_with_report`):
