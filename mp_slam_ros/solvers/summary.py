@@ -51,8 +51,9 @@ class LinearSolverOptions:
     to 30,000 unknowns, one direct factorization costs less than a ten times tighter incomplete
     one), then the rest of the solve uses the sparse direct factorization; problems with at
     most ``direct_max_parameters`` unknowns use it from the start. A first iterative solve that
-    needs more than ``race_iterations`` iterations is raced against the direct solver on the
-    same system, and the faster one (CPU time) solves the rest (0: no race).
+    has not converged within ``race_iterations`` iterations is raced against the direct solver on
+    the same system, and the faster one (CPU time; CG's projected from its rate) solves the rest
+    (0: no race).
     """
 
     rtol: float = 1e-6
@@ -62,7 +63,7 @@ class LinearSolverOptions:
     fallback: bool = True
     direct_max_parameters: int = 1200
     tighten_min_parameters: int = 50_000
-    race_iterations: int = 40
+    race_iterations: int = 20
 
     def validate(self, prefix: str = "linear") -> None:
         """Raise :class:`ConfigError` naming the first invalid option."""

@@ -160,7 +160,7 @@ def test_forcing_tightens_after_a_poor_gain_and_relaxes_after_good_ones() -> Non
 
 
 def test_a_slow_first_solve_is_raced_against_the_direct_solver(city: object, reference_chi2: float) -> None:
-    # race_iterations=1: every first CG solve is raced; the exact step is returned either way and
+    # race_iterations=1: CG gets one iteration, then the race; the exact step is returned either way and
     # the faster path (CPU time: either may win here) solves the rest.
     result = optimize_pose_graph(city, _options(Precision.MIXED, race_iterations=1))
     summary = result.summary

@@ -14,18 +14,22 @@ fails that way, takes the next rung, in order of cost, and solves the same syste
    factorization costs less: see :class:`~mp_slam_ros.solvers.summary.LinearSolverOptions`);
 3. ``direct``: the sparse direct factorization (float64) for the rest of the solve.
 
-Before any of that, the first iterative solve is raced against the direct one when it needed
-more than ``race_iterations`` CG iterations: the same system is solved directly too, the exact
-step is the one returned, and the path that took less CPU time solves the rest (recorded as a
-``direct`` change when the direct one won). A weak preconditioner shows on the first solve, and
-its inexact early steps can lead LM into a worse basin that no later rung recovers from.
-Measured on the public graphs GTSAM ships (``bench_pgo.py --suite public``), before the race:
-``w10000`` (Olson's 10,000-pose world, 64,311 edges) took 79-200 CG iterations per solve to a
-relative residual of 1e-2, LM stopped at 100 iterations at 4.6-5.0x GTSAM's chi2 (48-98 s)
-where the direct solver converges in 9 iterations (1.0 s); ``w20000`` (20,061 poses, edges
-only) ended at 22-36x (solved to 1e-6, CG converges in 11 LM iterations but needs 12,060 CG
-iterations: 49 s against 1.0 s direct). Household loop-closure graphs, whose warm-started
-solves need 9-24 CG iterations, never race.
+Before any of that, the first solve is a race: CG gets ``race_iterations`` iterations; if it has
+not converged by then, the same system is solved directly too, the exact step is the one
+returned, and the direct solver solves the rest when it took less CPU time than CG is projected
+to need for its tolerance (from its rate so far; recorded as a ``direct`` change). A weak
+preconditioner shows on the first solve, and its inexact early steps can lead LM into a worse
+basin that no later rung recovers from. Measured on the public graphs GTSAM ships
+(``bench_pgo.py --suite public``) before the race: ``w10000`` (Olson's 10,000-pose world, 64,311
+edges) took 79-200 CG iterations per solve to a relative residual of 1e-2, and LM stopped at 100
+iterations at 4.6-5.0x GTSAM's chi2 (48-98 s) where the direct solver converges in 9 iterations
+(1.0 s); ``w20000`` (20,061 poses, edges only) ended at 22-36x (solved to 1e-6, CG converges in
+11 LM iterations but needs 12,060 CG iterations: 49 s against 1.0 s direct). With the race (20
+iterations), CPU time in ``mixed``: w10000 0.81 s, w20000 0.72 s, both at GTSAM's chi2; on the
+generated graphs the race costs 0-10% where CG stays (household 10,000 poses 0.82 -> 0.90 s)
+and saves 15-57% where the direct solver wins (city 10,000 poses 0.51 -> 0.23 s, grid 1.49 ->
+0.65 s). A ladder built with a kept choice (``iterative_chosen``: a growing graph's later
+solves) does not race again.
 
 Every rung taken is reported in the solve result's ``events`` (the LM summary lists them as
 ``linear_solver_changes``) and every result names the solver that produced it. Problems with
@@ -55,6 +59,7 @@ from mp_slam_ros.solvers.linear.base import (
 from mp_slam_ros.solvers.linear.cgnr import CGNRSolver
 from mp_slam_ros.solvers.linear.cholesky import SparseCholeskySolver
 from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory, first_order_kept_fraction
+from mp_slam_ros.solvers.linear.inexact_newton import InexactNewton
 from mp_slam_ros.solvers.linear.normal_equations import NormalPattern
 from mp_slam_ros.solvers.summary import LinearSolverOptions
 
@@ -99,7 +104,7 @@ class FallbackLadder:
         self._pattern: NormalPattern | None = None  # built by the check, handed to the direct solver
         self._pending: list[tuple[str, str]] = []
         self._backend = Backend.CPU
-        self._raced = False
+        self._raced = iterative_chosen  # a kept choice (e.g. of a growing graph) is not raced again
         self._chosen = iterative_chosen  # e.g. a preconditioner kept from an earlier solve
         if factory.reference_jacobian is not None and not iterative_chosen:  # choose now, before linearizing
             reference = factory.reference_jacobian
@@ -158,12 +163,11 @@ class FallbackLadder:
     ) -> LinearSolveResult:
         """Solve; climb the ladder while the iterative solve fails (module docstring)."""
         events, self._pending = self._pending, []
-        started = time.process_time()
-        result = self._solve_once(system, damping, policy, options)
-        if not (self._raced or self._direct_active) and self._rungs:
+        if not (self._raced or self._direct_active) and self._rungs and self.options.race_iterations > 0:
             self._raced = True
-            if 0 < self.options.race_iterations < result.iterations and not result.status.failed:
-                result = self._race(result, time.process_time() - started, system, damping, policy, options, events)
+            result = self._raced_solve(system, damping, policy, options, events)
+        else:
+            result = self._solve_once(system, damping, policy, options)
         while self._rungs and not self._direct_active and self._preconditioner_failed(result, policy):
             rung = self._rungs.pop(0)
             if rung == "refresh" and not self._moved(system):
@@ -175,20 +179,33 @@ class FallbackLadder:
         result.events = events + result.events
         return result
 
-    def _race(self, iterative: LinearSolveResult, iterative_s: float, system: ScaledSystem, damping: float,
-              policy: PrecisionPolicy, options: LinearSolverOptions, events: list[tuple[str, str]]) -> LinearSolveResult:
-        """Solve ``system`` directly too; keep the faster path for the rest, return the exact step."""
+    def _raced_solve(self, system: ScaledSystem, damping: float, policy: PrecisionPolicy,
+                     options: LinearSolverOptions, events: list[tuple[str, str]]) -> LinearSolveResult:
+        """The first solve (module docstring): CG for at most ``race_iterations``; if it has not
+        converged by then, the direct solve of the same system, which solves the rest when it
+        took less CPU time than CG is projected to need (its rate so far), and whose exact step
+        is returned either way."""
+        started = time.process_time()
+        budget = replace(options, max_iterations=min(options.max_iterations, self.options.race_iterations))
+        iterative = self._solve_once(system, damping, policy, budget)
+        iterative_s = time.process_time() - started
+        if iterative.status is LinearStatus.CONVERGED or iterative.status.failed:
+            return iterative
+        target = self.iterative.last_rtol if isinstance(self.iterative, InexactNewton) else options.rtol
+        reached = min(max(iterative.relative_residual, 1e-300), 1.0 - 1e-12)
+        projected_s = iterative_s * max(1.0, np.log(target) / np.log(reached))
         started = time.process_time()
         self.direct.prepare(system, policy, self._backend)
         direct = self.direct.solve(system, damping, policy, options)
         direct_s = time.process_time() - started
-        if direct.status.failed:
-            return iterative
+        if direct.status.failed:  # solve it with CG after all
+            return self._solve_once(system, damping, policy, options)
         direct.solver = self.direct.name
-        if direct_s < iterative_s:
+        if direct_s < projected_s:
             self._direct_active, self._rungs = True, []
-            events.append(("direct", f"raced on the first step: {iterative.iterations} CG iterations took "
-                                     f"{iterative_s:.3f} s of CPU, the direct solve {direct_s:.3f} s"))
+            events.append(("direct", f"raced on the first step: CG at relative residual {iterative.relative_residual:.1e} "
+                                     f"after {iterative.iterations} iterations ({iterative_s:.3f} s of CPU, "
+                                     f"{projected_s:.3f} s projected to {target:.0e}), the direct solve {direct_s:.3f} s"))
         return direct
 
     def observe_gain(self, gain_ratio: float) -> bool:

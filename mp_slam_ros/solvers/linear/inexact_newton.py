@@ -75,6 +75,11 @@ class InexactNewton:
         self._last_rtol = float(min(max(self._min_rtol, forcing), 0.9))
         return self.inner.solve(system, damping, policy, replace(options, rtol=self._last_rtol))
 
+    @property
+    def last_rtol(self) -> float:
+        """The relative tolerance the last solve was asked for."""
+        return self._last_rtol
+
     def observe_gain(self, gain_ratio: float) -> bool:
         """Adapt the forcing cap to the last step's gain ratio (``-inf`` for a rejected step).
 
