@@ -157,3 +157,18 @@ def test_a_vo_restart_loosens_the_odometry_check_across_it() -> None:
         accepted[restart] = lc.counts["accepted"]
         assert lc.counts["restarts"] == int(restart)
     assert accepted[True] >= 5 and accepted[False] < accepted[True]
+
+
+def test_loops_place_the_segment_after_a_restart_whose_prediction_is_far_off() -> None:
+    """Tracking lost during a turn: the odometry restarts 150 deg and 1.5 m away from the truth.
+    The restart edge (``odometry.restart_*``) is nearly uninformative, so the loops across it are
+    accepted and the optimised keyframes after it land where they are."""
+    world = make_world(5, [np.zeros(3)])
+    truth, stamps, ids = circle_run(world, np.zeros(3), laps=1.5)
+    odometry = drifting_odometry(truth, world.rng)
+    jump = se3_exp(np.array([[1.5, 0.0, 0.0, 0.0, np.radians(150.0), 0.0]]))[0]
+    odometry = odometry[:20] + [odometry[19] @ jump @ se3_inverse(odometry[19]) @ T for T in odometry[20:]]
+    lc = LoopClosure(config())
+    run(lc, world, truth, stamps, [i if i < 20 else i - 20 for i in ids], odometry)
+    assert lc.counts["restarts"] == 1 and lc.counts["accepted"] >= 5
+    assert position_errors(lc.poses()[2], truth).max() < 0.1
