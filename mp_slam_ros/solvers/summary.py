@@ -61,7 +61,7 @@ class LinearSolverOptions:
     stall_iterations: int = 20
     rate_check_iterations: int = 0
     fallback: bool = True
-    direct_max_parameters: int = 1200
+    direct_max_parameters: int = 15_000
     tighten_min_parameters: int = 50_000
     race_iterations: int = 20
 
