@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.publisher import Publisher
 from sensor_msgs.msg import PointCloud2
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
@@ -52,6 +53,8 @@ from mp_slam_ros.ros.recorder import TopicRecorder
 
 #: /clock rate of a replay (Hz)
 CLOCK_HZ = 100.0
+#: Longest wait for the replayed inputs (and watched outputs) to match a subscription before playing.
+MATCH_TIMEOUT_S = 30.0
 #: the nodes' outputs recorded by ``--record``: relative name (in the namespace) or absolute -> (type, QoS)
 RECORDED_OUTPUTS: dict[str, tuple[type, Any]] = {
     "/tf": (TFMessage, TF_QOS),
@@ -140,12 +143,17 @@ class SlamProcess:
             self.keyframes += 1
 
     def play(self, bag: BagReader, rate: float, on_message: Callable[[BagMessage], None] | None = None,
-             should_stop: Callable[[], bool] = lambda: False) -> int:
-        """Replay ``bag`` (with /clock) once vo_node subscribes to its first input; messages published."""
+             should_stop: Callable[[], bool] = lambda: False, outputs: Sequence[Publisher] = ()) -> int:
+        """Replay ``bag`` (with /clock) once every vo_node input it publishes, and every publisher
+        in ``outputs`` (e.g. ``vo_node.outputs.odometry`` when something collects it), is matched
+        with a subscription (DDS discovery is asynchronous: a reliable but volatile topic loses
+        what is published before its match; a demo run once lost 74 of 600 frames that way).
+        Returns the number of messages published."""
         player = BagPlayer(self.helper, bag, PlayOptions(rate=rate, clock_hz=CLOCK_HZ))
-        topic = self.vo_node.input_topics[0]
-        deadline = time.monotonic() + 30.0
-        while self.helper.count_subscribers(topic) == 0 and time.monotonic() < deadline:
+        waiting = [player.publishers[topic] for topic in self.vo_node.input_topics if topic in player.publishers]
+        waiting += list(outputs)
+        deadline = time.monotonic() + MATCH_TIMEOUT_S
+        while any(p.get_subscription_count() == 0 for p in waiting) and time.monotonic() < deadline:
             time.sleep(0.05)
         return player.play(on_message, should_stop)
 

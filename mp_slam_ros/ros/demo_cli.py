@@ -106,7 +106,8 @@ def run_mode(sequence_dir: Path, precision: str, sequence: DemoSequence, args: a
             with process.record(record) if record else nullcontext() as recorder:
                 image_topic = camera_topics[INPUT_TOPICS[mode][0][0]]
                 with tqdm(total=bag.counts[image_topic], unit="frame", desc=f"{precision}: replaying", disable=args.no_progress) as bar:
-                    process.play(bag, args.rate, lambda message: bar.update(message.topic == image_topic))
+                    process.play(bag, args.rate, lambda message: bar.update(message.topic == image_topic),
+                                 outputs=[process.vo_node.outputs.odometry])
                 process.wait_until_quiet(QUIET_S, DRAIN_TIMEOUT_S)
             if recorder is not None:
                 print(f"{precision}: recorded {sum(recorder.counts.values())} output messages to {record}")
