@@ -28,6 +28,7 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import PointCloud2
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
@@ -128,8 +129,12 @@ class SlamProcess:
         self.helper = Node(f"mp_slam_run_{uuid.uuid4().hex[:6]}", context=self.context, namespace=options.namespace,
                            parameter_overrides=[Parameter("use_sim_time", value=options.use_sim_time)])
         self._last_output = time.monotonic()
+        self._recording: list[Subscription] = []  # a running record()'s subscriptions
         self.keyframes = 0
-        for name, cls, qos in (("keyframes", Keyframe, KEYFRAME_QOS), ("pose_graph", PoseGraph, POSE_GRAPH_QOS)):
+        # Activity that wait_until_quiet watches: odometry too, so a VO working through a backlog of
+        # frames without making keyframes (lost in a textureless view) is not taken for done.
+        for name, cls, qos in (("keyframes", Keyframe, KEYFRAME_QOS), ("pose_graph", PoseGraph, POSE_GRAPH_QOS),
+                               ("odometry", Odometry, reliable_qos(100))):
             self.helper.create_subscription(cls, name, lambda msg, n=name: self._on_output(n), qos, raw=True)
         self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
         for node in (self.vo_node, self.loop_closure_node, self.helper):
@@ -144,21 +149,24 @@ class SlamProcess:
 
     def play(self, bag: BagReader, rate: float, on_message: Callable[[BagMessage], None] | None = None,
              should_stop: Callable[[], bool] = lambda: False, outputs: Sequence[Publisher] = ()) -> int:
-        """Replay ``bag`` (with /clock) once every vo_node input it publishes, and every publisher
-        in ``outputs`` (e.g. ``vo_node.outputs.odometry`` when something collects it), is matched
-        with a subscription (DDS discovery is asynchronous: a reliable but volatile topic loses
-        what is published before its match; a demo run once lost 74 of 600 frames that way).
-        Returns the number of messages published."""
+        """Replay ``bag`` (with /clock) once every vo_node input it publishes, every publisher in
+        ``outputs`` (e.g. ``vo_node.outputs.odometry`` when something collects it) and every
+        subscription of a running :meth:`record` (on a topic that has a publisher) is matched
+        (DDS discovery is asynchronous: a reliable but volatile topic loses what is published
+        before its match; a demo run once lost 74 of 600 frames that way). Returns the number of
+        messages published."""
         player = BagPlayer(self.helper, bag, PlayOptions(rate=rate, clock_hz=CLOCK_HZ))
-        waiting = [player.publishers[topic] for topic in self.vo_node.input_topics if topic in player.publishers]
-        waiting += list(outputs)
+        publishers = [player.publishers[topic] for topic in self.vo_node.input_topics if topic in player.publishers]
+        publishers += list(outputs)
+        recording = [s for s in self._recording if self.helper.count_publishers(s.topic_name) > 0]
         deadline = time.monotonic() + MATCH_TIMEOUT_S
-        while any(p.get_subscription_count() == 0 for p in waiting) and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (any(p.get_subscription_count() == 0 for p in publishers)
+                                               or any(s.get_publisher_count() == 0 for s in recording)):
             time.sleep(0.05)
         return player.play(on_message, should_stop)
 
     def wait_until_quiet(self, quiet_s: float, timeout_s: float) -> bool:
-        """Wait until no keyframe or pose graph came out for ``quiet_s``; False after ``timeout_s``."""
+        """Wait until no odometry, keyframe or pose graph came out for ``quiet_s``; False after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() - self._last_output < quiet_s:
             if time.monotonic() > deadline:
@@ -171,7 +179,11 @@ class SlamProcess:
         """Record :data:`RECORDED_OUTPUTS` (in the nodes' namespace) to an MCAP bag at ``path``."""
         topics = {self._absolute(name): spec for name, spec in RECORDED_OUTPUTS.items()}
         with TopicRecorder(self.helper, path, topics) as recorder:
-            yield recorder
+            self._recording = recorder.subscriptions
+            try:
+                yield recorder
+            finally:
+                self._recording = []
 
     def _absolute(self, name: str) -> str:
         return name if name.startswith("/") else f"{self.options.namespace.rstrip('/')}/{name}"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
+from rclpy.subscription import Subscription
 from rosbags.rosbag2 import Writer, WriterError
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
@@ -57,7 +58,7 @@ class TopicRecorder:
         self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
         self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
         self._connections: dict[str, object] = {}
-        self._subscriptions: list[object] = []
+        self._subscriptions: list[Subscription] = []
 
     def __enter__(self) -> TopicRecorder:
         typestore = typestore_with_interfaces()
@@ -74,6 +75,11 @@ class TopicRecorder:
                 self._node.create_subscription(cls, topic, lambda data, name=topic: self._write(name, data), qos, raw=True)
             )
         return self
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        """The recording subscriptions (while recording)."""
+        return list(self._subscriptions)
 
     def _write(self, topic: str, data: bytes) -> None:
         with self._lock:
