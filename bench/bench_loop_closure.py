@@ -98,6 +98,8 @@ def judge_loops(loop_closure: LoopClosure, T_world_cam: np.ndarray, min_age_s: f
         "recall": found / len(revisits) if revisits else None,
         "proposed": loop_closure.counts["candidates"], "verified": loop_closure.counts["verified"],
         "rejected_consistency": loop_closure.counts["rejected_consistency"],
+        "rejected_verification": loop_closure.counts["rejected_verification"],
+        "rejected_degenerate": loop_closure.counts["rejected_degenerate"],
     }
 
 

@@ -7,8 +7,16 @@ with the candidate alone still finds its landmarks: the covisible neighbourhood 
 loop check) against the query's pixels by PnP RANSAC and LM refinement
 (OpenCV, no motion prior: the candidate may be anywhere). The result is the
 relative pose ``T_match_query`` (query camera in the candidate camera's frame) with the
-covariance ``sigma^2 (J^T J)^-1`` of the inliers' reprojection (right perturbation of
+covariance ``c sigma^2 (J^T J)^-1`` of the inliers' reprojection (right perturbation of
 ``T_match_query``: query-camera ``[rho, phi]``, the loop edge's tangent convention).
+
+The errors of matched keypoints are not independent: inliers on one texture patch or one stretch
+of the depth map share their bias (pyramid level, depth error, a slightly different view of the
+same texture), which the fit absorbs along the pose's weak direction instead of showing it in
+the residuals. So the inliers count as independent only per region of the query image: ``c`` is
+the mean number of inliers per occupied cell of a ``loop.error_cell_deg`` grid of viewing
+angles. A degenerate inlier set (many points on one patch: its pose trades rotation for
+translation) gets the covariance of the few measurements it is, and fails ``loop.max_sigma_*``.
 
 :func:`verify_fundamental` (images without depth): the same matching, then a fundamental
 matrix by RANSAC; enough inliers make the pair a loop (no metric pose).
@@ -49,7 +57,8 @@ class LoopVerificationConfig:
     max_sigma_deg: float = option(2.0, "loops whose rotation is less certain than this (largest sigma, deg) are rejected", 1e-3, 180.0)
     ransac_iterations: int = option(300, "RANSAC iterations", 10, 100000)
     pixel_sigma_px: float = option(1.0, "smallest keypoint noise (px) of the loop covariance (the inliers' residual RMS when larger)", 0.01, 100.0)
-    covariance_scale: float = option(4.0, "loop covariance multiplier (matching and depth errors the reprojection model ignores)", 1.0, 1e6)
+    error_cell_deg: float = option(15.0, "inliers within one cell of this size (viewing angle, deg) count as one measurement in the loop covariance (their keypoint and depth errors are correlated)", 0.1, 180.0)
+    covariance_scale: float = option(1.0, "loop covariance multiplier (errors the reprojection and cell models ignore)", 1.0, 1e6)
 
 
 @dataclass
@@ -60,9 +69,11 @@ class Verification:
     reason: str
     matches: int
     inliers: int = 0
+    inlier_cells: int = 0
     mean_error_px: float = float("nan")
     T_match_query: NDArray[np.float64] = field(default_factory=lambda: np.eye(4))
     covariance: NDArray[np.float64] = field(default_factory=lambda: np.eye(6))
+    degenerate: bool = False  # rejected as uncertain only because its inliers crowd a few cells
 
 
 def _ratio_matches(
@@ -125,7 +136,9 @@ def verify_pnp(
         return Verification(False, f"PnP found < {config.min_inliers} inliers", len(pairs))
     T_query_match, inlier_mask, mean_error, covariance = pose
     inliers = int(inlier_mask.sum())
-    result = Verification(True, "verified", len(pairs), inliers, mean_error, se3_inverse(T_query_match), covariance * config.covariance_scale)
+    cells = inlier_cells(uv[inlier_mask], K, config.error_cell_deg)
+    covariance = covariance * (config.covariance_scale * inliers / cells)
+    result = Verification(True, "verified", len(pairs), inliers, cells, mean_error, se3_inverse(T_query_match), covariance)
     if inliers < config.min_inlier_ratio * len(pairs):
         result.accepted, result.reason = False, f"inlier ratio {inliers / len(pairs):.2f} < {config.min_inlier_ratio}"
     elif mean_error > config.max_mean_error_px:
@@ -137,15 +150,28 @@ def verify_pnp(
     return result
 
 
+def inlier_cells(uv: NDArray[np.float64], K: NDArray[np.float64], cell_deg: float) -> int:
+    """Occupied cells (at least 1) of a grid of viewing angles ``cell_deg`` wide (square cells in
+    normalised image coordinates, one corner at the principal point) by the pixels ``(N, 2)``."""
+    xy = (uv - K[:2, 2]) / np.diag(K)[:2]
+    cells = np.floor(np.arctan(xy) / np.radians(cell_deg)).astype(np.int64)
+    return max(1, len(np.unique(cells, axis=0)))
+
+
 def _check_certainty(result: Verification, config: LoopVerificationConfig) -> None:
     """Reject ``result`` when its covariance leaves the translation or rotation uncertain
-    beyond ``loop.max_sigma_m`` / ``loop.max_sigma_deg`` (largest standard deviations)."""
+    beyond ``loop.max_sigma_m`` / ``loop.max_sigma_deg`` (largest standard deviations); as a
+    degenerate inlier set when it would pass with its inliers counted as independent."""
     sigma_m = float(np.sqrt(np.linalg.eigvalsh(result.covariance[:3, :3])[-1]))
     sigma_deg = float(np.degrees(np.sqrt(np.linalg.eigvalsh(result.covariance[3:, 3:])[-1])))
-    if sigma_m > config.max_sigma_m:
-        result.accepted, result.reason = False, f"uncertain translation: sigma {sigma_m:.3f} m > {config.max_sigma_m}"
-    elif sigma_deg > config.max_sigma_deg:
-        result.accepted, result.reason = False, f"uncertain rotation: sigma {sigma_deg:.2f} deg > {config.max_sigma_deg}"
+    if sigma_m <= config.max_sigma_m and sigma_deg <= config.max_sigma_deg:
+        return
+    result.accepted = False
+    per_cell = np.sqrt(result.inliers / result.inlier_cells)
+    result.degenerate = sigma_m / per_cell <= config.max_sigma_m and sigma_deg / per_cell <= config.max_sigma_deg
+    what = f"translation sigma {sigma_m:.3f} m > {config.max_sigma_m}" if sigma_m > config.max_sigma_m else f"rotation sigma {sigma_deg:.2f} deg > {config.max_sigma_deg}"
+    kind = "degenerate inlier set" if result.degenerate else "uncertain pose"
+    result.reason = f"{kind}: {what} ({result.inliers} inliers in {result.inlier_cells} cells)"
 
 
 def _pnp(

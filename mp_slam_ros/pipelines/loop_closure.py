@@ -293,6 +293,7 @@ class LoopClosure:
             result.candidates.append(CandidateResult(stored.keyframe_id, match, score, check.accepted, False, check.reason, check.inliers))
             if not check.accepted:
                 self.counts["rejected_verification"] += 1
+                self.counts["rejected_degenerate"] += int(check.degenerate)
                 continue
             self.counts["verified"] += 1
             covariance = np.linalg.inv(edge_information(check.covariance, self.config.odometry))

@@ -25,7 +25,8 @@ def test_revisits_close_loops_and_reduce_drift() -> None:
     world = make_world(1, [np.zeros(3)])
     truth, stamps, ids = circle_run(world, np.zeros(3), laps=1.6)
     odometry = drifting_odometry(truth, world.rng)
-    lc = LoopClosure(config())
+    # this world's keypoint and depth errors are independent per point: 1-degree error cells
+    lc = LoopClosure(config(**{"loop.error_cell_deg": 1.0}))
     results = run(lc, world, truth, stamps, ids, odometry)
     assert lc.counts["accepted"] >= 5 and lc.counts["solves"] >= 1
     graph = lc.graph.snapshot().graph  # every accepted loop measures the true relative pose

@@ -68,10 +68,39 @@ def test_a_loop_with_an_uncertain_pose_is_rejected() -> None:
     config = LoopVerificationConfig(min_matches=20, min_inliers=20)
     assert verify_pnp(uv, descriptors, p_match, d_match, K, config).accepted
     strict = verify_pnp(uv, descriptors, p_match, d_match, K, replace(config, max_sigma_m=1e-4))
-    assert not strict.accepted and strict.reason.startswith("uncertain translation")
+    assert not strict.accepted and strict.reason.startswith("uncertain pose: translation")
 
 
 def _visible(points: np.ndarray, T_world_cam: np.ndarray) -> np.ndarray:
     p_cam = (points - T_world_cam[:3, 3]) @ T_world_cam[:3, :3]
     uv = p_cam[:, :2] / np.maximum(p_cam[:, 2:3], 1e-9) * K[0, 0] + K[:2, 2]
     return (p_cam[:, 2] > 0.3) & (uv[:, 0] > 5) & (uv[:, 0] < 635) & (uv[:, 1] > 5) & (uv[:, 1] < 475)
+
+
+def _patch_or_spread(half_width_m: float, depth_m: float, n: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A query's pixels and descriptors and the match's points of ``n`` landmarks in a cube
+    ``2 half_width_m`` wide at ``depth_m``, seen from two poses 0.2 m apart."""
+    rng = np.random.default_rng(3)
+    points = np.column_stack([rng.uniform(-half_width_m, half_width_m, (n, 2)), depth_m + rng.uniform(-half_width_m, half_width_m, n)])
+    T_match_query = se3_exp(np.array([[0.2, 0.0, 0.05, 0.0, 0.03, 0.0]]))[0]
+    p_query = (points - T_match_query[:3, 3]) @ T_match_query[:3, :3]
+    uv = (p_query[:, :2] / p_query[:, 2:3] * K[0, 0] + K[:2, 2] + rng.normal(0.0, 0.3, (n, 2))).astype(np.float32)
+    descriptors = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+    return uv, descriptors, points.astype(np.float32)
+
+
+def test_a_degenerate_inlier_set_on_one_patch_is_rejected() -> None:
+    """Many inliers on one small patch far away constrain the pose like the few independent
+    measurements they are (their keypoint and depth errors are correlated): the same number of
+    points spread over the view verifies, the patch does not."""
+    config = LoopVerificationConfig()
+    uv, descriptors, points = _patch_or_spread(1.5, 3.0)
+    spread = verify_pnp(uv, descriptors, points, descriptors, K, config)
+    assert spread.accepted and spread.inlier_cells >= 9, spread.reason
+    uv, descriptors, points = _patch_or_spread(0.5, 4.0)
+    patch = verify_pnp(uv, descriptors, points, descriptors, K, config)
+    assert patch.inliers >= 90 and patch.inlier_cells <= 4
+    assert not patch.accepted and patch.degenerate and patch.reason.startswith("degenerate inlier set")
+    # counted as independent measurements (one inlier per cell), the patch would pass
+    independent = verify_pnp(uv, descriptors, points, descriptors, K, replace(config, error_cell_deg=0.1))
+    assert independent.accepted and independent.inlier_cells == independent.inliers
