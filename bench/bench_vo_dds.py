@@ -11,6 +11,11 @@ trajectory the node published is scored against the ground truth (ATE) before an
 reported. Each run uses its own ``ROS_DOMAIN_ID`` so that other ROS processes on the machine
 neither see nor disturb it.
 
+Side by side in one run: the node's ``qos.reliability`` (best effort, reliable) and Fast DDS's
+builtin transports (its default: UDP plus shared memory with small segments, where a ~1 MB image
+travels as UDP fragments that a full socket buffer drops; ``LARGE_DATA``: shared memory and TCP
+for data, eProsima's setting for large messages), set in every process's environment.
+
     OPENBLAS_NUM_THREADS=1 python bench/bench_vo_dds.py               # seed 2, 20 s, 640x480
     OPENBLAS_NUM_THREADS=1 python bench/bench_vo_dds.py --rate 0.5    # half speed
 
@@ -47,6 +52,12 @@ COLOR_TOPIC = "/camera/color/image_raw"
 QUIET_S = 4.0
 #: give up waiting for the node to start (first /diagnostics) after this long (s)
 START_TIMEOUT_S = 120.0
+#: the player waits this long before the first message, so that the node's subscriptions match
+PLAY_DELAY_S = 2.0
+#: Fast DDS's choice of builtin transports (eProsima: ``LARGE_DATA`` for large messages) and
+#: the name meaning "leave it unset"
+TRANSPORTS_VARIABLE = "FASTDDS_BUILTIN_TRANSPORTS"
+DEFAULT = "default"
 
 
 class Listener:
@@ -112,11 +123,16 @@ def _wait_until_quiet(listener: Listener) -> None:
             last, since = now, time.monotonic()
 
 
-def run(bag: Path, truth: Path, rate: float, node_parameters: tuple[str, ...] = ()) -> dict:
+def run(bag: Path, truth: Path, rate: float, node_parameters: tuple[str, ...] = (), transports: str = DEFAULT) -> dict:
     """One replay into a fresh vo_node (``node_parameters``: extra ``name:=value`` ROS
-    parameters); the counts and the ATE of what it published."""
+    parameters; ``transports``: Fast DDS builtin transports of every process, or
+    :data:`DEFAULT` for Fast DDS's own default); the counts and the ATE of what it published."""
     env = {**os.environ, "ROS_DOMAIN_ID": str(random.randint(100, 200)), "OPENBLAS_NUM_THREADS": "1"}
-    os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
+    env.pop(TRANSPORTS_VARIABLE, None)
+    if transports != DEFAULT:
+        env[TRANSPORTS_VARIABLE] = transports
+    os.environ.clear()
+    os.environ.update(env)  # this process's listener joins with the same domain and transports
     with BagReader(bag) as reader:
         frames_in_bag = int(reader.counts.get(COLOR_TOPIC, 0))
     parameters = [item for assignment in ("use_sim_time:=true", "mode:=rgbd", *node_parameters) for item in ("-p", assignment)]
@@ -128,7 +144,8 @@ def run(bag: Path, truth: Path, rate: float, node_parameters: tuple[str, ...] = 
             raise RuntimeError("vo_node published no /diagnostics within "
                                f"{START_TIMEOUT_S:g} s: {node.stderr.read() if node.poll() is not None else ''}")
         started = time.monotonic()
-        subprocess.run([str(VENV_BIN / "mp-slam"), "play", str(bag), "--clock", "--rate", f"{rate:g}", "--no-progress"],
+        subprocess.run([str(VENV_BIN / "mp-slam"), "play", str(bag), "--clock", "--rate", f"{rate:g}",
+                        "--delay", f"{PLAY_DELAY_S:g}", "--no-progress"],
                        env=env, check=True, stdout=subprocess.DEVNULL)
         replay_s = time.monotonic() - started
         _wait_until_quiet(listener)
@@ -147,7 +164,8 @@ def run(bag: Path, truth: Path, rate: float, node_parameters: tuple[str, ...] = 
     ate = evaluate(read_tum(truth), trajectory, bag.parent.name).ate_m
     dropped = {key.removeprefix("dropped."): int(value) for key, value in values.items() if key.startswith("dropped.")}
     return {
-        "bag": str(bag), "rate": rate, "node_parameters": list(node_parameters), "replay_s": replay_s, "frames_in_bag": frames_in_bag,
+        "bag": str(bag), "rate": rate, "node_parameters": list(node_parameters), "transports": transports,
+        "replay_s": replay_s - PLAY_DELAY_S, "frames_in_bag": frames_in_bag,
         "frames_processed": int(values.get("frames_processed", 0)),
         "frames_dropped": int(values.get("frames_dropped", 0)),
         "frames_dropped_unsynchronised": int(values.get("frames_dropped_unsynchronised", 0)),
@@ -159,19 +177,26 @@ def run(bag: Path, truth: Path, rate: float, node_parameters: tuple[str, ...] = 
     }
 
 
-def markdown(result: dict, command: str) -> str:
-    """The summary table of one run."""
+def _row(result: dict) -> str:
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(result["dropped_by_reason"].items())) or "none"
+    return (
+        f"| {result['transports']} | {' '.join(result['node_parameters']) or '(defaults)'} | {result['frames_in_bag']} | "
+        f"{result['frames_processed']} | {result['frames_dropped']} ({reasons}) | "
+        f"{result['frames_dropped_unsynchronised']} | {result['frames_missing_upstream']} | {result['frames_never_seen']} | "
+        f"{result['odometry_received']} | {result['lost_frames']} | {result['node_rate_hz']:.1f} | {result['ate_rmse_m']:.4f} |"
+    )
+
+
+def markdown(results: list[dict], command: str) -> str:
+    """The summary table of one run of the bench (a row per configuration)."""
     return "\n".join([
         "# vo_node over DDS: 640x480 RGB-D replay", "", f"    {command}", "",
-        "| frames in bag | processed | dropped by the node (reasons) | unsynchronised | missing upstream | never seen | odometry received | lost | node rate Hz | ATE RMSE m |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {result['frames_in_bag']} | {result['frames_processed']} | {result['frames_dropped']} ({reasons}) | "
-        f"{result['frames_dropped_unsynchronised']} | {result['frames_missing_upstream']} | {result['frames_never_seen']} | "
-        f"{result['odometry_received']} | {result['lost_frames']} | {result['node_rate_hz']:.1f} | {result['ate_rmse_m']:.4f} |",
-        "", f"Replay rate x{result['rate']:g} ({result['replay_s']:.1f} s wall), node parameters "
-        f"{' '.join(result['node_parameters']) or '(defaults)'}; machine: {platform.node()}, "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end.", "",
+        f"| Fast DDS transports ({TRANSPORTS_VARIABLE}) | node parameters | frames in bag | processed | dropped by the node (reasons) | unsynchronised | missing upstream | never seen | odometry received | lost | node rate Hz | ATE RMSE m |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        *[_row(result) for result in results],
+        "", f"Replay rate x{results[0]['rate']:g} ({results[0]['replay_s']:.1f} s wall, after a {PLAY_DELAY_S:g}-s "
+        f"discovery delay); machine: {platform.node()}, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f} at the end.", "",
     ])
 
 
@@ -182,16 +207,24 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     parser.add_argument("-p", "--node-parameter", action="append", default=[], metavar="NAME:=VALUE",
                         help="extra vo_node parameter, e.g. qos.reliability:=reliable (repeatable)")
+    parser.add_argument("--transports", nargs="+", default=[DEFAULT, "LARGE_DATA"],
+                        help=f"Fast DDS builtin transports to compare ({TRANSPORTS_VARIABLE}; {DEFAULT}: unset)")
+    parser.add_argument("--reliability", nargs="+", choices=["best_effort", "reliable"], default=["best_effort", "reliable"],
+                        help="the node's qos.reliability values to compare")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/mp_slam_bench_vo"))
     parser.add_argument("--output", type=Path, default=ROOT / "results" / "vo_dds")
     args = parser.parse_args()
     path = sequence(args.cache, args.seed, args.duration, 1.0)
-    result = run(path / "bag", path / "groundtruth.tum", args.rate, tuple(args.node_parameter))
-    print(json.dumps(result, indent=1))
+    results = []
+    for transports in args.transports:
+        for reliability in args.reliability:
+            parameters = (f"qos.reliability:={reliability}", *args.node_parameter)
+            results.append(run(path / "bag", path / "groundtruth.tum", args.rate, parameters, transports))
+            print(_row(results[-1]), flush=True)
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "summary.json").write_text(json.dumps(result, indent=1))
+    (args.output / "summary.json").write_text(json.dumps(results, indent=1))
     command = "OPENBLAS_NUM_THREADS=1 python bench/bench_vo_dds.py " + " ".join(sys.argv[1:])
-    (args.output / "summary.md").write_text(markdown(result, command.strip()))
+    (args.output / "summary.md").write_text(markdown(results, command.strip()))
     return 0
 
 

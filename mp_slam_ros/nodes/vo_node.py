@@ -54,6 +54,16 @@ from mp_slam_ros.ros.tf_buffer import StaticTfBuffer
 
 #: Seconds without a synchronised frame before the "no data" warning names the topics and QoS.
 NO_DATA_WARNING_S = 5.0
+#: Share of a diagnostics period's colour frames left unpaired (their depth or camera_info partner
+#: never came) above which a warning names the likely cause.
+UNPAIRED_WARNING_SHARE = 0.1
+#: What to do about unpaired frames, in the warning (Fast DDS, the default middleware, sends a
+#: ~1 MB image in UDP fragments unless told otherwise; a full socket buffer drops some).
+UNPAIRED_ADVICE = (
+    "messages of one topic are lost before they pair up: large images dropped by the middleware? "
+    "(Fast DDS: export FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA for the camera driver and this node; "
+    "or a larger sync.max_interval_s when the stamps differ)"
+)
 
 
 class VONode(Node):
@@ -107,6 +117,7 @@ class VONode(Node):
         self._input_lock = threading.Lock()
         self._last_input_ns: list[int | None] = [None] * len(topics)
         self._received = [0] * len(topics)
+        self._unpaired_checked = (0, 0)  # (colour frames received, frames unsynchronised) at the last check
         self._last_set_ns: int | None = None
         self._unsynchronised_at_last_set = 0
         self._intervals_ns: deque[int] = deque(maxlen=8)
@@ -350,10 +361,27 @@ class VONode(Node):
                 f"qos.reliability={self._options.config.qos.reliability.value}, sync.max_interval_s="
                 f"{self._options.config.sync.max_interval_s})",
             )
+        self._check_unpaired()
         self._diagnostics.publish(
             diagnostics_msg(self.get_name(), self.counters, self.sync.counters,
                             self._vo_params.config.ba.precision.value, self.get_clock().now().nanoseconds)
         )
+
+    def _check_unpaired(self) -> None:
+        """Warn when more than :data:`UNPAIRED_WARNING_SHARE` of the colour frames received since
+        the last check left the synchroniser unpaired."""
+        with self._input_lock:
+            received, unpaired = self._received[0], max(self.sync.counters.per_stream)
+            per_topic = ", ".join(f"{topic}: {count}" for topic, count in zip(self.input_topics, self.sync.counters.per_stream))
+        last_received, last_unpaired = self._unpaired_checked
+        self._unpaired_checked = (received, unpaired)
+        new_frames, new_unpaired = received - last_received, unpaired - last_unpaired
+        if new_frames > 0 and new_unpaired > UNPAIRED_WARNING_SHARE * new_frames:
+            self.warnings.warn(
+                "unpaired",
+                f"{new_unpaired} of {new_frames} frames left unsynchronised (unpaired messages so far: {per_topic}): "
+                + UNPAIRED_ADVICE,
+            )
 
     def close(self) -> None:
         """Stop the worker thread and the pipeline's BA worker."""

@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"publish /clock (bag time) at HZ (default {DEFAULT_CLOCK_HZ:g}) for use_sim_time")
     parser.add_argument("-l", "--loop", action="store_true", help="play again from the start when the bag ends (Ctrl-C stops)")
     parser.add_argument("--start-offset", type=float, default=0.0, metavar="S", help="skip the first S seconds")
+    parser.add_argument("-d", "--delay", type=float, default=0.0, metavar="S",
+                        help="wait S seconds before playing (each loop), so that subscribers are matched first")
     parser.add_argument("--topics", nargs="+", default=None, help="only these topics")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -35,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     """Replay with a progress bar; 0 on success."""
     from mp_slam_ros.ros.player import BagPlayer, PlayOptions, play_bag
 
-    options = PlayOptions(args.rate, args.clock, args.loop, args.start_offset, tuple(args.topics) if args.topics else None).validate()
+    options = PlayOptions(args.rate, args.clock, args.loop, args.start_offset,
+                          tuple(args.topics) if args.topics else None, args.delay).validate()
     bars: list[tqdm] = []
 
     def on_start(player: BagPlayer) -> Callable[[object], None]:

@@ -31,13 +31,16 @@ _CLOCK_QOS = QoSProfile(depth=1)
 
 @dataclass(frozen=True)
 class PlayOptions:
-    """How to replay: speed factor, /clock rate (0: none), looping, start offset, topic filter."""
+    """How to replay: speed factor, /clock rate (0: none), looping, start offset, topic filter,
+    and a delay before the first message (``ros2 bag play --delay``: DDS discovery is
+    asynchronous, and a volatile subscriber loses what is published before it is matched)."""
 
     rate: float = 1.0
     clock_hz: float = 0.0
     loop: bool = False
     start_offset_s: float = 0.0
     topics: tuple[str, ...] | None = None
+    delay_s: float = 0.0
 
     def validate(self) -> PlayOptions:
         """Return ``self`` or raise :class:`ConfigError`."""
@@ -47,6 +50,8 @@ class PlayOptions:
             raise ConfigError("clock", self.clock_hz, "must be in [0, 10000] Hz")
         if self.start_offset_s < 0.0:
             raise ConfigError("start_offset", self.start_offset_s, "must be >= 0 s")
+        if not 0.0 <= self.delay_s <= 3600.0:
+            raise ConfigError("delay", self.delay_s, "must be in [0, 3600] s")
         return self
 
 
@@ -103,6 +108,8 @@ class BagPlayer:
             raise ConfigError("start_offset", self.options.start_offset_s, f"beyond the bag's end ({(self.bag.end_ns - self.bag.start_ns) / 1e9:.3f} s)")
         published = 0
         while True:
+            if self.options.delay_s > 0.0:
+                time.sleep(self.options.delay_s)
             published += self._play_once(on_message, should_stop)
             if not self.options.loop or should_stop():
                 return published

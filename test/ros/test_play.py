@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -114,10 +115,28 @@ def test_loop_replays_until_stopped(node_pair, tmp_path: Path) -> None:
     assert stamps[N_FRAMES] == stamps[0] == 0 and stamps[N_FRAMES + 1] == PERIOD_NS  # time restarts each pass
 
 
+def test_delay_lets_a_late_subscriber_get_every_message(node_pair, tmp_path: Path) -> None:
+    _write_bag(tmp_path / "bag", node_pair.prefix)
+    odoms: list[Odometry] = []
+    with BagReader(tmp_path / "bag") as bag:
+        player = BagPlayer(node_pair.talker, bag, PlayOptions(rate=8.0, delay_s=3.0, topics=(node_pair.topic("odom"),)))
+        started = time.monotonic()
+        thread, published = _play_in_thread(player, threading.Event())
+        # subscribed only after the player started: discovery happens during the delay
+        node_pair.listener.create_subscription(
+            Odometry, node_pair.topic("odom"), lambda msg: odoms.append((time.monotonic(), msg)), RELIABLE
+        )
+        node_pair.spin_until(lambda: not thread.is_alive() and len(odoms) == N_FRAMES, "every odometry message")
+    assert published == [N_FRAMES]
+    assert odoms[0][0] - started >= 3.0
+
+
 def test_bad_options_and_offsets(node_pair, tmp_path: Path) -> None:
     _write_bag(tmp_path / "bag", node_pair.prefix)
     with pytest.raises(ConfigError, match="rate=0.0: must be > 0"):
         PlayOptions(rate=0.0).validate()
+    with pytest.raises(ConfigError, match="delay=-1.0: must be in"):
+        PlayOptions(delay_s=-1.0).validate()
     with BagReader(tmp_path / "bag") as bag:
         player = BagPlayer(node_pair.talker, bag, PlayOptions(start_offset_s=5.0))
         with pytest.raises(ConfigError, match="beyond the bag's end"):

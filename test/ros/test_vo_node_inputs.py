@@ -160,3 +160,18 @@ def test_bad_input_is_dropped_counted_and_the_node_keeps_running(vo_graph, seque
     assert diagnostics["frames_missing_upstream"] == "3" and diagnostics["resets"] == "2"
     assert int(diagnostics["clock_jumps"]) >= 1 and int(diagnostics["frames_processed"]) == 7
     assert isinstance(graph.received["diagnostics"][-1], DiagnosticArray)
+
+
+def test_frames_left_unpaired_are_warned_about_with_the_likely_cause(vo_graph, sequence: Path) -> None:
+    graph = vo_graph("rgbd", remap_to_bag=False, **EVERY_FRAME)
+    warned: list[str] = []
+    graph.node.warnings._log = warned.append
+    frames, _ = bag_frames(sequence / "bag", 12)
+    feeder = Feeder(graph)
+    for k, frame in enumerate(frames):  # every other depth image lost on the way
+        for index, (publisher, msg) in enumerate(zip(feeder.publishers, frame)):
+            if index != 1 or k % 2 == 0:
+                publisher.publish(msg)
+    graph.wait_for(lambda: any("left unsynchronised" in text for text in warned), "the unpaired-frames warning")
+    text = next(text for text in warned if "left unsynchronised" in text)
+    assert "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA" in text and "camera/color/image_raw" in text
