@@ -2,7 +2,9 @@
 
 Detection keeps the strongest FAST/Harris corners of every grid cell (``frontend.grid_cols`` x
 ``frontend.grid_rows``) so features cover the image instead of clustering on one textured
-object, and skips pixels near already tracked features (``frontend.min_distance_px``).
+object, and skips pixels near already tracked features (``frontend.min_distance_px``). A
+texture-poor view (a plain wall) gets weaker corners, down to those of its contrast-equalised
+image, rather than none.
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ BORDER_PX = 10
 DETECT_OVERSAMPLING = 3
 #: FAST threshold of the second detection pass on texture-poor images
 MIN_FAST_THRESHOLD = 3
+#: a view is texture-poor when its tracked and new corners are fewer than this share of
+#: ``frontend.max_features``: only then are corners of the contrast-equalised image taken too
+TEXTURE_POOR_SHARE = 0.25
+#: contrast-limited histogram equalisation of that pass: clip limit and tiles (columns, rows)
+CLAHE_CLIP_LIMIT = 2.0
+CLAHE_TILES = (8, 6)
 
 
 @dataclass
@@ -45,6 +53,7 @@ class FeatureDetector:
             nfeatures=DETECT_OVERSAMPLING * config.max_features, scaleFactor=1.2, nlevels=config.pyramid_levels,
             edgeThreshold=BORDER_PX, patchSize=ORB_PATCH_PX, fastThreshold=config.fast_threshold,
         )
+        self._clahe = cv2.createCLAHE(CLAHE_CLIP_LIMIT, CLAHE_TILES)
 
     def detect(self, grey: NDArray[np.uint8], budget: int, occupied_uv: NDArray[np.floating] | None = None) -> Keypoints:
         """Up to ``budget`` new keypoints, bucketed over the grid, away from ``occupied_uv`` ``(M, 2)``."""
@@ -58,17 +67,31 @@ class FeatureDetector:
             for u, v in np.asarray(occupied_uv).astype(np.int32):
                 cv2.circle(mask, (int(u), int(v)), radius, 0, -1)
         found = self._orb.detect(grey, mask)
-        if len(found) < budget // 2 and self.config.fast_threshold > MIN_FAST_THRESHOLD:
-            # texture-poor view (a plain wall): take the weaker corners too rather than lose tracking
-            self._orb.setFastThreshold(MIN_FAST_THRESHOLD)
-            found = self._orb.detect(grey, mask)
-            self._orb.setFastThreshold(self.config.fast_threshold)
+        if len(found) < budget // 2:
+            num_tracked = 0 if occupied_uv is None else len(occupied_uv)
+            found = self._detect_weak(grey, mask, budget, num_tracked)
         if not found:
             return empty
         uv = np.array([kp.pt for kp in found], np.float32)
         response = np.array([kp.response for kp in found], np.float32)
         keep = bucket(uv, response, (width, height), self.config.grid_cols, self.config.grid_rows, budget)
         return Keypoints(uv[keep], np.array([found[i].angle for i in keep], np.float32))
+
+    def _detect_weak(self, grey: NDArray[np.uint8], mask: NDArray[np.uint8], budget: int, num_tracked: int) -> list[cv2.KeyPoint]:
+        """Corners of a view with little texture, rather than lose tracking: FAST at
+        :data:`MIN_FAST_THRESHOLD` and, when the view is texture-poor (a plain wall: with the
+        ``num_tracked`` features, fewer than :data:`TEXTURE_POOR_SHARE` of the maximum), those
+        of the contrast-equalised image (CLAHE; described and tracked on the image itself).
+        Views with enough texture elsewhere do not equalise: it only adds corners there that
+        KLT and stereo matching localise worse (more drift)."""
+        self._orb.setFastThreshold(min(MIN_FAST_THRESHOLD, self.config.fast_threshold))
+        try:
+            found = self._orb.detect(grey, mask)
+            if num_tracked + len(found) < TEXTURE_POOR_SHARE * self.config.max_features:
+                found = self._orb.detect(self._clahe.apply(grey), mask)
+        finally:
+            self._orb.setFastThreshold(self.config.fast_threshold)
+        return list(found)
 
     def describe(
         self, grey: NDArray[np.uint8], uv: NDArray[np.floating], angle_deg: NDArray[np.floating]

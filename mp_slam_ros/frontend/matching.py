@@ -8,6 +8,7 @@ tracks, less drift) instead of new landmarks.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
@@ -45,4 +46,27 @@ def match_by_projection(
         if not (used_keypoint[k] or used_landmark[l]):
             used_keypoint[k] = used_landmark[l] = True
             match[k] = l
+    return match
+
+
+def match_by_descriptor(
+    descriptors_keypoints: NDArray[np.uint8], descriptors_landmarks: NDArray[np.uint8], max_hamming: int, ratio: float,
+) -> NDArray[np.int64]:
+    """For each keypoint ``(M,)`` the index of the landmark with the nearest descriptor, or -1:
+    within ``max_hamming`` bits and closer than ``ratio`` times the second nearest (Lowe's test);
+    each landmark at most once (its best keypoint). Where no pose predicts the pixels."""
+    match = np.full(len(descriptors_keypoints), -1, np.int64)
+    if len(descriptors_keypoints) == 0 or len(descriptors_landmarks) < 2:
+        return match
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(
+        np.ascontiguousarray(descriptors_keypoints), np.ascontiguousarray(descriptors_landmarks), k=2,
+    )
+    best = np.array([(m[0].trainIdx, m[0].distance, m[1].distance) for m in pairs], np.float64).reshape(-1, 3)
+    good = (best[:, 1] <= max_hamming) & (best[:, 1] < ratio * best[:, 2])
+    landmark = best[:, 0].astype(np.int64)
+    used = np.zeros(len(descriptors_landmarks), bool)
+    for k in np.flatnonzero(good)[np.argsort(best[good, 1], kind="stable")]:
+        if not used[landmark[k]]:
+            used[landmark[k]] = True
+            match[k] = landmark[k]
     return match

@@ -4,7 +4,10 @@ One frame goes through named steps (:meth:`VisualOdometry.track`, top to bottom)
 frame, take finished window BAs, predict the pose (constant velocity or wheel odometry), track
 the window's landmarks by KLT, estimate the pose by PnP RANSAC against them, then maybe make a
 keyframe (new ORB features with depth become landmarks; the window BA is queued). When PnP
-fails the frame is LOST and a new map starts at the predicted pose, so ``odom`` stays continuous.
+fails, new features are matched to the window's landmarks (relocalisation); failing that the
+frame is LOST: predicted pose, inflated covariance, the map kept for tracking to resume on (a
+plain wall for a few frames) until a new map starts at the predicted pose (``odom`` stays
+continuous). Only properly tracked frames (``tracking.min_inliers`` inliers) become keyframes.
 
 Frames: ``T_odom_base`` is what the odometry reports; the map holds ``T_odom_cam`` (optical
 camera frame) with ``T_odom_cam = T_odom_base @ T_base_cam``.
@@ -23,8 +26,8 @@ from mp_slam_ros.config import validate
 from mp_slam_ros.frontend.depth import depth_at, stereo_depth
 from mp_slam_ros.frontend.features import FeatureDetector
 from mp_slam_ros.frontend.keyframes import keyframe_reason
-from mp_slam_ros.frontend.matching import match_by_projection
-from mp_slam_ros.frontend.tracking import PnPResult, FrameTracker, fewest_inliers, solve_pnp
+from mp_slam_ros.frontend.matching import match_by_descriptor, match_by_projection
+from mp_slam_ros.frontend.tracking import PnPResult, FrameTracker, solve_pnp
 from mp_slam_ros.geometry.camera import project
 from mp_slam_ros.geometry.lie import se3_adjoint, se3_inverse, se3_log, se3_to_translation_quat
 from mp_slam_ros.pipelines.ba_worker import BAWorker
@@ -37,8 +40,15 @@ from mp_slam_ros.types import CameraModel, KeyframeArrays
 FloatArray = NDArray[np.float64]
 #: pose variance of the frame that starts a map (it defines the odom origin)
 ORIGIN_VARIANCE = 1e-12
-#: while lost, the pose follows the last motion for this long (s), then stands still
+#: while lost, the pose follows the last motion for this long (s), then stands still (no wheel odometry)
 MAX_DEAD_RECKONING_S = 1.0
+#: while lost, the map is kept this long (s) for tracking to resume on it, then a new map starts
+#: (ORB-SLAM3 relocalises in its map for 3 s before it starts a new one)
+MAX_BRIDGE_S = 3.0
+#: relocalisation matches features this close to a landmark's predicted pixel (px; predicted blind)
+RELOCALISE_RADIUS_PX = 20.0
+#: Lowe ratio of relocalisation by descriptor alone
+RELOCALISE_RATIO = 0.8
 
 
 @dataclass
@@ -59,7 +69,7 @@ class TrackingStatus(str, enum.Enum):
 
     INITIALIZING = "initializing"  # first map built on this frame (or not yet: too few features)
     OK = "ok"  # tracked against the map
-    LOST = "lost"  # tracking failed: predicted pose, inflated covariance, a new map is started
+    LOST = "lost"  # not tracked: predicted pose, inflated covariance (map kept for MAX_BRIDGE_S, then a new one)
     RESET = "reset"  # a new map started here after reset() or a loss
 
 
@@ -111,11 +121,16 @@ class VisualOdometry:
         uv, tracked = self._track_landmarks(images.grey, T_pred)
         step.timings_s["klt_s"] = time.perf_counter() - step.started_s
         pnp = self._estimate_pose(uv, tracked, T_pred, images)
+        relocalised, num_features = pnp is None, 0
+        if pnp is not None:
+            self._keep_inliers(uv, pnp)
+        else:
+            pnp, num_features = self._relocalise(images, T_pred)
         step.timings_s["pnp_s"] = time.perf_counter() - step.started_s - step.timings_s["klt_s"]
         if pnp is None:
-            return self._lose_tracking(frame, images, T_pred, step)
-        self._keep_inliers(uv, pnp)
-        keyframe = self._maybe_keyframe(frame, images, pnp.T_odom_cam, pnp.covariance_cam, step)
+            return self._lose_tracking(frame, images, T_pred, num_features, step)
+        self._lost_since_ns = None
+        keyframe = self._maybe_keyframe(frame, images, pnp.T_odom_cam, pnp.covariance_cam, step, relocalised)
         self._solve_synchronously(step)
         return self._result(frame, pnp.T_odom_cam, pnp.covariance_cam, TrackingStatus.OK, keyframe, step)
 
@@ -174,12 +189,54 @@ class VisualOdometry:
         self._track_ids, self._track_uv, self._track_angle = self._track_ids[keep], uv[keep], self._track_angle[keep]
         self._track_uv_keyframe = self._track_uv_keyframe[keep]
 
+    def _relocalise(self, images: FrameImages, T_pred: FloatArray) -> tuple[PnPResult | None, int]:
+        """Pose (None: failed) from this frame's features matched to window landmarks near their
+        pixels at ``T_pred`` or else by descriptor alone (a turn without wheel odometry leaves
+        the prediction far off), and the number of features; the matches become the tracks."""
+        cfg = self.config.frontend
+        new = self._detector.detect(images.grey, cfg.max_features)
+        descriptors, described = self._detector.describe(images.grey, new.uv, new.angle_deg)
+        uv, descriptors, angle = new.uv[described].astype(np.float64), descriptors[described], new.angle_deg[described]
+        candidates = self._window.observed_ids()
+        candidates = candidates[self._window.alive(candidates)]
+        if len(uv) < self.config.tracking.min_inliers or len(candidates) == 0:
+            return None, len(uv)
+        candidate_descriptors = self._window.descriptors(candidates)
+        points_cam = self._to_camera(self._window.positions(candidates), T_pred)
+        projected = np.where(points_cam[:, 2:] > cfg.min_depth_m, project(self._intrinsics, points_cam)[0], -1e6)  # not behind
+        for index in (
+            match_by_projection(uv, descriptors, projected, candidate_descriptors, RELOCALISE_RADIUS_PX, cfg.reacquire_max_hamming),
+            match_by_descriptor(descriptors, candidate_descriptors, cfg.reacquire_max_hamming, RELOCALISE_RATIO),
+        ):
+            matched = np.flatnonzero(index >= 0)
+            pnp = self._pose_from_matches(candidates[index[matched]], uv[matched], T_pred, images)
+            if pnp is not None:
+                keep = matched[pnp.inliers]
+                self._track_ids, self._track_uv, self._track_angle = candidates[index[keep]], uv[keep], angle[keep]
+                self._track_uv_keyframe = self._track_uv.copy()
+                self._tracker.restart(images.grey)
+                return pnp, len(uv)
+        return None, len(uv)
+
+    def _pose_from_matches(self, ids: NDArray[np.int64], uv: FloatArray, T_pred: FloatArray, images: FrameImages) -> PnPResult | None:
+        """PnP RANSAC of pixels ``uv`` against landmarks ``ids`` with at least ``tracking.min_inliers`` inliers."""
+        if len(ids) < self.config.tracking.min_inliers:
+            return None
+        u_right = uv[:, 0] - self._fx_baseline / self._depth(uv, images) if self.config.tracking.use_depth else None
+        pnp = solve_pnp(self._window.positions(ids), uv, self._K, T_pred, self.config.tracking, u_right, self._fx_baseline)
+        return pnp if pnp is not None and pnp.inliers.sum() >= self.config.tracking.min_inliers else None
+
     def _maybe_keyframe(
         self, frame: Frame, images: FrameImages, T_odom_cam: FloatArray, covariance_cam: FloatArray, step: StepLog,
+        relocalised: bool,
     ) -> KeyframeArrays | None:
-        """A keyframe when the keyframe policy says so (see :func:`keyframe_reason`)."""
+        """A keyframe when relocalised or by :func:`keyframe_reason`, from a properly tracked frame
+        only (``tracking.min_inliers``: a few tracks on a plain wall would fill the window with
+        keyframes that push out those tracking resumes on)."""
+        if len(self._track_ids) < self.config.tracking.min_inliers:
+            return None
         last = self._window.keyframes[-1]
-        reason = keyframe_reason(
+        reason = "relocalised" if relocalised else keyframe_reason(
             self.config.keyframes, len(self._track_ids), self._tracked_at_keyframe,
             (frame.stamp_ns - last.stamp_ns) * 1e-9, last.T_odom_cam, T_odom_cam,
         )
@@ -300,10 +357,11 @@ class VisualOdometry:
         self._track_uv = np.zeros((0, 2))
         self._track_uv_keyframe = np.zeros((0, 2))
         self._track_angle = np.zeros(0, np.float32)
-        covariance = np.eye(6) * ORIGIN_VARIANCE
+        lost = self._status_on_init is TrackingStatus.LOST  # the pose is a prediction: the keyframe's covariance says so
+        covariance = self._lost_covariance() if lost else np.eye(6) * ORIGIN_VARIANCE
         keyframe = self._insert_keyframe(frame, images, self._T_odom_cam, covariance)
         self._solve_synchronously(step)
-        if len(self._track_ids) < fewest_inliers(self.config.tracking):
+        if len(self._track_ids) < self.config.tracking.min_inliers:
             self._next_keyframe_id -= 1  # not a usable keyframe: its id is handed out again
             status = TrackingStatus.LOST if self._status_on_init is not TrackingStatus.INITIALIZING else TrackingStatus.INITIALIZING
             return self._result(frame, self._T_odom_cam, self._lost_covariance(), status, None, step)
@@ -311,12 +369,18 @@ class VisualOdometry:
         status, self._status_on_init = self._status_on_init, TrackingStatus.RESET
         return self._result(frame, self._T_odom_cam, covariance, status, keyframe, step)
 
-    def _lose_tracking(self, frame: Frame, images: FrameImages, T_pred: FloatArray, step: StepLog) -> TrackResult:
-        """LOST: report the predicted pose with an inflated covariance; a new map starts here."""
+    def _lose_tracking(self, frame: Frame, images: FrameImages, T_pred: FloatArray, num_features: int, step: StepLog) -> TrackResult:
+        """LOST: the predicted pose, an inflated covariance, the map kept. A new map starts here
+        after :data:`MAX_BRIDGE_S`, or at once when the frame's ``num_features`` would do for
+        healthy tracking (``keyframes.min_tracked``) yet none matched the map (out of sight)."""
+        if self._lost_since_ns is None:
+            self._lost_since_ns = frame.stamp_ns
+        out_of_sight = num_features >= self.config.keyframes.min_tracked
+        if (frame.stamp_ns - self._lost_since_ns) * 1e-9 <= MAX_BRIDGE_S and not out_of_sight:
+            return self._result(frame, T_pred, self._lost_covariance(), TrackingStatus.LOST, None, step)
         self._generation += 1
         self._initialized = False
         self._status_on_init = TrackingStatus.LOST
-        self._lost_since_ns = frame.stamp_ns
         self._T_odom_cam = T_pred
         result = self._initialize(frame, images, step)
         result.status, result.covariance = TrackingStatus.LOST, self._lost_covariance()
@@ -375,7 +439,7 @@ class VisualOdometry:
         self._initialized = False
         self._status_on_init = TrackingStatus.RESET
         self._motion = np.eye(4)
-        self._lost_since_ns = 0
+        self._lost_since_ns: int | None = None
         self._last_wheel = None
         self._last_stamp_ns: int | None = None
         self._last_T_odom_base = self._T_odom_cam @ se3_inverse(self.T_base_cam)

@@ -171,3 +171,26 @@ def test_match_by_projection_is_one_to_one_and_respects_radius_and_descriptors()
     assert match.tolist() == [3, 1, -1]  # the closer-in-descriptor landmark 3 wins over 0; 2 is too far
     assert hamming(keypoint_desc[1:2], descriptors[1:2])[0] == 32
     assert (match_by_projection(keypoints_uv, keypoint_desc, landmarks_uv, descriptors, 4.0, 10) == [3, -1, -1]).all()
+
+
+def test_low_contrast_texture_still_yields_features() -> None:
+    """A faint texture (+-2 grey levels, a plain painted wall) gets features from the
+    contrast-equalised second pass; FAST at the configured threshold finds none on it."""
+    faint = (128 + (textured(5).astype(np.float32) - 128) * 2 / 128).astype(np.uint8)
+    assert len(cv2.FastFeatureDetector_create(FrontendConfig().fast_threshold).detect(faint)) == 0
+    points = FeatureDetector(FrontendConfig()).detect(faint, 200)
+    assert len(points.uv) >= 100
+    assert len(np.unique((points.uv // [80, 60]).astype(int), axis=0)) >= 12  # spread over the image
+
+
+def test_match_by_descriptor_keeps_distinct_nearest_neighbours() -> None:
+    from mp_slam_ros.frontend.matching import match_by_descriptor
+
+    rng = np.random.default_rng(5)
+    landmarks = rng.integers(0, 256, (50, 32), dtype=np.uint8)
+    keypoints = landmarks[[7, 3, 7]].copy()
+    keypoints[0, :2] ^= 0x0F  # 8 bits off landmark 7: keypoint 2 (exact) takes it, keypoint 0 gets none
+    keypoints = np.vstack([keypoints, rng.integers(0, 256, (1, 32), dtype=np.uint8)])  # matches nothing within 50 bits
+    assert match_by_descriptor(keypoints, landmarks, 50, 0.8).tolist() == [-1, 3, 7, -1]
+    twins = np.vstack([landmarks, landmarks[3:4]])  # an ambiguous landmark fails the ratio test
+    assert match_by_descriptor(keypoints, twins, 50, 0.8).tolist() == [-1, -1, 7, -1]

@@ -13,6 +13,7 @@ from mp_slam_ros.cli.main import main
 from mp_slam_ros.config import with_updates
 from mp_slam_ros.errors import FrameError
 from mp_slam_ros.eval.metrics import evaluate
+from mp_slam_ros.geometry.lie import se3_inverse
 from mp_slam_ros.io.tum import read_tum
 from mp_slam_ros.pipelines.vo import Frame, TrackingStatus, VisualOdometry
 from mp_slam_ros.pipelines.vo_bag import BagFrames
@@ -135,6 +136,38 @@ def test_a_short_loss_keeps_the_motion(sequence: Path) -> None:
     step = np.linalg.norm(tracked[-1].T_odom_base[:3, 3] - tracked[-2].T_odom_base[:3, 3])
     lost_step = np.linalg.norm(lost[1].T_odom_base[:3, 3] - lost[0].T_odom_base[:3, 3])
     assert step > 1e-3 and lost_step == pytest.approx(step, rel=1e-6)
+
+
+def with_wheel_odometry(sequence: Path, frames_: list[Frame]) -> list[Frame]:
+    """``frames_`` carrying the sequence's wheel odometry (odometry.tum) as their motion prior."""
+    wheel = read_tum(sequence / "odometry.tum")
+    stamps_ns = np.round(wheel.timestamps_s * 1e9).astype(np.int64)
+    T_odom_base = wheel.matrices()
+    return [replace(f, T_odom_base_wheel=T_odom_base[np.argmin(np.abs(stamps_ns - f.stamp_ns))]) for f in frames_]
+
+
+@pytest.mark.parametrize("wheel", [True, False])
+def test_a_textureless_stretch_is_bridged_on_the_same_map(sequence: Path, wheel: bool) -> None:
+    """Eight plain frames (a featureless wall, ~0.5 s): LOST with an inflated covariance at the
+    motion prior's pose, no keyframe and no new map; tracking resumes on the map after them."""
+    good = frames(sequence, 60)
+    good = with_wheel_odometry(sequence, good) if wheel else good
+    gap = range(40, 48)
+    plain = [replace(f, image=np.full_like(f.image, 128)) if i in gap else f for i, f in enumerate(good)]
+    with BagFrames(sequence / "bag", SensorMode.RGBD) as bag:
+        odometry = VisualOdometry(synchronous("rgbd"), bag.T_base_cam)  # base_link poses, as the ground truth
+    results = [odometry.track(frame) for frame in plain]
+    statuses = [r.status for r in results]
+    assert all(s is TrackingStatus.OK for s in statuses[1:40])
+    assert all(statuses[i] is TrackingStatus.LOST and results[i].covariance[0, 0] >= 1e3 for i in gap)
+    assert all(results[i].keyframe is None for i in gap)
+    assert all(s is TrackingStatus.OK for s in statuses[48:])  # same map: no RESET, no re-initialisation
+    ids = [r.keyframe.keyframe_id for r in results if r.keyframe is not None]
+    assert ids == list(range(len(ids)))  # one map: the keyframe ids run on
+    truth = read_tum(sequence / "groundtruth.tum").matrices()[: len(results)]
+    T_before_after = se3_inverse(results[39].T_odom_base) @ results[-1].T_odom_base
+    T_true = se3_inverse(truth[39]) @ truth[-1]
+    assert np.linalg.norm(T_before_after[:3, 3] - T_true[:3, 3]) < 0.03  # 20 frames of travel across the gap
 
 
 def test_cli_writes_tum_and_json_summary(sequence: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
