@@ -1,7 +1,8 @@
 """Place recognition over binary (ORB) descriptors with a vocabulary trained online.
 
-No vocabulary is downloaded: the first ``places.train_keyframes`` keyframes' descriptors are
-clustered into ``places.vocabulary_words`` binary words by k-majority (k-means in Hamming space:
+No vocabulary is downloaded: the first keyframes' descriptors (``places.train_keyframes``, or
+fewer when a query can have a candidate before: the keyframes older than ``loop.min_age_s`` cannot
+match anything anyway, so waiting for them costs no loop) are clustered into ``places.vocabulary_words`` binary words by k-majority (k-means in Hamming space:
 assign each descriptor to its nearest word, then set each word's bits to the majority bit of its
 members; Grana et al. 2013, the clustering DBoW2-style vocabularies use for binary features).
 Every keyframe then becomes a bag-of-words vector; a query scores all earlier keyframes by the
@@ -38,7 +39,7 @@ class PlaceRecognitionConfig:
     """Vocabulary, scoring and temporal consistency of the place recognition."""
 
     vocabulary_words: int = option(1000, "binary words of the vocabulary (k-majority clusters)", 16, 100000)
-    train_keyframes: int = option(10, "keyframes whose descriptors train the vocabulary", 1, 10000)
+    train_keyframes: int = option(40, "keyframes whose descriptors train the vocabulary (fewer when a query can have a candidate before)", 1, 10000)
     train_iterations: int = option(8, "k-majority iterations", 1, 100)
     seed: int = option(0, "seed of the vocabulary's initial words", 0, 2**31 - 1)
     candidates: int = option(5, "best-scoring keyframes returned per query", 1, 100)
@@ -239,6 +240,8 @@ class PlaceRecognizer:
         the order they are added, whether or not the vocabulary exists yet) and the candidates.
         """
         index = len(self)
+        if self.database is None and self._pending and self._pending[0][0] <= max_stamp_ns:
+            self._train()  # a candidate is possible: train on what there is
         if self.database is None:
             self._pending.append((int(stamp_ns), np.asarray(descriptors, np.uint8)))
             if len(self._pending) >= self.config.train_keyframes:

@@ -80,3 +80,15 @@ def test_candidates_are_distinct_places_and_need_a_similar_previous_query() -> N
     answer = recognizer.query_and_add(31, noisy(places[21], rng), 28)[1]
     # 20, 21 and 22 look alike; 21 is the best and its neighbours within 2 keyframes are left out
     assert [c.index for c in answer] == [21]
+
+
+def test_the_vocabulary_is_trained_when_a_candidate_becomes_possible() -> None:
+    """Keyframes younger than the query's max stamp cannot match: the vocabulary waits for up to
+    ``train_keyframes`` of them, and is trained as soon as one is old enough to be a candidate."""
+    rng = np.random.default_rng(8)
+    places = [rng.integers(0, 256, (300, 32), dtype=np.uint8) for _ in range(12)]
+    recognizer = PlaceRecognizer(PlaceRecognitionConfig(train_keyframes=100, vocabulary_words=256))
+    for k in range(8):  # min age 8: no candidate possible yet
+        assert recognizer.query_and_add(k, places[k], k - 8) == (k, []) and recognizer.vocabulary is None
+    index, _ = recognizer.query_and_add(8, places[8], 0)  # keyframe 0 may now be a candidate
+    assert index == 8 and recognizer.vocabulary is not None and len(recognizer) == 9
