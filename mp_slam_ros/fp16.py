@@ -61,13 +61,13 @@ def round_fp16(x):  # type: ignore[no-untyped-def]
     return _bits_float32(bits)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _round_f32(values: np.ndarray, out: np.ndarray) -> None:
     for i in range(values.size):
         out[i] = round_fp16(values[i])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _round_f64(values: np.ndarray, out: np.ndarray) -> None:
     bits_in = values.view(np.uint64)
     rounded = np.empty(1, dtype=np.float64)

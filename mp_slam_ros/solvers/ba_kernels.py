@@ -21,7 +21,7 @@ from mp_slam_ros.geometry.camera import project_point
 from mp_slam_ros.solvers.robust import loss_terms
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _write_row(
     data: np.ndarray, start: int, cam_free: bool, R: np.ndarray,
     ax: float, ay: float, az: float, px: float, py: float, pz: float,
@@ -41,7 +41,7 @@ def _write_row(
     data[k + 2] = ax * R[0, 2] + ay * R[1, 2] + az * R[2, 2]
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _observation(
     R: np.ndarray, t: np.ndarray, k: np.ndarray, X: np.ndarray, fx_baseline: float, uv: np.ndarray,
     u_right: float, stereo: bool, w: float,
@@ -62,7 +62,7 @@ def _observation(
     return w * (u - uv[0]), w * (v - uv[1]), r2, px, py, pz, ux, uy, uz, uz_right, vx, vy, vz
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def evaluate_observations(
     R_cw: np.ndarray,  # (C, 3, 3)
     t_cw: np.ndarray,  # (C, 3)
@@ -104,7 +104,7 @@ def evaluate_observations(
                 _write_row(data, row_data_start[stereo_row], free, R, w * ux, w * uy, w * uz_right, px, py, pz)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def squared_norms(residual: np.ndarray, obs_stereo_row: np.ndarray, out: np.ndarray) -> None:
     """``out[o]`` = squared norm (float64) of observation ``o``'s residual rows (layout above)."""
     for o in range(out.shape[0]):
@@ -116,7 +116,7 @@ def squared_norms(residual: np.ndarray, obs_stereo_row: np.ndarray, out: np.ndar
         out[o] = total
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def fill_pattern(row_pose_col: np.ndarray, row_point_col: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> None:
     """CSR column indices of every row: 6 pose columns (if free, ``row_pose_col >= 0``), then 3."""
     for row in range(row_pose_col.shape[0]):
@@ -129,7 +129,7 @@ def fill_pattern(row_pose_col: np.ndarray, row_point_col: np.ndarray, indptr: np
             indices[k + i] = row_point_col[row] + i
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _landmark_terms(
     X: np.ndarray, begin: int, end: int, R_cw: np.ndarray, t_cw: np.ndarray, intrinsics: np.ndarray,
     fx_baseline: np.ndarray, obs_cam: np.ndarray, obs_uv: np.ndarray, obs_u_right: np.ndarray,
@@ -177,7 +177,7 @@ def _landmark_terms(
     return cost
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _solve_spd_3x3(A: np.ndarray, b: np.ndarray, x: np.ndarray) -> bool:
     """``x = A^-1 b`` by Cholesky for a symmetric 3x3 ``A``; False if ``A`` is not positive definite."""
     l00 = A[0, 0]
@@ -204,7 +204,7 @@ def _solve_spd_3x3(A: np.ndarray, b: np.ndarray, x: np.ndarray) -> bool:
     return True
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def refine_landmarks(
     points_world: np.ndarray,  # (P, 3) in/out
     R_cw: np.ndarray, t_cw: np.ndarray, intrinsics: np.ndarray, fx_baseline: np.ndarray,

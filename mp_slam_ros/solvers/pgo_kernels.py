@@ -147,7 +147,7 @@ def _se3_q(rho, phi, out, ws):  # type: ignore[no-untyped-def]
             )
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def se3_edges(poses, edge_from, edge_to, Z_inv, W, residual, jacobian, scatter, round16):  # type: ignore[no-untyped-def]
     """Residuals ``(6E,)`` and, when ``jacobian.size``, Jacobian values (module docstring)."""
     T_rel = np.zeros((4, 4))
@@ -203,7 +203,7 @@ def se3_edges(poses, edge_from, edge_to, Z_inv, W, residual, jacobian, scatter, 
         _edge_jacobian(W[e], Jr_inv, Ad, J_to, J_from, jacobian, scatter[e], round16)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def se2_edges(poses, edge_from, edge_to, Z_inv, W, residual, jacobian, scatter, round16):  # type: ignore[no-untyped-def]
     """The SE(2) version of :func:`se3_edges` (tangent ``[x, y, theta]``)."""
     xi = np.empty(3)
@@ -257,7 +257,7 @@ def se2_edges(poses, edge_from, edge_to, Z_inv, W, residual, jacobian, scatter, 
         _edge_jacobian(W[e], Jr_inv, Ad, J_to, J_from, jacobian, scatter[e], round16)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def jacobian_pattern(variable_from, variable_to, k):  # type: ignore[no-untyped-def]
     """CSR pattern of the Jacobian: ``(scatter (E, k, 2k) int64, indices int32, indptr int32)``.
 

@@ -92,7 +92,7 @@ def reweight_factors(loss: RobustLoss, squared_norm: FloatArray) -> tuple[float,
 LOSS_CODES = {LossKind.NONE: 0, LossKind.HUBER: 1, LossKind.CAUCHY: 2}
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def loss_terms(code: int, scale: float, s: float) -> tuple[float, float, float]:
     """``(rho(s), rho'(s), rho''(s))`` of the loss with :data:`LOSS_CODES` ``code`` (numba)."""
     c2 = scale * scale
@@ -105,7 +105,7 @@ def loss_terms(code: int, scale: float, s: float) -> tuple[float, float, float]:
     return s, 1.0, 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _loss_arrays(code: int, scale: float, s: np.ndarray, rho: np.ndarray, weight: np.ndarray) -> None:
     """``rho(s)`` and ``rho'(s)`` of every entry (:func:`loss_terms`)."""
     for i in range(s.shape[0]):

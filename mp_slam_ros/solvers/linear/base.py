@@ -44,7 +44,7 @@ class LinearStatus(str, enum.Enum):
         return self in (LinearStatus.NON_FINITE, LinearStatus.BREAKDOWN)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _scale_columns(data, indices, num_columns):  # type: ignore[no-untyped-def]
     """``(data * S[indices], S)`` in float64 with ``S = 1 / column norm`` (1 for empty columns)."""
     norm_squared = np.zeros(num_columns)

@@ -130,7 +130,7 @@ def _damped_inverse(blocks: np.ndarray, damping: float) -> tuple[np.ndarray, int
     return inverse, int(np.count_nonzero(np.any(floored, axis=1)))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _accumulate_block_gram(
     indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
     block_of_column: np.ndarray, block_starts: np.ndarray, gram: np.ndarray,
@@ -213,7 +213,7 @@ class SchurJacobiPreconditioner:
         return self._xp.asarray(z.astype(s.dtype, copy=False))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _subtract_coupling(
     u_point: np.ndarray, W: np.ndarray, cam_column: np.ndarray, obs_cam: np.ndarray,
     point_obs_ptr: np.ndarray, t_pose: np.ndarray,

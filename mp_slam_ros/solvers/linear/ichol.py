@@ -65,7 +65,7 @@ _F16, _F32 = np.dtype(np.float16), np.dtype(np.float32)
 _OVERFLOW_RETRY_SCALE = 2.0**-12
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _factorize(a_ptr, a_idx, a_val, alpha, drop_tolerance, restrict, round16, capacity):  # type: ignore[no-untyped-def]
     """Left-looking incomplete Cholesky of ``A + alpha diag(A)``, column by column.
 
@@ -170,7 +170,7 @@ def _factorize(a_ptr, a_idx, a_val, alpha, drop_tolerance, restrict, round16, ca
     return l_ptr, l_idx, l_val, -1
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _triangular_solves(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, b, round16):  # type: ignore[no-untyped-def]
     """``z = L^-T L^-1 b``: forward solve on ``L`` (CSR, diagonal last in each row), then
     backward solve on ``U = L^T`` (CSR, diagonal first). With ``round16`` every computed
@@ -202,7 +202,7 @@ def _triangular_solves(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, b, round16):  #
     return z
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _permuted_solves(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, s, perm, scale, round16):  # type: ignore[no-untyped-def]
     """``(z, finite)``: ``z = P^T L^-T L^-1 (P s scale) / scale`` in one call (gather, scale and,
     with ``round16``, rounding of the right-hand side to float16, the two solves, scatter back);
@@ -222,7 +222,7 @@ def _permuted_solves(l_ptr, l_idx, l_val, u_ptr, u_idx, u_val, s, perm, scale, r
     return z, finite
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _permuted_upper(indptr, indices, data, inverse):  # type: ignore[no-untyped-def]
     """Upper triangle of ``P A P^T`` (``A`` symmetric CSR, ``inverse[i]``: new index of ``i``)
     as CSR arrays ``(data, indices, indptr)`` with sorted columns (one pass, then insertion
@@ -375,7 +375,7 @@ def _ordering_of(pattern: sp.csr_matrix, method: str) -> np.ndarray:
     return np.asarray(reverse_cuthill_mckee(pattern, symmetric_mode=True))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _block_pattern(indptr, indices, size):  # type: ignore[no-untyped-def]
     """CSR pattern ``(q_ptr, q_idx)`` of the ``size x size`` blocks holding an entry (unsorted)."""
     blocks = (indptr.size - 1) // size

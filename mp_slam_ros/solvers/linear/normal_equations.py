@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _row_groups(j_ptr, j_idx):  # type: ignore[no-untyped-def]
     """Starts ``(G + 1,)`` of the runs of consecutive rows with the same column pattern.
 
@@ -43,7 +43,7 @@ def _row_groups(j_ptr, j_idx):  # type: ignore[no-untyped-def]
     return starts[: count + 1].copy()
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _lower_pattern(j_ptr, j_idx, groups, t_ptr, t_idx, n):  # type: ignore[no-untyped-def]
     """Lower CSC pattern ``(col_ptr, row_idx)`` of ``J^T J`` plus the diagonal (rows sorted).
 
@@ -83,7 +83,7 @@ def _lower_pattern(j_ptr, j_idx, groups, t_ptr, t_idx, n):  # type: ignore[no-un
     return col_ptr, row_idx[: col_ptr[n]].copy()
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _scatter(j_ptr, j_idx, groups, col_ptr, row_idx):  # type: ignore[no-untyped-def]
     """For each row group and each pair ``a >= b`` of its columns (row-major), the position of
     ``(col_a, col_b)`` in the lower pattern (binary search in column ``col_b``)."""
@@ -110,7 +110,7 @@ def _scatter(j_ptr, j_idx, groups, col_ptr, row_idx):  # type: ignore[no-untyped
     return positions
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _values(j_ptr, j_val, groups, positions, col_ptr, beta, nnz):  # type: ignore[no-untyped-def]
     """Values of the lower pattern: ``J^T J`` group by group, ``beta`` added to the diagonal.
 

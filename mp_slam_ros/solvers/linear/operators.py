@@ -40,7 +40,7 @@ def unsigned_pattern(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     return matrix.indptr.astype(np.uint64), matrix.indices.astype(np.uint32)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _matvec(indptr, indices, data, x, round16, scale):  # type: ignore[no-untyped-def]
     """``A x`` (CSR gather, accumulated in the dtype of ``data``); with ``round16`` each entry is
     rounded to float16, then multiplied by ``scale``. Indices as :func:`unsigned_pattern`."""
@@ -54,7 +54,7 @@ def _matvec(indptr, indices, data, x, round16, scale):  # type: ignore[no-untype
     return y
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _rmatvec(indptr, indices, data, y, num_columns, round16, scale):  # type: ignore[no-untyped-def]
     """``A^T y`` from the CSR arrays of ``A`` (row scatter; rounding as in :func:`_matvec`)."""
     one = numba.uint64(1)

@@ -126,13 +126,13 @@ def diagonal_blocks(band: np.ndarray) -> np.ndarray:
     return band[_BAND_ROW[None], starts[:, None, None] + _BAND_COLUMN[None]]
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _observation_rows(o: int, obs_stereo_row: np.ndarray) -> tuple[int, int, int]:
     """The 2 or 3 residual rows of observation ``o`` (third is -1 without a stereo row)."""
     return 2 * o, 2 * o + 1, obs_stereo_row[o]
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "reassoc"})
 def _reduced_camera_system(
     indptr: np.ndarray, data: np.ndarray, b: np.ndarray, damping: float,
     cam_column: np.ndarray, obs_cam: np.ndarray, obs_stereo_row: np.ndarray, point_obs_ptr: np.ndarray,
@@ -209,7 +209,7 @@ def _reduced_camera_system(
                             band[kd + i - j, cj + j] -= value
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _inverse_3x3(A: np.ndarray, out: np.ndarray) -> None:
     """``out = A^-1`` for a 3x3 matrix by the adjugate (A is SPD here: damped, unit-scaled)."""
     c00 = A[1, 1] * A[2, 2] - A[1, 2] * A[2, 1]
@@ -227,7 +227,7 @@ def _inverse_3x3(A: np.ndarray, out: np.ndarray) -> None:
     out[2, 2] = (A[0, 0] * A[1, 1] - A[0, 1] * A[1, 0]) * inv_det
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _back_substitute(
     y_pose: np.ndarray, H_ll_inv: np.ndarray, g_point: np.ndarray, W: np.ndarray,
     cam_column: np.ndarray, obs_cam: np.ndarray, point_obs_ptr: np.ndarray, y_point: np.ndarray,
