@@ -11,6 +11,7 @@ odometry (``cv2.rgbd``) is not in the installed OpenCV (5.0, no contrib), so it 
     OPENBLAS_NUM_THREADS=1 python bench/bench_vo.py --seeds 2 --duration 10 --image-scale 0.5 --speed-duration 0  # quick
     # a loaded machine: the hardest seeds first, the window-BA odometry only, results after every seed
     OPENBLAS_NUM_THREADS=1 python bench/bench_vo.py --duration 60 --image-scale 0.5 --seed-order 18 16 --methods vo --speed-duration 0
+    # an option changed (the household runs): --set keyframes.min_tracked_ratio=0.8
 
 Writes ``results/vo/summary.json`` and ``results/vo/summary.md``.
 """
@@ -77,7 +78,7 @@ def household(args: argparse.Namespace, seed: int) -> list[dict]:
         for method, updates in (("vo", {}), ("f2f_pnp", BASELINE)):
             if method not in args.methods:
                 continue
-            config = with_updates(VOConfig(), {"mode": mode, "ba.synchronous": args.synchronous, **updates})
+            config = with_updates(VOConfig(), {**args.set, "mode": mode, "ba.synchronous": args.synchronous, **updates})
             row = {"seed": seed, "mode": mode, "method": method, **measure(path / "bag", path / "groundtruth.tum", config, 1.0)}
             rows.append(row)
             print(json.dumps({k: row[k] for k in ("seed", "mode", "method", "lost", "ate_rmse_m", "drift_percent", "real_time_factor")}), flush=True)
@@ -187,12 +188,14 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["vo", "f2f_pnp"], choices=["vo", "f2f_pnp"],
                         help="the window-BA odometry and/or the frame-to-frame PnP baseline on the household seeds")
     parser.add_argument("--synchronous", action="store_true", help="BA before the next frame (deterministic)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="VO options of the household runs (e.g. keyframes.min_tracked_ratio=0.8)")
     parser.add_argument("--speed-seed", type=int, default=2, help="seed of the 640x480 speed run")
     parser.add_argument("--speed-duration", type=float, default=20.0, help="length of the speed run (0: none)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/mp_slam_bench_vo"))
     parser.add_argument("--kitti", type=Path, default=ROOT.parent / "shared" / "data" / "kitti_stereo_excerpt")
     parser.add_argument("--output", type=Path, default=ROOT / "results" / "vo")
     args = parser.parse_args()
+    args.set = dict(item.split("=", 1) for item in args.set)
     args.cache.mkdir(parents=True, exist_ok=True)
     speed_rows = speed(args)
     kitti_rows = kitti(args)

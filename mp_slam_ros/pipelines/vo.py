@@ -398,7 +398,7 @@ class VisualOdometry:
             twist = se3_log(se3_inverse(self._last_T_odom_base) @ T_odom_base)[0] / dt
         if status is TrackingStatus.OK:
             self._motion = se3_inverse(self._T_odom_cam) @ T_odom_cam
-        elif status is not TrackingStatus.LOST or (frame.stamp_ns - self._lost_since_ns) * 1e-9 > MAX_DEAD_RECKONING_S:
+        elif status is not TrackingStatus.LOST or (frame.stamp_ns - (self._lost_since_ns or 0)) * 1e-9 > MAX_DEAD_RECKONING_S:
             self._motion = np.eye(4)  # (a short loss keeps the motion: the next frames are predicted with it)
         self._T_odom_cam = T_odom_cam
         self._last_T_odom_base, self._last_stamp_ns = T_odom_base, frame.stamp_ns

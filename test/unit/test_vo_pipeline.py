@@ -107,6 +107,8 @@ def test_time_going_backwards_is_refused(sequence: Path) -> None:
         odometry.track(first)
     odometry.reset()
     assert odometry.track(first).status is TrackingStatus.RESET
+    odometry.reset()
+    assert odometry.track(replace(second, image=np.full_like(second.image, 128))).status is TrackingStatus.LOST  # no map after a reset
 
 
 def test_no_depth_and_textureless_frames_are_lost_not_fatal(sequence: Path) -> None:
