@@ -43,6 +43,7 @@ from mp_slam_ros.solvers.ba_problem import BAProblem, BAState
 from mp_slam_ros.solvers.linear.base import LinearSolver
 from mp_slam_ros.solvers.linear.block_jacobi import block_jacobi, schur_jacobi
 from mp_slam_ros.solvers.linear.cgnr import CGNRSolver
+from mp_slam_ros.solvers.linear.direct_fallback import DirectFallback
 from mp_slam_ros.solvers.linear.iterative_schur import CheckedStep, IterativeSchurSolver
 from mp_slam_ros.solvers.linear.schur import SchurSolver
 from mp_slam_ros.solvers.lm import IterationCallback, Linearization, SolveResult, solve
@@ -379,18 +380,26 @@ def make_linear_solver(
     structure: BAStructure,
     solver: LinearSolverKind | str = LinearSolverKind.CGNR,
     preconditioner: PreconditionerKind | str = PreconditionerKind.NONE,
+    fallback: bool = True,
 ) -> LinearSolver:
     """The linear solver named by ``solver`` (and CGNR ``preconditioner``) for a BA structure.
 
     CGNR stops on the Nash-Sofer test of its objective decrease (as the iterative Schur solver),
     not on its relative residual: that one is met while the low-curvature camera directions are
     unresolved, and LM then crawls toward the optimum (or, before the certification of
-    :mod:`~mp_slam_ros.solvers.lm`, claimed convergence 5% above it).
+    :mod:`~mp_slam_ros.solvers.lm`, claimed convergence 5% above it). With ``fallback`` the
+    iterative solvers escalate to the direct Schur solver when a solve hits its cap
+    (:class:`~mp_slam_ros.solvers.linear.direct_fallback.DirectFallback`).
     """
     kind = parse_choice(LinearSolverKind, solver, "ba.solver")
-    preconditioner = parse_choice(PreconditionerKind, preconditioner, "ba.preconditioner")
     if kind is LinearSolverKind.SCHUR:
         return SchurSolver(structure)
+    iterative = _iterative_solver(structure, kind, parse_choice(PreconditionerKind, preconditioner, "ba.preconditioner"))
+    return DirectFallback(iterative, SchurSolver(structure)) if fallback else iterative
+
+
+def _iterative_solver(structure: BAStructure, kind: LinearSolverKind, preconditioner: PreconditionerKind) -> LinearSolver:
+    """The iterative solver ``kind`` (with its step check) for a BA structure."""
     if kind is LinearSolverKind.ITERATIVE_SCHUR:
         return CheckedStep(IterativeSchurSolver(structure))
     if preconditioner is PreconditionerKind.NONE:
@@ -424,7 +433,10 @@ def bundle_adjust(
     :class:`~mp_slam_ros.solvers.summary.IterationRecord` (return ``False`` to stop);
     ``preconditioner`` applies to CGNR: the default ``schur_jacobi`` eliminates the landmarks
     exactly (:class:`~mp_slam_ros.solvers.linear.block_jacobi.SchurJacobiPreconditioner`); with
-    block-Jacobi, CGNR on monocular windows crawls toward the optimum.
+    block-Jacobi, CGNR on monocular windows crawls toward the optimum. With
+    ``options.escalate`` (the default) an iterative solver that hits its cap hands the rest of
+    the solve to the direct Schur solver (recorded in ``linear_solver_changes``; see
+    :mod:`~mp_slam_ros.solvers.linear.direct_fallback`).
     Cameras with ``problem.fixed_cams`` set are the gauge and are not moved. For a sliding window,
     pass the previous window's estimates as the problem's initial values (or as
     ``initial_state``, a warm start with the same cameras and landmarks as ``problem``).
@@ -444,8 +456,9 @@ def bundle_adjust(
     kind = parse_choice(LinearSolverKind, solver, "ba.solver")
     per_step = kind in (LinearSolverKind.SCHUR, LinearSolverKind.ITERATIVE_SCHUR)
     ba = BundleAdjustment(problem, initial_state, landmark_iterations if per_step else 0)
-    linear_solver = make_linear_solver(ba.structure, solver, preconditioner)
-    result = solve(ba, linear_solver, options or ba_solver_options(), callback)
+    options = options or ba_solver_options()
+    linear_solver = make_linear_solver(ba.structure, solver, preconditioner, fallback=options.escalate)
+    result = solve(ba, linear_solver, options, callback)
     if per_step or landmark_iterations <= 0 or not np.isfinite(result.summary.final_cost):
         return result
     started = time.perf_counter()

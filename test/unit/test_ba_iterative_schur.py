@@ -11,6 +11,7 @@ from mp_slam_ros.precision import Backend, Precision, ProblemKind, precision_pol
 from mp_slam_ros.sim.ba_windows import WindowConfig, generate_window
 from mp_slam_ros.solvers.ba import BundleAdjustment, ba_solver_options, bundle_adjust, make_linear_solver
 from mp_slam_ros.solvers.linear.base import LinearSolveResult, LinearStatus, ScaledSystem
+from mp_slam_ros.solvers.linear.direct_fallback import DirectFallback
 from mp_slam_ros.solvers.linear.iterative_schur import CheckedStep, IterativeSchurSolver
 from mp_slam_ros.solvers.linear.schur import SchurSolver
 from mp_slam_ros.solvers.summary import LinearSolverOptions
@@ -138,3 +139,38 @@ def test_checked_step_rejects_a_step_that_increases_the_model() -> None:
         assert not bad.step_scaled.any()
     assert results[2].status is LinearStatus.STALLED and results[2].step_scaled.any() and not results[2].trusted
     assert results[3].status is LinearStatus.CONVERGED and np.array_equal(results[3].step_scaled, good)
+
+
+def test_direct_fallback_takes_over_when_the_iterative_solve_hits_its_cap() -> None:
+    window = generate_window(12, 5, WindowConfig.monocular())
+    ba, system = _system(window)
+    policy = precision_policy(Precision.MIXED, ProblemKind.BA)
+    options = ba_solver_options("mixed").linear
+    exact = SchurSolver(ba.structure).solve(system, 1e-3, policy, options).step_scaled
+    converged = DirectFallback(_Fixed(0.9 * exact, LinearStatus.CONVERGED, 0.05), SchurSolver(ba.structure))
+    converged.prepare(system, policy, Backend.CPU)
+    kept = converged.solve(system, 1e-3, policy, options)
+    assert kept.solver == "fixed" and not kept.events and not converged.solves_in_float64
+    capped = DirectFallback(_Fixed(0.5 * exact, LinearStatus.MAX_ITERATIONS, 0.3), SchurSolver(ba.structure))
+    capped.prepare(system, policy, Backend.CPU)
+    first, second = (capped.solve(system, 1e-3, policy, options) for _ in range(2))
+    assert capped.solves_in_float64  # the LM driver then moves the residuals to float64
+    assert first.solver == second.solver == "schur" and first.status is LinearStatus.CONVERGED
+    assert [action for action, _ in first.events] == ["direct"] and "max_iterations" in first.events[0][1]
+    assert not second.events
+    np.testing.assert_allclose(first.step_scaled, exact, rtol=1e-6, atol=1e-9 * np.abs(exact).max())
+
+
+def test_a_monocular_window_whose_cg_stalls_reaches_the_optimum_through_the_direct_fallback() -> None:
+    """A "2 fixed cameras" window of bench_ba (its scale barely fixed): solved tight, CGNR mixed
+    without the fallback ended at max_iterations 0.18% above the tight Schur optimum."""
+    window = generate_window(50, 311016, WindowConfig.monocular(gauge_free=False))
+    reference = bundle_adjust(window.problem, ba_solver_options("fp64", function_tolerance=1e-12, max_iterations=200),
+                              solver="schur")
+    optimum = BundleAdjustment(window.problem).cost(reference.state, np.float64)
+    result = bundle_adjust(window.problem, ba_solver_options("mixed", function_tolerance=1e-6, max_iterations=100),
+                           solver="cgnr", preconditioner="schur_jacobi")
+    final = BundleAdjustment(window.problem).cost(result.state, np.float64)
+    assert final <= optimum * (1 + 1e-3)
+    assert [change.action for change in result.summary.linear_solver_changes] == ["direct"]
+    assert result.summary.precision_used is Precision.FP64 and result.summary.escalations
