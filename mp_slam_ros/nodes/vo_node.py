@@ -283,7 +283,11 @@ class VONode(Node):
     def _publish(self, result: TrackResult) -> None:
         self.counters.frame_done(result.status, result.num_tracked, result.keyframe is not None)
         if result.status is TrackingStatus.LOST:
-            self.warnings.warn("lost", f"tracking lost at {result.stamp_ns} ns ({result.num_tracked} features tracked): starting a new map")
+            self.warnings.warn("lost", f"tracking lost at {result.stamp_ns} ns ({result.num_tracked} features tracked): "
+                                       "pose predicted from motion with an inflated covariance, map kept for relocalisation")
+        elif result.status is TrackingStatus.RESET:
+            self.warnings.warn("new_map", f"new map started at {result.stamp_ns} ns (tracking lost too long, or reset): "
+                                          "odom stays continuous")
         if result.ba_summaries:
             last = result.ba_summaries[-1]
             self.counters.add("ba_solves", len(result.ba_summaries))
