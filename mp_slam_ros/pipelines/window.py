@@ -153,6 +153,8 @@ class SlidingWindow:
         obs_lm = np.concatenate([kf.landmark_ids for kf in self.keyframes])
         landmark_ids, obs_point, per_landmark = np.unique(obs_lm, return_inverse=True, return_counts=True)
         keep_landmark = per_landmark >= 2
+        if config.max_landmarks and int(keep_landmark.sum()) > config.max_landmarks:
+            keep_landmark = _most_observed(per_landmark, keep_landmark, config.max_landmarks)
         keep = keep_landmark[obs_point]
         if not np.any(keep):
             return None
@@ -203,6 +205,16 @@ class SlidingWindow:
                 outliers.append(bad)
         if outliers:
             self._kill_unobserved(np.unique(np.concatenate(outliers)))
+
+
+def _most_observed(observations: IntArray, eligible: NDArray[np.bool_], budget: int) -> NDArray[np.bool_]:
+    """The ``budget`` eligible landmarks seen by the most keyframes (ties: the older, whose ids,
+    sorted ascending by ``np.unique``, come first)."""
+    candidates = np.flatnonzero(eligible)
+    order = np.argsort(-observations[candidates], kind="stable")
+    chosen = np.zeros_like(eligible)
+    chosen[candidates[order[:budget]]] = True
+    return chosen
 
 
 def solve_window(job: WindowProblem, config: BAConfig) -> WindowSolution:

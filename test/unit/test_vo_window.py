@@ -92,3 +92,14 @@ def test_ba_escalate_decides_whether_a_failing_fp16_solve_goes_up_a_rung(escalat
     summary = solve_window(window.problem(CAMERA, config), config).summary
     assert bool(summary.escalations) is escalate
     assert (summary.precision_used is Precision.FP16) is not escalate
+
+
+def test_a_landmark_budget_keeps_the_most_observed_landmarks() -> None:
+    window, _ = window_with(4)
+    for kf in window.keyframes[2:]:  # landmarks 30-39 seen by the first two keyframes only
+        kf.landmark_ids, kf.uv, kf.u_right = kf.landmark_ids[:30], kf.uv[:30], kf.u_right[:30]
+    assert window.problem(CAMERA, BAConfig()).problem.num_points == 40
+    job = window.problem(CAMERA, BAConfig(max_landmarks=35))
+    assert job.problem.num_points == 35
+    assert job.landmark_ids.tolist() == list(range(35))  # the 30 seen four times, then the oldest
+    assert window.problem(CAMERA, BAConfig(max_landmarks=30)).landmark_ids.tolist() == list(range(30))
