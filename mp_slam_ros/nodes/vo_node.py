@@ -285,7 +285,7 @@ class VONode(Node):
         if result.status is TrackingStatus.LOST:
             self.warnings.warn("lost", f"tracking lost at {result.stamp_ns} ns ({result.num_tracked} features tracked): "
                                        "pose predicted from motion with an inflated covariance, map kept for relocalisation")
-        elif result.status is TrackingStatus.RESET:
+        elif result.status is TrackingStatus.RESET and self._last_result is not None:  # not the first map
             self.warnings.warn("new_map", f"new map started at {result.stamp_ns} ns (tracking lost too long, or reset): "
                                           "odom stays continuous")
         if result.ba_summaries:
