@@ -256,7 +256,8 @@ class LoopClosure:
             node = self.graph.add_node(T_map_cam)
         else:
             T_previous_cam = se3_inverse(previous.T_odom_cam) @ T_odom_cam
-            information = edge_information(check.covariance_cam, self.config.odometry, restart=check.restart)
+            gap_s = (int(keyframe.stamp_ns) - previous.stamp_ns) * 1e-9
+            information = edge_information(check.covariance_cam, self.config.odometry, restart=check.restart, gap_s=gap_s)
             node = self.graph.add_node(None, len(self.store) - 1, T_previous_cam, information)
             edge_covariance = np.linalg.inv(information)
         self.chains.append(T_odom_cam, self._session, edge_covariance)

@@ -24,6 +24,8 @@ class OdometryEdgeConfig:
     covariance_scale: float = option(1.0, "multiplier of the keyframes' relative covariance", 1e-6, 1e6)
     min_sigma_m: float = option(0.003, "translation sigma floor of odometry and loop edges (m)", 1e-6, 100.0)
     min_sigma_deg: float = option(0.1, "rotation sigma floor of odometry and loop edges (deg)", 1e-6, 180.0)
+    gap_sigma_m: float = option(0.3, "largest translation sigma of an odometry edge, plus max_speed_mps per second between its keyframes (m; bounds what the VO reports after lost tracking)", 1e-3, 1e4)
+    max_speed_mps: float = option(0.5, "fastest camera motion (m/s; the generator's robot: 0.35, a handheld camera: ~1.5)", 0.0, 100.0)
     restart_sigma_m: float = option(10.0, "translation sigma of the edge across a VO restart (m; after lost tracking the predicted pose can be metres off, loops place the new segment)", 1e-3, 1e4)
     restart_sigma_deg: float = option(180.0, "rotation sigma of the edge across a VO restart (deg; a turn while lost can leave the prediction any angle off)", 1e-3, 180.0)
 

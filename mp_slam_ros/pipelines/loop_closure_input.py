@@ -100,13 +100,28 @@ def _has_features(keyframe: KeyframeArrays, check: InputCheck) -> bool:
     return True
 
 
-def edge_information(covariance: FloatArray | None, config: OdometryEdgeConfig, restart: bool = False) -> FloatArray:
+def edge_information(covariance: FloatArray | None, config: OdometryEdgeConfig, restart: bool = False, gap_s: float = 0.0) -> FloatArray:
     """Information ``(6, 6)`` of an edge: ``(scale * covariance + floor)^-1`` (restart: the
-    restart sigmas only; None covariance: the floor only)."""
+    restart sigmas only; None covariance: the floor only). Its translation sigma is at most
+    ``odometry.gap_sigma_m + odometry.max_speed_mps * gap_s`` (``gap_s``: time between the two
+    keyframes): the camera cannot have moved farther, whatever covariance the VO reports after
+    lost tracking (without the bound such an edge says nothing, and loops alone, aliased ones
+    too, place what follows)."""
     if restart:
         sigmas = np.array([config.restart_sigma_m] * 3 + [np.radians(config.restart_sigma_deg)] * 3)
         return np.diag(1.0 / sigmas**2)
     floor = np.diag([config.min_sigma_m**2] * 3 + [np.radians(config.min_sigma_deg) ** 2] * 3)
     total = floor if covariance is None else config.covariance_scale * covariance + floor
-    information = np.linalg.inv(total)
+    information = np.linalg.inv(_bound_translation(total, config.gap_sigma_m + config.max_speed_mps * gap_s))
     return 0.5 * (information + information.T)
+
+
+def _bound_translation(covariance: FloatArray, max_sigma_m: float) -> FloatArray:
+    """``S C S`` with ``S = diag(V diag(s) V^T, I)`` (``V, lambda``: eigenvectors and values of the
+    translation block, ``s = min(1, max_sigma_m / sqrt(lambda))``): no translation direction less
+    certain than ``max_sigma_m``; correlations kept, positive semi-definite."""
+    values, vectors = np.linalg.eigh(0.5 * (covariance[:3, :3] + covariance[:3, :3].T))
+    shrink = np.minimum(1.0, max_sigma_m / np.sqrt(np.maximum(values, 1e-300)))
+    S = np.eye(6)
+    S[:3, :3] = vectors @ np.diag(shrink) @ vectors.T
+    return S @ covariance @ S.T

@@ -17,6 +17,7 @@ from mp_slam_ros.errors import ConfigError, FileFormatError
 from mp_slam_ros.geometry.lie import se3_exp, se3_inverse
 from mp_slam_ros.pipelines.loop_closure import LoopClosure
 from mp_slam_ros.pipelines.loop_closure_config import LoopClosureConfig
+from mp_slam_ros.pipelines.loop_closure_input import edge_information
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_loop_world import circle_run, config, drifting_odometry, make_world, position_errors, run  # noqa: E402
@@ -173,3 +174,20 @@ def test_loops_place_the_segment_after_a_restart_whose_prediction_is_far_off() -
     run(lc, world, truth, stamps, [i if i < 20 else i - 20 for i in ids], odometry)
     assert lc.counts["restarts"] == 1 and lc.counts["accepted"] >= 5
     assert position_errors(lc.poses()[2], truth).max() < 0.1
+
+
+def test_an_edge_after_lost_tracking_is_bounded_by_the_fastest_motion() -> None:
+    """The VO reports lost tracking with a covariance of metres: the edge's translation sigma is
+    bounded by ``odometry.gap_sigma_m + odometry.max_speed_mps * gap`` (the camera cannot have
+    moved farther), rotation and certain edges untouched."""
+    odometry = LoopClosureConfig().odometry
+    lost = np.diag([100.0] * 3 + [np.pi**2] * 3)
+    lost[0, 3] = lost[3, 0] = 5.0  # correlated translation and rotation
+    covariance = np.linalg.inv(edge_information(lost, odometry, gap_s=1.0))
+    bound = odometry.gap_sigma_m + odometry.max_speed_mps * 1.0
+    assert np.isclose(np.sqrt(np.linalg.eigvalsh(covariance[:3, :3])[-1]), bound, rtol=1e-6)
+    assert np.allclose(covariance[3:, 3:], lost[3:, 3:] + np.radians(odometry.min_sigma_deg) ** 2 * np.eye(3))
+    assert np.linalg.eigvalsh(covariance)[0] > 0.0
+    certain = np.diag([1e-4] * 3 + [1e-6] * 3)
+    floor = np.diag([odometry.min_sigma_m**2] * 3 + [np.radians(odometry.min_sigma_deg) ** 2] * 3)
+    assert np.allclose(np.linalg.inv(edge_information(certain, odometry, gap_s=1.0)), certain + floor)
