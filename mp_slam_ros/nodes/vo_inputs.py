@@ -8,6 +8,7 @@ Every problem raises a :class:`~mp_slam_ros.errors.MessageError` naming the topi
 from __future__ import annotations
 
 import dataclasses
+import threading
 from bisect import bisect_left
 from collections import deque
 
@@ -38,7 +39,7 @@ INPUT_TOPICS: dict[SensorMode, tuple[tuple[str, type], ...]] = {
     ),
 }
 #: Wheel-odometry samples kept for interpolation (a few seconds at 50 Hz).
-WHEEL_HISTORY = 256
+WHEEL_HISTORY = 200_000
 
 
 class MissingBaselineError(MessageError):
@@ -94,38 +95,57 @@ def _order(order: str) -> str:
 
 
 class WheelOdometry:
-    """Recent ``T_odom_base`` samples of a wheel-odometry topic, interpolated at image times."""
+    """``T_odom_base`` samples of a wheel-odometry topic, interpolated at image times.
+
+    Samples are kept until the frames that need them are tracked (:meth:`release_before`), not
+    for a fixed time: frames wait for tracking while wheel messages keep coming, and a history of
+    a few seconds was gone by the time a lagging tracker reached its frames (the quick demo's VO,
+    12-33 s behind its replay, got no wheel prior for 365 of 600 frames and lost the plain wall
+    at 27 s). ``WHEEL_HISTORY`` only bounds memory. Thread-safe (executor adds, worker reads).
+    """
 
     def __init__(self) -> None:
         self._stamps_ns: deque[int] = deque(maxlen=WHEEL_HISTORY)
         self._poses: deque[NDArray[np.float64]] = deque(maxlen=WHEEL_HISTORY)
+        self._lock = threading.Lock()
 
     def add(self, msg: Odometry) -> None:
         """Add a sample (MessageError for an invalid pose); older-than-newest samples are ignored."""
         stamp_ns = ns_from_stamp(msg.header.stamp)
         pose7 = pose_from_msg(msg.pose.pose, "wheel_odom.pose.pose")
-        if self._stamps_ns and stamp_ns <= self._stamps_ns[-1]:
-            if stamp_ns < self._stamps_ns[0]:  # time went backwards (bag looped)
-                self.clear()
-            else:
-                return
-        self._stamps_ns.append(stamp_ns)
-        self._poses.append(se3_from_translation_quat(pose7[:3], pose7[3:])[0])
+        with self._lock:
+            if self._stamps_ns and stamp_ns <= self._stamps_ns[-1]:
+                if stamp_ns < self._stamps_ns[0]:  # time went backwards (bag looped)
+                    self._stamps_ns.clear()
+                    self._poses.clear()
+                else:
+                    return
+            self._stamps_ns.append(stamp_ns)
+            self._poses.append(se3_from_translation_quat(pose7[:3], pose7[3:])[0])
 
     def clear(self) -> None:
         """Forget every sample."""
-        self._stamps_ns.clear()
-        self._poses.clear()
+        with self._lock:
+            self._stamps_ns.clear()
+            self._poses.clear()
+
+    def release_before(self, stamp_ns: int) -> None:
+        """Forget the samples no frame from ``stamp_ns`` on needs (keeps the last one before it)."""
+        with self._lock:
+            while len(self._stamps_ns) >= 2 and self._stamps_ns[1] <= stamp_ns:
+                self._stamps_ns.popleft()
+                self._poses.popleft()
 
     def at(self, stamp_ns: int) -> NDArray[np.float64] | None:
         """``T_odom_base`` (4, 4) at ``stamp_ns`` between two samples (None outside them)."""
-        index = bisect_left(self._stamps_ns, stamp_ns)
-        if index < len(self._stamps_ns) and self._stamps_ns[index] == stamp_ns:
-            return self._poses[index].copy()
-        if index == 0 or index == len(self._stamps_ns):
-            return None
-        t0, t1 = self._stamps_ns[index - 1], self._stamps_ns[index]
-        T0, T1 = self._poses[index - 1], self._poses[index]
+        with self._lock:
+            index = bisect_left(self._stamps_ns, stamp_ns)
+            if index < len(self._stamps_ns) and self._stamps_ns[index] == stamp_ns:
+                return self._poses[index].copy()
+            if index == 0 or index == len(self._stamps_ns):
+                return None
+            t0, t1 = self._stamps_ns[index - 1], self._stamps_ns[index]
+            T0, T1 = self._poses[index - 1], self._poses[index]
         alpha = (stamp_ns - t0) / (t1 - t0)
         return T0 @ se3_exp(alpha * se3_log((se3_inverse(T0) @ T1)[None]))[0]
 

@@ -249,6 +249,7 @@ class VONode(Node):
             self._pending_config = None
         if self._options.config.use_wheel_odom:
             frame.T_odom_base_wheel = self.wheel.at(stamp_ns)
+            self.wheel.release_before(stamp_ns)
         try:
             result = self.vo.track(frame)
         except MpSlamError as error:
