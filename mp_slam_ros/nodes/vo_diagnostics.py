@@ -96,8 +96,7 @@ class FrameCounters:
 
 def diagnostics_msg(node_name: str, counters: FrameCounters, sync: SyncCounters, precision_requested: str, stamp_ns: int) -> DiagnosticArray:
     """``/diagnostics`` of the node: level from the tracking status and the dropped frames."""
-    # a frame left unsynchronised drops one message per topic: count the frames by the worst topic
-    unsynchronised_frames = max(sync.per_stream, default=0)
+    unsynchronised_frames = sync.dropped_sets
     dropped_total = sum(counters.dropped.values()) + unsynchronised_frames
     level = DiagnosticStatus.OK
     message = f"tracking {counters.status}"

@@ -38,7 +38,8 @@ INPUT_TOPICS: dict[SensorMode, tuple[tuple[str, type], ...]] = {
         ("right/camera_info", CameraInfo),
     ),
 }
-#: Wheel-odometry samples kept for interpolation (a few seconds at 50 Hz).
+#: Most wheel-odometry samples kept (a memory bound: over an hour at 50 Hz; samples are released
+#: as frames are tracked, see :class:`WheelOdometry`).
 WHEEL_HISTORY = 200_000
 
 
@@ -115,19 +116,21 @@ class WheelOdometry:
         pose7 = pose_from_msg(msg.pose.pose, "wheel_odom.pose.pose")
         with self._lock:
             if self._stamps_ns and stamp_ns <= self._stamps_ns[-1]:
-                if stamp_ns < self._stamps_ns[0]:  # time went backwards (bag looped)
-                    self._stamps_ns.clear()
-                    self._poses.clear()
-                else:
+                if stamp_ns >= self._stamps_ns[0]:
                     return
+                self._forget()  # time went backwards (bag looped)
             self._stamps_ns.append(stamp_ns)
             self._poses.append(se3_from_translation_quat(pose7[:3], pose7[3:])[0])
 
     def clear(self) -> None:
         """Forget every sample."""
         with self._lock:
-            self._stamps_ns.clear()
-            self._poses.clear()
+            self._forget()
+
+    def _forget(self) -> None:
+        """Forget every sample (the lock held)."""
+        self._stamps_ns.clear()
+        self._poses.clear()
 
     def release_before(self, stamp_ns: int) -> None:
         """Forget the samples no frame from ``stamp_ns`` on needs (keeps the last one before it)."""

@@ -174,7 +174,7 @@ class VONode(Node):
     def _check_gap(self, stamp_ns: int) -> None:
         """Estimate frames missing upstream from a gap between synchronised sets (not counting
         the frames the synchroniser dropped in between: those are counted as unsynchronised)."""
-        unsynchronised = max(self.sync.counters.per_stream)
+        unsynchronised = self.sync.counters.dropped_sets
         if self._last_set_ns is not None:
             interval = stamp_ns - self._last_set_ns
             period = min(self._intervals_ns) if len(self._intervals_ns) >= 3 else None
@@ -376,7 +376,7 @@ class VONode(Node):
         """Warn when more than :data:`UNPAIRED_WARNING_SHARE` of the colour frames received since
         the last check left the synchroniser unpaired."""
         with self._input_lock:
-            received, unpaired = self._received[0], max(self.sync.counters.per_stream)
+            received, unpaired = self._received[0], self.sync.counters.dropped_sets
             per_topic = ", ".join(f"{topic}: {count}" for topic, count in zip(self.input_topics, self.sync.counters.per_stream))
         last_received, last_unpaired = self._unpaired_checked
         self._unpaired_checked = (received, unpaired)

@@ -38,6 +38,12 @@ class SyncCounters:
         """All dropped items."""
         return self.unmatched + self.overflow + self.late
 
+    @property
+    def dropped_sets(self) -> int:
+        """Sets that never formed: a set left unmatched drops one item per stream, so the stream
+        that dropped the most counts them."""
+        return max(self.per_stream, default=0)
+
 
 class ApproximateTimeSync:
     """Matches items of ``num_streams`` streams whose stamps lie within ``max_interval_ns``."""

@@ -434,8 +434,8 @@ def bundle_adjust(
     ``preconditioner`` applies to CGNR: the default ``schur_jacobi`` eliminates the landmarks
     exactly (:class:`~mp_slam_ros.solvers.linear.block_jacobi.SchurJacobiPreconditioner`); with
     block-Jacobi, CGNR on monocular windows crawls toward the optimum. With
-    ``options.escalate`` (the default) an iterative solver that hits its cap hands the rest of
-    the solve to the direct Schur solver (recorded in ``linear_solver_changes``; see
+    ``options.escalate`` and ``options.linear.fallback`` (both the default) an iterative solver
+    that hits its cap hands the rest of the solve to the direct Schur solver (recorded in ``linear_solver_changes``; see
     :mod:`~mp_slam_ros.solvers.linear.direct_fallback`).
     Cameras with ``problem.fixed_cams`` set are the gauge and are not moved. For a sliding window,
     pass the previous window's estimates as the problem's initial values (or as
@@ -457,7 +457,8 @@ def bundle_adjust(
     per_step = kind in (LinearSolverKind.SCHUR, LinearSolverKind.ITERATIVE_SCHUR)
     ba = BundleAdjustment(problem, initial_state, landmark_iterations if per_step else 0)
     options = options or ba_solver_options()
-    linear_solver = make_linear_solver(ba.structure, solver, preconditioner, fallback=options.escalate)
+    fallback = options.escalate and options.linear.fallback
+    linear_solver = make_linear_solver(ba.structure, solver, preconditioner, fallback=fallback)
     result = solve(ba, linear_solver, options, callback)
     if per_step or landmark_iterations <= 0 or not np.isfinite(result.summary.final_cost):
         return result

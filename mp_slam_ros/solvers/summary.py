@@ -43,8 +43,10 @@ class LinearSolverOptions:
     iterations to ``rtol`` past ``max_iterations`` (status ``too_slow``: a weak
     preconditioner; 0, the default, disables the check; PGO enables it).
 
-    ``fallback``, ``direct_max_parameters`` and ``tighten_min_parameters`` are for linear
-    solvers with a fallback ladder (PGO's ``cgnr_ic``, :mod:`.linear.fallback`): when an inner
+    ``fallback`` also switches BA's escalation of ``cgnr``/``iterative_schur`` to the direct
+    Schur solver (:mod:`.linear.direct_fallback`). ``fallback``, ``direct_max_parameters`` and
+    ``tighten_min_parameters`` are for linear solvers with a fallback ladder (PGO's ``cgnr_ic``,
+    :mod:`.linear.fallback`): when an inner
     solve fails (cap hit, too slow, stalled without a digit) the preconditioner is refactored at
     the current point (if the Jacobian moved since it was built), then with a tighter drop
     tolerance (only with at least ``tighten_min_parameters`` unknowns: below that, measured up

@@ -4,6 +4,8 @@ break CG, and plain least squares reaches the Schur optimum (block-Jacobi CGNR: 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -174,3 +176,7 @@ def test_a_monocular_window_whose_cg_stalls_reaches_the_optimum_through_the_dire
     assert final <= optimum * (1 + 1e-3)
     assert [change.action for change in result.summary.linear_solver_changes] == ["direct"]
     assert result.summary.precision_used is Precision.FP64 and result.summary.escalations
+    off = ba_solver_options("mixed", function_tolerance=1e-6, max_iterations=100)
+    off.linear = replace(off.linear, fallback=False)  # the linear solvers' fallback switch turns it off
+    without = bundle_adjust(window.problem, off, solver="cgnr", preconditioner="schur_jacobi")
+    assert not without.summary.linear_solver_changes
