@@ -163,9 +163,12 @@ class BundleAdjustment:
         row_point_col = s.num_pose_columns + POINT_DIM * s.obs_point[self._row_obs]
         indptr = np.zeros(row_cam.size + 1, dtype=np.intp)
         np.cumsum(np.where(row_pose_col >= 0, POSE_DIM + POINT_DIM, POINT_DIM), out=indptr[1:])
-        self._indices = np.empty(int(indptr[-1]), dtype=np.intp)
-        fill_pattern(row_pose_col, row_point_col, indptr, self._indices)
-        self._indptr = indptr
+        indices = np.empty(int(indptr[-1]), dtype=np.intp)
+        fill_pattern(row_pose_col, row_point_col, indptr, indices)
+        # Kept in the index dtype SciPy picks (int32 below 2**31 entries): a CSR built from intp
+        # arrays scans and copies them down on every construction (~1 ms per linearization).
+        pattern = sp.csr_matrix((np.empty(indices.size), indices, indptr), shape=(row_cam.size, s.num_columns))
+        self._indices, self._indptr = pattern.indices, pattern.indptr
         self._row_data_start = indptr[:-1]
         self.num_residuals = int(row_cam.size)
 
@@ -194,6 +197,7 @@ class BundleAdjustment:
         jacobian = sp.csr_matrix(
             (data, self._indices, self._indptr), shape=(self.num_residuals, self.structure.num_columns)
         )
+        jacobian.has_canonical_format = True  # sorted, unique columns per row by construction
         return Linearization(residual, jacobian, robust_cost, exact_model)
 
     def cost(self, state: BAState, dtype: np.dtype) -> float:
