@@ -131,13 +131,14 @@ def test_landmark_iterations_cross_the_flat_valleys_of_inconsistent_landmarks() 
     reference = bundle_adjust(window.problem, tight, solver="schur").summary
     tight.max_iterations = 60
     crawl = bundle_adjust(window.problem, tight, solver="schur", landmark_iterations=0).summary
-    assert crawl.num_iterations == 60 and crawl.final_cost > reference.final_cost * (1 + 2e-4)
     default = bundle_adjust(window.problem, ba_solver_options("fp64"), solver="schur").summary
-    assert default.final_cost <= reference.final_cost * (1 + 1e-4)
+    assert default.final_cost <= reference.final_cost * (1 + 1e-5)  # in 6 iterations
+    # (LM's step doubling shortens the crawl: 2e-4 above after 20 iterations, 9e-5 after 60)
+    assert crawl.num_iterations == 60 and crawl.final_cost > default.final_cost * (1 + 5e-5)
     # CGNR: the point iterations polish the final state once (not after every step)
     cgnr = bundle_adjust(window.problem, ba_solver_options("fp32"), solver="cgnr")
     unpolished = bundle_adjust(window.problem, ba_solver_options("fp32"), solver="cgnr", landmark_iterations=0)
-    assert cgnr.summary.final_cost <= reference.final_cost * (1 + 1e-3) < unpolished.summary.final_cost
+    assert cgnr.summary.final_cost <= reference.final_cost * (1 + 1e-4) < unpolished.summary.final_cost
     assert cgnr.summary.cost_history[-1] == cgnr.summary.final_cost
     assert cgnr.summary.final_cost == pytest.approx(BundleAdjustment(window.problem).cost(cgnr.state, np.float32))
 

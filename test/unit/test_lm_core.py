@@ -293,3 +293,24 @@ def test_an_inexact_model_needs_two_small_steps_to_claim_convergence() -> None:
         assert summary.termination is Termination.CONVERGED_FUNCTION, summary.message
         iterations[exact] = summary.num_iterations
     assert iterations[False] == iterations[True] + 1
+
+
+@dataclass
+class ShortModelFit(LinearFit):
+    """A LinearFit whose model sees half the residual (as IRLS weights that are too small): its
+    Gauss-Newton step is half the exact one and predicts a third of what it gains."""
+
+    def linearize(self, x: np.ndarray, dtype: np.dtype) -> Linearization:
+        linearization = super().linearize(x, dtype)
+        return Linearization(0.5 * linearization.residual, linearization.jacobian, linearization.cost, False)
+
+
+def test_a_step_that_gains_far_more_than_predicted_is_doubled() -> None:
+    base = _exp_fit()
+    exact = LinearFit(base.t, base.y, base.x0)
+    optimum = solve(exact, CGNRSolver(), SolverOptions(precision=Precision.FP64)).summary.final_cost
+    accurate = LinearSolverOptions(rtol=1e-12, max_iterations=20, stall_iterations=20)
+    options = SolverOptions(precision=Precision.FP64, max_iterations=1, initial_damping=1e-12, linear=accurate)
+    summary = solve(ShortModelFit(base.t, base.y, base.x0), CGNRSolver(), options).summary
+    assert summary.iterations[0].gain_ratio == pytest.approx(3.0, rel=1e-2)
+    assert summary.final_cost == pytest.approx(optimum, rel=1e-6)  # the doubled step is the exact one
