@@ -36,6 +36,7 @@ from mp_slam_ros.io.kitti import read_kitti, write_kitti_bag
 from mp_slam_ros.io.tum import read_tum
 from mp_slam_ros.pipelines.vo_config import VOConfig
 from mp_slam_ros.pipelines.vo_run import run_vo
+from mp_slam_ros.ros.presets import VO_NODE, load_node_configs
 from mp_slam_ros.sim.config import SequenceConfig
 from mp_slam_ros.sim.sequence import generate_sequence
 
@@ -93,7 +94,8 @@ def speed(args: argparse.Namespace) -> list[dict]:
     path = sequence(args.cache, args.speed_seed, args.speed_duration, 1.0)
     rows = []
     for mode in args.modes:
-        config = load_yaml(ROOT / "config" / f"household_{mode}.yaml", VOConfig)
+        config = next(c for c in load_node_configs(ROOT / "config" / f"household_{mode}.yaml", VO_NODE)
+                      if isinstance(c, VOConfig))
         row = {"seed": args.speed_seed, "mode": mode, **measure(path / "bag", path / "groundtruth.tum", config, 1.0)}
         rows.append(row)
         print(json.dumps({k: row[k] for k in ("mode", "lost", "tracking_ms", "ba_ms", "real_time_factor")}), flush=True)
