@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=("rgbd", "stereo"), help="mode (default: from --params, else rgbd; stereo if the bag has no depth)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any option by dotted key, e.g. ba.window_size=30")
     parser.add_argument("--synchronous", action="store_true", help="solve each window BA before the next frame (deterministic)")
+    parser.add_argument("--wheel-odom", metavar="TOPIC", help="nav_msgs/Odometry topic of the bag used as a motion prior "
+                        "(as vo_node's use_wheel_odom), e.g. /odom")
     parser.add_argument("--json", action="store_true", help="print only the JSON summary")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     """Track every frame, write the TUM file, print the summary."""
     config = config_from_args(args)
     with frame_progress("vo", args.no_progress or args.json) as progress:
-        result = run_vo(args.bag, config, progress)
+        result = run_vo(args.bag, config, progress, wheel_topic=args.wheel_odom)
     args.tum.parent.mkdir(parents=True, exist_ok=True)
     write_tum(args.tum, result.trajectory(), comment=f"mp-slam vo {args.bag}: T_odom_base_link")
     summary = {"bag": str(args.bag), "tum": str(args.tum), **result.summary()}

@@ -14,6 +14,9 @@ All functions take stacked inputs (a leading batch axis) and compute in float64.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial.transform import Rotation
@@ -203,6 +206,20 @@ def se3_right_jacobian(xi: FloatArray) -> FloatArray:
 def se3_right_jacobian_inv(xi: FloatArray) -> FloatArray:
     """Inverses ``(N, 6, 6)`` of :func:`se3_right_jacobian`."""
     return se3_left_jacobian_inv(-np.asarray(xi, dtype=np.float64))
+
+
+def se3_at(stamps_ns: Sequence[int], poses: Sequence[FloatArray], stamp_ns: int) -> FloatArray | None:
+    """The pose ``(4, 4)`` at ``stamp_ns`` of a trajectory sampled at increasing ``stamps_ns``:
+    geodesic interpolation between the two samples around it (None outside the samples)."""
+    index = bisect_left(stamps_ns, stamp_ns)
+    if index < len(stamps_ns) and stamps_ns[index] == stamp_ns:
+        return np.array(poses[index], dtype=np.float64)
+    if index == 0 or index == len(stamps_ns):
+        return None
+    t0, t1 = stamps_ns[index - 1], stamps_ns[index]
+    T0, T1 = poses[index - 1], poses[index]
+    alpha = (stamp_ns - t0) / (t1 - t0)
+    return T0 @ se3_exp(alpha * se3_log((se3_inverse(T0) @ T1)[None]))[0]
 
 
 def se3_from_translation_quat(t_xyz: FloatArray, quat_xyzw: FloatArray) -> FloatArray:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from bisect import bisect_left
 from collections import deque
 
 import numpy as np
@@ -18,7 +17,7 @@ from numpy.typing import NDArray
 from sensor_msgs.msg import CameraInfo, Image
 
 from mp_slam_ros.errors import FrameError, MessageError
-from mp_slam_ros.geometry.lie import se3_exp, se3_from_translation_quat, se3_inverse, se3_log
+from mp_slam_ros.geometry.lie import se3_at, se3_from_translation_quat
 from mp_slam_ros.pipelines.vo import Frame
 from mp_slam_ros.pipelines.vo_config import SensorMode
 from mp_slam_ros.ros.conversions import camera_info_from_msg, ns_from_stamp, pose_from_msg
@@ -142,13 +141,5 @@ class WheelOdometry:
     def at(self, stamp_ns: int) -> NDArray[np.float64] | None:
         """``T_odom_base`` (4, 4) at ``stamp_ns`` between two samples (None outside them)."""
         with self._lock:
-            index = bisect_left(self._stamps_ns, stamp_ns)
-            if index < len(self._stamps_ns) and self._stamps_ns[index] == stamp_ns:
-                return self._poses[index].copy()
-            if index == 0 or index == len(self._stamps_ns):
-                return None
-            t0, t1 = self._stamps_ns[index - 1], self._stamps_ns[index]
-            T0, T1 = self._poses[index - 1], self._poses[index]
-        alpha = (stamp_ns - t0) / (t1 - t0)
-        return T0 @ se3_exp(alpha * se3_log((se3_inverse(T0) @ T1)[None]))[0]
+            return se3_at(self._stamps_ns, self._poses, stamp_ns)
 

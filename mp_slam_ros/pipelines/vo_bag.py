@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial.transform import Rotation
 
+from mp_slam_ros.geometry.lie import se3_at, se3_from_translation_quat
 from mp_slam_ros.io.bags import BagError, BagReader, image_array, stamp_ns
 from mp_slam_ros.pipelines.vo import Frame
 from mp_slam_ros.pipelines.vo_config import SensorMode
@@ -101,13 +102,24 @@ def static_T_parent_child(reader: BagReader, parent: str, child: str) -> NDArray
 
 
 class BagFrames:
-    """Iterate the VO frames of a bag (open it with ``with``); ``T_base_cam`` from /tf_static."""
+    """Iterate the VO frames of a bag (open it with ``with``); ``T_base_cam`` from /tf_static.
 
-    def __init__(self, path: str | Path, mode: SensorMode | None = None, base_frame: str = "base_link") -> None:
+    ``wheel_topic``: a ``nav_msgs/Odometry`` topic of the bag whose pose, interpolated at each
+    image stamp, is the frame's wheel-odometry motion prior (what ``vo_node`` does with
+    ``use_wheel_odom``); frames outside its samples get none.
+    """
+
+    def __init__(
+        self, path: str | Path, mode: SensorMode | None = None, base_frame: str = "base_link",
+        wheel_topic: str | None = None,
+    ) -> None:
         self.path = Path(path)
         self._reader = BagReader(self.path)
         self._mode = mode
         self.base_frame = base_frame
+        self.wheel_topic = wheel_topic
+        self._wheel_stamps_ns: list[int] = []
+        self._wheel_poses: list[NDArray[np.float64]] = []
 
     def __enter__(self) -> BagFrames:
         self._reader.__enter__()
@@ -117,6 +129,8 @@ class BagFrames:
             raise BagError(self.path, error.reason) from None
         self.num_frames = self._reader.counts.get(self.topics.image, 0)
         self.T_base_cam = self._extrinsics()
+        if self.wheel_topic is not None:
+            self._read_wheel_odometry(self.wheel_topic)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -131,6 +145,29 @@ class BagFrames:
         for _, msg in self._reader.decoded([self.topics.info]):
             return static_T_parent_child(self._reader, self.base_frame, msg.header.frame_id)
         raise BagError(self.path, f"no message on {self.topics.info}")
+
+    @property
+    def wheel_samples(self) -> int:
+        """Wheel-odometry samples read (0 without ``wheel_topic``)."""
+        return len(self._wheel_stamps_ns)
+
+    def _read_wheel_odometry(self, topic: str) -> None:
+        """Every pose of ``topic`` (increasing stamps; a repeated or older stamp is skipped)."""
+        msgtype = self._reader.topics.get(topic)
+        if msgtype != "nav_msgs/msg/Odometry":
+            found = f"it is {msgtype}" if msgtype else "the bag has no such topic"
+            raise BagError(self.path, f"wheel odometry topic {topic!r} must be nav_msgs/msg/Odometry ({found})")
+        for index, (_, msg) in enumerate(self._reader.decoded([topic])):
+            p, q = msg.pose.pose.position, msg.pose.pose.orientation
+            values = np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w])
+            if not np.all(np.isfinite(values)) or np.linalg.norm(values[3:]) < 1e-6:
+                raise BagError(self.path, f"{topic} message {index}: pose.pose is not a finite pose with a unit "
+                                          f"quaternion (position {values[:3].tolist()}, orientation {values[3:].tolist()})")
+            stamp = stamp_ns(msg.header)
+            if self._wheel_stamps_ns and stamp <= self._wheel_stamps_ns[-1]:
+                continue
+            self._wheel_stamps_ns.append(stamp)
+            self._wheel_poses.append(se3_from_translation_quat(values[:3], values[3:] / np.linalg.norm(values[3:]))[0])
 
     def __iter__(self) -> Iterator[Frame]:
         t = self.topics
@@ -152,12 +189,13 @@ class BagFrames:
         camera = infos[self.topics.info]
         image = image_array(image_msg)
         order = "bgr" if image_msg.encoding == "bgr8" else "rgb"
+        wheel = se3_at(self._wheel_stamps_ns, self._wheel_poses, stamp)
         if self.topics.mode is SensorMode.RGBD:
-            return Frame(stamp, image, camera, depth_m=depth_metres(second_msg), colour_order=order)
+            return Frame(stamp, image, camera, depth_m=depth_metres(second_msg), colour_order=order, T_odom_base_wheel=wheel)
         right_info = infos.get(self.topics.second_info or "")
         if right_info is not None:
             camera = CameraModel(**{**camera.__dict__, "baseline_m": right_info.projection_baseline_m})
-        return Frame(stamp, image, camera, right_image=image_array(second_msg), colour_order=order)
+        return Frame(stamp, image, camera, right_image=image_array(second_msg), colour_order=order, T_odom_base_wheel=wheel)
 
 
 def _pop_pair(first: deque[tuple[int, Any]], second: deque[tuple[int, Any]]) -> tuple[tuple[int, Any], tuple[int, Any]] | None:

@@ -63,10 +63,12 @@ def _percentiles(values_s: list[float]) -> dict[str, float] | None:
 
 def run_vo(
     bag: str | Path, config: VOConfig, progress: Callable[[int, int], None] | None = None,
+    wheel_topic: str | None = None,
 ) -> VORun:
-    """Run the odometry over every frame of ``bag`` (mode and extrinsics from the bag)."""
+    """Run the odometry over every frame of ``bag`` (mode and extrinsics from the bag; the
+    wheel odometry of ``wheel_topic`` as a motion prior, see :class:`BagFrames`)."""
     run = VORun()
-    with BagFrames(bag, config.mode) as frames:
+    with BagFrames(bag, config.mode, wheel_topic=wheel_topic) as frames:
         config = with_updates(config, {"mode": frames.mode.value})
         run.mode = frames.mode.value
         odometry = VisualOdometry(config, frames.T_base_cam)

@@ -12,6 +12,7 @@ import pytest
 from mp_slam_ros.cli.main import main
 from mp_slam_ros.config import with_updates
 from mp_slam_ros.errors import FrameError
+from mp_slam_ros.io.bags import BagError
 from mp_slam_ros.eval.metrics import evaluate
 from mp_slam_ros.geometry.lie import se3_inverse
 from mp_slam_ros.io.tum import read_tum
@@ -56,8 +57,8 @@ def test_synchronous_runs_are_deterministic(sequence: Path) -> None:
     np.testing.assert_array_equal(np.array(first.T_odom_base), np.array(second.T_odom_base))
 
 
-def frames(sequence: Path, count: int) -> list[Frame]:
-    with BagFrames(sequence / "bag", SensorMode.RGBD) as bag:
+def frames(sequence: Path, count: int, wheel_topic: str | None = None) -> list[Frame]:
+    with BagFrames(sequence / "bag", SensorMode.RGBD, wheel_topic=wheel_topic) as bag:
         return [frame for _, frame in zip(range(count), bag)]
 
 
@@ -140,20 +141,29 @@ def test_a_short_loss_keeps_the_motion(sequence: Path) -> None:
     assert step > 1e-3 and lost_step == pytest.approx(step, rel=1e-6)
 
 
-def with_wheel_odometry(sequence: Path, frames_: list[Frame]) -> list[Frame]:
-    """``frames_`` carrying the sequence's wheel odometry (odometry.tum) as their motion prior."""
-    wheel = read_tum(sequence / "odometry.tum")
-    stamps_ns = np.round(wheel.timestamps_s * 1e9).astype(np.int64)
-    T_odom_base = wheel.matrices()
-    return [replace(f, T_odom_base_wheel=T_odom_base[np.argmin(np.abs(stamps_ns - f.stamp_ns))]) for f in frames_]
+def test_the_bags_wheel_odometry_is_each_frames_motion_prior(sequence: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wheel = read_tum(sequence / "odometry.tum")  # the generator's wheel odometry at the image stamps
+    with BagFrames(sequence / "bag", SensorMode.RGBD, wheel_topic="/odom") as bag:
+        assert bag.wheel_samples >= 190  # /odom at 50 Hz over the 4 s
+        frames_ = list(bag)
+    inside = [f for f in frames_ if wheel.timestamps_s[0] <= f.stamp_ns * 1e-9 <= wheel.timestamps_s[-1]]
+    assert len(inside) >= len(frames_) - 1 and all(f.T_odom_base_wheel is not None for f in inside)
+    for frame in inside[::20]:  # interpolated between the 50 Hz samples around the image stamp
+        nearest = np.argmin(np.abs(wheel.timestamps_s - frame.stamp_ns * 1e-9))
+        assert np.linalg.norm(frame.T_odom_base_wheel[:3, 3] - wheel.positions_m[nearest]) < 2e-3
+    for topic, reason in (("/wheel", "no such topic"), ("/camera/color/camera_info", "CameraInfo")):
+        with pytest.raises(BagError, match=reason):
+            BagFrames(sequence / "bag", wheel_topic=topic).__enter__()
+    tum = tmp_path / "vo.tum"
+    assert main(["vo", str(sequence / "bag"), "--tum", str(tum), "--json", "--synchronous", "--wheel-odom", "/odom"]) == 0
+    assert json.loads(capsys.readouterr().out)["lost"] == 0
 
 
 @pytest.mark.parametrize("wheel", [True, False])
 def test_a_textureless_stretch_is_bridged_on_the_same_map(sequence: Path, wheel: bool) -> None:
     """Eight plain frames (a featureless wall, ~0.5 s): LOST with an inflated covariance at the
     motion prior's pose, no keyframe and no new map; tracking resumes on the map after them."""
-    good = frames(sequence, 60)
-    good = with_wheel_odometry(sequence, good) if wheel else good
+    good = frames(sequence, 60, "/odom" if wheel else None)
     gap = range(40, 48)
     plain = [replace(f, image=np.full_like(f.image, 128)) if i in gap else f for i, f in enumerate(good)]
     with BagFrames(sequence / "bag", SensorMode.RGBD) as bag:
