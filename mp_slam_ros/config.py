@@ -185,12 +185,11 @@ def _flatten_mapping(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any
     return out
 
 
-def load_yaml(path: str | Path, cls: type[ConfigT]) -> ConfigT:
-    """Options of class ``cls`` from a YAML file (defaults for absent keys), validated.
+def read_yaml_mapping(path: str | Path) -> Mapping[str, Any]:
+    """The top-level mapping of a YAML file (empty for an empty file).
 
-    Accepts nested mappings, dotted keys, or a ROS 2 parameter file (``<node>:
-    ros__parameters: {...}``; the first node's block). Raises :class:`ConfigError` naming the
-    dotted key and the file, or :class:`~mp_slam_ros.errors.FileFormatError` for unreadable YAML.
+    Raises :class:`~mp_slam_ros.errors.FileFormatError` naming the file (and line) when it cannot
+    be read, is not valid YAML or is not a mapping.
     """
     import yaml
 
@@ -205,11 +204,43 @@ def load_yaml(path: str | Path, cls: type[ConfigT]) -> ConfigT:
         raise FileFormatError(path, None if line is None else line + 1, f"invalid YAML: {error}") from None
     if not isinstance(data, Mapping):
         raise FileFormatError(path, None, "expected a mapping of options at the top level")
-    for value in data.values():
-        if isinstance(value, Mapping) and "ros__parameters" in value:
-            data = value["ros__parameters"] or {}
-            break
+    return data
+
+
+def node_key_matches(key: str, node: str) -> bool:
+    """Whether a ROS 2 parameter file's top-level ``key`` addresses ``node`` (``/**``,
+    ``ns/node``, ``node``)."""
+    return key in ("/**", node, f"/{node}") or key.endswith(f"/{node}")
+
+
+def read_options(path: str | Path, node: str | None = None) -> tuple[dict[str, Any], bool]:
+    """The dotted options of a YAML file and whether it is a ROS 2 parameter file.
+
+    Nested mappings and dotted keys are read as they are. Of a parameter file (``<node>:
+    ros__parameters: {...}``) the blocks addressing ``node`` are merged (later blocks win, as in
+    ROS), or the first block when ``node`` is None.
+    """
+    data = read_yaml_mapping(path)
+    blocks = [(str(key), value["ros__parameters"] or {}) for key, value in data.items()
+              if isinstance(value, Mapping) and "ros__parameters" in value]
+    if not blocks:
+        return _flatten_mapping(data), False
+    merged: dict[str, Any] = {}
+    for key, values in blocks if node is not None else blocks[:1]:
+        if node is None or node_key_matches(key, node):
+            merged.update(_flatten_mapping(values))
+    return merged, True
+
+
+def load_yaml(path: str | Path, cls: type[ConfigT]) -> ConfigT:
+    """Options of class ``cls`` from a YAML file (defaults for absent keys), validated.
+
+    Accepts nested mappings, dotted keys, or a ROS 2 parameter file (``<node>:
+    ros__parameters: {...}``; the first node's block). Raises :class:`ConfigError` naming the
+    dotted key and the file, or :class:`~mp_slam_ros.errors.FileFormatError` for unreadable YAML.
+    """
+    values, _ = read_options(path)
     try:
-        return with_updates(cls(), _flatten_mapping(data))
+        return with_updates(cls(), values)
     except ConfigError as error:
         raise ConfigError(error.key, error.value, f"{error.reason} (in {path})") from None

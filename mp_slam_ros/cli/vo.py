@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from mp_slam_ros.cli.progress import frame_progress
-from mp_slam_ros.config import load_yaml, with_updates
+from mp_slam_ros.config import describe, read_options, with_updates
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.io.tum import write_tum
 from mp_slam_ros.pipelines.vo_config import VOConfig
 from mp_slam_ros.pipelines.vo_run import run_vo
+
+#: the node whose block of a ROS 2 parameter file ``--params`` reads
+VO_NODE = "vo_node"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``mp-slam vo``."""
     parser.add_argument("bag", type=Path, help="rosbag2 directory (RGB-D or rectified stereo topics)")
     parser.add_argument("--tum", type=Path, required=True, help="output TUM file: base_link in odom, image stamps")
-    parser.add_argument("--params", type=Path, help="YAML options (config/vo.yaml keys)")
+    parser.add_argument("--params", type=Path, help="YAML options (config/vo.yaml keys), or a ROS 2 parameter file "
+                        "(e.g. config/household_rgbd.yaml: its vo_node options of the pipeline)")
     parser.add_argument("--precision", choices=("fp64", "fp32", "fp16", "mixed"), help="ba.precision")
     parser.add_argument("--mode", choices=("rgbd", "stereo"), help="mode (default: from --params, else rgbd; stereo if the bag has no depth)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any option by dotted key, e.g. ba.window_size=30")
@@ -31,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> VOConfig:
     """Options: defaults <- --params <- --precision/--mode/--synchronous <- --set."""
-    config = load_yaml(args.params, VOConfig) if args.params else VOConfig()
+    config = _params(args.params) if args.params else VOConfig()
     updates: dict[str, object] = {}
     if args.precision:
         updates["ba.precision"] = args.precision
@@ -45,6 +50,23 @@ def config_from_args(args: argparse.Namespace) -> VOConfig:
             raise ConfigError("--set", item, "expected KEY=VALUE")
         updates[key.strip()] = value.strip()
     return with_updates(config, updates)
+
+
+def _params(path: Path) -> VOConfig:
+    """The pipeline options of a YAML file; of a ROS 2 parameter file, those of ``vo_node``'s
+    block that the pipeline has (the node's own, e.g. ``publish_tf``, are named on stderr)."""
+    values, node_file = read_options(path, VO_NODE)
+    if node_file:
+        pipeline = describe(VOConfig)
+        unused = sorted(key for key in values if key not in pipeline)
+        if unused:
+            print(f"mp-slam vo: {path}: offline, {VO_NODE}'s own parameters do not apply: {', '.join(unused)}",
+                  file=sys.stderr)
+        values = {key: value for key, value in values.items() if key in pipeline}
+    try:
+        return with_updates(VOConfig(), values)
+    except ConfigError as error:
+        raise ConfigError(error.key, error.value, f"{error.reason} (in {path})") from None
 
 
 def run(args: argparse.Namespace) -> int:

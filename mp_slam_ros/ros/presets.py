@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mp_slam_ros.config import _flatten_mapping, describe, with_updates
+from mp_slam_ros.config import _flatten_mapping, describe, node_key_matches, read_yaml_mapping, with_updates
 from mp_slam_ros.errors import ConfigError, FileFormatError
 from mp_slam_ros.nodes.loop_closure_options import LoopClosureNodeOptions
 from mp_slam_ros.nodes.vo_options import VONodeOptions
@@ -52,27 +52,14 @@ def node_parameters() -> dict[str, NodeParameters]:
     }
 
 
-def _node_key_matches(key: str, node: str) -> bool:
-    """Whether a parameter file's top-level ``key`` addresses ``node`` (``/**``, ``ns/node``, ``node``)."""
-    return key in ("/**", node, f"/{node}") or key.endswith(f"/{node}")
-
-
 def read_parameter_file(path: str | Path) -> dict[str, dict[str, Any]]:
     """``{top-level key: {dotted name: value}}`` of a ROS 2 parameter file.
 
     Raises :class:`FileFormatError` (naming the file and line) when it is not valid YAML or not
     of the form ``<node>: ros__parameters: {...}``.
     """
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as error:
-        raise FileFormatError(path, None, f"cannot read: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        line = getattr(getattr(error, "problem_mark", None), "line", None)
-        raise FileFormatError(path, None if line is None else line + 1, f"invalid YAML: {error}") from None
-    if not isinstance(data, Mapping) or not data:
+    data = read_yaml_mapping(path)
+    if not data:
         raise FileFormatError(path, None, "expected a ROS 2 parameter file: <node>: ros__parameters: {...}")
     blocks: dict[str, dict[str, Any]] = {}
     for key, value in data.items():
@@ -86,7 +73,7 @@ def parameters_for(path: str | Path, node: str) -> dict[str, Any]:
     """The dotted parameters a node named ``node`` reads from the file (later blocks win, as in ROS)."""
     merged: dict[str, Any] = {}
     for key, values in read_parameter_file(path).items():
-        if _node_key_matches(key, node):
+        if node_key_matches(key, node):
             merged.update(values)
     return merged
 

@@ -191,3 +191,16 @@ def test_cli_writes_tum_and_json_summary(sequence: Path, tmp_path: Path, capsys:
     assert len(read_tum(tum)) == 120
     assert main(["vo", str(sequence / "bag"), "--tum", str(tum), "--set", "ba.window_size=1"]) == 1
     assert "ba.window_size" in capsys.readouterr().err
+
+
+def test_cli_reads_the_vo_options_of_a_ros_parameter_file(sequence: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    preset = Path(__file__).resolve().parents[2] / "config" / "household_rgbd.yaml"
+    tum = tmp_path / "vo.tum"
+    assert main(["vo", str(sequence / "bag"), "--tum", str(tum), "--json", "--synchronous", "--params", str(preset)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["lost"] == 0
+    assert "vo_node's own parameters do not apply" in captured.err and "publish_tf" in captured.err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("vo_node:\n  ros__parameters:\n    ba:\n      window_size: 1\n")
+    assert main(["vo", str(sequence / "bag"), "--tum", str(tum), "--params", str(bad)]) == 1
+    assert "ba.window_size" in capsys.readouterr().err
