@@ -1,7 +1,9 @@
 """``mp-slam slam``: visual odometry + loop closure over a rosbag2 offline (no DDS).
 
 The same pipeline objects as the nodes: :class:`~mp_slam_ros.pipelines.vo.VisualOdometry` on
-every frame of the bag, its keyframes into :class:`~mp_slam_ros.pipelines.loop_closure.LoopClosure`.
+every frame of the bag, its keyframes into :class:`~mp_slam_ros.pipelines.loop_closure.LoopClosure`
+as published, as the ``loop_closure_node`` gets them (the first keyframe of a new map after lost
+tracking carries the VO's lost covariance, a keyframe relocalised in the kept map its tracked one).
 Writes the trajectory of base_link in ``map`` at every tracked frame, corrected by the final
 optimised keyframe poses (``T_map_base = T_map_odom(last keyframe) T_odom_base``), optionally
 the pose graph (g2o), and prints a JSON summary (loops proposed, verified, accepted, rejected by
@@ -13,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +101,6 @@ def run_slam(bag: Path, config: SlamConfig, progress: object = None) -> SlamRun:
     loop_closure = LoopClosure(config.loop_closure)
     frame_nodes: list[int] = []
     keyframes: list[KeyframeArrays] = []
-    broken = False  # tracking was lost or reset since the previous keyframe
     with BagFrames(bag, config.vo.mode) as frames:
         vo_config = with_updates(config.vo, {"mode": frames.mode.value})
         vo_run.mode = frames.mode.value
@@ -113,13 +114,10 @@ def run_slam(bag: Path, config: SlamConfig, progress: object = None) -> SlamRun:
                 vo_run.statuses.append(result.status)
                 vo_run.track_s.append(result.timings_s["total_s"] - result.timings_s.get("ba_s", 0.0))
                 vo_run.ba_s += [s.timings.total_s for s in result.ba_summaries]
-                broken |= result.status in (TrackingStatus.LOST, TrackingStatus.RESET)
                 if result.keyframe is not None:
-                    keyframe = _after_tracking_break(result.keyframe, config.loop_closure) if broken else result.keyframe
-                    broken = False
                     vo_run.keyframes += 1
-                    keyframes.append(keyframe)
-                    loop_closure.add_keyframe(keyframe)
+                    keyframes.append(result.keyframe)
+                    loop_closure.add_keyframe(result.keyframe)
                 frame_nodes.append(len(loop_closure.store) - 1)
                 if progress is not None:
                     progress(len(vo_run.statuses), frames.num_frames)  # type: ignore[operator]
@@ -128,14 +126,6 @@ def run_slam(bag: Path, config: SlamConfig, progress: object = None) -> SlamRun:
         vo_run.wall_s = time.perf_counter() - started
         T_base_cam = frames.T_base_cam if frames.T_base_cam is not None else np.eye(4)
     return SlamRun(vo_run, loop_closure, frame_nodes, keyframes, T_base_cam)
-
-
-def _after_tracking_break(keyframe: KeyframeArrays, config: LoopClosureConfig) -> KeyframeArrays:
-    """The keyframe with the VO-restart covariance (``odometry.restart_sigma_*``): tracking was
-    lost or reset since the previous keyframe, so its pose relative to it is a prediction (the
-    odometry's keyframes carry their small initial covariance there)."""
-    sigma_m, sigma_rad = config.odometry.restart_sigma_m, np.radians(config.odometry.restart_sigma_deg)
-    return replace(keyframe, covariance_odom_cam=np.diag([sigma_m**2] * 3 + [sigma_rad**2] * 3))
 
 
 def summary_of(run: SlamRun) -> dict[str, object]:

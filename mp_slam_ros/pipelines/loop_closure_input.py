@@ -106,22 +106,27 @@ def edge_information(covariance: FloatArray | None, config: OdometryEdgeConfig, 
     ``odometry.gap_sigma_m + odometry.max_speed_mps * gap_s`` (``gap_s``: time between the two
     keyframes): the camera cannot have moved farther, whatever covariance the VO reports after
     lost tracking (without the bound such an edge says nothing, and loops alone, aliased ones
-    too, place what follows)."""
+    too, place what follows); its rotation sigma at most 180 deg (no rotation is farther off).
+    The first keyframe of a map the VO starts after lost tracking carries its lost covariance
+    (metres, radians), so the edge to it is bounded by both; a keyframe the VO relocalised
+    in its kept map carries the covariance of that tracking."""
     if restart:
         sigmas = np.array([config.restart_sigma_m] * 3 + [np.radians(config.restart_sigma_deg)] * 3)
         return np.diag(1.0 / sigmas**2)
     floor = np.diag([config.min_sigma_m**2] * 3 + [np.radians(config.min_sigma_deg) ** 2] * 3)
     total = floor if covariance is None else config.covariance_scale * covariance + floor
-    information = np.linalg.inv(_bound_translation(total, config.gap_sigma_m + config.max_speed_mps * gap_s))
+    information = np.linalg.inv(_bound_sigmas(total, config.gap_sigma_m + config.max_speed_mps * gap_s, np.pi))
     return 0.5 * (information + information.T)
 
 
-def _bound_translation(covariance: FloatArray, max_sigma_m: float) -> FloatArray:
-    """``S C S`` with ``S = diag(V diag(s) V^T, I)`` (``V, lambda``: eigenvectors and values of the
-    translation block, ``s = min(1, max_sigma_m / sqrt(lambda))``): no translation direction less
-    certain than ``max_sigma_m``; correlations kept, positive semi-definite."""
-    values, vectors = np.linalg.eigh(0.5 * (covariance[:3, :3] + covariance[:3, :3].T))
-    shrink = np.minimum(1.0, max_sigma_m / np.sqrt(np.maximum(values, 1e-300)))
+def _bound_sigmas(covariance: FloatArray, max_sigma_m: float, max_sigma_rad: float) -> FloatArray:
+    """``S C S`` with ``S = diag(S_t, S_r)``, ``S_b = V diag(s) V^T`` per block (``V, lambda``:
+    eigenvectors and values of the block, ``s = min(1, max_sigma / sqrt(lambda))``): no
+    translation direction less certain than ``max_sigma_m``, no rotation direction less certain
+    than ``max_sigma_rad``; correlations kept, positive semi-definite."""
     S = np.eye(6)
-    S[:3, :3] = vectors @ np.diag(shrink) @ vectors.T
+    for block, max_sigma in ((slice(0, 3), max_sigma_m), (slice(3, 6), max_sigma_rad)):
+        values, vectors = np.linalg.eigh(0.5 * (covariance[block, block] + covariance[block, block].T))
+        shrink = np.minimum(1.0, max_sigma / np.sqrt(np.maximum(values, 1e-300)))
+        S[block, block] = vectors @ np.diag(shrink) @ vectors.T
     return S @ covariance @ S.T

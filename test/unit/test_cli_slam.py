@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from mp_slam_ros.cli import slam
 from mp_slam_ros.cli.main import main
+from mp_slam_ros.config import with_updates
 from mp_slam_ros.io.g2o import read_g2o
 from mp_slam_ros.io.tum import read_tum
+from mp_slam_ros.pipelines.vo import Frame, TrackResult, TrackingStatus, VisualOdometry
 from mp_slam_ros.sim.config import SequenceConfig
 from mp_slam_ros.sim.sequence import generate_sequence
 
@@ -42,3 +45,32 @@ def test_slam_bad_option_is_one_line_and_exit_1(sequence: Path, tmp_path: Path, 
     assert main(["slam", str(sequence / "bag"), "--tum", str(tmp_path / "x.tum"), "--set", "loop_closure.pgo.solver=qr"]) == 1
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "loop_closure.pgo.solver" in error
+
+
+class _LostOnceVO(VisualOdometry):
+    """The VO with one frame after the first keyframe reported LOST (as when tracking resumes
+    on the kept map); every keyframe it publishes is recorded."""
+
+    published: list = []
+
+    def track(self, frame: Frame) -> TrackResult:
+        result = super().track(frame)
+        if result.keyframe is not None:
+            self.published.append(result.keyframe)
+        elif len(self.published) == 1 and not getattr(self, "_lost", False):
+            self._lost, result.status = True, TrackingStatus.LOST
+        return result
+
+
+def test_slam_gives_the_loop_closure_the_keyframes_as_published(sequence: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the node: a LOST stretch the VO relocalises from leaves the next keyframe (and its
+    tracked covariance) as the VO published it; only a new map's keyframe, with the VO's lost
+    covariance, gets a loose edge (test_loop_closure)."""
+    monkeypatch.setattr(slam, "VisualOdometry", _LostOnceVO)
+    monkeypatch.setattr(_LostOnceVO, "published", [])
+    config = with_updates(slam.SlamConfig(), {"vo.ba.synchronous": True, "loop_closure.pgo.synchronous": True})
+    run = slam.run_slam(sequence / "bag", config)
+    assert TrackingStatus.LOST in run.vo.statuses and len(run.keyframes) >= 3
+    assert len(run.keyframes) == len(_LostOnceVO.published)
+    assert all(a is b for a, b in zip(run.keyframes, _LostOnceVO.published))
+

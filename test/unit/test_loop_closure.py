@@ -179,9 +179,9 @@ def test_loops_place_the_segment_after_a_restart_whose_prediction_is_far_off() -
 def test_an_edge_after_lost_tracking_is_bounded_by_the_fastest_motion() -> None:
     """The VO reports lost tracking with a covariance of metres: the edge's translation sigma is
     bounded by ``odometry.gap_sigma_m + odometry.max_speed_mps * gap`` (the camera cannot have
-    moved farther), rotation and certain edges untouched."""
+    moved farther), a rotation sigma below 180 deg and certain edges untouched."""
     odometry = LoopClosureConfig().odometry
-    lost = np.diag([100.0] * 3 + [np.pi**2] * 3)
+    lost = np.diag([100.0] * 3 + [0.5**2] * 3)
     lost[0, 3] = lost[3, 0] = 5.0  # correlated translation and rotation
     covariance = np.linalg.inv(edge_information(lost, odometry, gap_s=1.0))
     bound = odometry.gap_sigma_m + odometry.max_speed_mps * 1.0
@@ -191,3 +191,15 @@ def test_an_edge_after_lost_tracking_is_bounded_by_the_fastest_motion() -> None:
     certain = np.diag([1e-4] * 3 + [1e-6] * 3)
     floor = np.diag([odometry.min_sigma_m**2] * 3 + [np.radians(odometry.min_sigma_deg) ** 2] * 3)
     assert np.allclose(np.linalg.inv(edge_information(certain, odometry, gap_s=1.0)), certain + floor)
+
+
+def test_a_new_map_after_lost_tracking_gets_the_restart_rotation_and_the_motion_bound() -> None:
+    """The first keyframe of a map the VO starts after lost tracking carries its lost covariance
+    (``vo.tracking.lost_variance`` 1e4 m^2, rad^2): the edge to it is what ``mp-slam slam``
+    gave such a keyframe before (rotation sigma 180 deg, translation bounded by the gap), so the
+    node and the offline runner, which both pass the VO's keyframes through, agree."""
+    odometry = LoopClosureConfig().odometry
+    covariance = np.linalg.inv(edge_information(np.eye(6) * 1e4, odometry, gap_s=3.0))
+    sigmas = np.sqrt(np.diag(covariance))
+    assert np.allclose(sigmas[:3], odometry.gap_sigma_m + odometry.max_speed_mps * 3.0)
+    assert np.allclose(sigmas[3:], np.radians(odometry.restart_sigma_deg))
