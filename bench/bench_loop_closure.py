@@ -13,8 +13,11 @@ Then timings: place query p95 at 1,000 keyframes, incremental PGO p95 at 1,000 a
 
     PYTHONPATH=. .venv/bin/python bench/bench_loop_closure.py [--seeds 1 2 3 4 5] [--twin-seeds ...]
         [--modes rgbd stereo] [--duration 180] [--image-scale 0.5] [--cache DIR] [--out results/loop_closure]
+        [--runs DIR [--replay]]
 
-Writes ``OUT/bench_loop_closure.json`` after every run (per-mode summary included).
+Writes ``OUT/bench_loop_closure.json`` after every run (per-mode summary included). ``--runs``
+keeps each run's odometry and keyframes (a local pickle cache); with ``--replay`` the keyframes
+kept there go through the loop closure of the current code, without running the VO again.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -140,11 +144,31 @@ def offline_config(mode: str) -> SlamConfig:
     return with_updates(SlamConfig(), {"vo.mode": mode, "vo.ba.synchronous": True, "loop_closure.pgo.synchronous": True})
 
 
-def accuracy(seq: Path, config: SlamConfig) -> tuple[dict[str, object], list]:
+def slam_run(seq: Path, config: SlamConfig, runs: Path | None, replay_runs: bool) -> SlamRun:
+    """VO + loop closure on ``seq`` (kept as ``runs/<sequence>-<mode>.pkl`` when ``runs`` is
+    given), or with ``replay_runs`` the kept run's keyframes through a new loop closure."""
+    path = runs / f"{seq.name}-{config.vo.mode.value}.pkl" if runs is not None else None
+    if replay_runs and path is not None:
+        with path.open("rb") as f:  # written by this bench: a trusted local cache
+            kept = pickle.load(f)
+        loop_closure = LoopClosure(config.loop_closure)
+        for keyframe in kept["keyframes"]:
+            loop_closure.add_keyframe(keyframe)
+        return SlamRun(kept["vo"], loop_closure, kept["frame_nodes"], kept["keyframes"], kept["T_base_cam"])
+    run = run_slam(seq / "bag", config)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = {"vo": run.vo, "frame_nodes": run.frame_nodes, "keyframes": run.keyframes, "T_base_cam": run.T_base_cam}
+        with path.open("wb") as f:
+            pickle.dump(kept, f)
+    return run
+
+
+def accuracy(seq: Path, config: SlamConfig, runs: Path | None = None, replay_runs: bool = False) -> tuple[dict[str, object], list]:
     """VO alone vs loop closure (mixed, fp64) on one sequence; loops judged by the ground truth.
     Returns the row and the run's keyframes."""
     started = time.perf_counter()
-    run = run_slam(seq / "bag", config)
+    run = slam_run(seq, config, runs, replay_runs)
     gt = read_tum(seq / "groundtruth.tum")
     fp64 = replay(run, config, "fp64", "cholesky")
     out: dict[str, object] = {"sequence": seq.name, "mode": run.vo.mode, "frames": len(run.vo.statuses), "keyframes": len(run.keyframes)}
@@ -247,7 +271,11 @@ def main() -> None:
     parser.add_argument("--pgo-sizes", type=int, nargs="*", default=[1000, 5000])
     parser.add_argument("--cache", type=Path, default=Path("/tmp/mp_slam_bench_loop_closure"))
     parser.add_argument("--out", type=Path, default=Path("results/loop_closure"))
+    parser.add_argument("--runs", type=Path, help="keep each run's odometry and keyframes here (pickle)")
+    parser.add_argument("--replay", action="store_true", help="the keyframes kept in --runs through the current loop closure (no VO)")
     args = parser.parse_args()
+    if args.replay and args.runs is None:
+        parser.error("--replay needs --runs")
     args.cache.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict[str, object] = {"args": {k: str(v) for k, v in vars(args).items()}, "load_average": [os.getloadavg()[0]],
@@ -258,7 +286,7 @@ def main() -> None:
         for seed in seeds:
             seq = sequence(args.cache, seed, args.duration, args.image_scale, twin)
             for mode in args.modes:
-                result, run_keyframes = accuracy(seq, offline_config(mode))
+                result, run_keyframes = accuracy(seq, offline_config(mode), args.runs, args.replay)
                 keyframes = keyframes or run_keyframes
                 report["twins" if twin else "houses"].append(result)  # type: ignore[union-attr]
                 report["load_average"].append(os.getloadavg()[0])  # type: ignore[union-attr]

@@ -1,15 +1,24 @@
-"""The per-mode summary and offline options of bench/bench_loop_closure.py on synthetic rows."""
+"""The per-mode summary, offline options and kept runs of bench/bench_loop_closure.py on
+synthetic rows and keyframes."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from mp_slam_ros.cli.slam import SlamConfig, SlamRun
+from mp_slam_ros.pipelines.loop_closure import LoopClosure
+from mp_slam_ros.pipelines.vo_run import VORun
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+sys.path.insert(0, str(Path(__file__).parent))
+
+import bench_loop_closure  # noqa: E402
 from bench_loop_closure import offline_config, summarize  # noqa: E402
+from test_loop_world import circle_run, config as world_config, drifting_odometry, make_world  # noqa: E402
 
 
 def _row(mode: str, vo: float, mixed: float, fp64: float, wrong: int, revisits: int, closed: int) -> dict:
@@ -38,3 +47,28 @@ def test_offline_config_sets_the_mode_and_synchronous_solves() -> None:
     config = offline_config("stereo")
     assert config.vo.mode.value == "stereo"
     assert config.vo.ba.synchronous and config.loop_closure.pgo.synchronous
+
+
+def test_a_kept_run_replays_its_keyframes_through_the_loop_closure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--runs`` keeps the odometry and keyframes of a run; ``--replay`` puts those keyframes
+    through a new loop closure (no VO): the same loops as the run's own."""
+    world = make_world(1, [np.zeros(3)])
+    truth, stamps, ids = circle_run(world, np.zeros(3), laps=1.3)
+    keyframes = [world.keyframe(i, s, T, O) for i, s, T, O in zip(ids, stamps, truth, drifting_odometry(truth, world.rng))]
+    config = SlamConfig(loop_closure=world_config(**{"loop.error_cell_deg": 1.0, "pgo.synchronous": True}))
+
+    def fake_run_slam(bag: Path, config: SlamConfig) -> SlamRun:
+        loop_closure = LoopClosure(config.loop_closure)
+        for keyframe in keyframes:
+            loop_closure.add_keyframe(keyframe)
+        return SlamRun(VORun(mode="rgbd"), loop_closure, list(range(len(keyframes))), keyframes, np.eye(4))
+
+    monkeypatch.setattr(bench_loop_closure, "run_slam", fake_run_slam)
+    seq = tmp_path / "house-s1"
+    ran = bench_loop_closure.slam_run(seq, config, tmp_path / "runs", replay_runs=False)
+    assert (tmp_path / "runs" / "house-s1-rgbd.pkl").exists()
+    monkeypatch.setattr(bench_loop_closure, "run_slam", None)  # a replay runs no VO
+    replayed = bench_loop_closure.slam_run(seq, config, tmp_path / "runs", replay_runs=True)
+    assert ran.loop_closure.counts["accepted"] > 0
+    assert replayed.loop_closure.counts == ran.loop_closure.counts
+    assert np.allclose(replayed.loop_closure.poses()[2], ran.loop_closure.poses()[2])
