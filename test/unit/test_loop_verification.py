@@ -104,3 +104,36 @@ def test_a_degenerate_inlier_set_on_one_patch_is_rejected() -> None:
     # counted as independent measurements (one inlier per cell), the patch would pass
     independent = verify_pnp(uv, descriptors, points, descriptors, K, replace(config, error_cell_deg=0.1))
     assert independent.accepted and independent.inlier_cells == independent.inliers
+
+
+def _patch_and_four_points(tip_m: float) -> tuple[np.ndarray, ...]:
+    """A query's pixels and descriptors, the match's points and the true ``T_match_query``: 40
+    landmarks on a patch at 2.5 m and 4 to its side, whose pixels come from a pose ``tip_m``
+    (and ``tip_m / 2.5`` rad: the trade the patch hardly sees) off the true one."""
+    rng = np.random.default_rng(1)
+    patch = np.column_stack([rng.uniform(-0.5, 0.5, (40, 2)), 2.5 + rng.uniform(-0.02, 0.02, 40)])
+    side = np.column_stack([rng.uniform(-2.2, -1.8, 4), rng.uniform(-1.5, -1.2, 4), rng.uniform(2.4, 2.6, 4)])
+    T_match_query = se3_exp(np.array([[0.2, 0.0, 0.05, 0.0, 0.05, 0.0]]))[0]
+    T_tipped = T_match_query @ se3_exp(np.array([[tip_m, 0.0, 0.0, 0.0, tip_m / 2.5, 0.0]]))[0]
+
+    def pixels(points: np.ndarray, T: np.ndarray) -> np.ndarray:
+        p_query = (points - T[:3, 3]) @ T[:3, :3]
+        return p_query[:, :2] / p_query[:, 2:3] * K[0, 0] + K[:2, 2]
+
+    uv = np.concatenate([pixels(patch, T_match_query), pixels(side, T_tipped)]) + rng.normal(0.0, 0.3, (44, 2))
+    descriptors = rng.integers(0, 256, (44, 32), dtype=np.uint8)
+    return uv.astype(np.float32), descriptors, np.concatenate([patch, side]).astype(np.float32), T_match_query
+
+
+def test_a_pose_that_hinges_on_one_region_is_rejected() -> None:
+    """A patch at one depth barely tells rotation from translation; 4 matches to its side decide
+    it. When they are off (a wrong match, a repeated object), the fit follows them 0.1 m / 3 deg
+    away with a covariance that looks certain; leaving their cell out moves the pose back far
+    beyond that covariance: rejected. With the covariance gates loosened this check alone decides."""
+    config = LoopVerificationConfig(min_matches=20, min_inliers=20, max_sigma_m=0.5, max_sigma_deg=10.0)
+    uv, descriptors, points, T_true = _patch_and_four_points(0.0)
+    assert verify_pnp(uv, descriptors, points, descriptors, K, config).accepted
+    uv, descriptors, points, T_true = _patch_and_four_points(0.05)
+    tipped = verify_pnp(uv, descriptors, points, descriptors, K, config)
+    assert np.linalg.norm((se3_inverse(tipped.T_match_query) @ T_true)[:3, 3]) > 0.1
+    assert not tipped.accepted and tipped.reason.startswith("pose hinges on one region"), tipped.reason
