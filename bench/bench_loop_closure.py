@@ -17,7 +17,9 @@ Then timings: place query p95 at 1,000 keyframes, incremental PGO p95 at 1,000 a
 
 Writes ``OUT/bench_loop_closure.json`` after every run (per-mode summary included). ``--runs``
 keeps each run's odometry and keyframes (a local pickle cache); with ``--replay`` the keyframes
-kept there go through the loop closure of the current code, without running the VO again.
+kept there go through the loop closure of the current code, without running the VO again, and
+each missed true revisit is put in a bucket (``loops.missed``: no place candidate, none at the
+place, or why the first one at the place was rejected).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ import argparse
 import json
 import os
 import pickle
+import re
 import time
+from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -39,7 +43,7 @@ from mp_slam_ros.config import with_updates
 from mp_slam_ros.eval.metrics import evaluate
 from mp_slam_ros.geometry.lie import se3_inverse, se3_log
 from mp_slam_ros.io.tum import TumTrajectory, read_tum
-from mp_slam_ros.pipelines.loop_closure import LoopClosure
+from mp_slam_ros.pipelines.loop_closure import CandidateResult, LoopClosure, LoopResult
 from mp_slam_ros.pipelines.vo_config import SensorMode
 from mp_slam_ros.precision import Precision
 from mp_slam_ros.sim.config import SequenceConfig
@@ -71,8 +75,11 @@ def keyframe_truth(run: SlamRun, gt_path: Path) -> np.ndarray:
     return gt.matrices()[index] @ run.T_base_cam
 
 
-def judge_loops(loop_closure: LoopClosure, T_world_cam: np.ndarray, min_age_s: float) -> dict[str, object]:
-    """Accepted loops correct/wrong by the ground truth, and recall of true revisits."""
+def judge_loops(
+    loop_closure: LoopClosure, T_world_cam: np.ndarray, min_age_s: float, results: list[LoopResult] | None = None,
+) -> dict[str, object]:
+    """Accepted loops correct/wrong by the ground truth, recall of true revisits and, given the
+    loop closure's ``results`` per keyframe, why the missed ones were missed."""
     snapshot = loop_closure.graph.snapshot().graph
     loops = snapshot.is_loop
     correct, wrong_loops = [], []
@@ -94,8 +101,9 @@ def judge_loops(loop_closure: LoopClosure, T_world_cam: np.ndarray, min_age_s: f
     # keyframes with fewer keypoints than loop.min_inliers cannot be verified as a query (reported, still counted)
     few = [q for q in revisits if len(loop_closure.store[q].keypoints_px) < loop_closure.config.loop.min_inliers]
     accepted = int(loops.sum())
+    missed = None if results is None else missed_revisits(results, [q for q in revisits if q not in closed], P, Z)
     return {
-        "accepted": accepted, "wrong": int(accepted - sum(correct)), "wrong_loops": wrong_loops,
+        "accepted": accepted, "wrong": int(accepted - sum(correct)), "wrong_loops": wrong_loops, "missed": missed,
         "precision": float(np.mean(correct)) if correct else None,
         "true_revisits": len(revisits), "revisits_closed": found,
         "revisits_few_keypoints": len(few), "few_keypoints_closed": sum(q in closed for q in few),
@@ -105,6 +113,32 @@ def judge_loops(loop_closure: LoopClosure, T_world_cam: np.ndarray, min_age_s: f
         "rejected_verification": loop_closure.counts["rejected_verification"],
         "rejected_degenerate": loop_closure.counts["rejected_degenerate"],
     }
+
+
+def missed_revisits(results: list[LoopResult], missed: list[int], P: np.ndarray, Z: np.ndarray) -> dict[str, int]:
+    """Buckets of the ``missed`` true revisit nodes (true positions ``P`` and optical axes ``Z``
+    ``(N, 3)``): ``no candidate`` (place recognition returned none), ``no candidate at the
+    place`` (none within the revisit distance and angle), else what became of the first one
+    there: its verification's reason (numbers as N) or ``verified, rejected by consistency``."""
+    by_node = {r.node: r for r in results if r.node is not None}
+    buckets: Counter[str] = Counter()
+    for q in missed:
+        candidates = by_node[q].candidates if q in by_node else []
+        at_place = [c for c in candidates if np.linalg.norm(P[c.match_node] - P[q]) < REVISIT_M
+                    and Z[c.match_node] @ Z[q] > np.cos(np.radians(REVISIT_DEG))]
+        if not candidates:
+            buckets["no candidate"] += 1
+        elif not at_place:
+            buckets["no candidate at the place"] += 1
+        else:
+            buckets[_fate(at_place[0])] += 1
+    return dict(buckets.most_common())
+
+
+def _fate(candidate: CandidateResult) -> str:
+    if candidate.verified:
+        return "verified, rejected by consistency"
+    return re.sub(r"\d+(\.\d+)?", "N", candidate.reason.split(" (")[0])
 
 
 def open_tail(run: SlamRun, T_world_cam: np.ndarray, gt: TumTrajectory) -> dict[str, object] | None:
@@ -144,38 +178,38 @@ def offline_config(mode: str) -> SlamConfig:
     return with_updates(SlamConfig(), {"vo.mode": mode, "vo.ba.synchronous": True, "loop_closure.pgo.synchronous": True})
 
 
-def slam_run(seq: Path, config: SlamConfig, runs: Path | None, replay_runs: bool) -> SlamRun:
+def slam_run(seq: Path, config: SlamConfig, runs: Path | None, replay_runs: bool) -> tuple[SlamRun, list[LoopResult] | None]:
     """VO + loop closure on ``seq`` (kept as ``runs/<sequence>-<mode>.pkl`` when ``runs`` is
-    given), or with ``replay_runs`` the kept run's keyframes through a new loop closure."""
+    given), or with ``replay_runs`` the kept run's keyframes through a new loop closure (with
+    its results per keyframe)."""
     path = runs / f"{seq.name}-{config.vo.mode.value}.pkl" if runs is not None else None
     if replay_runs and path is not None:
         with path.open("rb") as f:  # written by this bench: a trusted local cache
             kept = pickle.load(f)
         loop_closure = LoopClosure(config.loop_closure)
-        for keyframe in kept["keyframes"]:
-            loop_closure.add_keyframe(keyframe)
-        return SlamRun(kept["vo"], loop_closure, kept["frame_nodes"], kept["keyframes"], kept["T_base_cam"])
+        results = [loop_closure.add_keyframe(keyframe) for keyframe in kept["keyframes"]]
+        return SlamRun(kept["vo"], loop_closure, kept["frame_nodes"], kept["keyframes"], kept["T_base_cam"]), results
     run = run_slam(seq / "bag", config)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         kept = {"vo": run.vo, "frame_nodes": run.frame_nodes, "keyframes": run.keyframes, "T_base_cam": run.T_base_cam}
         with path.open("wb") as f:
             pickle.dump(kept, f)
-    return run
+    return run, None
 
 
 def accuracy(seq: Path, config: SlamConfig, runs: Path | None = None, replay_runs: bool = False) -> tuple[dict[str, object], list]:
     """VO alone vs loop closure (mixed, fp64) on one sequence; loops judged by the ground truth.
     Returns the row and the run's keyframes."""
     started = time.perf_counter()
-    run = slam_run(seq, config, runs, replay_runs)
+    run, results = slam_run(seq, config, runs, replay_runs)
     gt = read_tum(seq / "groundtruth.tum")
     fp64 = replay(run, config, "fp64", "cholesky")
     out: dict[str, object] = {"sequence": seq.name, "mode": run.vo.mode, "frames": len(run.vo.statuses), "keyframes": len(run.keyframes)}
     for name, trajectory in (("vo", run.vo.trajectory()), ("mixed", run.trajectory_map()), ("fp64", run.trajectory_map(fp64))):
         out[f"ate_{name}"] = asdict(evaluate(gt, trajectory, name).ate_m)
     T_world_cam = keyframe_truth(run, seq / "groundtruth.tum")
-    out["loops"] = judge_loops(run.loop_closure, T_world_cam, config.loop_closure.loop.min_age_s)
+    out["loops"] = judge_loops(run.loop_closure, T_world_cam, config.loop_closure.loop.min_age_s, results)
     out["open_tail"] = open_tail(run, T_world_cam, gt)
     pgo_ms = [1e3 * s.timings.total_s for s in run.loop_closure.solve_summaries]
     out["pgo_ms"] = {"p50": float(np.percentile(pgo_ms, 50)), "p95": float(np.percentile(pgo_ms, 95))} if pgo_ms else None

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mp_slam_ros.cli.slam import SlamConfig, SlamRun
-from mp_slam_ros.pipelines.loop_closure import LoopClosure
+from mp_slam_ros.pipelines.loop_closure import CandidateResult, LoopClosure, LoopResult
 from mp_slam_ros.pipelines.vo_run import VORun
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -65,10 +65,27 @@ def test_a_kept_run_replays_its_keyframes_through_the_loop_closure(tmp_path: Pat
 
     monkeypatch.setattr(bench_loop_closure, "run_slam", fake_run_slam)
     seq = tmp_path / "house-s1"
-    ran = bench_loop_closure.slam_run(seq, config, tmp_path / "runs", replay_runs=False)
-    assert (tmp_path / "runs" / "house-s1-rgbd.pkl").exists()
+    ran, no_results = bench_loop_closure.slam_run(seq, config, tmp_path / "runs", replay_runs=False)
+    assert (tmp_path / "runs" / "house-s1-rgbd.pkl").exists() and no_results is None
     monkeypatch.setattr(bench_loop_closure, "run_slam", None)  # a replay runs no VO
-    replayed = bench_loop_closure.slam_run(seq, config, tmp_path / "runs", replay_runs=True)
+    replayed, results = bench_loop_closure.slam_run(seq, config, tmp_path / "runs", replay_runs=True)
+    assert results is not None and len(results) == len(keyframes)
     assert ran.loop_closure.counts["accepted"] > 0
     assert replayed.loop_closure.counts == ran.loop_closure.counts
     assert np.allclose(replayed.loop_closure.poses()[2], ran.loop_closure.poses()[2])
+
+
+def test_missed_revisits_are_bucketed_by_what_became_of_them() -> None:
+    P = np.array([[0.0, 0.0, 0.0], [5.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.0, 0.1, 0.0], [5.1, 0.0, 0.0]])
+    Z = np.tile([0.0, 0.0, 1.0], (5, 1))
+
+    def result(node: int, candidates: list[CandidateResult]) -> LoopResult:
+        return LoopResult(node, node, node, np.eye(4), candidates)
+
+    far = CandidateResult(1, 1, 0.5, False, False, "12 matches with depth < 30", 0)
+    rejected = CandidateResult(0, 0, 0.5, False, False, "uncertain pose: translation sigma 0.061 m > 0.05 (30 inliers in 3 cells)", 30)
+    verified = CandidateResult(1, 1, 0.5, True, False, "verified", 40)
+    results = [result(0, []), result(1, []), result(2, []), result(3, [far, rejected]), result(4, [verified])]
+    buckets = bench_loop_closure.missed_revisits(results, [2, 3, 4], P, Z)
+    assert buckets == {"no candidate": 1, "uncertain pose: translation sigma N m > N": 1, "verified, rejected by consistency": 1}
+    assert bench_loop_closure.missed_revisits(results[:2] + [result(2, [far])], [2], P, Z) == {"no candidate at the place": 1}
