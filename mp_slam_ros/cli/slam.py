@@ -53,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", type=Path, help="YAML with vo.* and loop_closure.* options")
     parser.add_argument("--precision", choices=("fp64", "fp32", "fp16", "mixed"), help="loop_closure.pgo.precision")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any option by dotted key, e.g. loop_closure.loop.min_age_s=10")
+    parser.add_argument("--wheel-odom", metavar="TOPIC", help="nav_msgs/Odometry topic of the bag used as the VO's motion "
+                        "prior (as vo_node's use_wheel_odom), e.g. /odom")
     parser.add_argument("--json", action="store_true", help="print only the JSON summary")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -95,13 +97,14 @@ class SlamRun:
         return TumTrajectory.from_matrices(np.array(self.vo.stamps_s)[keep], np.array(T_map_base).reshape(-1, 4, 4))
 
 
-def run_slam(bag: Path, config: SlamConfig, progress: object = None) -> SlamRun:
-    """VO over every frame of ``bag``; each keyframe goes into the loop closure."""
+def run_slam(bag: Path, config: SlamConfig, progress: object = None, wheel_topic: str | None = None) -> SlamRun:
+    """VO over every frame of ``bag`` (the wheel odometry of ``wheel_topic`` as its motion
+    prior); each keyframe goes into the loop closure."""
     vo_run = VORun()
     loop_closure = LoopClosure(config.loop_closure)
     frame_nodes: list[int] = []
     keyframes: list[KeyframeArrays] = []
-    with BagFrames(bag, config.vo.mode) as frames:
+    with BagFrames(bag, config.vo.mode, wheel_topic=wheel_topic) as frames:
         vo_config = with_updates(config.vo, {"mode": frames.mode.value})
         vo_run.mode = frames.mode.value
         odometry = VisualOdometry(vo_config, frames.T_base_cam)
@@ -152,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     """Run VO + loop closure, write the outputs, print the summary."""
     config = config_from_args(args)
     with frame_progress("slam", args.no_progress or args.json) as progress:
-        result = run_slam(args.bag, config, progress)
+        result = run_slam(args.bag, config, progress, wheel_topic=args.wheel_odom)
     args.tum.parent.mkdir(parents=True, exist_ok=True)
     write_tum(args.tum, result.trajectory_map(), comment=f"mp-slam slam {args.bag}: T_map_base_link")
     if args.vo_tum:

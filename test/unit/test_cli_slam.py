@@ -31,7 +31,7 @@ def sequence(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_slam_writes_trajectory_graph_and_summary(sequence: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tum, graph = tmp_path / "slam.tum", tmp_path / "slam.g2o"
     argv = ["slam", str(sequence / "bag"), "--tum", str(tum), "--graph", str(graph), "--json", "--no-progress",
-            "--set", "loop_closure.loop.min_age_s=1.5", "--precision", "fp64"]
+            "--set", "loop_closure.loop.min_age_s=1.5", "--precision", "fp64", "--wheel-odom", "/odom"]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["keyframes"] == summary["vo"]["keyframes"] > 0
@@ -45,6 +45,9 @@ def test_slam_bad_option_is_one_line_and_exit_1(sequence: Path, tmp_path: Path, 
     assert main(["slam", str(sequence / "bag"), "--tum", str(tmp_path / "x.tum"), "--set", "loop_closure.pgo.solver=qr"]) == 1
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "loop_closure.pgo.solver" in error
+    assert main(["slam", str(sequence / "bag"), "--tum", str(tmp_path / "x.tum"), "--wheel-odom", "/wheel", "--no-progress"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "/wheel" in error
 
 
 class _LostOnceVO(VisualOdometry):
