@@ -13,7 +13,7 @@ Then timings: place query p95 at 1,000 keyframes, incremental PGO p95 at 1,000 a
 
     PYTHONPATH=. .venv/bin/python bench/bench_loop_closure.py [--seeds 1 2 3 4 5] [--twin-seeds ...]
         [--modes rgbd stereo] [--duration 180] [--image-scale 0.5] [--cache DIR] [--out results/loop_closure]
-        [--runs DIR [--replay]]
+        [--runs DIR [--replay]] [--wheel-odom /odom]
 
 Writes ``OUT/bench_loop_closure.json`` after every run (per-mode summary included). ``--runs``
 keeps each run's odometry and keyframes (a local pickle cache); with ``--replay`` the keyframes
@@ -178,10 +178,12 @@ def offline_config(mode: str) -> SlamConfig:
     return with_updates(SlamConfig(), {"vo.mode": mode, "vo.ba.synchronous": True, "loop_closure.pgo.synchronous": True})
 
 
-def slam_run(seq: Path, config: SlamConfig, runs: Path | None, replay_runs: bool) -> tuple[SlamRun, list[LoopResult] | None]:
-    """VO + loop closure on ``seq`` (kept as ``runs/<sequence>-<mode>.pkl`` when ``runs`` is
-    given), or with ``replay_runs`` the kept run's keyframes through a new loop closure (with
-    its results per keyframe)."""
+def slam_run(
+    seq: Path, config: SlamConfig, runs: Path | None, replay_runs: bool, wheel_topic: str | None = None,
+) -> tuple[SlamRun, list[LoopResult] | None]:
+    """VO (with the bag's ``wheel_topic`` odometry as its prior) + loop closure on ``seq`` (kept
+    as ``runs/<sequence>-<mode>.pkl`` when ``runs`` is given), or with ``replay_runs`` the kept
+    run's keyframes through a new loop closure (with its results per keyframe)."""
     path = runs / f"{seq.name}-{config.vo.mode.value}.pkl" if runs is not None else None
     if replay_runs and path is not None:
         with path.open("rb") as f:  # written by this bench: a trusted local cache
@@ -189,7 +191,7 @@ def slam_run(seq: Path, config: SlamConfig, runs: Path | None, replay_runs: bool
         loop_closure = LoopClosure(config.loop_closure)
         results = [loop_closure.add_keyframe(keyframe) for keyframe in kept["keyframes"]]
         return SlamRun(kept["vo"], loop_closure, kept["frame_nodes"], kept["keyframes"], kept["T_base_cam"]), results
-    run = run_slam(seq / "bag", config)
+    run = run_slam(seq / "bag", config, wheel_topic=wheel_topic)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         kept = {"vo": run.vo, "frame_nodes": run.frame_nodes, "keyframes": run.keyframes, "T_base_cam": run.T_base_cam}
@@ -198,11 +200,13 @@ def slam_run(seq: Path, config: SlamConfig, runs: Path | None, replay_runs: bool
     return run, None
 
 
-def accuracy(seq: Path, config: SlamConfig, runs: Path | None = None, replay_runs: bool = False) -> tuple[dict[str, object], list]:
+def accuracy(
+    seq: Path, config: SlamConfig, runs: Path | None = None, replay_runs: bool = False, wheel_topic: str | None = None,
+) -> tuple[dict[str, object], list]:
     """VO alone vs loop closure (mixed, fp64) on one sequence; loops judged by the ground truth.
     Returns the row and the run's keyframes."""
     started = time.perf_counter()
-    run, results = slam_run(seq, config, runs, replay_runs)
+    run, results = slam_run(seq, config, runs, replay_runs, wheel_topic)
     gt = read_tum(seq / "groundtruth.tum")
     fp64 = replay(run, config, "fp64", "cholesky")
     out: dict[str, object] = {"sequence": seq.name, "mode": run.vo.mode, "frames": len(run.vo.statuses), "keyframes": len(run.keyframes)}
@@ -307,6 +311,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/loop_closure"))
     parser.add_argument("--runs", type=Path, help="keep each run's odometry and keyframes here (pickle)")
     parser.add_argument("--replay", action="store_true", help="the keyframes kept in --runs through the current loop closure (no VO)")
+    parser.add_argument("--wheel-odom", metavar="TOPIC", help="the bags' wheel odometry (the generator's: /odom) as the VO's motion prior")
     args = parser.parse_args()
     if args.replay and args.runs is None:
         parser.error("--replay needs --runs")
@@ -320,7 +325,7 @@ def main() -> None:
         for seed in seeds:
             seq = sequence(args.cache, seed, args.duration, args.image_scale, twin)
             for mode in args.modes:
-                result, run_keyframes = accuracy(seq, offline_config(mode), args.runs, args.replay)
+                result, run_keyframes = accuracy(seq, offline_config(mode), args.runs, args.replay, args.wheel_odom)
                 keyframes = keyframes or run_keyframes
                 report["twins" if twin else "houses"].append(result)  # type: ignore[union-attr]
                 report["load_average"].append(os.getloadavg()[0])  # type: ignore[union-attr]

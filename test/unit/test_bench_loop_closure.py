@@ -57,7 +57,8 @@ def test_a_kept_run_replays_its_keyframes_through_the_loop_closure(tmp_path: Pat
     keyframes = [world.keyframe(i, s, T, O) for i, s, T, O in zip(ids, stamps, truth, drifting_odometry(truth, world.rng))]
     config = SlamConfig(loop_closure=world_config(**{"loop.error_cell_deg": 1.0, "pgo.synchronous": True}))
 
-    def fake_run_slam(bag: Path, config: SlamConfig) -> SlamRun:
+    def fake_run_slam(bag: Path, config: SlamConfig, wheel_topic: str | None = None) -> SlamRun:
+        assert wheel_topic == "/odom"
         loop_closure = LoopClosure(config.loop_closure)
         for keyframe in keyframes:
             loop_closure.add_keyframe(keyframe)
@@ -65,7 +66,7 @@ def test_a_kept_run_replays_its_keyframes_through_the_loop_closure(tmp_path: Pat
 
     monkeypatch.setattr(bench_loop_closure, "run_slam", fake_run_slam)
     seq = tmp_path / "house-s1"
-    ran, no_results = bench_loop_closure.slam_run(seq, config, tmp_path / "runs", replay_runs=False)
+    ran, no_results = bench_loop_closure.slam_run(seq, config, tmp_path / "runs", replay_runs=False, wheel_topic="/odom")
     assert (tmp_path / "runs" / "house-s1-rgbd.pkl").exists() and no_results is None
     monkeypatch.setattr(bench_loop_closure, "run_slam", None)  # a replay runs no VO
     replayed, results = bench_loop_closure.slam_run(seq, config, tmp_path / "runs", replay_runs=True)
