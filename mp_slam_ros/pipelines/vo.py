@@ -357,9 +357,13 @@ class VisualOdometry:
         self._track_uv = np.zeros((0, 2))
         self._track_uv_keyframe = np.zeros((0, 2))
         self._track_angle = np.zeros(0, np.float32)
-        lost = self._status_on_init is TrackingStatus.LOST  # the pose is a prediction: the keyframe's covariance says so
-        covariance = self._lost_covariance() if lost else np.eye(6) * ORIGIN_VARIANCE
-        keyframe = self._insert_keyframe(frame, images, self._T_odom_cam, covariance)
+        covariance = self._lost_covariance() if self._status_on_init is TrackingStatus.LOST else np.eye(6) * ORIGIN_VARIANCE
+        # A new map's first keyframe is not tied to the previous map's keyframes: after a loss its
+        # pose is a prediction, after reset() it may have jumped (~/reset_to_pose, a clock jump).
+        # Its covariance (to the previous keyframe, what loop closure's odometry edge uses) says so.
+        first_map = self._status_on_init is TrackingStatus.INITIALIZING
+        keyframe_covariance = np.eye(6) * ORIGIN_VARIANCE if first_map else self._lost_covariance()
+        keyframe = self._insert_keyframe(frame, images, self._T_odom_cam, keyframe_covariance)
         self._solve_synchronously(step)
         if len(self._track_ids) < self.config.tracking.min_inliers:
             self._next_keyframe_id -= 1  # not a usable keyframe: its id is handed out again

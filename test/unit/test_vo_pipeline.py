@@ -112,6 +112,21 @@ def test_time_going_backwards_is_refused(sequence: Path) -> None:
     assert odometry.track(replace(second, image=np.full_like(second.image, 128))).status is TrackingStatus.LOST  # no map after a reset
 
 
+def test_a_new_maps_first_keyframe_is_not_tied_to_the_old_map(sequence: Path) -> None:
+    """After reset() (e.g. ~/reset_to_pose: the pose may jump) the new map's first keyframe
+    carries the lost covariance, so loop closure's odometry edge to it is loose; only the very
+    first keyframe has the origin's."""
+    first, second = frames(sequence, 2)
+    odometry = VisualOdometry(synchronous("rgbd"))
+    assert np.abs(odometry.track(first).keyframe.covariance_odom_cam).max() < 1e-9
+    odometry.reset(np.eye(4))
+    result = odometry.track(second)
+    assert result.status is TrackingStatus.RESET and result.keyframe is not None
+    lost = VOConfig().tracking.lost_variance
+    np.testing.assert_allclose(result.keyframe.covariance_odom_cam, np.eye(6) * lost, rtol=1e-9, atol=1e-9 * lost)
+    assert np.abs(result.covariance).max() < 1e-9  # the odometry itself restarts exactly at the given pose
+
+
 def test_no_depth_and_textureless_frames_are_lost_not_fatal(sequence: Path) -> None:
     good = frames(sequence, 6)
     odometry = VisualOdometry(synchronous("rgbd"))
