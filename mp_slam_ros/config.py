@@ -225,11 +225,20 @@ def read_options(path: str | Path, node: str | None = None) -> tuple[dict[str, A
               if isinstance(value, Mapping) and "ros__parameters" in value]
     if not blocks:
         return _flatten_mapping(data), False
+    selected = blocks[:1] if node is None else [block for block in blocks if node_key_matches(block[0], node)]
     merged: dict[str, Any] = {}
-    for key, values in blocks if node is not None else blocks[:1]:
-        if node is None or node_key_matches(key, node):
-            merged.update(_flatten_mapping(values))
+    for _, values in selected:
+        merged.update(_flatten_mapping(values))
     return merged, True
+
+
+def options_from(cls: type[ConfigT], values: Mapping[str, Any], source: str | Path) -> ConfigT:
+    """``cls`` with the dotted ``values`` set, validated; a :class:`ConfigError` also names
+    ``source`` (the file, or the file and node, the values came from)."""
+    try:
+        return with_updates(cls(), values)
+    except ConfigError as error:
+        raise ConfigError(error.key, error.value, f"{error.reason} (in {source})") from None
 
 
 def load_yaml(path: str | Path, cls: type[ConfigT]) -> ConfigT:
@@ -239,8 +248,4 @@ def load_yaml(path: str | Path, cls: type[ConfigT]) -> ConfigT:
     ros__parameters: {...}``; the first node's block). Raises :class:`ConfigError` naming the
     dotted key and the file, or :class:`~mp_slam_ros.errors.FileFormatError` for unreadable YAML.
     """
-    values, _ = read_options(path)
-    try:
-        return with_updates(cls(), values)
-    except ConfigError as error:
-        raise ConfigError(error.key, error.value, f"{error.reason} (in {path})") from None
+    return options_from(cls, read_options(path)[0], path)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from mp_slam_ros.cli.progress import frame_progress
-from mp_slam_ros.config import describe, read_options, with_updates
+from mp_slam_ros.config import describe, options_from, read_options, with_updates
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.io.tum import write_tum
 from mp_slam_ros.pipelines.vo_config import VOConfig
@@ -63,10 +63,7 @@ def _params(path: Path) -> VOConfig:
             print(f"mp-slam vo: {path}: offline, {VO_NODE}'s own parameters do not apply: {', '.join(unused)}",
                   file=sys.stderr)
         values = {key: value for key, value in values.items() if key in pipeline}
-    try:
-        return with_updates(VOConfig(), values)
-    except ConfigError as error:
-        raise ConfigError(error.key, error.value, f"{error.reason} (in {path})") from None
+    return options_from(VOConfig, values, path)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -167,7 +167,7 @@ class BagFrames:
             if self._wheel_stamps_ns and stamp <= self._wheel_stamps_ns[-1]:
                 continue
             self._wheel_stamps_ns.append(stamp)
-            self._wheel_poses.append(se3_from_translation_quat(values[:3], values[3:] / np.linalg.norm(values[3:]))[0])
+            self._wheel_poses.append(se3_from_translation_quat(values[:3], values[3:])[0])  # normalises the quaternion
 
     def __iter__(self) -> Iterator[Frame]:
         t = self.topics

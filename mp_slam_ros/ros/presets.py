@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mp_slam_ros.config import _flatten_mapping, describe, node_key_matches, read_yaml_mapping, with_updates
+from mp_slam_ros.config import _flatten_mapping, describe, node_key_matches, options_from, read_yaml_mapping
 from mp_slam_ros.errors import ConfigError, FileFormatError
 from mp_slam_ros.nodes.loop_closure_options import LoopClosureNodeOptions
 from mp_slam_ros.nodes.vo_options import VONodeOptions
@@ -90,13 +90,10 @@ def configs_from_parameters(node: str, values: Mapping[str, Any], source: str = 
         if key != "use_sim_time" and key not in spec.extra and not any(key in infos for infos in trees.values()):
             valid = ", ".join(sorted(spec.keys()))
             raise ConfigError(key, value, f"unknown parameter of {node} (in {source}; valid: {valid})")
-    configs = []
-    for tree, infos in trees.items():
-        try:
-            configs.append(with_updates(tree(), {k: v for k, v in values.items() if k in infos}))
-        except ConfigError as error:
-            raise ConfigError(error.key, error.value, f"{error.reason} (in {source}, node {node})") from None
-    return tuple(configs)
+    return tuple(
+        options_from(tree, {k: v for k, v in values.items() if k in infos}, f"{source}, node {node}")
+        for tree, infos in trees.items()
+    )
 
 
 def load_node_configs(path: str | Path, node: str) -> tuple[object, ...]:
