@@ -147,7 +147,8 @@ def verify_pnp(
         return Verification(False, f"PnP found < {config.min_inliers} inliers", len(pairs))
     T_query_match, inlier_mask, mean_error, covariance = pose
     inliers = int(inlier_mask.sum())
-    cells = inlier_cells(uv[inlier_mask], K, config.error_cell_deg)
+    labels = cell_labels(uv[inlier_mask], K, config.error_cell_deg)
+    cells = max(1, int(labels.max(initial=-1)) + 1)  # occupied cells
     covariance = covariance * (config.covariance_scale * inliers / cells)
     result = Verification(True, "verified", len(pairs), inliers, cells, mean_error, se3_inverse(T_query_match), covariance)
     if inliers < config.min_inlier_ratio * len(pairs):
@@ -159,36 +160,32 @@ def verify_pnp(
     else:
         _check_certainty(result, config)
     if result.accepted:
-        _check_cell_jackknife(result, points[inlier_mask], uv[inlier_mask], K, config, T_query_match)
+        _check_cell_jackknife(result, points[inlier_mask], uv[inlier_mask], labels, K, T_query_match)
     return result
 
 
-def inlier_cells(uv: NDArray[np.float64], K: NDArray[np.float64], cell_deg: float) -> int:
-    """Occupied cells (at least 1) of a grid of viewing angles ``cell_deg`` wide (square cells in
-    normalised image coordinates, one corner at the principal point) by the pixels ``(N, 2)``."""
-    return max(1, int(_cell_labels(uv, K, cell_deg).max(initial=-1)) + 1)
-
-
-def _cell_labels(uv: NDArray[np.float64], K: NDArray[np.float64], cell_deg: float) -> NDArray[np.int64]:
-    """The cell (``0 .. cells - 1``) of each pixel ``(N, 2)`` in the grid of :func:`inlier_cells`."""
+def cell_labels(uv: NDArray[np.float64], K: NDArray[np.float64], cell_deg: float) -> NDArray[np.int64]:
+    """The occupied cell (``0 .. cells - 1``) of each pixel ``(N, 2)`` in a grid of viewing angles
+    ``cell_deg`` wide (square cells in normalised image coordinates, one corner at the principal
+    point)."""
     xy = (uv - K[:2, 2]) / np.diag(K)[:2]
     cells = np.floor(np.arctan(xy) / np.radians(cell_deg)).astype(np.int64)
     return np.unique(cells, axis=0, return_inverse=True)[1].reshape(-1)
 
 
 def _check_cell_jackknife(
-    result: Verification, points_match: NDArray[np.float64], uv: NDArray[np.float64], K: NDArray[np.float64],
-    config: LoopVerificationConfig, T_query_match: NDArray[np.float64],
+    result: Verification, points_match: NDArray[np.float64], uv: NDArray[np.float64], labels: NDArray[np.int64],
+    K: NDArray[np.float64], T_query_match: NDArray[np.float64],
 ) -> None:
-    """Reject ``result`` when leaving out one cell's inliers (points ``(N, 3)``, pixels ``(N, 2)``)
-    moves the re-fitted pose beyond :data:`MAX_CELL_SHIFT_CHI2` under ``result.covariance``."""
-    labels = _cell_labels(uv, K, config.error_cell_deg)
+    """Reject ``result`` when leaving out one cell's inliers (points ``(N, 3)``, pixels ``(N, 2)``,
+    their cells ``labels``) moves the re-fitted pose beyond :data:`MAX_CELL_SHIFT_CHI2` under
+    ``result.covariance``."""
     information = np.linalg.inv(result.covariance)
     T_inverse = se3_inverse(T_query_match)
     rvec, tvec = cv2.Rodrigues(T_query_match[:3, :3])[0], T_query_match[:3, 3].reshape(3, 1)
     for cell in range(int(labels.max(initial=-1)) + 1):
         rest = labels != cell
-        if rest.sum() < MIN_JACKKNIFE_POINTS or rest.all():
+        if rest.sum() < MIN_JACKKNIFE_POINTS:
             continue
         r, t = cv2.solvePnPRefineLM(points_match[rest], uv[rest], K, None, rvec.copy(), tvec.copy())
         T = np.eye(4)
