@@ -44,6 +44,7 @@ from mp_slam_ros.eval.metrics import evaluate
 from mp_slam_ros.geometry.lie import se3_inverse, se3_log
 from mp_slam_ros.io.tum import TumTrajectory, read_tum
 from mp_slam_ros.pipelines.loop_closure import CandidateResult, LoopClosure, LoopResult
+from mp_slam_ros.pipelines.loop_closure_config import LoopClosureConfig
 from mp_slam_ros.pipelines.vo_config import SensorMode
 from mp_slam_ros.precision import Precision
 from mp_slam_ros.sim.config import SequenceConfig
@@ -163,13 +164,10 @@ def open_tail(run: SlamRun, T_world_cam: np.ndarray, gt: TumTrajectory) -> dict[
             "vo_tail_drift_m": float(np.linalg.norm(T_chained[:3, 3] - T_world_cam[-1][:3, 3])), "ate_until_last_loop": ate}
 
 
-def replay(run: SlamRun, config: SlamConfig, precision: str, solver: str) -> LoopClosure:
-    """The run's keyframes through a loop closure with another PGO precision/solver."""
-    lc_config = with_updates(config.loop_closure, {"pgo.precision": precision, "pgo.solver": solver})
-    loop_closure = LoopClosure(lc_config)
-    for keyframe in run.keyframes:
-        loop_closure.add_keyframe(keyframe)
-    return loop_closure
+def replay(keyframes: list, config: LoopClosureConfig) -> tuple[LoopClosure, list[LoopResult]]:
+    """``keyframes`` through a new loop closure of ``config``; its result per keyframe."""
+    loop_closure = LoopClosure(config)
+    return loop_closure, [loop_closure.add_keyframe(keyframe) for keyframe in keyframes]
 
 
 def offline_config(mode: str) -> SlamConfig:
@@ -188,8 +186,7 @@ def slam_run(
     if replay_runs and path is not None:
         with path.open("rb") as f:  # written by this bench: a trusted local cache
             kept = pickle.load(f)
-        loop_closure = LoopClosure(config.loop_closure)
-        results = [loop_closure.add_keyframe(keyframe) for keyframe in kept["keyframes"]]
+        loop_closure, results = replay(kept["keyframes"], config.loop_closure)
         return SlamRun(kept["vo"], loop_closure, kept["frame_nodes"], kept["keyframes"], kept["T_base_cam"]), results
     run = run_slam(seq / "bag", config, wheel_topic=wheel_topic)
     if path is not None:
@@ -208,7 +205,7 @@ def accuracy(
     started = time.perf_counter()
     run, results = slam_run(seq, config, runs, replay_runs, wheel_topic)
     gt = read_tum(seq / "groundtruth.tum")
-    fp64 = replay(run, config, "fp64", "cholesky")
+    fp64 = replay(run.keyframes, with_updates(config.loop_closure, {"pgo.precision": "fp64", "pgo.solver": "cholesky"}))[0]
     out: dict[str, object] = {"sequence": seq.name, "mode": run.vo.mode, "frames": len(run.vo.statuses), "keyframes": len(run.keyframes)}
     for name, trajectory in (("vo", run.vo.trajectory()), ("mixed", run.trajectory_map()), ("fp64", run.trajectory_map(fp64))):
         out[f"ate_{name}"] = asdict(evaluate(gt, trajectory, name).ate_m)
