@@ -54,8 +54,8 @@ class LinearSolverOptions:
     one), then the rest of the solve uses the sparse direct factorization; problems with at
     most ``direct_max_parameters`` unknowns use it from the start. A first iterative solve that
     has not converged within ``race_iterations`` iterations is raced against the direct solver on
-    the same system, and the faster one (CPU time; CG's projected from its rate) solves the rest
-    (0: no race).
+    the same system, and the direct solver solves the rest unless CG is projected (from its rate)
+    to take less than half its CPU time per solve (0: no race).
     """
 
     rtol: float = 1e-6
