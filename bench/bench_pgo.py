@@ -38,6 +38,7 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -211,11 +212,17 @@ def compact_histogram(errors: dict[str, np.ndarray], chi2_rel: dict[str, list[fl
 
 
 def warm_up() -> None:
-    """Compile every numba kernel (all dtypes) before anything is timed."""
+    """Compile every numba kernel (all dtypes) before anything is timed: each mode once as
+    chosen and once forced onto the iterative path (these small graphs would go to the direct
+    solver, and a fresh clone has no numba cache: the first 3-D CG solve in fp32 then took 3.9 s
+    of compilation inside the timed household3d-5000 row)."""
     for make in (lambda: household_graph(200, dim=3, seed=0).graph, lambda: grid_graph(100, dim=2, seed=0).graph):
         graph = make()
         for solver, mode, _ in MODES:
-            optimize_pose_graph(graph, default_options(precision=mode), solver=solver)
+            options = default_options(precision=mode)
+            optimize_pose_graph(graph, options, solver=solver)
+            iterative = replace(options.linear, direct_max_parameters=0, race_iterations=0, fallback=False)
+            optimize_pose_graph(graph, replace(options, linear=iterative), solver=solver)
 
 
 def plot(rows: list[dict], histogram: dict, out: Path) -> None:
