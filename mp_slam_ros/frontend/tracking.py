@@ -1,9 +1,12 @@
-"""KLT tracking of keypoints from the last keyframe and frame-to-map pose by PnP RANSAC.
+"""KLT tracking of keypoints from the last keyframe, frame-to-map pose by PnP RANSAC, and the
+platform's motion bounds.
 
 :class:`FrameTracker` keeps the reference (keyframe) image and finds its pixels in each new
 frame (starting from predicted pixels), with an optional forward-backward check.
 :func:`solve_pnp` estimates ``T_odom_cam`` from landmarks ``(N, 3)`` in odom and their pixels,
 refines it on the inliers and returns the pose covariance of the reprojection model.
+:func:`motion_ratio` tells a physically impossible motion (a tracking failure) and
+:func:`bounded_motion` holds a motion model's prediction to the same bounds.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mp_slam_ros.geometry.camera import project
-from mp_slam_ros.geometry.lie import hat, se3_exp, se3_inverse, se3_log
+from mp_slam_ros.geometry.lie import hat, se3_exp, se3_inverse, se3_log, so3_log
 from mp_slam_ros.pipelines.vo_config import FrontendConfig, TrackingConfig
 
 _KLT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 20, 0.03)
@@ -160,6 +163,29 @@ def solve_pnp(
     _, J = _stereo_rows(objects[inliers], pixels[inliers], right[inliers], intrinsics, fx_baseline, T_cam_odom)
     covariance = np.linalg.pinv(J.T @ J / config.pixel_sigma_px**2 + prior)
     return PnPResult(se3_inverse(T_cam_odom), inliers, covariance)
+
+
+def motion_ratio(T_prev_cur: NDArray[np.float64], elapsed_s: float, config: TrackingConfig) -> float:
+    """How far the camera motion ``T_prev_cur`` ``(4, 4)`` over ``elapsed_s`` exceeds the
+    platform's bounds (``tracking.max_speed_mps``, ``max_angular_rate_dps``; 0: unbounded): the
+    larger of translation / (speed x time) and angle / (rate x time). At most 1: plausible."""
+    ratio = 0.0
+    elapsed_s = max(elapsed_s, 1e-9)
+    if config.max_speed_mps > 0.0:
+        ratio = float(np.linalg.norm(T_prev_cur[:3, 3])) / (config.max_speed_mps * elapsed_s)
+    if config.max_angular_rate_dps > 0.0:
+        angle_deg = float(np.degrees(np.linalg.norm(so3_log(T_prev_cur[None, :3, :3]))))
+        ratio = max(ratio, angle_deg / (config.max_angular_rate_dps * elapsed_s))
+    return ratio
+
+
+def bounded_motion(T_prev_cur: NDArray[np.float64], elapsed_s: float, config: TrackingConfig) -> NDArray[np.float64]:
+    """``T_prev_cur`` ``(4, 4)``, its twist scaled down to the platform's bounds when beyond them
+    (:func:`motion_ratio`): a motion model never predicts an impossible motion."""
+    ratio = motion_ratio(T_prev_cur, elapsed_s, config)
+    if ratio <= 1.0:
+        return T_prev_cur
+    return se3_exp(se3_log(T_prev_cur)[0] / ratio)[0]
 
 
 def fewest_inliers(config: TrackingConfig) -> int:

@@ -3,11 +3,14 @@
 One frame goes through named steps (:meth:`VisualOdometry.track`, top to bottom): check the
 frame, take finished window BAs, predict the pose (constant velocity or wheel odometry), track
 the window's landmarks by KLT, estimate the pose by PnP RANSAC against them, then maybe make a
-keyframe (new ORB features with depth become landmarks; the window BA is queued). When PnP
-fails, new features are matched to the window's landmarks (relocalisation); failing that the
-frame is LOST: predicted pose, inflated covariance, the map kept for tracking to resume on (a
-plain wall for a few frames) until a new map starts at the predicted pose (``odom`` stays
-continuous). Only properly tracked frames (``tracking.min_inliers`` inliers) become keyframes.
+keyframe (new ORB features with depth become landmarks; the window BA is queued). A pose the
+camera cannot have reached from the last tracked one (``tracking.max_speed_mps``,
+``max_angular_rate_dps``) is a failure like no pose, and the motion model predicts within the
+same bounds. When PnP fails, new features are matched to the window's landmarks
+(relocalisation); failing that the frame is LOST: predicted pose, inflated covariance, the map
+kept for tracking to resume on (a plain wall for a few frames) until a new map starts at the
+predicted pose (``odom`` stays continuous). Only properly tracked frames
+(``tracking.min_inliers`` inliers) become keyframes.
 
 Frames: ``T_odom_base`` is what the odometry reports; the map holds ``T_odom_cam`` (optical
 camera frame) with ``T_odom_cam = T_odom_base @ T_base_cam``.
@@ -27,7 +30,7 @@ from mp_slam_ros.frontend.depth import depth_at, stereo_depth
 from mp_slam_ros.frontend.features import FeatureDetector
 from mp_slam_ros.frontend.keyframes import keyframe_reason
 from mp_slam_ros.frontend.matching import match_by_descriptor, match_by_projection
-from mp_slam_ros.frontend.tracking import PnPResult, FrameTracker, solve_pnp
+from mp_slam_ros.frontend.tracking import PnPResult, FrameTracker, bounded_motion, motion_ratio, solve_pnp
 from mp_slam_ros.geometry.camera import project
 from mp_slam_ros.geometry.lie import se3_adjoint, se3_inverse, se3_log, se3_to_translation_quat
 from mp_slam_ros.pipelines.ba_worker import BAWorker
@@ -120,16 +123,19 @@ class VisualOdometry:
         T_pred = self._predict_pose(frame)
         uv, tracked = self._track_landmarks(images.grey, T_pred)
         step.timings_s["klt_s"] = time.perf_counter() - step.started_s
-        pnp = self._estimate_pose(uv, tracked, T_pred, images)
-        relocalised, num_features = pnp is None, 0
+        estimate = self._estimate_pose(uv, tracked, T_pred, images)
+        pnp = self._plausible(estimate, frame.stamp_ns)
+        relocalised, out_of_sight = pnp is None, False
         if pnp is not None:
             self._keep_inliers(uv, pnp)
         else:
-            pnp, num_features = self._relocalise(images, T_pred)
+            pnp, out_of_sight = self._relocalise(images, T_pred, frame.stamp_ns)
+            out_of_sight &= estimate is None  # an implausible pose from the tracks: the map is in sight
         step.timings_s["pnp_s"] = time.perf_counter() - step.started_s - step.timings_s["klt_s"]
         if pnp is None:
-            return self._lose_tracking(frame, images, T_pred, num_features, step)
+            return self._lose_tracking(frame, images, T_pred, out_of_sight, step)
         self._lost_since_ns = None
+        self._tracked_ns, self._T_odom_cam_tracked = frame.stamp_ns, pnp.T_odom_cam
         keyframe = self._maybe_keyframe(frame, images, pnp.T_odom_cam, pnp.covariance_cam, step, relocalised)
         self._solve_synchronously(step)
         return self._result(frame, pnp.T_odom_cam, pnp.covariance_cam, TrackingStatus.OK, keyframe, step)
@@ -184,39 +190,53 @@ class VisualOdometry:
         pnp.inliers = inliers
         return pnp
 
+    def _plausible(self, pnp: PnPResult | None, stamp_ns: int) -> PnPResult | None:
+        """``pnp`` if the camera can have moved there from the last tracked pose in the time since
+        (``tracking.max_speed_mps`` / ``max_angular_rate_dps``), else None: a tracking failure."""
+        if pnp is None:
+            return None
+        T_prev_cur = se3_inverse(self._T_odom_cam_tracked) @ pnp.T_odom_cam
+        return pnp if motion_ratio(T_prev_cur, (stamp_ns - self._tracked_ns) * 1e-9, self.config.tracking) <= 1.0 else None
+
     def _keep_inliers(self, uv: FloatArray, pnp: PnPResult) -> None:
         keep = pnp.inliers
         self._track_ids, self._track_uv, self._track_angle = self._track_ids[keep], uv[keep], self._track_angle[keep]
         self._track_uv_keyframe = self._track_uv_keyframe[keep]
 
-    def _relocalise(self, images: FrameImages, T_pred: FloatArray) -> tuple[PnPResult | None, int]:
-        """Pose (None: failed) from this frame's features matched to window landmarks near their
-        pixels at ``T_pred`` or else by descriptor alone (a turn without wheel odometry leaves
-        the prediction far off), and the number of features; the matches become the tracks."""
+    def _relocalise(self, images: FrameImages, T_pred: FloatArray, stamp_ns: int) -> tuple[PnPResult | None, bool]:
+        """Pose (None: failed or implausible) from this frame's features matched to window
+        landmarks near their pixels at ``T_pred`` or else by descriptor alone (a turn without
+        wheel odometry leaves the prediction far off); the matches become the tracks. And whether
+        the map is out of sight: the frame has features enough for healthy tracking
+        (``keyframes.min_tracked``) yet no pose, plausible or not, matched them to the map."""
         cfg = self.config.frontend
         new = self._detector.detect(images.grey, cfg.max_features)
         descriptors, described = self._detector.describe(images.grey, new.uv, new.angle_deg)
         uv, descriptors, angle = new.uv[described].astype(np.float64), descriptors[described], new.angle_deg[described]
         candidates = self._window.observed_ids()
         candidates = candidates[self._window.alive(candidates)]
+        enough = len(uv) >= self.config.keyframes.min_tracked
         if len(uv) < self.config.tracking.min_inliers or len(candidates) == 0:
-            return None, len(uv)
+            return None, enough
         candidate_descriptors = self._window.descriptors(candidates)
         points_cam = self._to_camera(self._window.positions(candidates), T_pred)
         projected = np.where(points_cam[:, 2:] > cfg.min_depth_m, project(self._intrinsics, points_cam)[0], -1e6)  # not behind
+        in_sight = False
         for index in (
             match_by_projection(uv, descriptors, projected, candidate_descriptors, RELOCALISE_RADIUS_PX, cfg.reacquire_max_hamming),
             match_by_descriptor(descriptors, candidate_descriptors, cfg.reacquire_max_hamming, RELOCALISE_RATIO),
         ):
             matched = np.flatnonzero(index >= 0)
-            pnp = self._pose_from_matches(candidates[index[matched]], uv[matched], T_pred, images)
+            estimate = self._pose_from_matches(candidates[index[matched]], uv[matched], T_pred, images)
+            in_sight |= estimate is not None
+            pnp = self._plausible(estimate, stamp_ns)
             if pnp is not None:
                 keep = matched[pnp.inliers]
                 self._track_ids, self._track_uv, self._track_angle = candidates[index[keep]], uv[keep], angle[keep]
                 self._track_uv_keyframe = self._track_uv.copy()
                 self._tracker.restart(images.grey)
-                return pnp, len(uv)
-        return None, len(uv)
+                return pnp, False
+        return None, enough and not in_sight
 
     def _pose_from_matches(self, ids: NDArray[np.int64], uv: FloatArray, T_pred: FloatArray, images: FrameImages) -> PnPResult | None:
         """PnP RANSAC of pixels ``uv`` against landmarks ``ids`` with at least ``tracking.min_inliers`` inliers."""
@@ -370,16 +390,16 @@ class VisualOdometry:
             status = TrackingStatus.LOST if self._status_on_init is not TrackingStatus.INITIALIZING else TrackingStatus.INITIALIZING
             return self._result(frame, self._T_odom_cam, self._lost_covariance(), status, None, step)
         self._initialized = True
+        self._tracked_ns, self._T_odom_cam_tracked = frame.stamp_ns, self._T_odom_cam
         status, self._status_on_init = self._status_on_init, TrackingStatus.RESET
         return self._result(frame, self._T_odom_cam, covariance, status, keyframe, step)
 
-    def _lose_tracking(self, frame: Frame, images: FrameImages, T_pred: FloatArray, num_features: int, step: StepLog) -> TrackResult:
-        """LOST: the predicted pose, an inflated covariance, the map kept. A new map starts here
-        after :data:`MAX_BRIDGE_S`, or at once when the frame's ``num_features`` would do for
-        healthy tracking (``keyframes.min_tracked``) yet none matched the map (out of sight)."""
+    def _lose_tracking(self, frame: Frame, images: FrameImages, T_pred: FloatArray, out_of_sight: bool, step: StepLog) -> TrackResult:
+        """LOST: the predicted pose, an inflated covariance, the map kept. A new map starts here,
+        at the predicted pose, after :data:`MAX_BRIDGE_S`, or at once when the map is
+        ``out_of_sight`` (see :meth:`_relocalise`)."""
         if self._lost_since_ns is None:
             self._lost_since_ns = frame.stamp_ns
-        out_of_sight = num_features >= self.config.keyframes.min_tracked
         if (frame.stamp_ns - self._lost_since_ns) * 1e-9 <= MAX_BRIDGE_S and not out_of_sight:
             return self._result(frame, T_pred, self._lost_covariance(), TrackingStatus.LOST, None, step)
         self._generation += 1
@@ -397,11 +417,11 @@ class VisualOdometry:
         """Pose, covariance and twist of base_link; the motion model and timings are updated."""
         T_odom_base = T_odom_cam @ se3_inverse(self.T_base_cam)
         twist = np.zeros(6)
-        if self._last_stamp_ns is not None and frame.stamp_ns > self._last_stamp_ns:
-            dt = (frame.stamp_ns - self._last_stamp_ns) * 1e-9
+        dt = 0.0 if self._last_stamp_ns is None else (frame.stamp_ns - self._last_stamp_ns) * 1e-9
+        if dt > 0.0:
             twist = se3_log(se3_inverse(self._last_T_odom_base) @ T_odom_base)[0] / dt
-        if status is TrackingStatus.OK:
-            self._motion = se3_inverse(self._T_odom_cam) @ T_odom_cam
+        if status is TrackingStatus.OK:  # bounded: the first motion after a loss also holds the prediction's error
+            self._motion = bounded_motion(se3_inverse(self._T_odom_cam) @ T_odom_cam, dt, self.config.tracking)
         elif status is not TrackingStatus.LOST or (frame.stamp_ns - (self._lost_since_ns or 0)) * 1e-9 > MAX_DEAD_RECKONING_S:
             self._motion = np.eye(4)  # (a short loss keeps the motion: the next frames are predicted with it)
         self._T_odom_cam = T_odom_cam
@@ -444,6 +464,7 @@ class VisualOdometry:
         self._status_on_init = TrackingStatus.RESET
         self._motion = np.eye(4)
         self._lost_since_ns: int | None = None
+        self._tracked_ns, self._T_odom_cam_tracked = 0, self._T_odom_cam  # the last tracked frame (motion bounds)
         self._last_wheel = None
         self._last_stamp_ns: int | None = None
         self._last_T_odom_base = self._T_odom_cam @ se3_inverse(self.T_base_cam)

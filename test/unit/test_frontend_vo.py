@@ -9,7 +9,7 @@ import pytest
 from mp_slam_ros.frontend.depth import depth_at, stereo_depth
 from mp_slam_ros.frontend.features import BORDER_PX, FeatureDetector, bucket
 from mp_slam_ros.frontend.keyframes import keyframe_reason
-from mp_slam_ros.frontend.tracking import MIN_PNP_POINTS, FrameTracker, solve_pnp
+from mp_slam_ros.frontend.tracking import MIN_PNP_POINTS, FrameTracker, bounded_motion, motion_ratio, solve_pnp
 from mp_slam_ros.geometry.lie import se3_exp, se3_inverse, se3_log
 from mp_slam_ros.pipelines.vo_config import FrontendConfig, KeyframeConfig, TrackingConfig
 
@@ -120,6 +120,21 @@ def test_pnp_accepts_a_few_inliers_only_near_the_motion_prediction() -> None:
     assert solve_pnp(points_odom, uv, K, near, no_prior) is None  # without a prior: min_inliers holds
     few = MIN_PNP_POINTS - 1
     assert solve_pnp(points_odom[:few], uv[:few], K, near, TrackingConfig()) is None
+
+
+def test_motion_bounds_tell_and_clamp_impossible_motion() -> None:
+    config = TrackingConfig(max_speed_mps=1.0, max_angular_rate_dps=90.0)
+    step = se3_exp(np.array([0.0, 0.0, 0.0, 0.0, 0.0, np.radians(1.5)]))[0]
+    step[:3, 3] = [0.02, 0.0, 0.0]  # 2 cm and 1.5 deg
+    assert motion_ratio(step, 1 / 30, config) == pytest.approx(0.6, rel=1e-6)  # 0.6 m/s, 45 deg/s
+    assert motion_ratio(step, 0.01, config) == pytest.approx(2.0, rel=1e-6)  # 2 m/s
+    turn = se3_exp(np.array([0.0, 0.0, 0.0, 0.0, np.radians(6.0), 0.0]))[0]
+    assert motion_ratio(turn, 1 / 30, config) == pytest.approx(2.0, rel=1e-6)  # 180 deg/s
+    assert motion_ratio(turn, 1 / 30, TrackingConfig(max_speed_mps=0.0, max_angular_rate_dps=0.0)) == 0.0  # unbounded
+    assert bounded_motion(step, 1 / 30, config) is step  # plausible: unchanged
+    clamped = bounded_motion(step, 0.01, config)
+    assert motion_ratio(clamped, 0.01, config) == pytest.approx(1.0, rel=1e-3)  # the twist scales, the translation nearly
+    np.testing.assert_allclose(se3_log(clamped)[0], se3_log(step)[0] / 2.0, atol=1e-12)  # same direction, half
 
 
 def test_pnp_ignores_depths_that_disagree_with_the_pixels() -> None:

@@ -156,6 +156,23 @@ def test_a_short_loss_keeps_the_motion(sequence: Path) -> None:
     assert step > 1e-3 and lost_step == pytest.approx(step, rel=1e-6)
 
 
+def test_an_impossibly_fast_pose_is_a_tracking_failure(sequence: Path) -> None:
+    """A tracked pose the camera cannot have reached at ``tracking.max_speed_mps`` is not taken:
+    LOST at the prediction, no keyframe, the map kept (no new map while it is in sight); the
+    same frames track with the default bound."""
+    good = frames(sequence, 42)[30:]  # the robot is under way
+    default = VisualOdometry(synchronous("rgbd"))
+    assert all(default.track(frame).status is not TrackingStatus.LOST for frame in good)
+    slow = with_updates(synchronous("rgbd"), {"tracking.max_speed_mps": 0.01})  # the robot drives ~0.3 m/s
+    odometry = VisualOdometry(slow)
+    start = odometry.track(good[0])
+    results = [odometry.track(frame) for frame in good[1:]]
+    assert start.status is TrackingStatus.INITIALIZING
+    assert all(r.status is TrackingStatus.LOST and r.keyframe is None for r in results)
+    for r in results:  # at the prediction: no tracked motion, so the pose stands
+        np.testing.assert_allclose(r.T_odom_base, start.T_odom_base, atol=1e-12)
+
+
 def test_the_bags_wheel_odometry_is_each_frames_motion_prior(sequence: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     wheel = read_tum(sequence / "odometry.tum")  # the generator's wheel odometry at the image stamps
     with BagFrames(sequence / "bag", SensorMode.RGBD, wheel_topic="/odom") as bag:
