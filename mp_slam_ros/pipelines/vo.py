@@ -279,8 +279,9 @@ class VisualOdometry:
         angle = np.concatenate([self._track_angle, new.angle_deg])
         descriptors, described = self._detector.describe(grey, uv, angle)
         depth = self._depth(uv, images)
-        points_cam = self._camera.pinhole().unproject(uv, np.where(np.isfinite(depth), depth, 1.0))
         ids = np.concatenate([self._track_ids, self._reacquire(uv[n_old:], descriptors[n_old:], described[n_old:], T_odom_cam)])
+        depth[~self._depth_agrees(ids, uv, depth, T_odom_cam)] = np.nan
+        points_cam = self._camera.pinhole().unproject(uv, np.where(np.isfinite(depth), depth, 1.0))
         creates = (ids < 0) & np.isfinite(depth) & described
         first_new = self._window.num_landmarks
         ids[creates] = self._window.add_landmarks(self._to_odom(points_cam[creates], T_odom_cam), descriptors[creates])
@@ -301,6 +302,21 @@ class VisualOdometry:
         self._next_keyframe_id += 1
         self._queue_window_ba()
         return keyframe
+
+    def _depth_agrees(self, ids: NDArray[np.int64], uv: FloatArray, depth: FloatArray, T_odom_cam: FloatArray) -> NDArray[np.bool_]:
+        """Whether the depth ``(N,)`` measured at each keypoint agrees with its landmark (ids
+        ``(N,)``, -1: none yet, always agrees) at ``T_odom_cam``: their right-image coordinates
+        within ``ba.outlier_threshold_px``. A tracked pixel that slid onto a nearer surface reads
+        that surface's depth; such a depth, far from all the pixels say, once dragged a window BA
+        16 cm sideways along the pan/shift ambiguity of a distant view (seed 10, 14.9 s)."""
+        known = np.flatnonzero((ids >= 0) & np.isfinite(depth))
+        agrees = np.ones(len(ids), bool)
+        points_cam = self._to_camera(self._window.positions(ids[known]), T_odom_cam)
+        z = points_cam[:, 2]
+        u_right_map = project(self._intrinsics, points_cam)[0][:, 0] - self._fx_baseline / z
+        u_right = uv[known, 0] - self._fx_baseline / depth[known]
+        agrees[known] = (z > 0.0) & (np.abs(u_right - u_right_map) <= self.config.ba.outlier_threshold_px)
+        return agrees
 
     def _reacquire(
         self, uv: FloatArray, descriptors: NDArray[np.uint8], described: NDArray[np.bool_], T_odom_cam: FloatArray

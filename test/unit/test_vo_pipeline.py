@@ -173,6 +173,25 @@ def test_an_impossibly_fast_pose_is_a_tracking_failure(sequence: Path) -> None:
         np.testing.assert_allclose(r.T_odom_base, start.T_odom_base, atol=1e-12)
 
 
+def test_a_keyframe_keeps_no_depth_that_disagrees_with_the_map(sequence: Path) -> None:
+    """A tracked landmark's depth in a new keyframe must agree with the map (as in tracking): one
+    from a nearer surface once dragged a window BA 16 cm sideways. Depths 50% too far: the
+    keyframe observes the old landmarks by their pixels only; its new landmarks keep theirs."""
+    good = frames(sequence, 8)
+    every_frame = with_updates(synchronous("rgbd"), {"keyframes.max_interval_s": 0.01})
+    u_right_finite = []
+    for scale in (1.0, 1.5):
+        odometry = VisualOdometry(every_frame)
+        for frame in good[:6]:
+            odometry.track(frame)
+        assert odometry.track(replace(good[6], depth_m=good[6].depth_m * scale)).keyframe is not None
+        keyframe = odometry._window.keyframes[-1]
+        old = keyframe.landmark_ids < keyframe.new_landmarks[0]
+        assert old.sum() > 50 and np.isfinite(keyframe.u_right[~old]).all()
+        u_right_finite.append(np.isfinite(keyframe.u_right[old]).mean())
+    assert u_right_finite[0] > 0.8 and u_right_finite[1] < 0.05
+
+
 def test_the_bags_wheel_odometry_is_each_frames_motion_prior(sequence: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     wheel = read_tum(sequence / "odometry.tum")  # the generator's wheel odometry at the image stamps
     with BagFrames(sequence / "bag", SensorMode.RGBD, wheel_topic="/odom") as bag:
