@@ -53,7 +53,10 @@ QUIET_S = 4.0
 #: give up waiting for the node to start (first /diagnostics) after this long (s)
 START_TIMEOUT_S = 120.0
 #: the player waits this long before the first message, so that the node's subscriptions match
-PLAY_DELAY_S = 2.0
+#: and the transports' connections and /tf_static are up: with 2 s, on an idle 2-core machine,
+#: the first 8-13 frames of every replay were lost (never reached the node, or came before the
+#: camera extrinsics); with 6 s, 600 of 600 were processed with either QoS
+PLAY_DELAY_S = 6.0
 #: Fast DDS's choice of builtin transports (eProsima: ``LARGE_DATA`` for large messages) and
 #: the name meaning "leave it unset"
 TRANSPORTS_VARIABLE = "FASTDDS_BUILTIN_TRANSPORTS"
