@@ -39,8 +39,8 @@ class ConsistencyConfig:
     max_chi2: float = option(16.81, "largest Mahalanobis distance of a consistent cycle (16.81: chi2 99%, 6 dof)", 0.1, 1e6)
     drift_translation_ratio: float = option(0.03, "odometry translation drift (m per m travelled, 1 sigma)", 0.0, 10.0)
     drift_rotation_deg_per_m: float = option(0.5, "odometry rotation drift (deg per m travelled, 1 sigma)", 0.0, 180.0)
-    drift_floor_m: float = option(0.05, "smallest odometry translation sigma of a chain (m)", 1e-6, 100.0)
-    drift_floor_deg: float = option(1.0, "smallest odometry rotation sigma of a chain (deg)", 1e-6, 180.0)
+    drift_floor_m: float = option(0.02, "smallest odometry translation sigma of a chain (m)", 1e-6, 100.0)
+    drift_floor_deg: float = option(0.5, "smallest odometry rotation sigma of a chain (deg)", 1e-6, 180.0)
     max_clique_starts: int = option(32, "greedy clique searches started from the highest-degree loops", 1, 100000)
 
 

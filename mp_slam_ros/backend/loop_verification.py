@@ -26,7 +26,11 @@ tipped by a few matches elsewhere, one of them wrong) and is rejected.
 matrix by RANSAC; enough inliers make the pair a loop (no metric pose).
 
 A candidate is rejected, with a reason, when matches, inliers, the inlier ratio or the mean
-reprojection error miss ``loop.*`` thresholds.
+reprojection error miss ``loop.*`` thresholds. One that fails but whose ratio-test matches give a
+rough PnP pose (``loop.guided_seed_inliers``) is matched again by projection around that pose
+(``loop.guided_radius_px``: ORB-SLAM's search by projection after its loop's first estimate) and
+checked again at full thresholds: the ratio test over a whole image loses most matches among
+repeated texture and at a changed viewpoint.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mp_slam_ros.config import option
+from mp_slam_ros.frontend.matching import match_by_projection
 from mp_slam_ros.geometry.camera import project
 from mp_slam_ros.geometry.lie import hat, se3_inverse, se3_log
 
@@ -57,6 +62,9 @@ class LoopVerificationConfig:
     min_age_s: float = option(20.0, "keyframes younger than this (s, before the query) are never loop candidates", 0.0, 1e6)
     neighbours: int = option(1, "keyframes either side of a candidate whose 3-D points join its verification when its own do not verify (0: the candidate alone)", 0, 100)
     neighbour_max_sigma_m: float = option(0.05, "a neighbour joins only while the odometry edges to it are this certain (translation sigma, m)", 1e-6, 100.0)
+    proximity_candidates: int = option(2, "keyframes near the query's current map pose verified besides the place candidates (nearest first; 0: none)", 0, 100)
+    proximity_m: float = option(1.0, "a proximity candidate's camera lies within this distance of the query's in the map (m)", 0.0, 100.0)
+    proximity_deg: float = option(45.0, "a proximity candidate's optical axis lies within this angle of the query's (deg)", 0.0, 180.0)
     ratio: float = option(0.8, "Lowe ratio test of the descriptor matches", 0.1, 1.0)
     max_hamming: int = option(64, "largest descriptor distance of a match (bits)", 1, 256)
     min_matches: int = option(30, "fewer descriptor matches: rejected", 6, 100000)
@@ -70,6 +78,8 @@ class LoopVerificationConfig:
     pixel_sigma_px: float = option(1.0, "smallest keypoint noise (px) of the loop covariance (the inliers' residual RMS when larger)", 0.01, 100.0)
     error_cell_deg: float = option(15.0, "inliers within one cell of this size (viewing angle, deg) count as one measurement in the loop covariance (their keypoint and depth errors are correlated)", 0.1, 180.0)
     covariance_scale: float = option(1.0, "loop covariance multiplier (errors the reprojection and cell models ignore)", 1.0, 1e6)
+    guided_radius_px: float = option(0.0, "a candidate that does not verify gets a second matching pass: its points with depth projected by the first PnP pose, matched within this radius (px; 0: off)", 0.0, 100.0)
+    guided_seed_inliers: int = option(12, "fewest PnP inliers of the first pass whose pose seeds the guided pass", 6, 100000)
 
 
 @dataclass
@@ -135,18 +145,55 @@ def verify_pnp(
 ) -> Verification:
     """Verify a candidate by PnP of its 3-D points ``(N, 3)`` (NaN rows: no depth; rows of
     neighbouring keyframes in ``match_groups`` as :func:`match_descriptors`) against the query's
-    pixels ``(M, 2)``; see the module docstring."""
+    pixels ``(M, 2)``; see the module docstring.
+
+    With ``loop.guided_radius_px``, a candidate that does not verify but whose ratio-test matches
+    give a PnP pose of ``loop.guided_seed_inliers`` inliers gets a second, guided pass: every
+    point with depth projected by that pose is matched to the query keypoints within the radius
+    (the ratio test across the whole image loses matches among repeated texture and at other
+    scales), and the guided matches go through every check again, at full thresholds."""
     with_depth = np.all(np.isfinite(match_points_cam), axis=1)
     pairs = match_descriptors(query_descriptors, match_descriptors_, config.ratio, config.max_hamming, match_groups, with_depth)
-    if len(pairs) < config.min_matches:
-        return Verification(False, f"{len(pairs)} matches with depth < {config.min_matches}", len(pairs))
+    guided = config.guided_radius_px > 0.0
+    result, T_query_match = _verify_pairs(pairs, query_uv, match_points_cam, K, config, seed=guided)
+    if result.accepted or T_query_match is None or not guided:
+        return result
+    points = match_points_cam[with_depth].astype(np.float64)
+    in_query = points @ T_query_match[:3, :3].T + T_query_match[:3, 3]
+    ahead = in_query[:, 2] > 1e-3
+    projected = in_query[ahead, :2] / in_query[ahead, 2:] * np.diag(K)[:2] + K[:2, 2]
+    rows = np.flatnonzero(with_depth)[ahead]
+    landmark = match_by_projection(query_uv, query_descriptors, projected, match_descriptors_[rows], config.guided_radius_px, config.max_hamming)
+    matched = np.flatnonzero(landmark >= 0)
+    guided_pairs = np.stack([matched, rows[landmark[matched]]], axis=1)
+    guided_result, _ = _verify_pairs(guided_pairs, query_uv, match_points_cam, K, config, seed=False)
+    if not guided_result.accepted:
+        guided_result.reason += " after guided matching"
+    return guided_result
+
+
+def _verify_pairs(
+    pairs: NDArray[np.int64], query_uv: NDArray[np.float32], match_points_cam: NDArray[np.float32],
+    K: NDArray[np.float64], config: LoopVerificationConfig, seed: bool,
+) -> tuple[Verification, NDArray[np.float64] | None]:
+    """The checks of :func:`verify_pnp` on matches ``pairs`` ``(M, 2)`` (query row, match row),
+    and the PnP pose ``T_query_match`` when one was found. ``seed``: a pose of
+    ``loop.guided_seed_inliers`` already counts as found (for a guided pass), though only full
+    thresholds accept."""
+    fewest = min(config.guided_seed_inliers, config.min_inliers) if seed else config.min_inliers
+    if len(pairs) < (fewest if seed else config.min_matches):
+        return Verification(False, f"{len(pairs)} matches with depth < {config.min_matches}", len(pairs)), None
     points = match_points_cam[pairs[:, 1]].astype(np.float64)
     uv = query_uv[pairs[:, 0]].astype(np.float64)
-    pose = _pnp(points, uv, K, config)
+    pose = _pnp(points, uv, K, config, fewest)
     if pose is None:
-        return Verification(False, f"PnP found < {config.min_inliers} inliers", len(pairs))
+        return Verification(False, f"PnP found < {config.min_inliers} inliers", len(pairs)), None
     T_query_match, inlier_mask, mean_error, covariance = pose
     inliers = int(inlier_mask.sum())
+    if len(pairs) < config.min_matches:
+        return Verification(False, f"{len(pairs)} matches with depth < {config.min_matches}", len(pairs), inliers), T_query_match
+    if inliers < config.min_inliers:
+        return Verification(False, f"PnP found < {config.min_inliers} inliers", len(pairs), inliers), T_query_match
     labels = cell_labels(uv[inlier_mask], K, config.error_cell_deg)
     cells = max(1, int(labels.max(initial=-1)) + 1)  # occupied cells
     covariance = covariance * (config.covariance_scale * inliers / cells)
@@ -161,7 +208,7 @@ def verify_pnp(
         _check_certainty(result, config)
     if result.accepted:
         _check_cell_jackknife(result, points[inlier_mask], uv[inlier_mask], labels, K, T_query_match)
-    return result
+    return result, T_query_match
 
 
 def cell_labels(uv: NDArray[np.float64], K: NDArray[np.float64], cell_deg: float) -> NDArray[np.int64]:
@@ -218,15 +265,16 @@ def _check_certainty(result: Verification, config: LoopVerificationConfig) -> No
 
 def _pnp(
     points_match: NDArray[np.float64], uv: NDArray[np.float64], K: NDArray[np.float64], config: LoopVerificationConfig,
+    min_inliers: int,
 ) -> tuple[NDArray[np.float64], NDArray[np.bool_], float, NDArray[np.float64]] | None:
     """``T_query_match`` by EPnP RANSAC + LM on the inliers, the inlier mask (re-labelled at the
     refined pose), their mean reprojection error (px) and the covariance ``sigma^2 (J^T J)^-1``
-    of a right perturbation of ``T_match_query``; None below ``loop.min_inliers``."""
+    of a right perturbation of ``T_match_query``; None below ``min_inliers``."""
     ok, rvec, tvec, index = cv2.solvePnPRansac(
         points_match, uv, K, None, iterationsCount=config.ransac_iterations,
         reprojectionError=config.ransac_reprojection_px, confidence=0.999, flags=cv2.SOLVEPNP_EPNP,
     )
-    if not ok or index is None or len(index) < config.min_inliers:
+    if not ok or index is None or len(index) < min_inliers:
         return None
     index = index.reshape(-1)
     rvec, tvec = cv2.solvePnPRefineLM(points_match[index], uv[index], K, None, rvec, tvec)
@@ -237,7 +285,7 @@ def _pnp(
     projected, d_uv = project(intrinsics, points_query, with_jacobian=True)
     error = np.linalg.norm(projected - uv, axis=1)
     inliers = (points_query[:, 2] > 0.0) & (error <= config.ransac_reprojection_px)
-    if inliers.sum() < config.min_inliers:
+    if inliers.sum() < min_inliers:
         return None
     p = points_query[inliers]
     d_point = np.concatenate([np.broadcast_to(np.eye(3), (len(p), 3, 3)), -hat(p)], axis=2)

@@ -8,7 +8,9 @@
    result and counted, never raised;
 2. **add the node**: odometry edge from the previous keyframe with the VO's relative covariance;
 3. **recognise the place** (vocabulary trained online, keyframes younger than ``loop.min_age_s``
-   excluded, temporal consistency);
+   excluded, temporal consistency), and add the old keyframes nearest to the query's current map
+   pose (``loop.proximity_*``: a revisit the vocabulary ranks low, or whose best-scoring view
+   shares too few points, still gets its nearest views checked);
 4. **verify** each candidate (descriptor matches + PnP RANSAC on the candidate's 3-D points; when
    they do not suffice, on those of its covisible neighbourhood, ``loop.neighbours``);
 5. **check consistency** of all verified loops (odometry check + PCM maximum clique), and after
@@ -62,6 +64,7 @@ class CandidateResult:
     accepted: bool
     reason: str
     inliers: int = 0
+    proximity: bool = False  # proposed by the map pose (``loop.proximity_*``), not by appearance
 
 
 @dataclass
@@ -129,6 +132,7 @@ class LoopClosure:
             result.node = node
             t = time.perf_counter()
             candidates = self._recognize(node, keyframe, check)
+            candidates += self._near(node, int(keyframe.stamp_ns), [match for match, _ in candidates]) if check.has_features else []
             result.timings_s["place_s"] = time.perf_counter() - t
             t = time.perf_counter()
             measurements = self._verify(node, keyframe, candidates, result)
@@ -279,8 +283,33 @@ class LoopClosure:
         self.counts["candidates"] += len(out)
         return out
 
+    def _near(self, node: int, stamp_ns: int, taken: list[int]) -> list[tuple[int, float]]:
+        """``(match node, nan)`` of up to ``loop.proximity_candidates`` old keyframes whose current
+        map pose lies within ``loop.proximity_m`` / ``proximity_deg`` of ``node``'s (nearest first;
+        none within ``places.separation`` keyframes of ``taken`` or of each other)."""
+        config = self.config.loop
+        if config.proximity_candidates == 0 or not self._relocalized or node == 0:
+            return []
+        max_stamp_ns = stamp_ns - int(config.min_age_s * 1e9)
+        session = self.store[node].session
+        old = np.array([kf.in_places and (kf.session != session or kf.stamp_ns <= max_stamp_ns) for kf in self.store.keyframes[:node]])
+        T_map_node = self.graph.T_map_node
+        distance_m = np.linalg.norm(T_map_node[:node, :3, 3] - T_map_node[node, :3, 3], axis=1)
+        angle_deg = np.degrees(np.arccos(np.clip(T_map_node[:node, :3, 2] @ T_map_node[node, :3, 2], -1.0, 1.0)))
+        near = np.flatnonzero(old & (distance_m <= config.proximity_m) & (angle_deg <= config.proximity_deg))
+        cost = distance_m[near] / max(config.proximity_m, 1e-9) + angle_deg[near] / max(config.proximity_deg, 1e-9)
+        picked: list[int] = []
+        for n in near[np.argsort(cost, kind="stable")]:
+            if len(picked) == config.proximity_candidates:
+                break
+            if all(abs(int(n) - other) > self.config.places.separation for other in taken + picked):
+                picked.append(int(n))
+        self.counts["proximity_candidates"] += len(picked)
+        return [(n, float("nan")) for n in picked]
+
     def _verify(self, node: int, keyframe: KeyframeArrays, candidates: list[tuple[int, float]], result: LoopResult) -> list[LoopMeasurement]:
-        """Verified loop measurements ``match -> node``; every candidate reported in ``result``."""
+        """Verified loop measurements ``match -> node``; every candidate reported in ``result``
+        (score NaN: a proximity candidate)."""
         query = self.store[node]
         max_stamp_ns = int(keyframe.stamp_ns) - int(self.config.loop.min_age_s * 1e9)
         measurements = []
@@ -291,7 +320,7 @@ class LoopClosure:
                 points_cam, descriptors, groups = self._neighbourhood(match, node, max_stamp_ns)
                 if len(groups) > 1:
                     check = verify_pnp(query.keypoints_px, query.descriptors, points_cam, descriptors, query.K, self.config.loop, groups)
-            result.candidates.append(CandidateResult(stored.keyframe_id, match, score, check.accepted, False, check.reason, check.inliers))
+            result.candidates.append(CandidateResult(stored.keyframe_id, match, score, check.accepted, False, check.reason, check.inliers, bool(np.isnan(score))))
             if not check.accepted:
                 self.counts["rejected_verification"] += 1
                 self.counts["rejected_degenerate"] += int(check.degenerate)

@@ -137,3 +137,26 @@ def test_a_pose_that_hinges_on_one_region_is_rejected() -> None:
     tipped = verify_pnp(uv, descriptors, points, descriptors, K, config)
     assert np.linalg.norm((se3_inverse(tipped.T_match_query) @ T_true)[:3, 3]) > 0.1
     assert not tipped.accepted and tipped.reason.startswith("pose hinges on one region"), tipped.reason
+
+
+def test_a_guided_pass_recovers_matches_the_ratio_test_loses_to_repeated_texture() -> None:
+    """100 landmarks seen by both views, 85 of them with a look-alike twin elsewhere in the
+    candidate (repeated texture: the ratio test over the whole image drops them): the 15 unique
+    matches seed a pose, matching by projection within ``loop.guided_radius_px`` finds the rest."""
+    world = make_world(6, [np.zeros(3)])
+    T_query, T_match = camera_on_circle(0.2, np.zeros(3)), camera_on_circle(0.0, np.zeros(3))
+    visible = np.flatnonzero(_visible(world.points, T_query) & _visible(world.points, T_match))[:100]
+    uv, descriptors, _ = _view(world, T_query, visible)
+    _, d_match, p_match = _view(world, T_match, visible)
+    twins = d_match[15:].copy()  # identical descriptors: the ratio test cannot choose
+    far = np.full((len(twins), 3), np.nan, np.float32)  # the twins have no depth (as a far wall)
+    points = np.concatenate([p_match, far])
+    descriptors_match = np.concatenate([d_match, twins])
+    config = LoopVerificationConfig(min_matches=30, min_inliers=25)
+    plain = verify_pnp(uv, descriptors, points, descriptors_match, K, config)
+    assert not plain.accepted and plain.reason == "15 matches with depth < 30", plain.reason
+    guided = verify_pnp(uv, descriptors, points, descriptors_match, K, replace(config, guided_radius_px=6.0))
+    assert guided.accepted and guided.inliers >= 95, guided.reason
+    assert np.allclose(guided.T_match_query, se3_inverse(T_match) @ T_query, atol=1e-3)
+    too_few = verify_pnp(uv, descriptors, points, descriptors_match, K, replace(config, guided_radius_px=6.0, guided_seed_inliers=16))
+    assert not too_few.accepted
