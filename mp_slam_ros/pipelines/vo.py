@@ -148,6 +148,11 @@ class VisualOdometry:
         return [self._apply(solution) for solution in self._worker.take()]
 
     def _apply(self, solution: WindowSolution) -> Summary:
+        """Write one window BA into the map; the last tracked pose (the motion bounds' reference)
+        moves with the solve's newest keyframe, as the map it was tracked against did."""
+        if solution.generation == self._window.generation and len(solution.keyframe_ids):
+            correction = solution.T_odom_cam[-1] @ se3_inverse(solution.T_odom_cam_before[-1])
+            self._T_odom_cam_tracked = correction @ self._T_odom_cam_tracked
         self._window.apply(solution)
         return solution.summary
 

@@ -20,6 +20,7 @@ from mp_slam_ros.pipelines.vo import Frame, TrackingStatus, VisualOdometry
 from mp_slam_ros.pipelines.vo_bag import BagFrames
 from mp_slam_ros.pipelines.vo_config import SensorMode, VOConfig
 from mp_slam_ros.pipelines.vo_run import run_vo
+from mp_slam_ros.pipelines.window import WindowSolution
 from mp_slam_ros.sim.config import SequenceConfig
 from mp_slam_ros.sim.sequence import generate_sequence
 
@@ -171,6 +172,24 @@ def test_an_impossibly_fast_pose_is_a_tracking_failure(sequence: Path) -> None:
     assert all(r.status is TrackingStatus.LOST and r.keyframe is None for r in results)
     for r in results:  # at the prediction: no tracked motion, so the pose stands
         np.testing.assert_allclose(r.T_odom_base, start.T_odom_base, atol=1e-12)
+
+
+def test_a_window_solution_moves_the_motion_bounds_reference(sequence: Path) -> None:
+    """A BA solve that shifts the window (10 cm here) shifts the next tracked pose with it; the
+    motion bounds measure that pose from the last tracked one moved alike, not as a 3 m/s jump."""
+    good = frames(sequence, 42)[30:]
+    odometry = VisualOdometry(with_updates(synchronous("rgbd"), {"keyframes.max_interval_s": 0.1}))
+    summaries = [summary for frame in good[:-1] for summary in odometry.track(frame).ba_summaries]
+    window = odometry._window
+    shift = np.eye(4)
+    shift[:3, 3] = [0.1, 0.0, 0.0]
+    ids = window.observed_ids()
+    before = np.stack([kf.T_odom_cam for kf in window.keyframes])
+    odometry._apply(WindowSolution(
+        window.generation, np.array([kf.keyframe_id for kf in window.keyframes]), before, shift @ before,
+        ids, window.positions(ids) + shift[:3, 3], np.zeros(0, np.int64), np.zeros(0, np.int64), summaries[-1],
+    ))
+    assert odometry.track(good[-1]).status is TrackingStatus.OK
 
 
 def test_a_keyframe_keeps_no_depth_that_disagrees_with_the_map(sequence: Path) -> None:
