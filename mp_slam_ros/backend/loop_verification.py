@@ -72,13 +72,13 @@ class LoopVerificationConfig:
     min_inlier_ratio: float = option(0.3, "inliers / matches below this: rejected", 0.0, 1.0)
     ransac_reprojection_px: float = option(3.0, "RANSAC inlier threshold (px)", 0.1, 50.0)
     max_mean_error_px: float = option(1.5, "mean reprojection error of the inliers above this: rejected (px)", 0.01, 50.0)
-    max_sigma_m: float = option(0.05, "loops whose translation is less certain than this (largest sigma of the covariance, m) are rejected: ill-conditioned geometry", 1e-4, 100.0)
-    max_sigma_deg: float = option(2.0, "loops whose rotation is less certain than this (largest sigma, deg) are rejected", 1e-3, 180.0)
+    max_sigma_m: float = option(0.04, "loops whose translation is less certain than this (largest sigma of the covariance, m) are rejected: ill-conditioned geometry", 1e-4, 100.0)
+    max_sigma_deg: float = option(1.5, "loops whose rotation is less certain than this (largest sigma, deg) are rejected", 1e-3, 180.0)
     ransac_iterations: int = option(300, "RANSAC iterations", 10, 100000)
     pixel_sigma_px: float = option(1.0, "smallest keypoint noise (px) of the loop covariance (the inliers' residual RMS when larger)", 0.01, 100.0)
     error_cell_deg: float = option(15.0, "inliers within one cell of this size (viewing angle, deg) count as one measurement in the loop covariance (their keypoint and depth errors are correlated)", 0.1, 180.0)
     covariance_scale: float = option(1.0, "loop covariance multiplier (errors the reprojection and cell models ignore)", 1.0, 1e6)
-    guided_radius_px: float = option(0.0, "a candidate that does not verify gets a second matching pass: its points with depth projected by the first PnP pose, matched within this radius (px; 0: off)", 0.0, 100.0)
+    guided_radius_px: float = option(6.0, "a candidate that does not verify gets a second matching pass: its points with depth projected by the first PnP pose, matched within this radius (px; 0: off)", 0.0, 100.0)
     guided_seed_inliers: int = option(12, "fewest PnP inliers of the first pass whose pose seeds the guided pass", 6, 100000)
 
 

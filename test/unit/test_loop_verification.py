@@ -152,7 +152,7 @@ def test_a_guided_pass_recovers_matches_the_ratio_test_loses_to_repeated_texture
     far = np.full((len(twins), 3), np.nan, np.float32)  # the twins have no depth (as a far wall)
     points = np.concatenate([p_match, far])
     descriptors_match = np.concatenate([d_match, twins])
-    config = LoopVerificationConfig(min_matches=30, min_inliers=25)
+    config = LoopVerificationConfig(min_matches=30, min_inliers=25, guided_radius_px=0.0)
     plain = verify_pnp(uv, descriptors, points, descriptors_match, K, config)
     assert not plain.accepted and plain.reason == "15 matches with depth < 30", plain.reason
     guided = verify_pnp(uv, descriptors, points, descriptors_match, K, replace(config, guided_radius_px=6.0))
