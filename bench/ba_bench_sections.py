@@ -57,7 +57,7 @@ class Run:
 def _ours(window: BAWindow, mode: str, solver: str, preconditioner: str,
           landmark_iterations: int = LANDMARK_ITERATIONS, **options: object) -> Run:
     started = time.perf_counter()
-    result = bundle_adjust(window.problem, ba_solver_options(mode, **options), solver=solver,
+    result = bundle_adjust(window.problem, ba_solver_options(mode, window.problem.monocular, **options), solver=solver,
                            preconditioner=preconditioner, landmark_iterations=landmark_iterations)
     elapsed = time.perf_counter() - started
     s = result.summary
@@ -80,7 +80,7 @@ def _peer(window: BAWindow, name: str, tolerance: float | None = None) -> Run:
     """A peer's solve; GTSAM at relative error ``tolerance`` (default: ours) and its 100-iteration
     cap, its termination named as ours (stopped by the tolerance: ``converged_function``)."""
     problem = window.problem
-    tolerance = tolerance or ba_solver_options().function_tolerance
+    tolerance = tolerance or ba_solver_options(monocular=problem.monocular).function_tolerance
     termination = ""
     if name == "gtsam":
         peer = solve_gtsam(problem, tolerance)
@@ -163,8 +163,9 @@ OPTIMUM_METHODS = [("schur", "fp64"), ("iterative_schur", "mixed"), ("iterative_
                    ("iterative_schur", "fp64"), ("cgnr", "mixed"), ("cgnr", "fp32"), ("cgnr", "fp64")]
 
 
-#: LM settings of the optimum section: the BA default (VO windows: function tolerance 1e-4, 30
-#: iterations) and solved to the optimum (1e-6, 100 iterations; GTSAM at the same tolerance),
+#: LM settings of the optimum section: the BA defaults (:func:`ba_solver_options`: function
+#: tolerance 1e-4 and 30 iterations with depth, 1e-6 and 50 monocular; GTSAM at each window's
+#: tolerance) and solved to the optimum (1e-6, 100 iterations; GTSAM at the same tolerance),
 #: the latter for the recipe's methods only.
 OPTIMUM_SETTINGS = {"default": {}, "tight": {"function_tolerance": 1e-6, "max_iterations": 100}}
 OPTIMUM_TIGHT_METHODS = [("schur", "fp64"), ("iterative_schur", "mixed"), ("cgnr", "mixed")]
@@ -176,7 +177,7 @@ def optimum_section(per_case: int, seed: int, log: Log, setting: str = "default"
     within ``EQUAL_COST`` (0.1%), the ``converged_*`` terminations above it by more than that
     (target 0), and times with GTSAM's alongside."""
     options = OPTIMUM_SETTINGS[setting]
-    tolerance = float(options.get("function_tolerance", ba_solver_options().function_tolerance))
+    tolerance = options.get("function_tolerance")  # None: each window's default
     methods = OPTIMUM_TIGHT_METHODS if setting == "tight" else OPTIMUM_METHODS
     names = [f"{solver}/{mode}" for solver, mode in methods] + ["gtsam"]
     runs: dict[str, dict[str, list[Run]]] = {label: {name: [] for name in names} for label, _ in OPTIMUM_CASES}
@@ -191,8 +192,7 @@ def optimum_section(per_case: int, seed: int, log: Log, setting: str = "default"
             runs[label]["gtsam"].append(_peer(window, "gtsam", tolerance))
         log(f"[optimum {setting}] {label}: {per_case} windows")
     out: dict = {"windows_per_case": per_case, "tolerance": EQUAL_COST, "setting": setting,
-                 "function_tolerance": tolerance,
-                 "max_iterations": int(options.get("max_iterations", ba_solver_options().max_iterations)),
+                 "stopping": _stopping(options),
                  "cases": {}, "all": {}}
     for label in refs:
         out["cases"][label] = {name: _optimum_stats(runs[label][name], refs[label]) for name in names}
@@ -205,6 +205,15 @@ def optimum_section(per_case: int, seed: int, log: Log, setting: str = "default"
             f"{m['converged_above']} converged_* terminations above it, median {m['median_ms']:.1f} ms "
             f"({m['median_ms'] / gtsam:.2f}x GTSAM)")
     return out
+
+
+def _stopping(options: dict) -> str:
+    """The LM stopping of an optimum setting, in words (both kinds of window for the defaults)."""
+    depth, mono = ba_solver_options(**options), ba_solver_options(monocular=True, **options)
+    if (depth.function_tolerance, depth.max_iterations) == (mono.function_tolerance, mono.max_iterations):
+        return f"function tolerance {depth.function_tolerance:g}, at most {depth.max_iterations} LM iterations"
+    return (f"function tolerance {depth.function_tolerance:g} and at most {depth.max_iterations} LM iterations "
+            f"for windows with depth, {mono.function_tolerance:g} and {mono.max_iterations} monocular")
 
 
 def _optimum_stats(runs: list[Run], refs: list[Run]) -> dict:

@@ -50,8 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss-scale", type=float, default=2.0, help="robust loss scale in sigmas (default 2)")
     parser.add_argument("--sigma-px", type=float, default=1.0, help="pixel noise sigma (default 1)")
     parser.add_argument("--fix-cameras", default="", help="comma-separated camera indices held fixed (gauge)")
-    parser.add_argument("--max-iterations", type=int, default=50)
-    parser.add_argument("--function-tolerance", type=float, default=1e-4)
+    parser.add_argument("--max-iterations", type=int, default=None,
+                        help="LM iterations at most (default 50 for BAL files, which have no depth)")
+    parser.add_argument("--function-tolerance", type=float, default=None,
+                        help="stop when an iteration gains less than this share of the cost (default 1e-6 "
+                        "for BAL files, as Ceres; 1e-4 with depth)")
     parser.add_argument("--linear-rtol", type=float, default=0.01,
                         help="forcing term of the inner CG (Nash-Sofer test) per LM step (default 0.01)")
     parser.add_argument("--no-escalate", action="store_true", help="never escalate precision on failure")
@@ -100,9 +103,13 @@ def run(args: argparse.Namespace) -> int:
     loss = RobustLoss(args.loss, args.loss_scale)
     problem = bal_to_problem(bal, loss, args.sigma_px, _fixed_cameras(args.fix_cameras, len(bal.camera_params)))
     options = ba_solver_options(
-        args.precision, backend=Backend.parse(args.backend), max_iterations=args.max_iterations,
-        function_tolerance=args.function_tolerance, escalate=not args.no_escalate,
+        args.precision, monocular=problem.monocular, backend=Backend.parse(args.backend),
+        escalate=not args.no_escalate,
     )
+    if args.max_iterations is not None:
+        options.max_iterations = args.max_iterations
+    if args.function_tolerance is not None:
+        options.function_tolerance = args.function_tolerance
     options.linear.rtol = args.linear_rtol
     started = time.perf_counter()
     result = bundle_adjust(

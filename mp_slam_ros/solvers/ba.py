@@ -349,7 +349,15 @@ class PreconditionerKind(str, enum.Enum):
     SCHUR_JACOBI = "schur_jacobi"
 
 
-def ba_solver_options(precision: Precision | str = Precision.MIXED, **overrides: object) -> SolverOptions:
+#: LM stopping of problems without depth (:attr:`BAProblem.monocular`: BAL files, monocular
+#: windows): Ceres' default function tolerance and iteration cap (see :func:`ba_solver_options`).
+MONOCULAR_FUNCTION_TOLERANCE = 1e-6
+MONOCULAR_MAX_ITERATIONS = 50
+
+
+def ba_solver_options(
+    precision: Precision | str = Precision.MIXED, monocular: bool = False, **overrides: object
+) -> SolverOptions:
     """LM options tuned for sliding-window BA (inexact Newton: the linear solve stops early).
 
     ``linear.rtol = 0.01``: the forcing term of the Nash-Sofer test of ``iterative_schur`` and
@@ -363,13 +371,20 @@ def ba_solver_options(precision: Precision | str = Precision.MIXED, **overrides:
     gains less than 0.01% of the cost; with the embedded point iterations of
     :func:`bundle_adjust` every 50-keyframe benchmark window then ends within 4e-5 (median
     1e-5) of the fully converged cost, inside the 0.1% a VO window needs (without them, 20% of
-    the windows end 0.1-0.2% above it: see :class:`BundleAdjustment`). Keyword ``overrides``
-    set other fields.
+    the windows end 0.1-0.2% above it: see :class:`BundleAdjustment`).
+    ``monocular`` problems (no depth rows) stop at :data:`MONOCULAR_FUNCTION_TOLERANCE` after at
+    most :data:`MONOCULAR_MAX_ITERATIONS` iterations instead of 1e-4 and 30: without depth the
+    scale is unobserved and the robust cost has plateaus that a 1e-4 relative decrease cannot
+    tell from a minimum. Measured on bench_ba's 150 monocular windows (cgnr mixed): at 1e-4, 5
+    solves ended ``converged_function`` 0.1-7% above the optimum (the direct Schur solver and
+    GTSAM stop there too: a landmark that leaves for infinity 40 iterations later, a reweighted
+    model crawling); at 1e-6 none did, and the 4 windows still above it end ``max_iterations``
+    (median 48-82 ms per window instead of 35-50). Keyword ``overrides`` set other fields.
     """
     options = SolverOptions(
         precision=Precision.parse(precision),
-        max_iterations=30,
-        function_tolerance=1e-4,
+        max_iterations=MONOCULAR_MAX_ITERATIONS if monocular else 30,
+        function_tolerance=MONOCULAR_FUNCTION_TOLERANCE if monocular else 1e-4,
         parameter_tolerance=1e-9,
         linear=LinearSolverOptions(rtol=0.01, max_iterations=100, stall_iterations=10),
     )
@@ -430,7 +445,8 @@ def bundle_adjust(
 ) -> SolveResult[BAState]:
     """Bundle-adjust ``problem``; returns the optimized :class:`BAState` and the LM Summary.
 
-    ``options`` default to :func:`ba_solver_options` (mixed precision); ``solver`` is
+    ``options`` default to :func:`ba_solver_options` (mixed precision, the stopping of the
+    problem's kind: :attr:`~mp_slam_ros.solvers.ba_problem.BAProblem.monocular`); ``solver`` is
     ``"iterative_schur"`` (the mixed-precision recipe: matrix-free PCG on the reduced camera
     system, see :mod:`~mp_slam_ros.solvers.linear.iterative_schur`), ``"cgnr"`` (CG on the whole
     Jacobian) or ``"schur"`` (float64 direct baseline); ``callback`` receives every
@@ -460,7 +476,7 @@ def bundle_adjust(
     kind = parse_choice(LinearSolverKind, solver, "ba.solver")
     per_step = kind in (LinearSolverKind.SCHUR, LinearSolverKind.ITERATIVE_SCHUR)
     ba = BundleAdjustment(problem, initial_state, landmark_iterations if per_step else 0)
-    options = options or ba_solver_options()
+    options = options or ba_solver_options(monocular=problem.monocular)
     fallback = options.escalate and options.linear.fallback
     linear_solver = make_linear_solver(ba.structure, solver, preconditioner, fallback=fallback)
     result = solve(ba, linear_solver, options, callback)

@@ -82,6 +82,11 @@ class BAProblem:
         """Number of image observations."""
         return int(self.obs_cam.shape[0])
 
+    @property
+    def monocular(self) -> bool:
+        """True when no observation has a right-image coordinate (no depth: scale unobserved)."""
+        return not bool(np.any(np.isfinite(self.obs_u_right)))
+
     def initial_state(self) -> BAState:
         """The initial values as a :class:`BAState` (copies)."""
         return BAState(self.T_world_cam.copy(), self.points_world.copy())

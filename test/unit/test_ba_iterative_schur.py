@@ -143,12 +143,18 @@ def test_checked_step_rejects_a_step_that_increases_the_model() -> None:
     assert results[3].status is LinearStatus.CONVERGED and np.array_equal(results[3].step_scaled, good)
 
 
-def test_direct_fallback_takes_over_when_the_iterative_solve_hits_its_cap() -> None:
+def _exact_step() -> tuple[BundleAdjustment, ScaledSystem, object, LinearSolverOptions, np.ndarray]:
+    """A small monocular window's system, mixed policy, BA linear options and its exact step."""
     window = generate_window(12, 5, WindowConfig.monocular())
     ba, system = _system(window)
     policy = precision_policy(Precision.MIXED, ProblemKind.BA)
     options = ba_solver_options("mixed").linear
     exact = SchurSolver(ba.structure).solve(system, 1e-3, policy, options).step_scaled
+    return ba, system, policy, options, exact
+
+
+def test_direct_fallback_takes_over_when_the_iterative_solve_hits_its_cap() -> None:
+    ba, system, policy, options, exact = _exact_step()
     converged = DirectFallback(_Fixed(0.9 * exact, LinearStatus.CONVERGED, 0.05), SchurSolver(ba.structure))
     converged.prepare(system, policy, Backend.CPU)
     kept = converged.solve(system, 1e-3, policy, options)
@@ -161,6 +167,17 @@ def test_direct_fallback_takes_over_when_the_iterative_solve_hits_its_cap() -> N
     assert [action for action, _ in first.events] == ["direct"] and "max_iterations" in first.events[0][1]
     assert not second.events
     np.testing.assert_allclose(first.step_scaled, exact, rtol=1e-6, atol=1e-9 * np.abs(exact).max())
+
+
+def test_direct_fallback_solves_one_system_exactly_without_taking_over() -> None:
+    """LM's convergence certificate: one exact solve; the next steps stay iterative."""
+    ba, system, policy, options, exact = _exact_step()
+    fallback = DirectFallback(_Fixed(0.9 * exact, LinearStatus.CONVERGED, 0.3), SchurSolver(ba.structure))
+    fallback.prepare(system, policy, Backend.CPU)
+    certificate = fallback.solve_exactly(system, 1e-3, policy, options)
+    assert certificate.solver == "schur" and not fallback.solves_in_float64
+    np.testing.assert_allclose(certificate.step_scaled, exact, rtol=1e-6, atol=1e-9 * np.abs(exact).max())
+    assert fallback.solve(system, 1e-3, policy, options).solver == "fixed"
 
 
 def test_a_monocular_window_whose_cg_stalls_reaches_the_optimum_through_the_direct_fallback() -> None:

@@ -158,6 +158,22 @@ class DirectSolver(Protocol):
 
 
 @runtime_checkable
+class ExactSolver(Protocol):
+    """An iterative linear solver that can also solve one system exactly (direct, float64).
+
+    The LM driver's convergence certificate asks for it: an iterative solve stopped by the
+    truncated-Newton test may leave a relative residual of 0.1-0.4, and its model then
+    under-predicts the decrease still to be had (a crawl certified as converged).
+    """
+
+    def solve_exactly(
+        self, system: ScaledSystem, damping: float, policy: PrecisionPolicy, options: LinearSolverOptions
+    ) -> LinearSolveResult:
+        """Solve this one system directly; later :meth:`solve` calls are unchanged."""
+        ...
+
+
+@runtime_checkable
 class GainObserver(Protocol):
     """A linear solver that adapts to the LM gain ratio of its steps (e.g. the forcing term)."""
 

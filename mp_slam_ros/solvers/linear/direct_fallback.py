@@ -37,6 +37,7 @@ class DirectFallback:
         self.direct = direct
         self.name = iterative.name
         self._direct_active = False
+        self._direct_prepared = False
         self._backend = Backend.CPU
 
     @property
@@ -66,10 +67,26 @@ class DirectFallback:
             if result.status not in STOPPED:
                 return result
             self._direct_active = True
-            self.direct.prepare(system, policy, self._backend)
+            self._prepare_direct(system, policy)
             events.append(("direct", f"{self.iterative.name} {result.status.value} after {result.iterations} "
                                      f"iterations at relative residual {result.relative_residual:.1e}"))
         result = self.direct.solve(system, damping, policy, options)
         result.solver = self.direct.name
         result.events = events + result.events
         return result
+
+    def solve_exactly(
+        self, system: ScaledSystem, damping: float, policy: PrecisionPolicy, options: LinearSolverOptions
+    ) -> LinearSolveResult:
+        """Solve this one system with the direct solver (LM's convergence certificate) and keep
+        the solver in use for the next steps as it is."""
+        self._prepare_direct(system, policy)
+        result = self.direct.solve(system, damping, policy, options)
+        result.solver = self.direct.name
+        return result
+
+    def _prepare_direct(self, system: ScaledSystem, policy: PrecisionPolicy) -> None:
+        """Prepare the direct solver once."""
+        if not self._direct_prepared:
+            self.direct.prepare(system, policy, self._backend)
+            self._direct_prepared = True
