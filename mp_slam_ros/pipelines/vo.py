@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from mp_slam_ros.config import validate
 from mp_slam_ros.frontend.depth import depth_at, stereo_depth
-from mp_slam_ros.frontend.features import FeatureDetector
+from mp_slam_ros.frontend.features import FeatureDetector, Keypoints
 from mp_slam_ros.frontend.keyframes import keyframe_reason
 from mp_slam_ros.frontend.matching import match_by_descriptor, match_by_projection
 from mp_slam_ros.frontend.tracking import PnPResult, FrameTracker, bounded_motion, motion_ratio, solve_pnp
@@ -256,10 +256,15 @@ class VisualOdometry:
         relocalised: bool,
     ) -> KeyframeArrays | None:
         """A keyframe when relocalised or by :func:`keyframe_reason`, from a properly tracked frame
-        only (``tracking.min_inliers``: a few tracks on a plain wall would fill the window with
-        keyframes that push out those tracking resumes on)."""
+        (``tracking.min_inliers``: a few tracks on a plain wall would fill the window with
+        keyframes that push out those tracking resumes on), or from a frame tracked on fewer
+        whose view has texture again (``keyframes.min_tracked`` new features): else its last
+        tracks die before a keyframe may add any (seed 18, 5.3 s: 6 tracks left, a lost frame)."""
+        new = None
         if len(self._track_ids) < self.config.tracking.min_inliers:
-            return None
+            new = self._detector.detect(images.grey, self.config.frontend.max_features - len(self._track_ids), self._track_uv)
+            if len(new.uv) < self.config.keyframes.min_tracked:
+                return None
         last = self._window.keyframes[-1]
         reason = "relocalised" if relocalised else keyframe_reason(
             self.config.keyframes, len(self._track_ids), self._tracked_at_keyframe,
@@ -268,18 +273,20 @@ class VisualOdometry:
         if reason is None:
             return None
         started = time.perf_counter()
-        keyframe = self._insert_keyframe(frame, images, T_odom_cam, covariance_cam)
+        keyframe = self._insert_keyframe(frame, images, T_odom_cam, covariance_cam, new)
         step.timings_s["keyframe_s"] = time.perf_counter() - started
         return keyframe
 
     def _insert_keyframe(
         self, frame: Frame, images: FrameImages, T_odom_cam: FloatArray, covariance_cam: FloatArray,
+        new: Keypoints | None = None,
     ) -> KeyframeArrays:
-        """New features re-find untracked window landmarks or, with depth, become new landmarks;
-        the keyframe joins the window and its BA is queued."""
+        """New features (``new``: already detected) re-find untracked window landmarks or, with
+        depth, become new landmarks; the keyframe joins the window and its BA is queued."""
         n_old = len(self._track_ids)
         grey = images.grey
-        new = self._detector.detect(grey, self.config.frontend.max_features - n_old, self._track_uv)
+        if new is None:
+            new = self._detector.detect(grey, self.config.frontend.max_features - n_old, self._track_uv)
         uv = np.concatenate([self._track_uv, new.uv]).astype(np.float64)
         angle = np.concatenate([self._track_angle, new.angle_deg])
         descriptors, described = self._detector.describe(grey, uv, angle)

@@ -192,6 +192,22 @@ def test_a_window_solution_moves_the_motion_bounds_reference(sequence: Path) -> 
     assert odometry.track(good[-1]).status is TrackingStatus.OK
 
 
+def test_a_frame_tracked_on_few_points_is_a_keyframe_once_the_view_has_texture(sequence: Path) -> None:
+    """Tracks thinned below ``tracking.min_inliers`` (a plain box filled the view) in front of a
+    textured view: the frame becomes a keyframe and tracking goes on with fresh features; before,
+    keyframes waited for ``min_inliers`` tracks and the last few died (seed 18: a lost frame)."""
+    good = frames(sequence, 6)
+    odometry = VisualOdometry(synchronous("rgbd"))
+    for frame in good[:4]:
+        odometry.track(frame)
+    few = 10  # within the motion prior's gate (>= 6 inliers), below min_inliers (15)
+    odometry._track_ids, odometry._track_uv = odometry._track_ids[:few], odometry._track_uv[:few]
+    odometry._track_angle, odometry._track_uv_keyframe = odometry._track_angle[:few], odometry._track_uv_keyframe[:few]
+    result = odometry.track(good[4])
+    assert result.status is TrackingStatus.OK and result.keyframe is not None
+    assert odometry.track(good[5]).num_tracked > 100
+
+
 def test_a_keyframe_keeps_no_depth_that_disagrees_with_the_map(sequence: Path) -> None:
     """A tracked landmark's depth in a new keyframe must agree with the map (as in tracking): one
     from a nearer surface once dragged a window BA 16 cm sideways. Depths 50% too far: the
