@@ -165,14 +165,16 @@ def solve_pnp(
     return PnPResult(se3_inverse(T_cam_odom), inliers, covariance)
 
 
-def motion_ratio(T_prev_cur: NDArray[np.float64], elapsed_s: float, config: TrackingConfig) -> float:
+def motion_ratio(T_prev_cur: NDArray[np.float64], elapsed_s: float, config: TrackingConfig, slack_m: float = 0.0) -> float:
     """How far the camera motion ``T_prev_cur`` ``(4, 4)`` over ``elapsed_s`` exceeds the
     platform's bounds (``tracking.max_speed_mps``, ``max_angular_rate_dps``; 0: unbounded): the
-    larger of translation / (speed x time) and angle / (rate x time). At most 1: plausible."""
+    larger of translation / (speed x time) and angle / (rate x time). At most 1: plausible.
+    ``slack_m`` of the translation is not counted (how far the start pose itself may be off)."""
     ratio = 0.0
     elapsed_s = max(elapsed_s, 1e-9)
     if config.max_speed_mps > 0.0:
-        ratio = float(np.linalg.norm(T_prev_cur[:3, 3])) / (config.max_speed_mps * elapsed_s)
+        distance = max(0.0, float(np.linalg.norm(T_prev_cur[:3, 3])) - slack_m)
+        ratio = distance / (config.max_speed_mps * elapsed_s)
     if config.max_angular_rate_dps > 0.0:
         angle_deg = float(np.degrees(np.linalg.norm(so3_log(T_prev_cur[None, :3, :3]))))
         ratio = max(ratio, angle_deg / (config.max_angular_rate_dps * elapsed_s))

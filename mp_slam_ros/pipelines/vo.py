@@ -52,6 +52,10 @@ MAX_BRIDGE_S = 3.0
 RELOCALISE_RADIUS_PX = 20.0
 #: Lowe ratio of relocalisation by descriptor alone
 RELOCALISE_RATIO = 0.8
+#: the motion bounds' reference (the last tracked pose) may itself be off by this much (m): a
+#: window solve applied between two frames moves the map under it (seed 18, BA in its worker:
+#: poses on 19-227 inliers 5-8 cm from it in one frame were refused, up to 3 frames lost per run)
+MOTION_BOUND_SLACK_M = 0.1
 
 
 @dataclass
@@ -201,7 +205,8 @@ class VisualOdometry:
         if pnp is None:
             return None
         T_prev_cur = se3_inverse(self._T_odom_cam_tracked) @ pnp.T_odom_cam
-        return pnp if motion_ratio(T_prev_cur, (stamp_ns - self._tracked_ns) * 1e-9, self.config.tracking) <= 1.0 else None
+        elapsed_s = (stamp_ns - self._tracked_ns) * 1e-9
+        return pnp if motion_ratio(T_prev_cur, elapsed_s, self.config.tracking, MOTION_BOUND_SLACK_M) <= 1.0 else None
 
     def _keep_inliers(self, uv: FloatArray, pnp: PnPResult) -> None:
         keep = pnp.inliers

@@ -128,6 +128,10 @@ def test_motion_bounds_tell_and_clamp_impossible_motion() -> None:
     step[:3, 3] = [0.02, 0.0, 0.0]  # 2 cm and 1.5 deg
     assert motion_ratio(step, 1 / 30, config) == pytest.approx(0.6, rel=1e-6)  # 0.6 m/s, 45 deg/s
     assert motion_ratio(step, 0.01, config) == pytest.approx(2.0, rel=1e-6)  # 2 m/s
+    shift = np.eye(4)
+    shift[:3, 3] = [0.02, 0.0, 0.0]
+    assert motion_ratio(shift, 0.01, config, slack_m=0.01) == pytest.approx(1.0, rel=1e-6)  # 1 of the 2 cm not counted
+    assert motion_ratio(shift, 0.01, config, slack_m=0.05) == 0.0  # within the slack
     turn = se3_exp(np.array([0.0, 0.0, 0.0, 0.0, np.radians(6.0), 0.0]))[0]
     assert motion_ratio(turn, 1 / 30, config) == pytest.approx(2.0, rel=1e-6)  # 180 deg/s
     assert motion_ratio(turn, 1 / 30, TrackingConfig(max_speed_mps=0.0, max_angular_rate_dps=0.0)) == 0.0  # unbounded

@@ -16,6 +16,7 @@ from mp_slam_ros.io.bags import BagError
 from mp_slam_ros.eval.metrics import evaluate
 from mp_slam_ros.geometry.lie import se3_inverse
 from mp_slam_ros.io.tum import read_tum
+from mp_slam_ros.pipelines import vo as vo_module
 from mp_slam_ros.pipelines.vo import Frame, TrackingStatus, VisualOdometry
 from mp_slam_ros.pipelines.vo_bag import BagFrames
 from mp_slam_ros.pipelines.vo_config import SensorMode, VOConfig
@@ -157,10 +158,11 @@ def test_a_short_loss_keeps_the_motion(sequence: Path) -> None:
     assert step > 1e-3 and lost_step == pytest.approx(step, rel=1e-6)
 
 
-def test_an_impossibly_fast_pose_is_a_tracking_failure(sequence: Path) -> None:
+def test_an_impossibly_fast_pose_is_a_tracking_failure(sequence: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A tracked pose the camera cannot have reached at ``tracking.max_speed_mps`` is not taken:
     LOST at the prediction, no keyframe, the map kept (no new map while it is in sight); the
-    same frames track with the default bound."""
+    same frames track with the default bound. (No slack: these 0.4 s cover ~10 cm.)"""
+    monkeypatch.setattr(vo_module, "MOTION_BOUND_SLACK_M", 0.0)
     good = frames(sequence, 42)[30:]  # the robot is under way
     default = VisualOdometry(synchronous("rgbd"))
     assert all(default.track(frame).status is not TrackingStatus.LOST for frame in good)
@@ -174,9 +176,11 @@ def test_an_impossibly_fast_pose_is_a_tracking_failure(sequence: Path) -> None:
         np.testing.assert_allclose(r.T_odom_base, start.T_odom_base, atol=1e-12)
 
 
-def test_a_window_solution_moves_the_motion_bounds_reference(sequence: Path) -> None:
+def test_a_window_solution_moves_the_motion_bounds_reference(sequence: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A BA solve that shifts the window (10 cm here) shifts the next tracked pose with it; the
-    motion bounds measure that pose from the last tracked one moved alike, not as a 3 m/s jump."""
+    motion bounds measure that pose from the last tracked one moved alike, not as a 3 m/s jump
+    (without the slack, which would also take a 10-cm jump)."""
+    monkeypatch.setattr(vo_module, "MOTION_BOUND_SLACK_M", 0.0)
     good = frames(sequence, 42)[30:]
     odometry = VisualOdometry(with_updates(synchronous("rgbd"), {"keyframes.max_interval_s": 0.1}))
     summaries = [summary for frame in good[:-1] for summary in odometry.track(frame).ba_summaries]
