@@ -27,7 +27,6 @@ the driver applies the update in float64.
 from __future__ import annotations
 
 import enum
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +36,7 @@ from numpy.typing import NDArray
 from mp_slam_ros.config import parse_choice
 from mp_slam_ros.errors import ConfigError, ProblemError
 from mp_slam_ros.geometry.lie import se3_exp, se3_inverse
-from mp_slam_ros.precision import Precision, ProblemKind, precision_policy, round_to
+from mp_slam_ros.precision import Precision, ProblemKind, round_to
 from mp_slam_ros.solvers.ba_kernels import evaluate_observations, fill_pattern, refine_landmarks, squared_norms
 from mp_slam_ros.solvers.ba_problem import BAProblem, BAState
 from mp_slam_ros.solvers.linear.base import LinearSolver
@@ -268,16 +267,6 @@ class BundleAdjustment:
         squared_norms(residual, self.structure.obs_stereo_row, squared)
         return squared
 
-    def polish_landmarks(self, state: BAState, iterations: int, dtype: np.dtype) -> tuple[BAState, float]:
-        """The state with the embedded point iterations run once at ``state`` (cameras kept),
-        and its cost in ``dtype``; ``state`` itself when they gain nothing."""
-        cost = self.cost(state, dtype)  # also the robust weights that select the landmarks
-        points = state.points_world.copy()
-        self._refine_landmarks(state.T_world_cam, points, iterations)
-        polished = BAState(state.T_world_cam.copy(), points)
-        polished_cost = self.cost(polished, dtype)
-        return (polished, polished_cost) if polished_cost < cost else (state, cost)
-
     def _refine_landmarks(self, T_world_cam: FloatArray, points_world: FloatArray, iterations: int) -> None:
         """Embedded point iterations (in place) on the landmarks with a down-weighted observation
         at the last evaluated state: each one's robust cost minimized alone with the cameras held
@@ -350,9 +339,10 @@ class PreconditionerKind(str, enum.Enum):
 
 
 #: LM stopping of problems without depth (:attr:`BAProblem.monocular`: BAL files, monocular
-#: windows): Ceres' default function tolerance and iteration cap (see :func:`ba_solver_options`).
+#: windows): Ceres' default function tolerance, twice its iteration cap (see
+#: :func:`ba_solver_options`).
 MONOCULAR_FUNCTION_TOLERANCE = 1e-6
-MONOCULAR_MAX_ITERATIONS = 50
+MONOCULAR_MAX_ITERATIONS = 100
 
 
 def ba_solver_options(
@@ -378,8 +368,9 @@ def ba_solver_options(
     tell from a minimum. Measured on bench_ba's 150 monocular windows (cgnr mixed): at 1e-4, 5
     solves ended ``converged_function`` 0.1-7% above the optimum (the direct Schur solver and
     GTSAM stop there too: a landmark that leaves for infinity 40 iterations later, a reweighted
-    model crawling); at 1e-6 none did, and the 4 windows still above it end ``max_iterations``
-    (median 48-82 ms per window instead of 35-50). Keyword ``overrides`` set other fields.
+    model crawling); at 1e-6 none did, and the 4 windows still above it ended ``max_iterations``
+    (median 48-82 ms per window instead of 35-50); 3 of those 4 reach it within 100 iterations
+    (Ceres' default is 50). Keyword ``overrides`` set other fields.
     """
     options = SolverOptions(
         precision=Precision.parse(precision),
@@ -460,36 +451,19 @@ def bundle_adjust(
     Cameras with ``problem.fixed_cams`` set are the gauge and are not moved. For a sliding window,
     pass the previous window's estimates as the problem's initial values (or as
     ``initial_state``, a warm start with the same cameras and landmarks as ``problem``).
-    ``landmark_iterations`` bounds the embedded point iterations (0: none; see
-    :class:`BundleAdjustment`): after every step with ``schur`` and ``iterative_schur`` (whose
-    landmarks are eliminated exactly, so the camera directions are all CG has to resolve
-    anyway); with ``cgnr`` once, on the
-    final state (after every step they leave CGNR's relative tolerance only the ill-conditioned
-    camera directions to reduce: 100-iteration linear solves, +50% CGNR time on 50-keyframe
-    windows), recorded as one more entry of ``cost_history`` and in ``timings.update_s``.
+    ``landmark_iterations`` bounds the embedded point iterations after every step (0: none; see
+    :class:`BundleAdjustment`), with every solver (``cgnr`` too: run after every step instead of
+    once on the final state, they cut its LM iterations on bench_ba's RGB-D windows solved tight
+    from a median of 32.5 to 11, 136 -> 64 ms in mixed, and its misses on the monocular windows
+    with fixed cameras from 3 to 2 of 50).
     """
     if initial_state is not None and (
         initial_state.T_world_cam.shape != problem.T_world_cam.shape
         or initial_state.points_world.shape != problem.points_world.shape
     ):
         raise ProblemError("bundle adjustment: initial_state does not match the problem's sizes")
-    kind = parse_choice(LinearSolverKind, solver, "ba.solver")
-    per_step = kind in (LinearSolverKind.SCHUR, LinearSolverKind.ITERATIVE_SCHUR)
-    ba = BundleAdjustment(problem, initial_state, landmark_iterations if per_step else 0)
+    ba = BundleAdjustment(problem, initial_state, landmark_iterations)
     options = options or ba_solver_options(monocular=problem.monocular)
     fallback = options.escalate and options.linear.fallback
     linear_solver = make_linear_solver(ba.structure, solver, preconditioner, fallback=fallback)
-    result = solve(ba, linear_solver, options, callback)
-    if per_step or landmark_iterations <= 0 or not np.isfinite(result.summary.final_cost):
-        return result
-    started = time.perf_counter()
-    summary = result.summary
-    residual_dtype = precision_policy(summary.precision_used, ProblemKind.BA).residual
-    state, cost = ba.polish_landmarks(result.state, landmark_iterations, residual_dtype)
-    if state is not result.state:
-        summary.final_cost = cost
-        summary.cost_history.append(cost)
-    elapsed = time.perf_counter() - started
-    summary.timings.update_s += elapsed
-    summary.timings.total_s += elapsed
-    return SolveResult(state, summary)
+    return solve(ba, linear_solver, options, callback)

@@ -135,11 +135,11 @@ def test_landmark_iterations_cross_the_flat_valleys_of_inconsistent_landmarks() 
     assert default.final_cost <= reference.final_cost * (1 + 1e-5)  # in 6 iterations
     # (LM's step doubling shortens the crawl: 2e-4 above after 20 iterations, 9e-5 after 60)
     assert crawl.num_iterations == 60 and crawl.final_cost > default.final_cost * (1 + 5e-5)
-    # CGNR: the point iterations polish the final state once (not after every step)
+    # CGNR runs them after every step too
     cgnr = bundle_adjust(window.problem, ba_solver_options("fp32"), solver="cgnr")
-    unpolished = bundle_adjust(window.problem, ba_solver_options("fp32"), solver="cgnr", landmark_iterations=0)
-    assert cgnr.summary.final_cost <= reference.final_cost * (1 + 1e-4) < unpolished.summary.final_cost
-    assert cgnr.summary.cost_history[-1] == cgnr.summary.final_cost
+    without = bundle_adjust(window.problem, ba_solver_options("fp32"), solver="cgnr", landmark_iterations=0)
+    assert cgnr.summary.final_cost <= reference.final_cost * (1 + 1e-4) < without.summary.final_cost
+    assert cgnr.summary.num_iterations < without.summary.num_iterations
     assert cgnr.summary.final_cost == pytest.approx(BundleAdjustment(window.problem).cost(cgnr.state, np.float32))
 
 
@@ -287,7 +287,17 @@ def test_monocular_problems_stop_at_ceres_default_tolerance() -> None:
     window = generate_window(50, 311036, WindowConfig.monocular(gauge_free=False))
     assert window.problem.monocular and not _window().problem.monocular
     defaults = ba_solver_options(monocular=True)
-    assert (defaults.function_tolerance, defaults.max_iterations) == (1e-6, 50)
+    assert (defaults.function_tolerance, defaults.max_iterations) == (1e-6, 100)
     result = bundle_adjust(window.problem, solver="cgnr", preconditioner="schur_jacobi")
     cost = BundleAdjustment(window.problem).cost(result.state, np.float64)
     assert cost <= _optimum(window.problem) * (1 + 1e-3) or not result.summary.converged
+
+
+def test_cgnr_crawl_of_a_reweighted_model_is_crossed_by_the_point_iterations() -> None:
+    # bench_ba's window "monocular, 2 fixed cameras" #44, cgnr fp32 at the monocular defaults:
+    # with the point iterations only on the final state, exact steps at dampings of 1e-10 gained
+    # 1e-7 of the cost each and the solve claimed convergence 1.3e-3 above the optimum.
+    window = generate_window(50, 311044, WindowConfig.monocular(gauge_free=False))
+    result = bundle_adjust(window.problem, ba_solver_options("fp32", monocular=True), solver="cgnr")
+    cost = BundleAdjustment(window.problem).cost(result.state, np.float64)
+    assert result.summary.converged and cost <= _optimum(window.problem) * (1 + 1e-3)
