@@ -182,18 +182,16 @@ def _verify_pairs(
     thresholds accept."""
     fewest = min(config.guided_seed_inliers, config.min_inliers) if seed else config.min_inliers
     if len(pairs) < (fewest if seed else config.min_matches):
-        return Verification(False, f"{len(pairs)} matches with depth < {config.min_matches}", len(pairs)), None
+        return _too_few(len(pairs), 0, config), None
     points = match_points_cam[pairs[:, 1]].astype(np.float64)
     uv = query_uv[pairs[:, 0]].astype(np.float64)
     pose = _pnp(points, uv, K, config, fewest)
     if pose is None:
-        return Verification(False, f"PnP found < {config.min_inliers} inliers", len(pairs)), None
+        return _too_few(len(pairs), 0, config), None
     T_query_match, inlier_mask, mean_error, covariance = pose
     inliers = int(inlier_mask.sum())
-    if len(pairs) < config.min_matches:
-        return Verification(False, f"{len(pairs)} matches with depth < {config.min_matches}", len(pairs), inliers), T_query_match
-    if inliers < config.min_inliers:
-        return Verification(False, f"PnP found < {config.min_inliers} inliers", len(pairs), inliers), T_query_match
+    if len(pairs) < config.min_matches or inliers < config.min_inliers:  # a seed pose only
+        return _too_few(len(pairs), inliers, config), T_query_match
     labels = cell_labels(uv[inlier_mask], K, config.error_cell_deg)
     cells = max(1, int(labels.max(initial=-1)) + 1)  # occupied cells
     covariance = covariance * (config.covariance_scale * inliers / cells)
@@ -209,6 +207,14 @@ def _verify_pairs(
     if result.accepted:
         _check_cell_jackknife(result, points[inlier_mask], uv[inlier_mask], labels, K, T_query_match)
     return result, T_query_match
+
+
+def _too_few(matches: int, inliers: int, config: LoopVerificationConfig) -> Verification:
+    """The rejection of a candidate whose ``matches`` (with depth) or PnP ``inliers`` fall below
+    ``loop.min_matches`` / ``loop.min_inliers``, named by the first of the two that does."""
+    if matches < config.min_matches:
+        return Verification(False, f"{matches} matches with depth < {config.min_matches}", matches, inliers)
+    return Verification(False, f"PnP found < {config.min_inliers} inliers", matches, inliers)
 
 
 def cell_labels(uv: NDArray[np.float64], K: NDArray[np.float64], cell_deg: float) -> NDArray[np.int64]:
