@@ -10,10 +10,13 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from mp_slam_ros.frontend.alignment import align_patches
 from mp_slam_ros.pipelines.vo_config import FrontendConfig
 
 #: KLT termination for the stereo search along rows
 _STEREO_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 0.01)
+#: Gauss-Newton iterations of the stereo match's refinement along its row
+STEREO_ALIGNMENT_ITERATIONS = 10
 
 
 def depth_at(depth_m: NDArray[np.floating], uv: NDArray[np.floating], config: FrontendConfig) -> NDArray[np.float64]:
@@ -45,7 +48,8 @@ def stereo_depth(
 
     A match must stay on its row (``frontend.stereo_max_row_error_px``), have positive disparity
     and track back onto the left keypoint within ``frontend.klt_max_fb_error_px``;
-    ``depth = fx * baseline / disparity``.
+    ``depth = fx * baseline / disparity``. With ``frontend.patch_alignment`` the match is refined
+    along the keypoint's row by patch alignment (:func:`~mp_slam_ros.frontend.alignment.align_patches`).
     """
     if len(uv) == 0:
         return np.zeros(0)
@@ -65,6 +69,14 @@ def stereo_depth(
         & (np.linalg.norm(back - uv, axis=1) <= config.klt_max_fb_error_px)
         & (disparity > 0.0)
     )
+    if config.patch_alignment and ok.any():
+        start = np.stack([matched[ok, 0], uv[ok, 1]], axis=1)
+        refined, aligned = align_patches(
+            left.astype(np.float32), right.astype(np.float32), uv[ok], np.broadcast_to(np.eye(2), (int(ok.sum()), 2, 2)),
+            start, config.alignment_patch_px // 2, STEREO_ALIGNMENT_ITERATIONS, config.alignment_max_shift_px, horizontal_only=True,
+        )
+        disparity[np.flatnonzero(ok)[aligned]] = uv[ok][aligned, 0] - refined[aligned, 0]
+        ok &= disparity > 0.0
     depth = np.full(len(uv), np.nan)
     depth[ok] = fx_baseline / disparity[ok]
     return _in_range(depth, config)

@@ -17,11 +17,14 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from mp_slam_ros.frontend.alignment import align_patches
 from mp_slam_ros.geometry.camera import project
 from mp_slam_ros.geometry.lie import hat, se3_exp, se3_inverse, se3_log, so3_log
 from mp_slam_ros.pipelines.vo_config import FrontendConfig, TrackingConfig
 
 _KLT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 20, 0.03)
+#: Gauss-Newton iterations of the patch alignment after KLT
+ALIGNMENT_ITERATIONS = 10
 #: PnP needs at least this many correspondences
 MIN_PNP_POINTS = 6
 #: Gauss-Newton iterations of the motion-only refinement after RANSAC
@@ -43,15 +46,19 @@ class FrameTracker:
     def __init__(self, config: FrontendConfig) -> None:
         self.config = config
         self._reference: NDArray[np.uint8] | None = None
+        self._reference_float: NDArray[np.float32] | None = None
 
     def track(
         self, grey: NDArray[np.uint8], uv_reference: NDArray[np.floating], uv_guess: NDArray[np.floating] | None = None,
+        warps: NDArray[np.float64] | None = None,
     ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
         """Pixels ``(N, 2)`` in ``grey`` of the reference frame's pixels ``uv_reference`` and a
         success mask ``(N,)``.
 
         Points fail when KLT loses them, they leave the image, or (``frontend.klt_backward_check``)
-        tracking back misses the start by ``klt_max_fb_error_px``.
+        tracking back misses the start by ``klt_max_fb_error_px``. With ``warps`` ``(N, 2, 2)``
+        (:func:`~mp_slam_ros.frontend.alignment.affine_warps`) and ``frontend.patch_alignment``,
+        KLT's pixels are refined by affine-warped patch alignment (kept where it does not converge).
         """
         previous = self._reference
         n = len(uv_reference)
@@ -76,11 +83,20 @@ class FrameTracker:
             )
             error = np.linalg.norm(back.reshape(-1, 2) - start.reshape(-1, 2), axis=1)
             ok &= (status_back.reshape(-1) == 1) & (error <= self.config.klt_max_fb_error_px)
+        if warps is not None and self.config.patch_alignment and ok.any():
+            if self._reference_float is None:
+                self._reference_float = previous.astype(np.float32)
+            refined, aligned = align_patches(
+                self._reference_float, grey.astype(np.float32), uv_reference[ok], warps[ok], uv[ok],
+                self.config.alignment_patch_px // 2, ALIGNMENT_ITERATIONS, self.config.alignment_max_shift_px,
+            )
+            uv[np.flatnonzero(ok)[aligned]] = refined[aligned]
         return uv, ok
 
     def restart(self, grey: NDArray[np.uint8]) -> None:
         """Make ``grey`` the reference frame of the following calls."""
         self._reference = grey
+        self._reference_float = None
 
 
 @dataclass

@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mp_slam_ros.config import validate
+from mp_slam_ros.frontend.alignment import affine_warps, warm_up as warm_up_alignment
 from mp_slam_ros.frontend.depth import depth_at, stereo_depth
 from mp_slam_ros.frontend.features import FeatureDetector, Keypoints
 from mp_slam_ros.frontend.keyframes import keyframe_reason
@@ -109,6 +110,7 @@ class VisualOdometry:
         self._next_keyframe_id = 0
         self._generation = 0
         warm_up_ba(self.config.ba)
+        warm_up_alignment()
         self.reset(np.eye(4))
         self._status_on_init = TrackingStatus.INITIALIZING
 
@@ -180,7 +182,11 @@ class VisualOdometry:
         before = project(self._intrinsics, self._to_camera(positions, self._T_odom_cam))[0]
         guess = self._track_uv + (now - before)
         guess = np.where(np.all(np.isfinite(guess), axis=1)[:, None], guess, self._track_uv)
-        return self._tracker.track(grey, self._track_uv_keyframe, guess)
+        warps = None
+        if self.config.frontend.patch_alignment:
+            T_cur_ref = se3_inverse(T_odom_cam_pred) @ self._T_odom_cam_reference
+            warps = affine_warps(self._to_camera(positions, self._T_odom_cam_reference), self._track_uv_keyframe, T_cur_ref, self._intrinsics)
+        return self._tracker.track(grey, self._track_uv_keyframe, guess, warps)
 
     def _estimate_pose(
         self, uv: FloatArray, tracked: NDArray[np.bool_], T_pred: FloatArray, images: FrameImages,
@@ -244,7 +250,7 @@ class VisualOdometry:
                 keep = matched[pnp.inliers]
                 self._track_ids, self._track_uv, self._track_angle = candidates[index[keep]], uv[keep], angle[keep]
                 self._track_uv_keyframe = self._track_uv.copy()
-                self._tracker.restart(images.grey)
+                self._restart_tracker(images.grey, pnp.T_odom_cam)
                 return pnp, False
         return None, enough and not in_sight
 
@@ -310,7 +316,7 @@ class VisualOdometry:
         ))
         self._track_ids, self._track_uv, self._track_angle = ids[observed], uv[observed], angle[observed]
         self._track_uv_keyframe = self._track_uv.copy()
-        self._tracker.restart(grey)  # KLT runs from this keyframe: no drift accumulates frame to frame
+        self._restart_tracker(grey, T_odom_cam)  # KLT runs from this keyframe: no drift accumulates frame to frame
         self._tracked_at_keyframe = int(observed.sum())
         known = np.full_like(points_cam, np.nan)
         known[observed] = self._to_camera(self._window.positions(ids[observed]), T_odom_cam)
@@ -356,6 +362,11 @@ class VisualOdometry:
         rows = np.flatnonzero(described)
         found[rows[index >= 0]] = candidates[index[index >= 0]]
         return found
+
+    def _restart_tracker(self, grey: NDArray[np.uint8], T_odom_cam: FloatArray) -> None:
+        """Track from ``grey``, taken at ``T_odom_cam`` (the patch alignment's reference pose), on."""
+        self._tracker.restart(grey)
+        self._T_odom_cam_reference = T_odom_cam.copy()
 
     def _depth(self, uv: FloatArray, images: FrameImages) -> FloatArray:
         """Depth ``(N,)`` at pixels ``uv`` from the depth image or the stereo pair (NaN: none)."""
