@@ -15,6 +15,8 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from mp_slam_ros.geometry.camera import project
+
 #: a refinement stops when its step is shorter than this (px)
 CONVERGED_STEP_PX = 0.01
 #: a singular patch (no texture): its Hessian's smaller eigenvalue below this share of the trace
@@ -28,8 +30,9 @@ def affine_warps(
     """The affine maps ``(N, 2, 2)`` from pixel offsets around ``uv_ref`` ``(N, 2)`` in the
     reference image to offsets in the current one: neighbours of each pixel unprojected at its
     point's depth (``points_ref`` ``(N, 3)`` in the reference camera, the surface taken parallel
-    to the image) and projected through ``T_cur_ref`` ``(4, 4)``. Identity where a point is not
-    in front of both cameras. ``intrinsics``: ``[fx, fy, cx, cy, ...]``."""
+    to the image) and projected through ``T_cur_ref`` ``(4, 4)`` (:func:`~mp_slam_ros.geometry.camera.project`).
+    Identity where a point is not in front of both cameras. ``intrinsics``: ``(6,)`` as ``project``
+    takes them, undistorted (the VO's pinhole)."""
     fx, fy, cx, cy = (float(v) for v in intrinsics[:4])
     n = len(uv_ref)
     warps = np.broadcast_to(np.eye(2), (n, 2, 2)).copy()
@@ -40,12 +43,10 @@ def affine_warps(
     uv = np.asarray(uv_ref, np.float64)[:, None, :] + offsets[None]  # (N, 3, 2)
     rays = np.stack([(uv[..., 0] - cx) / fx, (uv[..., 1] - cy) / fy, np.ones(uv.shape[:2])], axis=-1)
     cam = (rays * depth[:, None, None]) @ T_cur_ref[:3, :3].T + T_cur_ref[:3, 3]  # (N, 3, 3)
-    z = cam[..., 2]
-    valid = (depth > 0.0) & np.all(z > 0.0, axis=1)
-    zs = np.where(z > 0.0, z, 1.0)
-    projected = np.stack([fx * cam[..., 0] / zs + cx, fy * cam[..., 1] / zs + cy], axis=-1)
-    columns = projected[:, 1:, :] - projected[:, :1, :]  # (N, 2 offsets, 2 coords)
-    warps[valid] = np.transpose(columns[valid], (0, 2, 1))
+    valid = (depth > 0.0) & np.all(cam[..., 2] > 0.0, axis=1)
+    projected = project(intrinsics, cam[valid].reshape(-1, 3))[0].reshape(-1, 3, 2)
+    columns = projected[:, 1:, :] - projected[:, :1, :]  # (valid, 2 offsets, 2 coords)
+    warps[valid] = np.transpose(columns, (0, 2, 1))
     return warps
 
 
