@@ -40,8 +40,7 @@ def optimum_table(optimum: dict) -> list[str]:
     for label, methods in groups.items():
         gtsam = methods["gtsam"]["median_ms"]
         for name, m in methods.items():
-            short = m.get("converged_above_short", "?")  # results of earlier runs lack it
-            lines.append(f"| {label} | {name} | {100 * m['within_fraction']:.1f}% | {m['converged_above']} ({short}) | "
+            lines.append(f"| {label} | {name} | {100 * m['within_fraction']:.1f}% | {m['converged_above']} ({m['converged_above_short']}) | "
                          f"{m['max_gap']:.1e} | {m['median_ms']:.1f} | {m['p95_ms']:.1f} | {_ratio(m['median_ms'], gtsam)} |")
     return lines
 
