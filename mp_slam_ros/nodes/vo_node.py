@@ -6,8 +6,9 @@ into a pipeline frame, tracks it and publishes ``odometry``, TF ``odom -> base_l
 ``keyframes``, ``path``, ``landmarks``, ``solver_stats`` and ``/diagnostics``.
 
 Threads: subscription callbacks only convert stamps and queue synchronised sets; one worker thread
-runs the pipeline (the BA runs in the pipeline's own worker), so a slow frame never blocks the
-executor. When more than ``max_pending_frames`` sets wait, the oldest is dropped and counted. Services and parameter changes reach the pipeline through the same lock.
+runs the pipeline (the BA runs in the pipeline's own worker, and the tracking thread applies a
+finished window solve and publishes its ``solver_stats`` as soon as it is ready, not with the next
+frame), so a slow frame never blocks the executor. When more than ``max_pending_frames`` sets wait, the oldest is dropped and counted. Services and parameter changes reach the pipeline through the same lock.
 
 Parameters: every :class:`VOConfig` option (``ba.precision``, ``frontend.max_features``, ...), the
 node's own :class:`VONodeOptions` (``publish_tf``, ``qos.reliability``, ``sync.max_interval_s``,
@@ -51,6 +52,7 @@ from mp_slam_ros.ros.qos import TF_STATIC_LISTENER_QOS, camera_qos, reliable_qos
 from mp_slam_ros.ros.sync import ApproximateTimeSync
 from mp_slam_ros.ros.tf import TF_STATIC_TOPIC
 from mp_slam_ros.ros.tf_buffer import StaticTfBuffer
+from mp_slam_ros.solvers.summary import Summary
 
 #: Seconds without a synchronised frame before the "no data" warning names the topics and QoS.
 NO_DATA_WARNING_S = 5.0
@@ -78,7 +80,10 @@ class VONode(Node):
         self.counters = FrameCounters()
         self.warnings = ThrottledWarnings(self.get_logger().warning, options.warning_period_s)
         self._vo_lock = threading.Lock()
-        self.vo = VisualOdometry(config, odom_frame=options.odom_frame)
+        self._wake = threading.Condition()  # the tracking thread waits on it for frames, resets, BA results
+        self._ba_finished = False
+        self._busy = False  # the tracking thread is working on something taken from the queue
+        self.vo = VisualOdometry(config, odom_frame=options.odom_frame, on_ba_finished=self._on_ba_finished)
         self._T_base_cam_applied: np.ndarray | None = None
         self._pending_config: VOConfig | None = None
         self._paused = False
@@ -100,7 +105,6 @@ class VONode(Node):
         self._started = time.monotonic()
         self._pending: deque[tuple[int, list]] = deque()
         self._reset_requested = False
-        self._wake = threading.Condition()
         self._stopping = False
         self._worker = threading.Thread(target=self._work, name=f"{node_name}_tracking", daemon=True)
         self._worker.start()
@@ -214,18 +218,46 @@ class VONode(Node):
     def _work(self) -> None:
         while True:
             with self._wake:
-                self._wake.wait_for(lambda: self._pending or self._reset_requested or self._stopping)
+                self._wake.wait_for(lambda: self._pending or self._reset_requested or self._ba_finished or self._stopping)
                 if self._stopping:
                     return
                 reset, self._reset_requested = self._reset_requested, False
+                ba_finished, self._ba_finished = self._ba_finished, False
                 item = self._pending.popleft() if self._pending else None
+                self._busy = True
             with self._vo_lock:
                 if reset:
                     self._reset_pipeline(None, "time went backwards")
+                if ba_finished:
+                    self._publish_ba_between_frames()
                 if item is not None and self._paused:
                     self.counters.add("paused_frames")
                 elif item is not None:
                     self._process_guarded(*item)
+            with self._wake:
+                self._busy = False
+
+    def _on_ba_finished(self) -> None:
+        """(BA thread) A window solve is ready: the tracking thread applies it without waiting for a frame."""
+        with self._wake:
+            self._ba_finished = True
+            self._wake.notify()
+
+    def _publish_ba_between_frames(self) -> None:
+        """Apply finished window BAs now and publish their statistics (a frame may be long in coming)."""
+        try:
+            summaries = self.vo.take_finished_ba()
+        except Exception:  # a solver bug: logged and counted like a frame's, never fatal
+            self.counters.drop("internal_error")
+            self.get_logger().error(f"window BA failed:\n{traceback.format_exc()}")
+            return
+        self._count_ba(summaries)
+        self.outputs.publish_solver_stats(summaries, self._options.config)
+
+    def idle(self) -> bool:
+        """No frame queued or being tracked and no window BA queued, running or unapplied."""
+        with self._wake:
+            return not self._pending and not self._busy and not self._ba_finished and self.vo.ba_idle
 
     def _process_guarded(self, stamp_ns: int, messages: list) -> None:
         """Track and publish one frame; an unexpected exception is logged and counted, never fatal."""
@@ -289,13 +321,15 @@ class VONode(Node):
         elif result.status is TrackingStatus.RESET and self._last_result is not None:  # not the first map
             self.warnings.warn("new_map", f"new map started at {result.stamp_ns} ns (tracking lost too long, or reset): "
                                           "odom stays continuous")
-        if result.ba_summaries:
-            last = result.ba_summaries[-1]
-            self.counters.add("ba_solves", len(result.ba_summaries))
-            self.counters.precision_used, self.counters.linear_solver = last.precision_used.value, last.linear_solver
+        self._count_ba(result.ba_summaries)
         landmarks = self.vo.landmarks_odom() if result.keyframe is not None else None
         self.outputs.publish(result, self._options.config, landmarks)
         self._last_result = result
+
+    def _count_ba(self, summaries: list[Summary]) -> None:
+        if summaries:
+            self.counters.add("ba_solves", len(summaries))
+            self.counters.precision_used, self.counters.linear_solver = summaries[-1].precision_used.value, summaries[-1].linear_solver
 
     def _reset_pipeline(self, T_odom_base: np.ndarray | None, why: str) -> None:
         """Restart tracking at ``T_odom_base`` (None: the last pose, odom continuous); caller holds the lock."""

@@ -25,6 +25,7 @@ from mp_slam_ros.ros.conversions import pose_to_msg, stamp_from_ns, transform_to
 from mp_slam_ros.ros.messages import SolverStatsRecord, keyframe_to_msg, solver_stats_to_msg
 from mp_slam_ros.ros.qos import KEYFRAME_QOS, SOLVER_STATS_QOS, reliable_qos
 from mp_slam_ros.ros.tf import TfBroadcaster
+from mp_slam_ros.solvers.summary import Summary
 
 #: Odometry: a short reliable queue (controllers want the newest pose).
 ODOMETRY_QOS = reliable_qos(10)
@@ -108,15 +109,19 @@ class VOPublishers:
         self._previous = result
         if options.publish_tf:
             self.tf.send([transform_to_msg(result.T_odom_base, options.odom_frame, options.base_frame, result.stamp_ns)])
-        for summary in result.ba_summaries:
-            record = SolverStatsRecord.from_summary(summary, ProblemKind.BA, self._now_ns(), options.odom_frame)
-            self.solver_stats.publish(solver_stats_to_msg(record))
+        self.publish_solver_stats(result.ba_summaries, options)
         self._append_path(result, options)
         if result.keyframe is not None:
             self.keyframes.publish(keyframe_to_msg(result.keyframe))
             self.path.publish(Path(header=self._path_poses[-1].header, poses=list(self._path_poses)))
         if landmarks_odom is not None:
             self.landmarks.publish(point_cloud_msg(landmarks_odom, result.stamp_ns, options.odom_frame))
+
+    def publish_solver_stats(self, summaries: list[Summary], options: VONodeOptions) -> None:
+        """One ``solver_stats`` message per window BA summary."""
+        for summary in summaries:
+            record = SolverStatsRecord.from_summary(summary, ProblemKind.BA, self._now_ns(), options.odom_frame)
+            self.solver_stats.publish(solver_stats_to_msg(record))
 
     def _append_path(self, result: TrackResult, options: VONodeOptions) -> None:
         pose = PoseStamped()

@@ -1,7 +1,9 @@
 """Runs window bundle adjustments in a background thread so tracking never waits for them.
 
 Only the newest submitted window is solved (a window submitted while another is queued replaces
-it); finished solutions are collected with :meth:`BAWorker.take`.
+it); finished solutions are collected with :meth:`BAWorker.take`, and ``on_finished`` (if given)
+is called from the worker thread each time one is ready, so an owner that waits for frames can
+apply it (and publish its statistics) without waiting for the next frame.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from mp_slam_ros.pipelines.window import WindowProblem, WindowSolution
 class BAWorker:
     """One daemon thread calling ``solve(job)`` on the latest submitted job."""
 
-    def __init__(self, solve: Callable[[WindowProblem], WindowSolution]) -> None:
+    def __init__(self, solve: Callable[[WindowProblem], WindowSolution], on_finished: Callable[[], None] | None = None) -> None:
         self._solve = solve
+        self._on_finished = on_finished
         self._condition = threading.Condition()
         self._pending: WindowProblem | None = None
         self._finished: list[WindowSolution] = []
@@ -40,6 +43,12 @@ class BAWorker:
         if error is not None:
             raise error
         return finished
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, running, or finished and not yet taken."""
+        with self._condition:
+            return self._pending is None and not self._busy and not self._finished and self._error is None
 
     def wait_idle(self) -> None:
         """Block until nothing is queued or running."""
@@ -67,8 +76,10 @@ class BAWorker:
                     self._error = error
                     self._busy = False
                     self._condition.notify_all()
-                continue
-            with self._condition:
-                self._finished.append(solution)
-                self._busy = False
-                self._condition.notify_all()
+            else:
+                with self._condition:
+                    self._finished.append(solution)
+                    self._busy = False
+                    self._condition.notify_all()
+            if self._on_finished is not None:
+                self._on_finished()

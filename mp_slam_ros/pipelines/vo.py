@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,7 +100,10 @@ class TrackResult:
 class VisualOdometry:
     """Frame-to-map visual odometry with a sliding-window bundle adjustment."""
 
-    def __init__(self, config: VOConfig | None = None, T_base_cam: FloatArray | None = None, odom_frame: str = "odom") -> None:
+    def __init__(self, config: VOConfig | None = None, T_base_cam: FloatArray | None = None, odom_frame: str = "odom",
+                 on_ba_finished: Callable[[], None] | None = None) -> None:
+        """``on_ba_finished`` is called from the BA thread when a window solve is ready for
+        :meth:`take_finished_ba` (a node applies it between frames)."""
         self.config = config or VOConfig()
         validate(self.config)
         self.odom_frame = odom_frame
@@ -107,6 +111,7 @@ class VisualOdometry:
         self._detector = FeatureDetector(self.config.frontend)
         self._tracker = FrameTracker(self.config.frontend)
         self._worker: BAWorker | None = None
+        self._on_ba_finished = on_ba_finished
         self._next_keyframe_id = 0
         self._generation = 0
         warm_up_ba(self.config.ba)
@@ -121,7 +126,7 @@ class VisualOdometry:
         images = checked_images(frame, self.config.mode, self._last_stamp_ns)
         if self._initialized and not _same_camera(frame.camera, self._camera):
             self.reset()  # new intrinsics or image size: the map's pixels no longer apply
-        step.ba_summaries += self._apply_window_solutions()
+        step.ba_summaries += self.take_finished_ba()
         if not self._initialized:
             if self._status_on_init is TrackingStatus.LOST:
                 self._T_odom_cam = self._predict_pose(frame)  # dead reckoning until a new map starts
@@ -147,8 +152,9 @@ class VisualOdometry:
         return self._result(frame, pnp.T_odom_cam, pnp.covariance_cam, TrackingStatus.OK, keyframe, step)
 
     # -- steps ------------------------------------------------------------------------------
-    def _apply_window_solutions(self) -> list[Summary]:
-        """Write finished window BAs into the map (async mode); their summaries."""
+    def take_finished_ba(self) -> list[Summary]:
+        """Write finished window BAs into the map (async mode; at a frame's start, or between
+        frames when ``on_ba_finished`` says one is ready); their summaries."""
         if self._worker is None:
             return []
         return [self._apply(solution) for solution in self._worker.take()]
@@ -400,7 +406,7 @@ class VisualOdometry:
             self._sync_job = job
             return
         if self._worker is None:
-            self._worker = BAWorker(lambda job: solve_window(job, self.config.ba))
+            self._worker = BAWorker(lambda job: solve_window(job, self.config.ba), self._on_ba_finished)
         self._worker.submit(job)
 
     def _solve_synchronously(self, step: StepLog) -> None:
@@ -527,7 +533,12 @@ class VisualOdometry:
         if self._worker is None:
             return []
         self._worker.wait_idle()
-        return self._apply_window_solutions()
+        return self.take_finished_ba()
+
+    @property
+    def ba_idle(self) -> bool:
+        """No window BA queued, running, or finished but not yet applied."""
+        return self._worker is None or self._worker.idle
 
     def close(self) -> None:
         """Stop the BA worker thread."""

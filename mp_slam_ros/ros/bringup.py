@@ -166,9 +166,10 @@ class SlamProcess:
         return player.play(on_message, should_stop)
 
     def wait_until_quiet(self, quiet_s: float, timeout_s: float) -> bool:
-        """Wait until no odometry, keyframe or pose graph came out for ``quiet_s``; False after ``timeout_s``."""
+        """Wait until no odometry, keyframe or pose graph came out for ``quiet_s`` and vo_node has
+        no frame or window BA left (its statistics out); False after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() - self._last_output < quiet_s:
+        while time.monotonic() - self._last_output < quiet_s or not self.vo_node.idle():
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.1)
