@@ -2,18 +2,23 @@
 
 Detection keeps the strongest FAST/Harris corners of every grid cell (``frontend.grid_cols`` x
 ``frontend.grid_rows``) so features cover the image instead of clustering on one textured
-object, and skips pixels near already tracked features (``frontend.min_distance_px``). A
+object, and skips pixels near already tracked features (``frontend.min_distance_px``) and near a
+stronger new corner (``frontend.new_feature_spacing_px``: ORB finds one corner at several pyramid
+levels and on neighbouring pixels; without it most of a 320x240 view's 500 new features had
+another within 4 px, tracked as separate landmarks with correlated errors). A
 texture-poor view (a plain wall) gets weaker corners, down to those of its contrast-equalised
 image, rather than none.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
+from scipy.spatial import cKDTree
 
 from mp_slam_ros.pipelines.vo_config import FrontendConfig
 
@@ -66,10 +71,10 @@ class FeatureDetector:
         if occupied_uv is not None and radius > 0:
             for u, v in np.asarray(occupied_uv).astype(np.int32):
                 cv2.circle(mask, (int(u), int(v)), radius, 0, -1)
-        found = self._orb.detect(grey, mask)
+        found = self._distinct(self._orb.detect(grey, mask))
         if len(found) < budget // 2:
             num_tracked = 0 if occupied_uv is None else len(occupied_uv)
-            found = self._detect_weak(grey, mask, budget, num_tracked)
+            found = self._detect_weak(grey, mask, num_tracked)
         if not found:
             return empty
         uv = np.array([kp.pt for kp in found], np.float32)
@@ -77,7 +82,13 @@ class FeatureDetector:
         keep = bucket(uv, response, (width, height), self.config.grid_cols, self.config.grid_rows, budget)
         return Keypoints(uv[keep], np.array([found[i].angle for i in keep], np.float32))
 
-    def _detect_weak(self, grey: NDArray[np.uint8], mask: NDArray[np.uint8], budget: int, num_tracked: int) -> list[cv2.KeyPoint]:
+    def _distinct(self, found: Sequence[cv2.KeyPoint]) -> list[cv2.KeyPoint]:
+        """``found`` less the corners within ``frontend.new_feature_spacing_px`` of a stronger one."""
+        uv = np.array([kp.pt for kp in found], np.float64).reshape(-1, 2)
+        response = np.array([kp.response for kp in found], np.float64)
+        return [found[i] for i in suppress_close(uv, response, self.config.new_feature_spacing_px)]
+
+    def _detect_weak(self, grey: NDArray[np.uint8], mask: NDArray[np.uint8], num_tracked: int) -> list[cv2.KeyPoint]:
         """Corners of a view with little texture, rather than lose tracking: FAST at
         :data:`MIN_FAST_THRESHOLD` and, when the view is texture-poor (a plain wall: with the
         ``num_tracked`` features, fewer than :data:`TEXTURE_POOR_SHARE` of the maximum), those
@@ -86,12 +97,12 @@ class FeatureDetector:
         KLT and stereo matching localise worse (more drift)."""
         self._orb.setFastThreshold(min(MIN_FAST_THRESHOLD, self.config.fast_threshold))
         try:
-            found = self._orb.detect(grey, mask)
+            found = self._distinct(self._orb.detect(grey, mask))
             if num_tracked + len(found) < TEXTURE_POOR_SHARE * self.config.max_features:
-                found = self._orb.detect(self._clahe.apply(grey), mask)
+                found = self._distinct(self._orb.detect(self._clahe.apply(grey), mask))
         finally:
             self._orb.setFastThreshold(self.config.fast_threshold)
-        return list(found)
+        return found
 
     def describe(
         self, grey: NDArray[np.uint8], uv: NDArray[np.floating], angle_deg: NDArray[np.floating]
@@ -110,6 +121,21 @@ class FeatureDetector:
             out[index] = descriptors
             valid[index] = True
         return out, valid
+
+
+def suppress_close(uv: NDArray[np.floating], response: NDArray[np.floating], radius_px: float) -> NDArray[np.int64]:
+    """Indices (ascending) of the keypoints ``uv`` ``(N, 2)`` left when each, strongest
+    ``response`` first, removes the weaker ones within ``radius_px`` (greedy non-maximum
+    suppression; ties keep the lower index). ``radius_px`` 0: all."""
+    if radius_px <= 0.0 or len(uv) < 2:
+        return np.arange(len(uv))
+    neighbours = cKDTree(np.asarray(uv, np.float64)).query_ball_point(np.asarray(uv, np.float64), radius_px)
+    removed = np.zeros(len(uv), bool)
+    for i in np.argsort(-np.asarray(response), kind="stable"):
+        if not removed[i]:
+            removed[neighbours[i]] = True
+            removed[i] = False
+    return np.flatnonzero(~removed)
 
 
 def bucket(

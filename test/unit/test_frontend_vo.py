@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mp_slam_ros.frontend.depth import depth_at, stereo_depth
-from mp_slam_ros.frontend.features import BORDER_PX, FeatureDetector, bucket
+from mp_slam_ros.frontend.features import BORDER_PX, FeatureDetector, bucket, suppress_close
 from mp_slam_ros.frontend.keyframes import keyframe_reason
 from mp_slam_ros.frontend.tracking import MIN_PNP_POINTS, FrameTracker, bounded_motion, motion_ratio, solve_pnp
 from mp_slam_ros.geometry.lie import se3_exp, se3_inverse, se3_log
@@ -33,6 +33,24 @@ def test_bucket_spreads_over_cells_and_fills_the_budget() -> None:
     for c in np.unique(cell):  # every cell keeps its quota (4) or all it has, weak or not
         assert np.isin(np.flatnonzero(cell == c), keep).sum() >= min(4, np.sum(cell == c))
     assert np.array_equal(keep, bucket(uv, response, (320, 240), 4, 4, 64))
+
+
+def test_suppress_close_keeps_the_strongest_of_each_cluster() -> None:
+    uv = np.array([[10.0, 10.0], [11.0, 10.5], [12.5, 10.0], [30.0, 30.0], [30.0, 33.5]])
+    response = np.array([1.0, 3.0, 2.0, 1.0, 1.0])
+    # 1 beats its neighbours 0 and 2; of the tie 3/4 the lower index stays
+    assert suppress_close(uv, response, 2.0).tolist() == [1, 3, 4]
+    assert suppress_close(uv, response, 4.0).tolist() == [1, 3]
+    assert suppress_close(uv, response, 0.0).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_new_features_keep_their_spacing() -> None:
+    grey = textured(1)
+    crowded = FeatureDetector(FrontendConfig(max_features=300)).detect(grey, 300)
+    spaced = FeatureDetector(FrontendConfig(max_features=300, new_feature_spacing_px=4.0)).detect(grey, 300)
+    nearest = [np.sort(np.linalg.norm(p.uv[:, None] - p.uv[None], axis=2), axis=1)[:, 1] for p in (crowded, spaced)]
+    assert np.min(nearest[1]) > 4.0 and np.min(nearest[0]) < 4.0  # ORB alone finds corners again at other levels
+    assert len(spaced.uv) > 100
 
 
 def test_detect_avoids_occupied_pixels_and_describes() -> None:
