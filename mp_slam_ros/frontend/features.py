@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
+import numba
 import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
@@ -129,13 +130,28 @@ def suppress_close(uv: NDArray[np.floating], response: NDArray[np.floating], rad
     suppression; ties keep the lower index). ``radius_px`` 0: all."""
     if radius_px <= 0.0 or len(uv) < 2:
         return np.arange(len(uv))
-    neighbours = cKDTree(np.asarray(uv, np.float64)).query_ball_point(np.asarray(uv, np.float64), radius_px)
-    removed = np.zeros(len(uv), bool)
-    for i in np.argsort(-np.asarray(response), kind="stable"):
+    pairs = cKDTree(np.asarray(uv, np.float64)).query_pairs(radius_px, output_type="ndarray")
+    both = np.concatenate([pairs, pairs[:, ::-1]])  # each pair from either end, grouped by its first
+    both = both[np.argsort(both[:, 0], kind="stable")]
+    starts = np.searchsorted(both[:, 0], np.arange(len(uv) + 1))
+    order = np.argsort(-np.asarray(response), kind="stable")
+    return np.flatnonzero(~_greedy_suppression(order, starts, both[:, 1].copy()))
+
+
+def warm_up() -> None:
+    """Suppress one close pair so the first keyframe does not pay the numba compile or cache load."""
+    suppress_close(np.array([[0.0, 0.0], [0.5, 0.0]]), np.array([1.0, 0.5]), 1.0)
+
+
+@numba.njit(cache=True)
+def _greedy_suppression(order: NDArray[np.int64], starts: NDArray[np.int64], neighbours: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Removed flags: in ``order``, each kept point removes its neighbours (CSR: ``starts``, ``neighbours``)."""
+    removed = np.zeros(len(starts) - 1, np.bool_)
+    for i in order:
         if not removed[i]:
-            removed[neighbours[i]] = True
-            removed[i] = False
-    return np.flatnonzero(~removed)
+            for j in neighbours[starts[i]:starts[i + 1]]:
+                removed[j] = True
+    return removed
 
 
 def bucket(

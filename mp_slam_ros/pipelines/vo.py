@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from mp_slam_ros.config import validate
 from mp_slam_ros.frontend.alignment import affine_warps, warm_up as warm_up_alignment
 from mp_slam_ros.frontend.depth import depth_at, stereo_depth
-from mp_slam_ros.frontend.features import FeatureDetector, Keypoints
+from mp_slam_ros.frontend.features import FeatureDetector, Keypoints, warm_up as warm_up_features
 from mp_slam_ros.frontend.keyframes import keyframe_reason
 from mp_slam_ros.frontend.matching import match_by_descriptor, match_by_projection
 from mp_slam_ros.frontend.tracking import PnPResult, FrameTracker, bounded_motion, motion_ratio, solve_pnp
@@ -116,6 +116,7 @@ class VisualOdometry:
         self._generation = 0
         warm_up_ba(self.config.ba)
         warm_up_alignment()
+        warm_up_features()
         self.reset(np.eye(4))
         self._status_on_init = TrackingStatus.INITIALIZING
 
