@@ -15,7 +15,7 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from mp_slam_ros.geometry.camera import project
+from mp_slam_ros.geometry.camera import PinholeCamera
 
 #: a refinement stops when its step is shorter than this (px)
 CONVERGED_STEP_PX = 0.01
@@ -25,15 +25,13 @@ MIN_HESSIAN_RATIO = 1e-3
 
 def affine_warps(
     points_ref: NDArray[np.floating], uv_ref: NDArray[np.floating], T_cur_ref: NDArray[np.float64],
-    intrinsics: NDArray[np.float64],
+    camera: PinholeCamera,
 ) -> NDArray[np.float64]:
     """The affine maps ``(N, 2, 2)`` from pixel offsets around ``uv_ref`` ``(N, 2)`` in the
     reference image to offsets in the current one: neighbours of each pixel unprojected at its
     point's depth (``points_ref`` ``(N, 3)`` in the reference camera, the surface taken parallel
-    to the image) and projected through ``T_cur_ref`` ``(4, 4)`` (:func:`~mp_slam_ros.geometry.camera.project`).
-    Identity where a point is not in front of both cameras. ``intrinsics``: ``(6,)`` as ``project``
-    takes them, undistorted (the VO's pinhole)."""
-    fx, fy, cx, cy = (float(v) for v in intrinsics[:4])
+    to the image) and projected through ``T_cur_ref`` ``(4, 4)``, both by ``camera`` (the VO's
+    pinhole). Identity where a point is not in front of both cameras."""
     n = len(uv_ref)
     warps = np.broadcast_to(np.eye(2), (n, 2, 2)).copy()
     if n == 0:
@@ -41,10 +39,10 @@ def affine_warps(
     depth = np.asarray(points_ref, np.float64)[:, 2]
     offsets = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     uv = np.asarray(uv_ref, np.float64)[:, None, :] + offsets[None]  # (N, 3, 2)
-    rays = np.stack([(uv[..., 0] - cx) / fx, (uv[..., 1] - cy) / fy, np.ones(uv.shape[:2])], axis=-1)
-    cam = (rays * depth[:, None, None]) @ T_cur_ref[:3, :3].T + T_cur_ref[:3, 3]  # (N, 3, 3)
+    ref = camera.unproject(uv.reshape(-1, 2), np.repeat(depth, 3)).reshape(n, 3, 3)
+    cam = ref @ T_cur_ref[:3, :3].T + T_cur_ref[:3, 3]  # (N, 3, 3)
     valid = (depth > 0.0) & np.all(cam[..., 2] > 0.0, axis=1)
-    projected = project(intrinsics, cam[valid].reshape(-1, 3))[0].reshape(-1, 3, 2)
+    projected = camera.project(cam[valid].reshape(-1, 3)).reshape(-1, 3, 2)
     columns = projected[:, 1:, :] - projected[:, :1, :]  # (valid, 2 offsets, 2 coords)
     warps[valid] = np.transpose(columns, (0, 2, 1))
     return warps

@@ -192,7 +192,7 @@ class VisualOdometry:
         warps = None
         if self.config.frontend.patch_alignment:
             T_cur_ref = se3_inverse(T_odom_cam_pred) @ self._T_odom_cam_reference
-            warps = affine_warps(self._to_camera(positions, self._T_odom_cam_reference), self._track_uv_keyframe, T_cur_ref, self._intrinsics)
+            warps = affine_warps(self._to_camera(positions, self._T_odom_cam_reference), self._track_uv_keyframe, T_cur_ref, self._pinhole)
         return self._tracker.track(grey, self._track_uv_keyframe, guess, warps)
 
     def _estimate_pose(
@@ -551,7 +551,8 @@ class VisualOdometry:
     def _set_camera(self, camera: CameraModel) -> None:
         self._camera = camera
         self._K = np.asarray(camera.camera_matrix, np.float64)
-        self._intrinsics = camera.pinhole().intrinsics
+        self._pinhole = camera.pinhole()
+        self._intrinsics = self._pinhole.intrinsics
         # depth (RGB-D, or triangulated from the stereo pair) enters tracking and BA as a virtual
         # right-image coordinate; its baseline sets how much depth weighs against the pixels
         self._baseline_for_ba = self.config.frontend.rgbd_virtual_baseline_m

@@ -10,10 +10,11 @@ import pytest
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.frontend.alignment import affine_warps, align_patches
 from mp_slam_ros.frontend.tracking import FrameTracker
+from mp_slam_ros.geometry.camera import PinholeCamera
 from mp_slam_ros.geometry.lie import se3_exp
 from mp_slam_ros.pipelines.vo_config import FrontendConfig
 
-INTRINSICS = np.array([300.0, 300.0, 160.0, 120.0, 0.0, 0.0])
+CAMERA = PinholeCamera(300.0, 300.0, 160.0, 120.0)
 CENTRE = np.array([160.0, 120.0])
 
 
@@ -34,16 +35,16 @@ def test_affine_warps_of_simple_motions() -> None:
     uv = np.array([[160.0, 120.0], [100.0, 80.0]])
     depth = 2.0
     points = np.hstack([(uv - CENTRE) / 300.0 * depth, np.full((2, 1), depth)])
-    np.testing.assert_allclose(affine_warps(points, uv, np.eye(4), INTRINSICS), np.broadcast_to(np.eye(2), (2, 2, 2)), atol=1e-12)
+    np.testing.assert_allclose(affine_warps(points, uv, np.eye(4), CAMERA), np.broadcast_to(np.eye(2), (2, 2, 2)), atol=1e-12)
     closer = np.eye(4)
     closer[2, 3] = -0.5  # the camera 0.5 m nearer the fronto-parallel surface: the view scales by 2 / 1.5
-    np.testing.assert_allclose(affine_warps(points, uv, closer, INTRINSICS)[0], np.eye(2) * depth / 1.5, rtol=1e-9)
+    np.testing.assert_allclose(affine_warps(points, uv, closer, CAMERA)[0], np.eye(2) * depth / 1.5, rtol=1e-9)
     roll = se3_exp(np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.1]))[0]  # about the optical axis: the patch turns
     rotation = np.array([[np.cos(0.1), -np.sin(0.1)], [np.sin(0.1), np.cos(0.1)]])
-    np.testing.assert_allclose(affine_warps(points, uv, roll, INTRINSICS)[0], rotation, atol=1e-9)
+    np.testing.assert_allclose(affine_warps(points, uv, roll, CAMERA)[0], rotation, atol=1e-9)
     behind = points.copy()
     behind[1, 2] = -1.0
-    np.testing.assert_array_equal(affine_warps(behind, uv, closer, INTRINSICS)[1], np.eye(2))
+    np.testing.assert_array_equal(affine_warps(behind, uv, closer, CAMERA)[1], np.eye(2))
 
 
 def test_alignment_under_the_true_warp_is_sub_pixel_and_beats_a_square_window() -> None:
