@@ -12,7 +12,6 @@ image, rather than none.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -50,6 +49,15 @@ class Keypoints:
     angle_deg: NDArray[np.float32]
 
 
+@dataclass
+class _Corners:
+    """Detected corners: pixels ``(N, 2)``, FAST responses ``(N,)``, orientations (deg) ``(N,)``."""
+
+    uv: NDArray[np.float32]
+    response: NDArray[np.float32]
+    angle_deg: NDArray[np.float32]
+
+
 class FeatureDetector:
     """Grid-bucketed ORB detection and ORB description (OpenCV)."""
 
@@ -64,32 +72,31 @@ class FeatureDetector:
     def detect(self, grey: NDArray[np.uint8], budget: int, occupied_uv: NDArray[np.floating] | None = None) -> Keypoints:
         """Up to ``budget`` new keypoints, bucketed over the grid, away from ``occupied_uv`` ``(M, 2)``."""
         height, width = grey.shape
-        empty = Keypoints(np.zeros((0, 2), np.float32), np.zeros(0, np.float32))
         if budget <= 0:
-            return empty
+            return Keypoints(np.zeros((0, 2), np.float32), np.zeros(0, np.float32))
         mask = np.full((height, width), 255, np.uint8)
         radius = int(round(self.config.min_distance_px))
         if occupied_uv is not None and radius > 0:
             for u, v in np.asarray(occupied_uv).astype(np.int32):
                 cv2.circle(mask, (int(u), int(v)), radius, 0, -1)
-        found = self._distinct(self._orb.detect(grey, mask))
-        if len(found) < budget // 2:
+        found = self._corners(grey, mask)
+        if len(found.uv) < budget // 2:
             num_tracked = 0 if occupied_uv is None else len(occupied_uv)
             found = self._detect_weak(grey, mask, num_tracked)
-        if not found:
-            return empty
-        uv = np.array([kp.pt for kp in found], np.float32)
+        keep = bucket(found.uv, found.response, (width, height), self.config.grid_cols, self.config.grid_rows, budget)
+        return Keypoints(found.uv[keep], found.angle_deg[keep])
+
+    def _corners(self, image: NDArray[np.uint8], mask: NDArray[np.uint8]) -> _Corners:
+        """ORB corners of ``image`` in ``mask``, less those within ``frontend.new_feature_spacing_px``
+        of a stronger one."""
+        found = self._orb.detect(image, mask)
+        uv = np.array([kp.pt for kp in found], np.float32).reshape(-1, 2)
         response = np.array([kp.response for kp in found], np.float32)
-        keep = bucket(uv, response, (width, height), self.config.grid_cols, self.config.grid_rows, budget)
-        return Keypoints(uv[keep], np.array([found[i].angle for i in keep], np.float32))
+        angle_deg = np.array([kp.angle for kp in found], np.float32)
+        keep = suppress_close(uv, response, self.config.new_feature_spacing_px)
+        return _Corners(uv[keep], response[keep], angle_deg[keep])
 
-    def _distinct(self, found: Sequence[cv2.KeyPoint]) -> list[cv2.KeyPoint]:
-        """``found`` less the corners within ``frontend.new_feature_spacing_px`` of a stronger one."""
-        uv = np.array([kp.pt for kp in found], np.float64).reshape(-1, 2)
-        response = np.array([kp.response for kp in found], np.float64)
-        return [found[i] for i in suppress_close(uv, response, self.config.new_feature_spacing_px)]
-
-    def _detect_weak(self, grey: NDArray[np.uint8], mask: NDArray[np.uint8], num_tracked: int) -> list[cv2.KeyPoint]:
+    def _detect_weak(self, grey: NDArray[np.uint8], mask: NDArray[np.uint8], num_tracked: int) -> _Corners:
         """Corners of a view with little texture, rather than lose tracking: FAST at
         :data:`MIN_FAST_THRESHOLD` and, when the view is texture-poor (a plain wall: with the
         ``num_tracked`` features, fewer than :data:`TEXTURE_POOR_SHARE` of the maximum), those
@@ -98,9 +105,9 @@ class FeatureDetector:
         KLT and stereo matching localise worse (more drift)."""
         self._orb.setFastThreshold(min(MIN_FAST_THRESHOLD, self.config.fast_threshold))
         try:
-            found = self._distinct(self._orb.detect(grey, mask))
-            if num_tracked + len(found) < TEXTURE_POOR_SHARE * self.config.max_features:
-                found = self._distinct(self._orb.detect(self._clahe.apply(grey), mask))
+            found = self._corners(grey, mask)
+            if num_tracked + len(found.uv) < TEXTURE_POOR_SHARE * self.config.max_features:
+                found = self._corners(self._clahe.apply(grey), mask)
         finally:
             self._orb.setFastThreshold(self.config.fast_threshold)
         return found

@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -229,11 +229,11 @@ class VONode(Node):
                 if reset:
                     self._reset_pipeline(None, "time went backwards")
                 if ba_finished:
-                    self._publish_ba_between_frames()
+                    self._guarded("window BA", self._publish_ba_between_frames)
                 if item is not None and self._paused:
                     self.counters.add("paused_frames")
                 elif item is not None:
-                    self._process_guarded(*item)
+                    self._guarded(f"frame at {item[0]} ns", lambda: self._process(*item))
             with self._wake:
                 self._busy = False
 
@@ -245,12 +245,7 @@ class VONode(Node):
 
     def _publish_ba_between_frames(self) -> None:
         """Apply finished window BAs now and publish their statistics (a frame may be long in coming)."""
-        try:
-            summaries = self.vo.take_finished_ba()
-        except Exception:  # a solver bug: logged and counted like a frame's, never fatal
-            self.counters.drop("internal_error")
-            self.get_logger().error(f"window BA failed:\n{traceback.format_exc()}")
-            return
+        summaries = self.vo.take_finished_ba()
         self._count_ba(summaries)
         self.outputs.publish_solver_stats(summaries, self._options.config)
 
@@ -259,13 +254,14 @@ class VONode(Node):
         with self._wake:
             return not self._pending and not self._busy and not self._ba_finished and self.vo.ba_idle
 
-    def _process_guarded(self, stamp_ns: int, messages: list) -> None:
-        """Track and publish one frame; an unexpected exception is logged and counted, never fatal."""
+    def _guarded(self, what: str, work: Callable[[], None]) -> None:
+        """Run ``work`` (tracking a frame, applying a window BA); an unexpected exception is logged
+        as ``what`` failed and counted, never fatal: a bug there must not stop the odometry thread."""
         try:
-            self._process(stamp_ns, messages)
-        except Exception:  # a bug in a frame's path must not stop the odometry thread
+            work()
+        except Exception:
             self.counters.drop("internal_error")
-            self.get_logger().error(f"frame at {stamp_ns} ns failed:\n{traceback.format_exc()}")
+            self.get_logger().error(f"{what} failed:\n{traceback.format_exc()}")
 
     def _process(self, stamp_ns: int, messages: list) -> None:
         config = self._vo_params.config
