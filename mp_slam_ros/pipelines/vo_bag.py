@@ -110,12 +110,13 @@ class BagFrames:
     """
 
     def __init__(
-        self, path: str | Path, mode: SensorMode | None = None, base_frame: str = "base_link",
+        self, path: str | Path, mode: SensorMode | str | None = None, base_frame: str = "base_link",
         wheel_topic: str | None = None,
     ) -> None:
+        """``mode``: the camera topics to read (``"rgbd"`` or ``"stereo"``; None: the first set the bag has)."""
         self.path = Path(path)
         self._reader = BagReader(self.path)
-        self._mode = mode
+        self._mode = None if mode is None else SensorMode(mode)
         self.base_frame = base_frame
         self.wheel_topic = wheel_topic
         self._wheel_stamps_ns: list[int] = []

@@ -244,6 +244,10 @@ def test_the_bags_wheel_odometry_is_each_frames_motion_prior(sequence: Path, tmp
     for topic, reason in (("/wheel", "no such topic"), ("/camera/color/camera_info", "CameraInfo")):
         with pytest.raises(BagError, match=reason):
             BagFrames(sequence / "bag", wheel_topic=topic).__enter__()
+    with BagFrames(sequence / "bag", "stereo") as stereo:  # the mode by name, as in a config file
+        assert stereo.topics.mode is SensorMode.STEREO
+    with pytest.raises(ValueError, match="'mono'"):
+        BagFrames(sequence / "bag", "mono")
     tum = tmp_path / "vo.tum"
     assert main(["vo", str(sequence / "bag"), "--tum", str(tum), "--json", "--synchronous", "--wheel-odom", "/odom"]) == 0
     assert json.loads(capsys.readouterr().out)["lost"] == 0
