@@ -155,7 +155,7 @@ def markdown(report: dict) -> str:
         lines += ["", "Largest growth of live Python/numpy allocations, warm-up -> end (tracemalloc):", "",
                   "| where | growth KiB | blocks | live KiB |", "|---|---|---|---|"]
         lines += [f"| `{t['where']}` | {t['size_diff_kib']:+.0f} | {t['count_diff']:+d} | {t['size_kib']:.0f} |" for t in report["top_growth"]]
-    lines += ["", f"Commit {meta['commit']}, Python {meta['python']}, {meta['wall_s']:.0f} s wall (sequence cached).",
+    lines += ["", f"Commit {meta['commit']}, Python {meta['python']}, {meta['wall_s']:.0f} s wall for the replay (rendering the sequence not counted).",
               "", "```", meta["command"], "```"]
     return "\n".join(lines) + "\n"
 
