@@ -77,8 +77,9 @@ class TrackingConfig:
 
     # 10: counted once per corner since frontend.new_feature_spacing_px (15 was set when ORB's
     # copies of one corner counted twice or more). Seeds 10-19 (60 s, 320x240, synchronous BA),
-    # 15 -> 10: stereo seed 16 lost frames 3 -> 0 (drift 1.54 -> 1.23%), seed 18 drift 3.24 ->
-    # 3.10% (ATE 8.4 -> 8.9 cm); the other 18 runs and the KITTI excerpt unchanged
+    # 15 -> 10: stereo seed 16 lost frames 3 -> 0 (drift 1.54 -> 1.23%), stereo seed 18 3.24 ->
+    # 3.10% (ATE 8.4 -> 8.9 cm), RGB-D seed 18 1.95 -> 1.96%; the other 17 runs and the KITTI
+    # excerpt unchanged (results/vo/min_inliers)
     min_inliers: int = option(10, "fewer PnP inliers than this: tracking lost (unless >= 6 agree with the motion prediction: within the prior's 99.9% gate)", 6, 10000)
     ransac_reprojection_px: float = option(2.0, "PnP RANSAC inlier threshold (px)", 0.1, 50.0)
     ransac_iterations: int = option(100, "PnP RANSAC iterations", 10, 10000)
