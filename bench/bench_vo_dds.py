@@ -2,7 +2,8 @@
 
 What a robot runs, process for process: ``vo_node`` in its own process (sensor QoS, BA in its
 worker thread), the bag replayed at its recorded rate by ``mp-slam play --clock`` in a second one
-(``use_sim_time``), and this process listening to the node's ``/diagnostics`` and ``odometry``.
+(``use_sim_time``), and this process listening to the node's ``/diagnostics``, ``odometry`` and
+``solver_stats``.
 After the replay it waits until the node has processed everything it got, then reports: colour
 frames in the bag, frames the node processed, frames it dropped (by reason, as the node counts
 them: busy, unsynchronised, ...), frames missing upstream (sequence gaps: lost in DDS before the
@@ -18,6 +19,8 @@ for data, eProsima's setting for large messages), set in every process's environ
 
     OPENBLAS_NUM_THREADS=1 python bench/bench_vo_dds.py               # seed 2, 20 s, 640x480
     OPENBLAS_NUM_THREADS=1 python bench/bench_vo_dds.py --rate 0.5    # half speed
+    OPENBLAS_NUM_THREADS=1 python bench/bench_vo_dds.py --params config/household_rgbd.yaml \
+        --transports LARGE_DATA --output results/vo_dds/household_preset   # as the launch files start it
 
 Writes ``results/vo_dds/summary.json`` and ``summary.md``.
 """
@@ -72,15 +75,20 @@ class Listener:
         from nav_msgs.msg import Odometry  # noqa: PLC0415
         from rclpy.qos import qos_profile_sensor_data  # noqa: PLC0415
 
+        from mp_slam_interfaces.msg import SolverStats  # noqa: PLC0415
+        from mp_slam_ros.ros.qos import SOLVER_STATS_QOS  # noqa: PLC0415
+
         rclpy.init()
         self._rclpy = rclpy
         self.node = rclpy.create_node("bench_vo_dds_listener")
         self.values: dict[str, str] = {}
         self.stamps_ns: list[int] = []
         self.poses: list[list[float]] = []  # x y z qx qy qz qw of base_link in odom
+        self.ba_s: list[float] = []  # total_time_s of every window solve
         self._lock = threading.Lock()
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.node.create_subscription(Odometry, "odometry", self._on_odometry, qos_profile_sensor_data)
+        self.node.create_subscription(SolverStats, "solver_stats", self._on_solver_stats, SOLVER_STATS_QOS)
         self._thread = threading.Thread(target=rclpy.spin, args=(self.node,), daemon=True)
         self._thread.start()
 
@@ -97,6 +105,10 @@ class Listener:
         with self._lock:
             self.stamps_ns.append(stamp.sec * 1_000_000_000 + stamp.nanosec)
             self.poses.append([p.x, p.y, p.z, q.x, q.y, q.z, q.w])
+
+    def _on_solver_stats(self, message: object) -> None:
+        with self._lock:
+            self.ba_s.append(float(message.total_time_s))  # type: ignore[attr-defined]
 
     def processed(self) -> int:
         """Frames the node says it processed (-1 before its first diagnostics)."""
@@ -126,10 +138,14 @@ def _wait_until_quiet(listener: Listener) -> None:
             last, since = now, time.monotonic()
 
 
-def run(bag: Path, truth: Path, rate: float, node_parameters: tuple[str, ...] = (), transports: str = DEFAULT) -> dict:
-    """One replay into a fresh vo_node (``node_parameters``: extra ``name:=value`` ROS
-    parameters; ``transports``: Fast DDS builtin transports of every process, or
-    :data:`DEFAULT` for Fast DDS's own default); the counts and the ATE of what it published."""
+def run(
+    bag: Path, truth: Path, rate: float, node_parameters: tuple[str, ...] = (), transports: str = DEFAULT,
+    params_file: Path | None = None,
+) -> dict:
+    """One replay into a fresh vo_node (``params_file``: its ROS 2 parameter file, e.g. a
+    preset; ``node_parameters``: extra ``name:=value`` ROS parameters, applied after it;
+    ``transports``: Fast DDS builtin transports of every process, or :data:`DEFAULT` for Fast
+    DDS's own default); the counts, the window-solve times and the ATE of what it published."""
     env = {**os.environ, "ROS_DOMAIN_ID": str(random.randint(100, 200)), "OPENBLAS_NUM_THREADS": "1"}
     env.pop(TRANSPORTS_VARIABLE, None)
     if transports != DEFAULT:
@@ -139,7 +155,8 @@ def run(bag: Path, truth: Path, rate: float, node_parameters: tuple[str, ...] = 
     with BagReader(bag) as reader:
         frames_in_bag = int(reader.counts.get(COLOR_TOPIC, 0))
     parameters = [item for assignment in ("use_sim_time:=true", "mode:=rgbd", *node_parameters) for item in ("-p", assignment)]
-    node = subprocess.Popen([str(VENV_BIN / "vo_node"), "--ros-args", *parameters],
+    preset = ["--params-file", str(params_file)] if params_file is not None else []
+    node = subprocess.Popen([str(VENV_BIN / "vo_node"), "--ros-args", *preset, *parameters],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     listener = Listener()
     try:
@@ -153,6 +170,7 @@ def run(bag: Path, truth: Path, rate: float, node_parameters: tuple[str, ...] = 
         replay_s = time.monotonic() - started
         _wait_until_quiet(listener)
         values, stamps, poses = dict(listener.values), list(listener.stamps_ns), list(listener.poses)
+        ba_ms = 1e3 * np.array(listener.ba_s)
     finally:
         listener.close()
         node.send_signal(signal.SIGINT)
@@ -167,7 +185,8 @@ def run(bag: Path, truth: Path, rate: float, node_parameters: tuple[str, ...] = 
     ate = evaluate(read_tum(truth), trajectory, bag.parent.name).ate_m
     dropped = {key.removeprefix("dropped."): int(value) for key, value in values.items() if key.startswith("dropped.")}
     return {
-        "bag": str(bag), "rate": rate, "node_parameters": list(node_parameters), "transports": transports,
+        "bag": str(bag), "rate": rate, "params_file": str(params_file) if params_file else None,
+        "node_parameters": list(node_parameters), "transports": transports,
         "replay_s": replay_s - PLAY_DELAY_S, "frames_in_bag": frames_in_bag,
         "frames_processed": int(values.get("frames_processed", 0)),
         "frames_dropped": int(values.get("frames_dropped", 0)),
@@ -176,17 +195,21 @@ def run(bag: Path, truth: Path, rate: float, node_parameters: tuple[str, ...] = 
         "dropped_by_reason": dropped,
         "frames_never_seen": frames_in_bag - int(values.get("frames_processed", 0)) - int(values.get("frames_dropped", 0)),
         "odometry_received": len(stamps), "lost_frames": int(values.get("lost_frames", 0)),
-        "node_rate_hz": float(values.get("rate_hz", 0.0)), "ate_rmse_m": ate.rmse,
+        "node_rate_hz": float(values.get("rate_hz", 0.0)), "ate_rmse_m": ate.rmse, "ba_solves": int(ba_ms.size),
+        "ba_ms": dict(zip(("p50", "p95", "max"), np.percentile(ba_ms, [50, 95, 100]).tolist())) if ba_ms.size else None,
     }
 
 
 def _row(result: dict) -> str:
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(result["dropped_by_reason"].items())) or "none"
+    ba = result["ba_ms"]
+    solves = f"{result['ba_solves']}: {ba['p50']:.1f} / {ba['p95']:.1f} / {ba['max']:.1f}" if ba else "none"
     return (
         f"| {result['transports']} | {' '.join(result['node_parameters']) or '(defaults)'} | {result['frames_in_bag']} | "
         f"{result['frames_processed']} | {result['frames_dropped']} ({reasons}) | "
         f"{result['frames_dropped_unsynchronised']} | {result['frames_missing_upstream']} | {result['frames_never_seen']} | "
-        f"{result['odometry_received']} | {result['lost_frames']} | {result['node_rate_hz']:.1f} | {result['ate_rmse_m']:.4f} |"
+        f"{result['odometry_received']} | {result['lost_frames']} | {result['node_rate_hz']:.1f} | {solves} | "
+        f"{result['ate_rmse_m']:.4f} |"
     )
 
 
@@ -194,8 +217,9 @@ def markdown(results: list[dict], command: str) -> str:
     """The summary table of one run of the bench (a row per configuration)."""
     return "\n".join([
         "# vo_node over DDS: 640x480 RGB-D replay", "", f"    {command}", "",
-        f"| Fast DDS transports ({TRANSPORTS_VARIABLE}) | node parameters | frames in bag | processed | dropped by the node (reasons) | unsynchronised | missing upstream | never seen | odometry received | lost | node rate Hz | ATE RMSE m |",
-        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"Node parameters: {results[0]['params_file'] or 'the defaults'}, then those of each row.", "",
+        f"| Fast DDS transports ({TRANSPORTS_VARIABLE}) | node parameters | frames in bag | processed | dropped by the node (reasons) | unsynchronised | missing upstream | never seen | odometry received | lost | node rate Hz | window solves: p50 / p95 / max ms | ATE RMSE m |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|",
         *[_row(result) for result in results],
         "", f"Replay rate x{results[0]['rate']:g} ({results[0]['replay_s']:.1f} s wall, after a {PLAY_DELAY_S:g}-s "
         f"discovery delay); machine: {platform.node()}, {os.cpu_count()} CPUs, load average "
@@ -214,6 +238,8 @@ def main() -> int:
                         help=f"Fast DDS builtin transports to compare ({TRANSPORTS_VARIABLE}; {DEFAULT}: unset)")
     parser.add_argument("--reliability", nargs="+", choices=["best_effort", "reliable"], default=["best_effort", "reliable"],
                         help="the node's qos.reliability values to compare")
+    parser.add_argument("--params", type=Path, default=None, metavar="YAML",
+                        help="the node's ROS 2 parameter file, e.g. config/household_rgbd.yaml (default: none, the node's defaults)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/mp_slam_bench_vo"))
     parser.add_argument("--output", type=Path, default=ROOT / "results" / "vo_dds")
     args = parser.parse_args()
@@ -222,7 +248,7 @@ def main() -> int:
     for transports in args.transports:
         for reliability in args.reliability:
             parameters = (f"qos.reliability:={reliability}", *args.node_parameter)
-            results.append(run(path / "bag", path / "groundtruth.tum", args.rate, parameters, transports))
+            results.append(run(path / "bag", path / "groundtruth.tum", args.rate, parameters, transports, args.params))
             print(_row(results[-1]), flush=True)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "summary.json").write_text(json.dumps(results, indent=1))
