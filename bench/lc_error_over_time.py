@@ -1,0 +1,86 @@
+"""Where along a run is the loop-closed trajectory wrong? Error over time of a kept run.
+
+Replays the keyframes that ``bench_loop_closure.py --runs DIR`` kept for one sequence through the
+current loop closure, aligns the corrected trajectory to the ground truth (SE(3), as the bench's
+ATE) and prints, per time bin: the mean and max position error, the loop edges whose query
+keyframe falls in the bin, the VO's lost frames and the keyframes. Then the loops as (query,
+match) times and the odometry edges the graph weighs least (where the VO started a new map after
+lost tracking). It answers "is the error where no loop reaches, or where tracking was lost?".
+
+    OPENBLAS_NUM_THREADS=1 python bench/lc_error_over_time.py /tmp/lc/bench180/twin-s3-180s-x0.5-stereo \\
+        /tmp/lc/runs_t3/twin-s3-180s-x0.5-stereo-stereo.pkl --mode stereo
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+from evo.core import sync
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_loop_closure import offline_config, replay  # noqa: E402
+
+from mp_slam_ros.cli.slam import SlamRun  # noqa: E402
+from mp_slam_ros.eval.metrics import to_evo  # noqa: E402
+from mp_slam_ros.io.tum import read_tum  # noqa: E402
+from mp_slam_ros.pipelines.vo import TrackingStatus  # noqa: E402
+
+
+def position_errors(run: SlamRun, groundtruth: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds since the first matched frame ``(F,)`` and position error (m) ``(F,)`` of the
+    loop-closed trajectory after SE(3) alignment to the ground truth."""
+    reference, estimate = sync.associate_trajectories(to_evo(read_tum(groundtruth)), to_evo(run.trajectory_map()), max_diff=0.01)
+    aligned = copy.deepcopy(estimate)
+    aligned.align(reference)
+    return estimate.timestamps - estimate.timestamps[0], np.linalg.norm(aligned.positions_xyz - reference.positions_xyz, axis=1)
+
+
+def report(run: SlamRun, groundtruth: Path, bin_s: float, weakest: int) -> str:
+    """The per-bin table, the loops and the weakest odometry edges, as text."""
+    t_s, error_m = position_errors(run, groundtruth)
+    origin_s = run.trajectory_map().timestamps_s[0]
+    graph = run.loop_closure.graph.snapshot().graph
+    keyframe_s = run.loop_closure.poses()[1] * 1e-9 - origin_s
+    loop_s = keyframe_s[graph.edge_to[graph.is_loop]]
+    frame_s = np.array(run.vo.stamps_s) - origin_s
+    lost = np.array([status is TrackingStatus.LOST for status in run.vo.statuses])
+    lines = [f"ATE rmse {np.sqrt(np.mean(error_m**2)):.3f} m, max {error_m.max():.3f} m at {t_s[error_m.argmax()]:.1f} s", "",
+             "| time s | error mean / max m | loops | lost frames | keyframes |", "|---|---|---:|---:|---:|"]
+    for start in np.arange(0.0, t_s[-1] + 1e-9, bin_s):
+        inside = (t_s >= start) & (t_s < start + bin_s)
+        errors = f"{error_m[inside].mean():.3f} / {error_m[inside].max():.3f}" if inside.any() else "-"
+        count = lambda times: int(((times >= start) & (times < start + bin_s)).sum())  # noqa: E731
+        lines.append(f"| {start:.0f}-{start + bin_s:.0f} | {errors} | {count(loop_s)} | {int(lost[(frame_s >= start) & (frame_s < start + bin_s)].sum())} | {count(keyframe_s)} |")
+    pairs = sorted({(round(keyframe_s[q]), round(keyframe_s[m])) for q, m in zip(graph.edge_to[graph.is_loop], graph.edge_from[graph.is_loop])})
+    lines += ["", "loops (query s, match s): " + ", ".join(f"({q}, {m})" for q, m in pairs)]
+    odometry = np.flatnonzero(~graph.is_loop)
+    rotation_variance = np.array([np.trace(np.linalg.inv(graph.information[e])[3:, 3:]) for e in odometry])
+    for e in odometry[np.argsort(-rotation_variance)[:weakest]]:
+        sigmas = np.sqrt(np.diag(np.linalg.inv(graph.information[e])))
+        lines.append(f"weak odometry edge into {keyframe_s[graph.edge_to[e]]:.1f} s: sigma {sigmas[:3].max():.3f} m, {np.degrees(sigmas[3:].max()):.1f} deg")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sequence", type=Path, help="the generated sequence (its groundtruth.tum)")
+    parser.add_argument("run", type=Path, help="the run kept by bench_loop_closure.py --runs (.pkl)")
+    parser.add_argument("--mode", choices=["rgbd", "stereo"], required=True, help="the run's VO mode")
+    parser.add_argument("--bin-s", type=float, default=5.0, help="time bin (s)")
+    parser.add_argument("--weakest", type=int, default=5, help="odometry edges to list, least certain rotation first")
+    args = parser.parse_args()
+    with args.run.open("rb") as f:  # written by bench_loop_closure.py: a trusted local cache
+        kept = pickle.load(f)
+    loop_closure, _ = replay(kept["keyframes"], offline_config(args.mode).loop_closure)
+    run = SlamRun(kept["vo"], loop_closure, kept["frame_nodes"], kept["keyframes"], kept["T_base_cam"])
+    print(report(run, args.sequence / "groundtruth.tum", args.bin_s, args.weakest))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
