@@ -5,7 +5,10 @@ current loop closure, aligns the corrected trajectory to the ground truth (SE(3)
 ATE) and prints, per time bin: the mean and max position error, the loop edges whose query
 keyframe falls in the bin, the VO's lost frames and the keyframes. Then the loops as (query,
 match) times and the odometry edges the graph weighs least (where the VO started a new map after
-lost tracking). It answers "is the error where no loop reaches, or where tracking was lost?".
+lost tracking), and how far the loop and odometry edges' measurements are from the ground truth,
+in metres and degrees and in their own sigmas (a consistent edge errs ~1 sigma per axis; one that
+errs 10 sigmas is weighted 100 times too much). It answers "is the error where no loop reaches,
+where tracking was lost, or in edges the graph trusts more than they deserve?".
 
     OPENBLAS_NUM_THREADS=1 python bench/lc_error_over_time.py /tmp/lc/bench180/twin-s3-180s-x0.5-stereo \\
         /tmp/lc/runs_t3/twin-s3-180s-x0.5-stereo-stereo.pkl --mode stereo
@@ -23,10 +26,11 @@ import numpy as np
 from evo.core import sync
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_loop_closure import offline_config, replay  # noqa: E402
+from bench_loop_closure import keyframe_truth, offline_config, replay  # noqa: E402
 
 from mp_slam_ros.cli.slam import SlamRun  # noqa: E402
 from mp_slam_ros.eval.metrics import to_evo  # noqa: E402
+from mp_slam_ros.geometry.lie import se3_inverse, se3_log  # noqa: E402
 from mp_slam_ros.io.tum import read_tum  # noqa: E402
 from mp_slam_ros.pipelines.vo import TrackingStatus  # noqa: E402
 
@@ -38,6 +42,23 @@ def position_errors(run: SlamRun, groundtruth: Path) -> tuple[np.ndarray, np.nda
     aligned = copy.deepcopy(estimate)
     aligned.align(reference)
     return estimate.timestamps - estimate.timestamps[0], np.linalg.norm(aligned.positions_xyz - reference.positions_xyz, axis=1)
+
+
+def edge_errors(run: SlamRun, groundtruth: Path, loops: bool) -> str:
+    """Percentiles of the loop (or odometry) edges' errors against the true relative poses of
+    their keyframes: translation (m), rotation (deg), and the whitened error norm per axis
+    ``sqrt(e^T I e / 6)`` (~1 for an edge whose information matches its error)."""
+    graph = run.loop_closure.graph.snapshot().graph
+    T_world_cam = keyframe_truth(run, groundtruth)
+    chosen = graph.is_loop if loops else ~graph.is_loop
+    a, b = graph.edge_from[chosen], graph.edge_to[chosen]
+    if a.size == 0:
+        return f"{'loop' if loops else 'odometry'} edges: none"
+    error = se3_log(se3_inverse(graph.T_from_to[chosen]) @ se3_inverse(T_world_cam[a]) @ T_world_cam[b])
+    whitened = np.sqrt(np.einsum("ei,eij,ej->e", error, graph.information[chosen], error) / 6.0)
+    rows = (("m", np.linalg.norm(error[:, :3], axis=1)), ("deg", np.degrees(np.linalg.norm(error[:, 3:], axis=1))), ("sigmas", whitened))
+    return f"{'loop' if loops else 'odometry'} edges ({a.size}) against the ground truth, p50 / p90 / max: " + "; ".join(
+        f"{' / '.join(f'{v:.3g}' for v in np.percentile(values, [50, 90, 100]))} {unit}" for unit, values in rows)
 
 
 def report(run: SlamRun, groundtruth: Path, bin_s: float, weakest: int) -> str:
@@ -63,6 +84,7 @@ def report(run: SlamRun, groundtruth: Path, bin_s: float, weakest: int) -> str:
     for e in odometry[np.argsort(-rotation_variance)[:weakest]]:
         sigmas = np.sqrt(np.diag(np.linalg.inv(graph.information[e])))
         lines.append(f"weak odometry edge into {keyframe_s[graph.edge_to[e]]:.1f} s: sigma {sigmas[:3].max():.3f} m, {np.degrees(sigmas[3:].max()):.1f} deg")
+    lines += ["", edge_errors(run, groundtruth, loops=True), edge_errors(run, groundtruth, loops=False)]
     return "\n".join(lines)
 
 
