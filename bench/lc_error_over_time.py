@@ -61,6 +61,11 @@ def edge_errors(run: SlamRun, groundtruth: Path, loops: bool) -> str:
         f"{' / '.join(f'{v:.3g}' for v in np.percentile(values, [50, 90, 100]))} {unit}" for unit, values in rows)
 
 
+def _in_bin(times_s: np.ndarray, start_s: float, bin_s: float) -> np.ndarray:
+    """Mask of the ``times_s`` in ``[start_s, start_s + bin_s)``."""
+    return (times_s >= start_s) & (times_s < start_s + bin_s)
+
+
 def report(run: SlamRun, groundtruth: Path, bin_s: float, weakest: int) -> str:
     """The per-bin table, the loops and the weakest odometry edges, as text."""
     t_s, error_m = position_errors(run, groundtruth)
@@ -73,10 +78,10 @@ def report(run: SlamRun, groundtruth: Path, bin_s: float, weakest: int) -> str:
     lines = [f"ATE rmse {np.sqrt(np.mean(error_m**2)):.3f} m, max {error_m.max():.3f} m at {t_s[error_m.argmax()]:.1f} s", "",
              "| time s | error mean / max m | loops | lost frames | keyframes |", "|---|---|---:|---:|---:|"]
     for start in np.arange(0.0, t_s[-1] + 1e-9, bin_s):
-        inside = (t_s >= start) & (t_s < start + bin_s)
+        inside = _in_bin(t_s, start, bin_s)
         errors = f"{error_m[inside].mean():.3f} / {error_m[inside].max():.3f}" if inside.any() else "-"
-        count = lambda times: int(((times >= start) & (times < start + bin_s)).sum())  # noqa: E731
-        lines.append(f"| {start:.0f}-{start + bin_s:.0f} | {errors} | {count(loop_s)} | {int(lost[(frame_s >= start) & (frame_s < start + bin_s)].sum())} | {count(keyframe_s)} |")
+        lines.append(f"| {start:.0f}-{start + bin_s:.0f} | {errors} | {_in_bin(loop_s, start, bin_s).sum()} | "
+                     f"{(lost & _in_bin(frame_s, start, bin_s)).sum()} | {_in_bin(keyframe_s, start, bin_s).sum()} |")
     pairs = sorted({(round(keyframe_s[q]), round(keyframe_s[m])) for q, m in zip(graph.edge_to[graph.is_loop], graph.edge_from[graph.is_loop])})
     lines += ["", "loops (query s, match s): " + ", ".join(f"({q}, {m})" for q, m in pairs)]
     odometry = np.flatnonzero(~graph.is_loop)
