@@ -41,6 +41,7 @@ import numpy as np
 from mp_slam_ros.backend.incremental_pgo import IncrementalPoseGraph, Loop, PGOConfig, solve_snapshot
 from mp_slam_ros.backend.keyframe_store import StoredKeyframe
 from mp_slam_ros.backend.place_recognition import PlaceRecognizer
+from mp_slam_ros.backend.pose_graph import PoseGraph
 from mp_slam_ros.cli.slam import SlamConfig, SlamRun, run_slam
 from mp_slam_ros.config import with_updates
 from mp_slam_ros.eval.metrics import evaluate
@@ -83,6 +84,13 @@ def keyframe_truth(run: SlamRun, gt_path: Path) -> np.ndarray:
     return gt.matrices()[index] @ run.T_base_cam
 
 
+def edge_errors(graph: PoseGraph, T_world_cam: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Tangent error ``(E, 6)`` ``[translation, rotation]`` of the ``chosen`` edges' measurements
+    against the true relative poses of their nodes (``T_world_cam`` ``(N, 4, 4)``)."""
+    a, b = graph.edge_from[chosen], graph.edge_to[chosen]
+    return se3_log(se3_inverse(graph.T_from_to[chosen]) @ se3_inverse(T_world_cam[a]) @ T_world_cam[b])
+
+
 def judge_loops(
     loop_closure: LoopClosure, T_world_cam: np.ndarray, min_age_s: float, results: list[LoopResult] | None = None,
 ) -> dict[str, object]:
@@ -91,8 +99,8 @@ def judge_loops(
     snapshot = loop_closure.graph.snapshot().graph
     loops = snapshot.is_loop
     correct, wrong_loops = [], []
-    for a, b, T in zip(snapshot.edge_from[loops], snapshot.edge_to[loops], snapshot.T_from_to[loops]):
-        error = se3_log((se3_inverse(T) @ se3_inverse(T_world_cam[a]) @ T_world_cam[b])[None])[0]
+    errors = edge_errors(snapshot, T_world_cam, loops) if loops.any() else np.zeros((0, 6))
+    for a, b, error in zip(snapshot.edge_from[loops], snapshot.edge_to[loops], errors):
         error_m, error_deg = float(np.linalg.norm(error[:3])), float(np.degrees(np.linalg.norm(error[3:])))
         correct.append(error_m < CORRECT_M and error_deg < CORRECT_DEG)
         if not correct[-1]:

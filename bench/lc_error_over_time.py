@@ -17,47 +17,33 @@ where tracking was lost, or in edges the graph trusts more than they deserve?".
 from __future__ import annotations
 
 import argparse
-import copy
 import pickle
 import sys
 from pathlib import Path
 
 import numpy as np
-from evo.core import sync
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_loop_closure import keyframe_truth, offline_config, replay  # noqa: E402
+from bench_loop_closure import edge_errors, keyframe_truth, offline_config, replay  # noqa: E402
 
+from mp_slam_ros.backend.pose_graph import PoseGraph  # noqa: E402
 from mp_slam_ros.cli.slam import SlamRun  # noqa: E402
-from mp_slam_ros.eval.metrics import to_evo  # noqa: E402
-from mp_slam_ros.geometry.lie import se3_inverse, se3_log  # noqa: E402
+from mp_slam_ros.eval.metrics import evaluate  # noqa: E402
 from mp_slam_ros.io.tum import read_tum  # noqa: E402
 from mp_slam_ros.pipelines.vo import TrackingStatus  # noqa: E402
 
 
-def position_errors(run: SlamRun, groundtruth: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Seconds since the first matched frame ``(F,)`` and position error (m) ``(F,)`` of the
-    loop-closed trajectory after SE(3) alignment to the ground truth."""
-    reference, estimate = sync.associate_trajectories(to_evo(read_tum(groundtruth)), to_evo(run.trajectory_map()), max_diff=0.01)
-    aligned = copy.deepcopy(estimate)
-    aligned.align(reference)
-    return estimate.timestamps - estimate.timestamps[0], np.linalg.norm(aligned.positions_xyz - reference.positions_xyz, axis=1)
-
-
-def edge_errors(run: SlamRun, groundtruth: Path, loops: bool) -> str:
+def edge_summary(graph: PoseGraph, T_world_cam: np.ndarray, loops: bool) -> str:
     """Percentiles of the loop (or odometry) edges' errors against the true relative poses of
     their keyframes: translation (m), rotation (deg), and the whitened error norm per axis
     ``sqrt(e^T I e / 6)`` (~1 for an edge whose information matches its error)."""
-    graph = run.loop_closure.graph.snapshot().graph
-    T_world_cam = keyframe_truth(run, groundtruth)
     chosen = graph.is_loop if loops else ~graph.is_loop
-    a, b = graph.edge_from[chosen], graph.edge_to[chosen]
-    if a.size == 0:
+    if not chosen.any():
         return f"{'loop' if loops else 'odometry'} edges: none"
-    error = se3_log(se3_inverse(graph.T_from_to[chosen]) @ se3_inverse(T_world_cam[a]) @ T_world_cam[b])
+    error = edge_errors(graph, T_world_cam, chosen)
     whitened = np.sqrt(np.einsum("ei,eij,ej->e", error, graph.information[chosen], error) / 6.0)
     rows = (("m", np.linalg.norm(error[:, :3], axis=1)), ("deg", np.degrees(np.linalg.norm(error[:, 3:], axis=1))), ("sigmas", whitened))
-    return f"{'loop' if loops else 'odometry'} edges ({a.size}) against the ground truth, p50 / p90 / max: " + "; ".join(
+    return f"{'loop' if loops else 'odometry'} edges ({int(chosen.sum())}) against the ground truth, p50 / p90 / max: " + "; ".join(
         f"{' / '.join(f'{v:.3g}' for v in np.percentile(values, [50, 90, 100]))} {unit}" for unit, values in rows)
 
 
@@ -68,8 +54,10 @@ def _in_bin(times_s: np.ndarray, start_s: float, bin_s: float) -> np.ndarray:
 
 def report(run: SlamRun, groundtruth: Path, bin_s: float, weakest: int) -> str:
     """The per-bin table, the loops and the weakest odometry edges, as text."""
-    t_s, error_m = position_errors(run, groundtruth)
-    origin_s = run.trajectory_map().timestamps_s[0]
+    trajectory = run.trajectory_map()
+    ate = evaluate(read_tum(groundtruth), trajectory, "loop closure")  # SE(3)-aligned, as the bench's ATE
+    origin_s = trajectory.timestamps_s[0]
+    t_s, error_m = ate.timestamps_s - origin_s, ate.ate_errors_m
     graph = run.loop_closure.graph.snapshot().graph
     keyframe_s = run.loop_closure.poses()[1] * 1e-9 - origin_s
     loop_s = keyframe_s[graph.edge_to[graph.is_loop]]
@@ -89,7 +77,8 @@ def report(run: SlamRun, groundtruth: Path, bin_s: float, weakest: int) -> str:
     for e in odometry[np.argsort(-rotation_variance)[:weakest]]:
         sigmas = np.sqrt(np.diag(np.linalg.inv(graph.information[e])))
         lines.append(f"weak odometry edge into {keyframe_s[graph.edge_to[e]]:.1f} s: sigma {sigmas[:3].max():.3f} m, {np.degrees(sigmas[3:].max()):.1f} deg")
-    lines += ["", edge_errors(run, groundtruth, loops=True), edge_errors(run, groundtruth, loops=False)]
+    T_world_cam = keyframe_truth(run, groundtruth)
+    lines += ["", edge_summary(graph, T_world_cam, loops=True), edge_summary(graph, T_world_cam, loops=False)]
     return "\n".join(lines)
 
 
