@@ -11,7 +11,7 @@ odometry (``cv2.rgbd``) is not in the installed OpenCV (5.0, no contrib), so it 
     OPENBLAS_NUM_THREADS=1 python bench/bench_vo.py --seeds 2 --duration 10 --image-scale 0.5 --speed-duration 0  # quick
     # a loaded machine: the hardest seeds first, the window-BA odometry only, results after every seed
     OPENBLAS_NUM_THREADS=1 python bench/bench_vo.py --duration 60 --image-scale 0.5 --seed-order 18 16 --methods vo --speed-duration 0
-    # an option changed (the household runs): --set keyframes.min_tracked_ratio=0.8
+    # an option changed (the household and speed runs): --set keyframes.min_tracked_ratio=0.8
 
 Writes ``results/vo/summary.json`` and ``results/vo/summary.md``.
 """
@@ -94,8 +94,9 @@ def speed(args: argparse.Namespace) -> list[dict]:
     path = sequence(args.cache, args.speed_seed, args.speed_duration, 1.0)
     rows = []
     for mode in args.modes:
-        config = next(c for c in load_node_configs(ROOT / "config" / f"household_{mode}.yaml", VO_NODE)
+        preset = next(c for c in load_node_configs(ROOT / "config" / f"household_{mode}.yaml", VO_NODE)
                       if isinstance(c, VOConfig))
+        config = with_updates(preset, args.set)
         row = {"seed": args.speed_seed, "mode": mode, **measure(path / "bag", path / "groundtruth.tum", config, 1.0)}
         rows.append(row)
         print(json.dumps({k: row[k] for k in ("mode", "lost", "tracking_ms", "ba_ms", "real_time_factor")}), flush=True)
@@ -191,7 +192,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["vo", "f2f_pnp"], choices=["vo", "f2f_pnp"],
                         help="the window-BA odometry and/or the frame-to-frame PnP baseline on the household seeds")
     parser.add_argument("--synchronous", action="store_true", help="BA before the next frame (deterministic)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="VO options of the household runs (e.g. keyframes.min_tracked_ratio=0.8)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="VO options of the household and speed runs (e.g. keyframes.min_tracked_ratio=0.8)")
     parser.add_argument("--speed-seed", type=int, default=2, help="seed of the 640x480 speed run")
     parser.add_argument("--speed-duration", type=float, default=20.0, help="length of the speed run (0: none)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/mp_slam_bench_vo"))

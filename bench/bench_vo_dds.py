@@ -85,6 +85,8 @@ class Listener:
         self.stamps_ns: list[int] = []
         self.poses: list[list[float]] = []  # x y z qx qy qz qw of base_link in odom
         self.ba_s: list[float] = []  # total_time_s of every window solve
+        self.ba_time_limited = 0  # window solves stopped by ba.max_solve_time_ms
+        self._time_limit = SolverStats.TERMINATION_TIME_LIMIT
         self._lock = threading.Lock()
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.node.create_subscription(Odometry, "odometry", self._on_odometry, qos_profile_sensor_data)
@@ -109,6 +111,7 @@ class Listener:
     def _on_solver_stats(self, message: object) -> None:
         with self._lock:
             self.ba_s.append(float(message.total_time_s))  # type: ignore[attr-defined]
+            self.ba_time_limited += int(message.termination == self._time_limit)  # type: ignore[attr-defined]
 
     def processed(self) -> int:
         """Frames the node says it processed (-1 before its first diagnostics)."""
@@ -170,7 +173,7 @@ def run(
         replay_s = time.monotonic() - started
         _wait_until_quiet(listener)
         values, stamps, poses = dict(listener.values), list(listener.stamps_ns), list(listener.poses)
-        ba_ms = 1e3 * np.array(listener.ba_s)
+        ba_ms, ba_time_limited = 1e3 * np.array(listener.ba_s), listener.ba_time_limited
     finally:
         listener.close()
         node.send_signal(signal.SIGINT)
@@ -196,6 +199,7 @@ def run(
         "frames_never_seen": frames_in_bag - int(values.get("frames_processed", 0)) - int(values.get("frames_dropped", 0)),
         "odometry_received": len(stamps), "lost_frames": int(values.get("lost_frames", 0)),
         "node_rate_hz": float(values.get("rate_hz", 0.0)), "ate_rmse_m": ate.rmse, "ba_solves": int(ba_ms.size),
+        "ba_time_limited": ba_time_limited,
         "ba_ms": dict(zip(("p50", "p95", "max"), np.percentile(ba_ms, [50, 95, 100]).tolist())) if ba_ms.size else None,
     }
 
@@ -204,6 +208,7 @@ def _row(result: dict) -> str:
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(result["dropped_by_reason"].items())) or "none"
     ba = result["ba_ms"]
     solves = f"{result['ba_solves']}: {ba['p50']:.1f} / {ba['p95']:.1f} / {ba['max']:.1f}" if ba else "none"
+    solves += f" ({result.get('ba_time_limited', 0)} time-limited)" if result.get("ba_time_limited") else ""
     return (
         f"| {result['transports']} | {' '.join(result['node_parameters']) or '(defaults)'} | {result['frames_in_bag']} | "
         f"{result['frames_processed']} | {result['frames_dropped']} ({reasons}) | "
@@ -238,6 +243,10 @@ def main() -> int:
                         help=f"Fast DDS builtin transports to compare ({TRANSPORTS_VARIABLE}; {DEFAULT}: unset)")
     parser.add_argument("--reliability", nargs="+", choices=["best_effort", "reliable"], default=["best_effort", "reliable"],
                         help="the node's qos.reliability values to compare")
+    parser.add_argument("--compare", nargs="+", default=[""], metavar="'NAME:=VALUE ...'",
+                        help="node parameter sets compared side by side, one row each (space-separated "
+                             "assignments; '' for none), e.g. '' 'ba.max_solve_time_ms:=40'")
+    parser.add_argument("--repeats", type=int, default=1, help="run every row this many times, alternating")
     parser.add_argument("--params", type=Path, default=None, metavar="YAML",
                         help="the node's ROS 2 parameter file, e.g. config/household_rgbd.yaml (default: none, the node's defaults)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/mp_slam_bench_vo"))
@@ -245,9 +254,10 @@ def main() -> int:
     args = parser.parse_args()
     path = sequence(args.cache, args.seed, args.duration, 1.0)
     results = []
-    for transports in args.transports:
-        for reliability in args.reliability:
-            parameters = (f"qos.reliability:={reliability}", *args.node_parameter)
+    rows = [(transports, (f"qos.reliability:={reliability}", *args.node_parameter, *compared.split()))
+            for transports in args.transports for reliability in args.reliability for compared in args.compare]
+    for _ in range(args.repeats):
+        for transports, parameters in rows:
             results.append(run(path / "bag", path / "groundtruth.tum", args.rate, parameters, transports, args.params))
             print(_row(results[-1]), flush=True)
     args.output.mkdir(parents=True, exist_ok=True)

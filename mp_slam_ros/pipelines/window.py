@@ -220,7 +220,10 @@ def _most_observed(observations: IntArray, eligible: NDArray[np.bool_], budget: 
 def solve_window(job: WindowProblem, config: BAConfig) -> WindowSolution:
     """Bundle-adjust a window problem; observations whose reprojection error exceeds
     ``ba.outlier_threshold_px`` at the solution are reported as outliers."""
-    options = ba_solver_options(config.precision, max_iterations=config.max_iterations, escalate=config.escalate)
+    options = ba_solver_options(
+        config.precision, max_iterations=config.max_iterations, escalate=config.escalate,
+        max_time_s=config.max_solve_time_ms / 1000.0,
+    )
     result = bundle_adjust(job.problem, options, solver=config.solver)
     state = result.state
     problem = job.problem

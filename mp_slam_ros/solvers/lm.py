@@ -245,6 +245,7 @@ class _Driver(Generic[StateT]):
         elif self._gradient_converged(point.system):
             termination, message = Termination.CONVERGED_GRADIENT, "initial gradient is zero"
         else:
+            loop_started = time.perf_counter()
             for iteration in range(1, self.options.max_iterations + 1):
                 self._iteration = iteration
                 escalations_before = len(self.escalations)
@@ -301,6 +302,8 @@ class _Driver(Generic[StateT]):
                         damping, nu = self.options.initial_damping, 2.0
                 if self.callback is not None and self.callback(record) is False and done is None:
                     done = Termination.USER_STOPPED, "stopped by callback"
+                if done is None and iteration < self.options.max_iterations:
+                    done = self._out_of_time(started, loop_started, iteration)
                 if done is not None:
                     termination, message = done
                     break
@@ -333,6 +336,21 @@ class _Driver(Generic[StateT]):
             final_relative_gradient=self._final_gradient,
         )
         return SolveResult(point.state, summary)
+
+    def _out_of_time(self, started: float, loop_started: float, iterations: int) -> tuple[Termination, str] | None:
+        """``time_limit`` when one more iteration of the mean duration so far would end past
+        ``options.max_time_s`` (counted from ``started``; 0: no budget), else None."""
+        budget = self.options.max_time_s
+        if budget <= 0.0:
+            return None
+        now = time.perf_counter()
+        per_iteration = (now - loop_started) / iterations
+        if now - started + per_iteration <= budget:
+            return None
+        return Termination.TIME_LIMIT, (
+            f"stopped after {now - started:.3f} s: one more iteration (~{per_iteration:.3f} s) "
+            f"would pass max_time_s {budget:g}"
+        )
 
     def _point(self, state: StateT, dtype: np.dtype, linearize: bool = True) -> _Point:
         """``state`` with its linearization and scaled system in ``dtype`` (unless not needed)."""

@@ -25,6 +25,7 @@ class Termination(str, enum.Enum):
     NO_PROGRESS = "no_progress"  # damping hit its maximum without an acceptable step
     NUMERICAL_FAILURE = "numerical_failure"  # non-finite cost or step even in fp64
     USER_STOPPED = "user_stopped"
+    TIME_LIMIT = "time_limit"  # the next iteration would have run past max_time_s
 
     @property
     def converged(self) -> bool:
@@ -103,7 +104,12 @@ class SolverOptions:
     * ``converged_step``: ``|dx| < parameter_tolerance * (|x| + parameter_tolerance)`` where the
       problem reports |x|, with a trusted inner solve.
 
-    Otherwise the solve stops on ``max_iterations`` or ``no_progress`` and says so.
+    Otherwise the solve stops on ``max_iterations`` or ``no_progress`` and says so, or on
+    ``time_limit``: with ``max_time_s`` set, a solve that has not stopped stops before an
+    iteration that would end past that budget (the mean iteration time so far added to the time
+    spent); the solve of a real-time loop (a VO window every keyframe: Ceres'
+    ``max_solver_time_in_seconds``, VINS-Mono's ``max_solver_time``) hands back its best state so
+    far, not converged, and the next solve starts from it.
     """
 
     precision: Precision = Precision.MIXED
@@ -121,6 +127,8 @@ class SolverOptions:
     #: cost per residual at or below which the cost counts as zero (see the stopping rules); the
     #: residual check also measures its gap relative to at least this
     zero_cost_per_residual: float = 0.0
+    #: wall-clock budget of one solve in seconds (0: none; see ``time_limit`` above)
+    max_time_s: float = 0.0
     linear: LinearSolverOptions = field(default_factory=LinearSolverOptions)
 
     def validate(self, prefix: str = "") -> None:
@@ -132,7 +140,7 @@ class SolverOptions:
             raise ConfigError(f"{key}max_iterations", self.max_iterations, "must be >= 1")
         for name in (
             "function_tolerance", "gradient_tolerance", "parameter_tolerance",
-            "residual_check_tolerance", "zero_cost_per_residual",
+            "residual_check_tolerance", "zero_cost_per_residual", "max_time_s",
         ):
             if not getattr(self, name) >= 0.0:
                 raise ConfigError(f"{key}{name}", getattr(self, name), "must be >= 0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -199,6 +200,27 @@ def test_callback_returning_false_stops_the_solve() -> None:
     ).summary
     assert summary.termination is Termination.USER_STOPPED
     assert summary.num_iterations == 1
+
+
+class SlowExpFit(ExpFit):
+    """:class:`ExpFit` whose every linearization takes at least 30 ms."""
+
+    def linearize(self, x: np.ndarray, dtype: np.dtype) -> Linearization:
+        time.sleep(0.03)
+        return super().linearize(x, dtype)
+
+
+def test_a_time_budget_stops_the_solve_before_it_would_pass_it_not_converged() -> None:
+    fit = _exp_fit()
+    unbounded = solve(fit, CGNRSolver(), SolverOptions(precision=Precision.FP64, max_time_s=60.0)).summary
+    assert unbounded.converged  # 7 linearizations: >= 0.21 s when each takes 30 ms
+    slow = SlowExpFit(fit.t, fit.y, fit.x0)
+    summary = solve(slow, CGNRSolver(), SolverOptions(precision=Precision.FP64, max_time_s=0.12)).summary
+    assert summary.termination is Termination.TIME_LIMIT and not summary.converged
+    assert summary.num_iterations < unbounded.num_iterations and summary.final_cost <= summary.initial_cost
+    assert "max_time_s" in summary.message
+    with pytest.raises(ConfigError, match="max_time_s"):
+        SolverOptions(max_time_s=-1.0).validate()
 
 
 def test_overflowing_initial_cost_escalates_before_the_first_step() -> None:

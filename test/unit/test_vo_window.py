@@ -10,6 +10,7 @@ from mp_slam_ros.pipelines.vo_config import BAConfig
 from mp_slam_ros.pipelines.window import SlidingWindow, WindowKeyframe, solve_window
 from mp_slam_ros.precision import Precision
 from mp_slam_ros.solvers.ba import LinearSolverKind
+from mp_slam_ros.solvers.summary import Termination
 
 CAMERA = PinholeCamera(300.0, 300.0, 160.0, 120.0, width=320, height=240, baseline_m=0.4)
 
@@ -92,6 +93,18 @@ def test_ba_escalate_decides_whether_a_failing_fp16_solve_goes_up_a_rung(escalat
     summary = solve_window(window.problem(CAMERA, config), config).summary
     assert bool(summary.escalations) is escalate
     assert (summary.precision_used is Precision.FP16) is not escalate
+
+
+def test_a_solve_time_budget_ends_the_window_solve_early_and_says_so() -> None:
+    window, _ = window_with(6)
+    for kf in window.keyframes[1:]:
+        kf.T_odom_cam = kf.T_odom_cam.copy()
+        kf.T_odom_cam[1, 3] += 0.02
+    config = BAConfig(max_solve_time_ms=1e-6)  # any iteration passes it
+    summary = solve_window(window.problem(CAMERA, config), config).summary
+    assert summary.termination is Termination.TIME_LIMIT and summary.num_iterations == 1
+    assert summary.final_cost < summary.initial_cost
+    assert solve_window(window.problem(CAMERA, BAConfig()), BAConfig()).summary.converged
 
 
 def test_a_landmark_budget_keeps_the_most_observed_landmarks() -> None:
