@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -262,7 +263,7 @@ def main() -> int:
             print(_row(results[-1]), flush=True)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "summary.json").write_text(json.dumps(results, indent=1))
-    command = "OPENBLAS_NUM_THREADS=1 python bench/bench_vo_dds.py " + " ".join(sys.argv[1:])
+    command = "OPENBLAS_NUM_THREADS=1 python bench/bench_vo_dds.py " + shlex.join(sys.argv[1:])
     (args.output / "summary.md").write_text(markdown(results, command.strip()))
     return 0
 

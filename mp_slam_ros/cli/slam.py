@@ -116,7 +116,7 @@ def run_slam(bag: Path, config: SlamConfig, progress: object = None, wheel_topic
                 vo_run.T_odom_base.append(result.T_odom_base)
                 vo_run.statuses.append(result.status)
                 vo_run.track_s.append(result.timings_s["total_s"] - result.timings_s.get("ba_s", 0.0))
-                vo_run.ba_s += [s.timings.total_s for s in result.ba_summaries]
+                vo_run.count_ba(result.ba_summaries)
                 if result.keyframe is not None:
                     vo_run.keyframes += 1
                     keyframes.append(result.keyframe)

@@ -50,6 +50,8 @@ class FrameCounters:
     processed: int = 0
     keyframes: int = 0
     ba_solves: int = 0
+    #: window solves stopped by ba.max_solve_time_ms
+    ba_time_limited: int = 0
     lost: int = 0
     resets: int = 0
     clock_jumps: int = 0
@@ -119,6 +121,7 @@ def diagnostics_msg(node_name: str, counters: FrameCounters, sync: SyncCounters,
         "clock_jumps": counters.clock_jumps,
         "paused_frames": counters.paused_frames,
         "ba_solves": counters.ba_solves,
+        "ba_time_limited": counters.ba_time_limited,
         "precision_requested": precision_requested,
         "precision_used": counters.precision_used,
         "linear_solver": counters.linear_solver,

@@ -16,6 +16,7 @@ from mp_slam_ros.io.tum import TumTrajectory
 from mp_slam_ros.pipelines.vo import TrackingStatus, VisualOdometry
 from mp_slam_ros.pipelines.vo_bag import BagFrames
 from mp_slam_ros.pipelines.vo_config import VOConfig
+from mp_slam_ros.solvers.summary import Summary, Termination
 
 
 @dataclass
@@ -28,6 +29,7 @@ class VORun:
     track_s: list[float] = field(default_factory=list)  # per frame, without a synchronous BA
     ba_s: list[float] = field(default_factory=list)  # per window solve
     ba_iterations: list[int] = field(default_factory=list)
+    ba_time_limited: int = 0  # window solves stopped by ba.max_solve_time_ms
     keyframes: int = 0
     wall_s: float = 0.0
     mode: str = ""
@@ -36,6 +38,12 @@ class VORun:
         """Poses of the frames that were not LOST."""
         keep = [i for i, s in enumerate(self.statuses) if s is not TrackingStatus.LOST]
         return TumTrajectory.from_matrices(np.array(self.stamps_s)[keep], np.array(self.T_odom_base)[keep].reshape(-1, 4, 4))
+
+    def count_ba(self, summaries: list[Summary]) -> None:
+        """Record the window solves ``summaries`` (times, iterations, time-limited ones)."""
+        self.ba_s += [s.timings.total_s for s in summaries]
+        self.ba_iterations += [s.num_iterations for s in summaries]
+        self.ba_time_limited += sum(s.termination is Termination.TIME_LIMIT for s in summaries)
 
     def summary(self) -> dict[str, Any]:
         """The JSON summary: counts, timing percentiles (ms) and the real-time factor."""
@@ -48,6 +56,7 @@ class VORun:
             "tracking_ms": _percentiles(self.track_s),
             "ba_ms": _percentiles(self.ba_s),
             "ba_solves": len(self.ba_s),
+            "ba_time_limited": self.ba_time_limited,
             "sequence_s": duration,
             "wall_s": self.wall_s,
             "real_time_factor": duration / self.wall_s if self.wall_s > 0 else None,
@@ -80,17 +89,13 @@ def run_vo(
                 run.T_odom_base.append(result.T_odom_base)
                 run.statuses.append(result.status)
                 run.track_s.append(result.timings_s["total_s"] - result.timings_s.get("ba_s", 0.0))
-                _count_ba(run, result.ba_summaries)
+                run.count_ba(result.ba_summaries)
                 run.keyframes += result.keyframe is not None
                 if progress is not None:
                     progress(len(run.statuses), frames.num_frames)
-            _count_ba(run, odometry.wait_for_ba())
+            run.count_ba(odometry.wait_for_ba())
         finally:
             odometry.close()
         run.wall_s = time.perf_counter() - started
     return run
 
-
-def _count_ba(run: VORun, summaries: list) -> None:
-    run.ba_s += [s.timings.total_s for s in summaries]
-    run.ba_iterations += [s.num_iterations for s in summaries]

@@ -55,6 +55,7 @@ def test_presets_differ_where_they_should() -> None:
 
     assert value("household_rgbd", VO_NODE, "mode") == "rgbd"
     assert value("household_stereo", VO_NODE, "mode") == "stereo"
+    assert value("household_rgbd", VO_NODE, "ba.max_solve_time_ms") > 0.0  # a robot's solves keep pace
     assert value("low_power", VO_NODE, "ba.precision") == "mixed"
     assert value("low_power", LOOP_CLOSURE_NODE, "pgo.precision") == "mixed"
     assert value("low_power", VO_NODE, "frontend.max_features") < value("household_rgbd", VO_NODE, "frontend.max_features")

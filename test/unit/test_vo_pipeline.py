@@ -282,7 +282,12 @@ def test_cli_writes_tum_and_json_summary(sequence: Path, tmp_path: Path, capsys:
     summary = json.loads(capsys.readouterr().out)
     assert summary["frames"] == 120 and summary["lost"] == 0 and summary["keyframes"] >= 3
     assert summary["real_time_factor"] > 0 and summary["tracking_ms"]["p95"] > 0
+    assert summary["ba_time_limited"] == 0
     assert len(read_tum(tum)) == 120
+    budget = ["--set", "ba.window_size=20", "--set", "ba.max_solve_time_ms=1e-6"]  # a solve stops after its first iteration
+    assert main(["vo", str(sequence / "bag"), "--tum", str(tum), "--json", "--synchronous", *budget]) == 0
+    limited = json.loads(capsys.readouterr().out)
+    assert 0 < limited["ba_time_limited"] <= limited["ba_solves"] and limited["lost"] == 0
     assert main(["vo", str(sequence / "bag"), "--tum", str(tum), "--set", "ba.window_size=1"]) == 1
     assert "ba.window_size" in capsys.readouterr().err
 
