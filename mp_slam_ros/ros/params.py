@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection
 from typing import Any, Generic, TypeVar
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -53,6 +54,24 @@ def parameter_descriptor(info: OptionInfo, *, read_only: bool = False) -> Parame
     return descriptor
 
 
+def _overrides(node: Node) -> dict[str, Parameter]:
+    """The start-up overrides of ``node`` (``-p``, parameter files) by name: rclpy keeps them in a
+    private dict (Humble to Kilted); empty where it does not."""
+    overrides = getattr(node, "_parameter_overrides", None)
+    return overrides if isinstance(overrides, dict) else {}
+
+
+def _integer_overrides_to_float(node: Node, keys: Collection[str]) -> None:
+    """Start-up overrides of floating-point ``keys`` given as integers (``-p ba.max_solve_time_ms:=40``,
+    ``40`` in a parameter file) become floats: rclpy refuses an integer for a double parameter,
+    the most common way a ROS 2 node fails to start."""
+    overrides = _overrides(node)
+    for key in keys:
+        given = overrides.get(key)
+        if given is not None and given.type_ is Parameter.Type.INTEGER:
+            overrides[key] = Parameter(key, Parameter.Type.DOUBLE, float(given.value))
+
+
 class OptionsParameters(Generic[ConfigT]):
     """The parameters of one options tree on ``node``, kept in step with a validated config.
 
@@ -74,8 +93,14 @@ class OptionsParameters(Generic[ConfigT]):
         self._on_change = on_change
         self._lock = threading.Lock()
         values = flatten(defaults)
+        _integer_overrides_to_float(node, [key for key, info in self._infos.items() if info.type is float])
         for key, info in self._infos.items():
-            node.declare_parameter(key, values[key], parameter_descriptor(info, read_only=key in read_only))
+            try:
+                node.declare_parameter(key, values[key], parameter_descriptor(info, read_only=key in read_only))
+            except InvalidParameterTypeException as error:
+                given = _overrides(node).get(key)
+                expected = info.type.__name__ if not issubclass(info.type, enum.Enum) else "str"
+                raise ConfigError(key, None if given is None else given.value, f"expected a {expected}") from error
         overrides = {key: node.get_parameter(key).value for key in self._infos}
         self.config: ConfigT = with_updates(defaults, overrides)
         node.add_on_set_parameters_callback(self._on_set)

@@ -36,6 +36,7 @@ from std_srvs.srv import SetBool, Trigger  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from mp_slam_ros.config import with_updates  # noqa: E402
+from mp_slam_ros.errors import ConfigError  # noqa: E402
 from mp_slam_ros.geometry.lie import se3_inverse  # noqa: E402
 from mp_slam_ros.io.bags import BagReader  # noqa: E402
 from mp_slam_ros.io.tum import read_tum  # noqa: E402
@@ -257,6 +258,17 @@ def test_stereo_replay_switches_precision_mid_run(vo_graph, sequence: Path) -> N
     assert len(odometry) == FRAMES
     assert errors.max() < 0.05 + 0.2 * travelled, f"max position error {errors.max():.3f} m over {travelled:.2f} m"
     assert tf == []  # publish_tf false
+
+
+def test_an_integer_start_up_value_of_a_float_parameter_is_taken_and_a_wrong_type_named(ros_context: Context) -> None:
+    node = VONode(context=ros_context, parameter_overrides=[Parameter("ba.max_solve_time_ms", value=40)])
+    try:
+        assert node.get_parameter("ba.max_solve_time_ms").value == 40.0
+    finally:
+        node.close()
+        node.destroy_node()
+    with pytest.raises(ConfigError, match="ba.max_solve_time_ms='forty': expected a float"):
+        VONode(context=ros_context, parameter_overrides=[Parameter("ba.max_solve_time_ms", value="forty")])
 
 
 def test_parameters_refused_with_reason_and_services(vo_graph) -> None:
