@@ -52,7 +52,7 @@ from mp_slam_ros.ros.qos import TF_STATIC_LISTENER_QOS, camera_qos, reliable_qos
 from mp_slam_ros.ros.sync import ApproximateTimeSync
 from mp_slam_ros.ros.tf import TF_STATIC_TOPIC
 from mp_slam_ros.ros.tf_buffer import StaticTfBuffer
-from mp_slam_ros.solvers.summary import Summary, Termination
+from mp_slam_ros.solvers.summary import Summary
 
 #: Seconds without a synchronised frame before the "no data" warning names the topics and QoS.
 NO_DATA_WARNING_S = 5.0
@@ -325,7 +325,7 @@ class VONode(Node):
     def _count_ba(self, summaries: list[Summary]) -> None:
         if summaries:
             self.counters.add("ba_solves", len(summaries))
-            self.counters.add("ba_time_limited", sum(s.termination is Termination.TIME_LIMIT for s in summaries))
+            self.counters.add("ba_time_limited", sum(s.time_limited for s in summaries))
             self.counters.precision_used, self.counters.linear_solver = summaries[-1].precision_used.value, summaries[-1].linear_solver
 
     def _reset_pipeline(self, T_odom_base: np.ndarray | None, why: str) -> None:

@@ -16,7 +16,7 @@ from mp_slam_ros.io.tum import TumTrajectory
 from mp_slam_ros.pipelines.vo import TrackingStatus, VisualOdometry
 from mp_slam_ros.pipelines.vo_bag import BagFrames
 from mp_slam_ros.pipelines.vo_config import VOConfig
-from mp_slam_ros.solvers.summary import Summary, Termination
+from mp_slam_ros.solvers.summary import Summary
 
 
 @dataclass
@@ -43,7 +43,7 @@ class VORun:
         """Record the window solves ``summaries`` (times, iterations, time-limited ones)."""
         self.ba_s += [s.timings.total_s for s in summaries]
         self.ba_iterations += [s.num_iterations for s in summaries]
-        self.ba_time_limited += sum(s.termination is Termination.TIME_LIMIT for s in summaries)
+        self.ba_time_limited += sum(s.time_limited for s in summaries)
 
     def summary(self) -> dict[str, Any]:
         """The JSON summary: counts, timing percentiles (ms) and the real-time factor."""

@@ -232,6 +232,11 @@ class Summary:
         return self.termination.converged
 
     @property
+    def time_limited(self) -> bool:
+        """True when the solve stopped on its wall-clock budget (``max_time_s``)."""
+        return self.termination is Termination.TIME_LIMIT
+
+    @property
     def num_iterations(self) -> int:
         """Number of outer iterations (accepted and rejected)."""
         return len(self.iterations)

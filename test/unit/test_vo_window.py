@@ -31,6 +31,15 @@ def window_with(keyframes: int, size: int = 50, noise_px: float = 0.3) -> tuple[
     return window, points
 
 
+def perturbed_window(keyframes: int) -> SlidingWindow:
+    """:func:`window_with` whose keyframes after the first are 2 cm off in y (tracking poses to refine)."""
+    window, _ = window_with(keyframes)
+    for kf in window.keyframes[1:]:
+        kf.T_odom_cam = kf.T_odom_cam.copy()
+        kf.T_odom_cam[1, 3] += 0.02
+    return window
+
+
 def test_oldest_keyframes_drop_and_unobserved_landmarks_die() -> None:
     window, _ = window_with(3, size=2)
     assert [kf.keyframe_id for kf in window.keyframes] == [1, 2]
@@ -85,10 +94,7 @@ def test_landmark_arrays_hold_only_the_windows_landmarks() -> None:
 
 @pytest.mark.parametrize("escalate", [True, False])
 def test_ba_escalate_decides_whether_a_failing_fp16_solve_goes_up_a_rung(escalate: bool) -> None:
-    window, _ = window_with(6)
-    for kf in window.keyframes[1:]:
-        kf.T_odom_cam = kf.T_odom_cam.copy()
-        kf.T_odom_cam[1, 3] += 0.02
+    window = perturbed_window(6)
     config = BAConfig(precision=Precision.FP16, solver=LinearSolverKind.ITERATIVE_SCHUR, escalate=escalate)
     summary = solve_window(window.problem(CAMERA, config), config).summary
     assert bool(summary.escalations) is escalate
@@ -96,10 +102,7 @@ def test_ba_escalate_decides_whether_a_failing_fp16_solve_goes_up_a_rung(escalat
 
 
 def test_a_solve_time_budget_ends_the_window_solve_early_and_says_so() -> None:
-    window, _ = window_with(6)
-    for kf in window.keyframes[1:]:
-        kf.T_odom_cam = kf.T_odom_cam.copy()
-        kf.T_odom_cam[1, 3] += 0.02
+    window = perturbed_window(6)
     config = BAConfig(max_solve_time_ms=1e-6)  # any iteration passes it
     summary = solve_window(window.problem(CAMERA, config), config).summary
     assert summary.termination is Termination.TIME_LIMIT and summary.num_iterations == 1
