@@ -6,7 +6,9 @@ frame (starting from predicted pixels), with an optional forward-backward check.
 :func:`solve_pnp` estimates ``T_odom_cam`` from landmarks ``(N, 3)`` in odom and their pixels,
 refines it on the inliers and returns the pose covariance of the reprojection model.
 :func:`motion_ratio` tells a physically impossible motion (a tracking failure) and
-:func:`bounded_motion` holds a motion model's prediction to the same bounds.
+:func:`bounded_motion` holds a motion model's prediction to the same bounds; a wheeled robot's
+motion model (no sideways or vertical motion of its base) shapes the prediction
+(:func:`planar_motion`) and the refinement (:func:`planar_prior_information`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from numpy.typing import NDArray
 
 from mp_slam_ros.frontend.alignment import align_patches
 from mp_slam_ros.geometry.camera import project
-from mp_slam_ros.geometry.lie import hat, se3_exp, se3_inverse, se3_log, so3_log
+from mp_slam_ros.geometry.lie import hat, se3_adjoint, se3_exp, se3_inverse, se3_log, so3_log
 from mp_slam_ros.pipelines.vo_config import FrontendConfig, TrackingConfig
 
 _KLT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 20, 0.03)
@@ -115,6 +117,7 @@ def solve_pnp(
     points_odom: NDArray[np.floating], uv: NDArray[np.floating], K: NDArray[np.float64],
     T_odom_cam_guess: NDArray[np.float64], config: TrackingConfig,
     u_right: NDArray[np.floating] | None = None, fx_baseline: float = 0.0,
+    platform_information: NDArray[np.float64] | None = None,
 ) -> PnPResult | None:
     """Camera pose from landmarks ``(N, 3)`` and pixels ``(N, 2)``: RANSAC, then a motion-only
     refinement on the inliers that also uses this frame's depth as right-image coordinates
@@ -125,8 +128,11 @@ def solve_pnp(
     inliers support a pose, unless (with a motion prior) at least ``MIN_PNP_POINTS`` do and the
     pose agrees with the prediction (:data:`PRIOR_GATE_CHI2`): a view turning onto a plain
     surface keeps a handful of tracks for a few frames, and those still measure the motion.
+    ``platform_information`` ``(6, 6)`` (:func:`planar_prior_information`) adds the platform's
+    motion model around the guess to the refinement and the covariance (not to that gate).
     """
     prior = motion_prior_information(config)
+    pose_prior = prior if platform_information is None else prior + platform_information
     fewest = fewest_inliers(config)
     if len(uv) < fewest:
         return None
@@ -164,8 +170,8 @@ def solve_pnp(
         norms = np.repeat(np.stack([np.linalg.norm(rows[:, :2], axis=1), np.abs(rows[:, 2])], axis=1), [2, 1], axis=1)
         weight = np.minimum(1.0, scale / np.maximum(norms, 1e-12)).reshape(-1) / config.pixel_sigma_px**2  # Huber: pixel pair, depth
         from_guess = se3_log(T_cam_odom @ se3_inverse(T_cam_odom_guess))[0]
-        H = J.T @ (weight[:, None] * J) + prior
-        delta = -np.linalg.solve(H + 1e-9 * np.eye(6), J.T @ (weight * residual) + prior @ from_guess)
+        H = J.T @ (weight[:, None] * J) + pose_prior
+        delta = -np.linalg.solve(H + 1e-9 * np.eye(6), J.T @ (weight * residual) + pose_prior @ from_guess)
         T_cam_odom = se3_exp(delta)[0] @ T_cam_odom
         if np.linalg.norm(delta) < 1e-10:
             break
@@ -177,7 +183,7 @@ def solve_pnp(
     if inliers.sum() < (fewest if near_prediction else config.min_inliers):
         return None
     _, J = _stereo_rows(objects[inliers], pixels[inliers], right[inliers], intrinsics, fx_baseline, T_cam_odom)
-    covariance = np.linalg.pinv(J.T @ J / config.pixel_sigma_px**2 + prior)
+    covariance = np.linalg.pinv(J.T @ J / config.pixel_sigma_px**2 + pose_prior)
     return PnPResult(se3_inverse(T_cam_odom), inliers, covariance)
 
 
@@ -224,6 +230,32 @@ def motion_prior_information(config: TrackingConfig) -> NDArray[np.float64]:
     """
     sigmas = [config.prior_translation_m] * 3 + [np.radians(config.prior_rotation_deg)] * 3
     return np.diag([1.0 / s**2 if s > 0 else 0.0 for s in sigmas])
+
+
+def planar_prior_information(config: TrackingConfig, T_base_cam: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Information ``(6, 6)`` of a wheeled robot's motion model on a camera pose's deviation from
+    its prediction (the ``[rho, phi]`` of ``T_cam_odom = exp(delta) T_cam_odom_guess`` that
+    :func:`solve_pnp` refines): base_link moves neither sideways (``tracking.sideways_sigma_m``)
+    nor up or down (``tracking.vertical_sigma_m``) between frames; a sigma of 0 leaves that axis
+    free. The camera's ``delta`` moves base_link by ``-Ad(T_base_cam) delta`` (a right
+    perturbation of ``T_odom_base``), whose translation is in base_link's axes (x forward, y left,
+    z up)."""
+    weights = np.zeros(6)
+    weights[1:3] = [1.0 / sigma**2 if sigma > 0.0 else 0.0 for sigma in (config.sideways_sigma_m, config.vertical_sigma_m)]
+    adjoint = se3_adjoint(T_base_cam)[0]
+    return adjoint.T @ np.diag(weights) @ adjoint
+
+
+def planar_motion(T_prev_cur: NDArray[np.float64], T_base_cam: NDArray[np.float64], config: TrackingConfig) -> NDArray[np.float64]:
+    """Camera motion ``T_prev_cur`` ``(4, 4)`` with base_link's sideways (and, with
+    ``tracking.vertical_sigma_m``, vertical) translation removed where
+    :func:`planar_prior_information` holds it: the prediction that prior is centred on."""
+    motion_base = T_base_cam @ T_prev_cur @ se3_inverse(T_base_cam)
+    if config.sideways_sigma_m > 0.0:
+        motion_base[1, 3] = 0.0
+    if config.vertical_sigma_m > 0.0:
+        motion_base[2, 3] = 0.0
+    return se3_inverse(T_base_cam) @ motion_base @ T_base_cam
 
 
 def _stereo_rows(

@@ -32,7 +32,9 @@ from mp_slam_ros.frontend.depth import depth_at, stereo_depth
 from mp_slam_ros.frontend.features import FeatureDetector, Keypoints, warm_up as warm_up_features
 from mp_slam_ros.frontend.keyframes import keyframe_reason
 from mp_slam_ros.frontend.matching import match_by_descriptor, match_by_projection
-from mp_slam_ros.frontend.tracking import PnPResult, FrameTracker, bounded_motion, motion_ratio, solve_pnp
+from mp_slam_ros.frontend.tracking import (
+    PnPResult, FrameTracker, bounded_motion, motion_ratio, planar_motion, planar_prior_information, solve_pnp,
+)
 from mp_slam_ros.geometry.camera import project
 from mp_slam_ros.geometry.lie import se3_adjoint, se3_inverse, se3_log, se3_to_translation_quat
 from mp_slam_ros.pipelines.ba_worker import BAWorker
@@ -170,12 +172,14 @@ class VisualOdometry:
         return solution.summary
 
     def _predict_pose(self, frame: Frame) -> FloatArray:
-        """``T_odom_cam`` predicted from the wheel odometry, else by constant velocity."""
+        """``T_odom_cam`` predicted from the wheel odometry, else by constant velocity (base_link
+        kept from moving sideways or vertically where ``tracking.sideways_sigma_m`` /
+        ``vertical_sigma_m`` say it cannot)."""
         wheel, self._last_wheel = self._last_wheel, frame.T_odom_base_wheel
         if wheel is not None and frame.T_odom_base_wheel is not None:
             T_base_prev_cur = se3_inverse(wheel) @ frame.T_odom_base_wheel
             return self._T_odom_cam @ se3_inverse(self.T_base_cam) @ T_base_prev_cur @ self.T_base_cam
-        return self._T_odom_cam @ self._motion
+        return self._T_odom_cam @ planar_motion(self._motion, self.T_base_cam, self.config.tracking)
 
     def _track_landmarks(self, grey: NDArray[np.uint8], T_odom_cam_pred: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:
         """KLT of the tracked landmarks into this frame, started at their predicted pixels."""
@@ -199,12 +203,15 @@ class VisualOdometry:
         self, uv: FloatArray, tracked: NDArray[np.bool_], T_pred: FloatArray, images: FrameImages,
     ) -> PnPResult | None:
         """PnP RANSAC of the tracked pixels against their landmarks, refined with this frame's
-        depth at them (``tracking.use_depth``); None: too few inliers."""
+        depth at them (``tracking.use_depth``) and the wheeled robot's motion model
+        (``tracking.sideways_sigma_m``, ``vertical_sigma_m``; not in relocalisation, whose
+        prediction may be far off); None: too few inliers."""
         points = self._window.positions(self._track_ids[tracked])
         u_right = None
         if self.config.tracking.use_depth:
             u_right = uv[tracked, 0] - self._fx_baseline / self._depth(uv[tracked], images)
-        pnp = solve_pnp(points, uv[tracked], self._K, T_pred, self.config.tracking, u_right, self._fx_baseline)
+        platform = planar_prior_information(self.config.tracking, self.T_base_cam)
+        pnp = solve_pnp(points, uv[tracked], self._K, T_pred, self.config.tracking, u_right, self._fx_baseline, platform)
         if pnp is None:
             return None
         inliers = np.zeros(len(uv), bool)

@@ -9,7 +9,9 @@ import pytest
 from mp_slam_ros.frontend.depth import depth_at, stereo_depth
 from mp_slam_ros.frontend.features import BORDER_PX, FeatureDetector, bucket, suppress_close
 from mp_slam_ros.frontend.keyframes import keyframe_reason
-from mp_slam_ros.frontend.tracking import MIN_PNP_POINTS, FrameTracker, bounded_motion, motion_ratio, solve_pnp
+from mp_slam_ros.frontend.tracking import (
+    MIN_PNP_POINTS, FrameTracker, bounded_motion, motion_ratio, planar_motion, planar_prior_information, solve_pnp,
+)
 from mp_slam_ros.geometry.lie import se3_exp, se3_inverse, se3_log
 from mp_slam_ros.pipelines.vo_config import FrontendConfig, KeyframeConfig, TrackingConfig
 
@@ -231,3 +233,67 @@ def test_match_by_descriptor_keeps_distinct_nearest_neighbours() -> None:
     assert match_by_descriptor(keypoints, landmarks, 50, 0.8).tolist() == [-1, 3, 7, -1]
     twins = np.vstack([landmarks, landmarks[3:4]])  # an ambiguous landmark fails the ratio test
     assert match_by_descriptor(keypoints, twins, 50, 0.8).tolist() == [-1, -1, 7, -1]
+
+
+def _camera_on_a_robot() -> np.ndarray:
+    """``T_base_cam`` of a forward-looking optical camera 0.1 m ahead of and 0.6 m above base_link."""
+    T_base_cam = np.eye(4)
+    T_base_cam[:3, :3] = [[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]
+    T_base_cam[:3, 3] = [0.1, 0.0, 0.6]
+    return T_base_cam
+
+
+def test_planar_prior_weighs_only_base_links_sideways_and_vertical_motion() -> None:
+    T_base_cam = _camera_on_a_robot()
+    config = TrackingConfig(sideways_sigma_m=0.001, vertical_sigma_m=0.002)
+    information = planar_prior_information(config, T_base_cam)
+    T_odom_base = se3_exp(np.array([1.0, 2.0, 0.0, 0.0, 0.0, 0.7]))[0]
+    T_cam_odom = se3_inverse(T_odom_base @ T_base_cam)
+    # base motions (base_link axes) -> the camera deviation delta that solve_pnp refines
+    for motion_base, expected in [
+        ([0.0005, 0.0, 0.0, 0.0, 0.0, 0.0], 0.0),  # forward: free
+        ([0.0, 0.0, 0.0, 0.0, 0.0, 0.02], 0.0),  # a turn about base_link: free (the camera swings sideways)
+        ([0.0, 0.0005, 0.0, 0.0, 0.0, 0.0], 0.25),  # half a sigma sideways
+        ([0.0, 0.0, 0.001, 0.0, 0.0, 0.0], 0.25),  # half a sigma up
+    ]:
+        T_cam_odom_moved = se3_inverse(T_odom_base @ se3_exp(np.array(motion_base))[0] @ T_base_cam)
+        delta = se3_log(T_cam_odom_moved @ se3_inverse(T_cam_odom))[0]
+        assert float(delta @ information @ delta) == pytest.approx(expected, abs=1e-6)
+    vertical_free = planar_prior_information(TrackingConfig(sideways_sigma_m=0.001), T_base_cam)
+    assert np.linalg.matrix_rank(vertical_free) == 1 and not planar_prior_information(TrackingConfig(), T_base_cam).any()
+
+
+def test_planar_motion_drops_sideways_and_vertical_base_motion() -> None:
+    T_base_cam = _camera_on_a_robot()
+    motion_base = se3_exp(np.array([0.012, 0.003, 0.002, 0.0, 0.0, 0.01]))[0]
+    motion_cam = se3_inverse(T_base_cam) @ motion_base @ T_base_cam
+    sideways_only = planar_motion(motion_cam, T_base_cam, TrackingConfig(sideways_sigma_m=0.001))
+    both = planar_motion(motion_cam, T_base_cam, TrackingConfig(sideways_sigma_m=0.001, vertical_sigma_m=0.001))
+    base = lambda motion: T_base_cam @ motion @ se3_inverse(T_base_cam)  # noqa: E731
+    assert np.allclose(base(sideways_only)[:3, 3], [motion_base[0, 3], 0.0, motion_base[2, 3]])
+    assert np.allclose(base(both)[:3, 3], [motion_base[0, 3], 0.0, 0.0])
+    assert np.allclose(base(both)[:3, :3], motion_base[:3, :3])  # the turn is kept
+    assert np.allclose(planar_motion(motion_cam, T_base_cam, TrackingConfig()), motion_cam)
+
+
+def test_planar_prior_resolves_a_turn_from_a_sideways_shift() -> None:
+    """A view of a wall: pixels barely tell a small turn from a sideways shift. The robot turned
+    without moving sideways; with the motion model the pose follows, without it noise picks a mix."""
+    T_base_cam = _camera_on_a_robot()  # base_link starts at the origin of odom
+    turn = se3_exp(np.array([0.01, 0.0, 0.0, 0.0, 0.0, np.radians(0.4)]))[0]  # base: 1 cm forward, 0.4 deg left
+    T_odom_cam = turn @ T_base_cam
+    rng = np.random.default_rng(7)
+    wall = np.column_stack([np.full(25, 4.0), rng.uniform(-0.6, 0.6, 25), rng.uniform(0.3, 0.9, 25)])  # base frame, 4 m ahead
+    T_cam_odom = se3_inverse(T_odom_cam)
+    points_cam = wall @ T_cam_odom[:3, :3].T + T_cam_odom[:3, 3]
+    uv = points_cam[:, :2] / points_cam[:, 2:] * [K[0, 0], K[1, 1]] + K[:2, 2] + rng.normal(0.0, 0.7, (25, 2))
+    guess = se3_exp(np.array([0.01, 0.0, 0.0, 0.0, 0.0, 0.0]))[0] @ T_base_cam  # constant velocity: straight on
+    config = TrackingConfig(sideways_sigma_m=0.0005, vertical_sigma_m=0.0005)
+
+    def base_error(result) -> np.ndarray:
+        return se3_log(se3_inverse(turn) @ result.T_odom_cam @ se3_inverse(T_base_cam))[0]
+
+    free = base_error(solve_pnp(wall, uv, K, guess, config))
+    held = base_error(solve_pnp(wall, uv, K, guess, config, platform_information=planar_prior_information(config, T_base_cam)))
+    assert abs(held[1]) < 0.2e-3 < 1e-3 < abs(free[1])  # sideways (m): 0.04 vs 2.3 mm
+    assert abs(held[5]) < abs(free[5]) / 3.0  # heading (rad): 0.003 vs 0.033 deg

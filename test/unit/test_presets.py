@@ -56,6 +56,8 @@ def test_presets_differ_where_they_should() -> None:
     assert value("household_rgbd", VO_NODE, "mode") == "rgbd"
     assert value("household_stereo", VO_NODE, "mode") == "stereo"
     assert value("household_rgbd", VO_NODE, "ba.max_solve_time_ms") > 0.0  # a robot's solves keep pace
+    for preset in ("household_rgbd", "household_stereo"):  # a wheeled robot's base moves along its heading
+        assert value(preset, VO_NODE, "tracking.sideways_sigma_m") > 0.0 and value(preset, VO_NODE, "tracking.vertical_sigma_m") > 0.0
     assert value("low_power", VO_NODE, "ba.precision") == "mixed"
     assert value("low_power", LOOP_CLOSURE_NODE, "pgo.precision") == "mixed"
     assert value("low_power", VO_NODE, "frontend.max_features") < value("household_rgbd", VO_NODE, "frontend.max_features")
