@@ -348,7 +348,12 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, help="keep each run's odometry and keyframes here (pickle)")
     parser.add_argument("--replay", action="store_true", help="the keyframes kept in --runs through the current loop closure (no VO)")
     parser.add_argument("--wheel-odom", metavar="TOPIC", help="the bags' wheel odometry (the generator's: /odom) as the VO's motion prior")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="options of every run by dotted SlamConfig key (e.g. vo.tracking.sideways_sigma_m=0.0005)")
     args = parser.parse_args()
+    if any("=" not in item for item in args.set):
+        parser.error("--set takes KEY=VALUE items")
+    updates = dict(item.split("=", 1) for item in args.set)
     if args.replay and args.runs is None:
         parser.error("--replay needs --runs")
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -361,7 +366,8 @@ def main() -> None:
         for seed in seeds:
             seq = sequence(args.cache, seed, args.duration, args.image_scale, twin)
             for mode in args.modes:
-                result, run_keyframes = accuracy(seq, offline_config(mode), args.runs, args.replay, args.wheel_odom)
+                config = with_updates(offline_config(mode), updates)
+                result, run_keyframes = accuracy(seq, config, args.runs, args.replay, args.wheel_odom)
                 keyframes = keyframes or run_keyframes
                 report["twins" if twin else "houses"].append(result)  # type: ignore[union-attr]
                 report["load_average"].append(os.getloadavg()[0])  # type: ignore[union-attr]
