@@ -249,7 +249,10 @@ def planar_prior_information(config: TrackingConfig, T_base_cam: NDArray[np.floa
 def planar_motion(T_prev_cur: NDArray[np.float64], T_base_cam: NDArray[np.float64], config: TrackingConfig) -> NDArray[np.float64]:
     """Camera motion ``T_prev_cur`` ``(4, 4)`` with base_link's sideways (and, with
     ``tracking.vertical_sigma_m``, vertical) translation removed where
-    :func:`planar_prior_information` holds it: the prediction that prior is centred on."""
+    :func:`planar_prior_information` holds it: the prediction that prior is centred on
+    (``T_prev_cur`` itself, untouched, when neither sigma is set)."""
+    if config.sideways_sigma_m <= 0.0 and config.vertical_sigma_m <= 0.0:
+        return T_prev_cur
     motion_base = T_base_cam @ T_prev_cur @ se3_inverse(T_base_cam)
     if config.sideways_sigma_m > 0.0:
         motion_base[1, 3] = 0.0

@@ -87,16 +87,16 @@ class TrackingConfig:
     pixel_sigma_px: float = option(1.0, "image noise (px) of the pose refinement and covariance", 0.01, 100.0)
     prior_translation_m: float = option(0.01, "sigma of the motion prior on translation per frame (m; 0: none)", 0.0, 100.0)
     prior_rotation_deg: float = option(0.5, "sigma of the motion prior on rotation per frame (deg; 0: none)", 0.0, 180.0)
-    # a frame whose pose implies a faster motion than the platform can make is a tracking
-    # failure (predicted instead); the prediction itself is held to the same bounds. Twin-room
-    # house seed 2 (RGB-D, 320x240): a plain wall with features only in a thin floor strip let
-    # the constant-velocity prior run away to 4-5 m/s and 80 deg/s, then a new map 6.3 m off.
     # A wheeled robot's base moves along its heading on the floor: the pose refinement holds its
     # sideways and vertical motion between frames near zero. Pixels of a view at one depth barely
     # tell a pan from a sideways shift; tracks sliding along a near plain box's silhouette used that
     # freedom to turn the heading 2.5 deg in half a second (stereo seed 18, results/vo/planar_prior).
     sideways_sigma_m: float = option(0.0, "wheeled robot: sigma of base_link's sideways motion per frame (m), held near zero in the pose refinement (nonholonomic base, base_link on the wheel axle; 0: off, e.g. a handheld camera)", 0.0, 1.0)
     vertical_sigma_m: float = option(0.0, "wheeled robot on a flat floor: sigma of base_link's vertical motion per frame (m; 0: off)", 0.0, 1.0)
+    # a frame whose pose implies a faster motion than the platform can make is a tracking
+    # failure (predicted instead); the prediction itself is held to the same bounds. Twin-room
+    # house seed 2 (RGB-D, 320x240): a plain wall with features only in a thin floor strip let
+    # the constant-velocity prior run away to 4-5 m/s and 80 deg/s, then a new map 6.3 m off.
     max_speed_mps: float = option(1.5, "fastest plausible camera speed (m/s; a tracked pose beyond it is a tracking failure; 0: no bound)", 0.0, 1000.0)
     max_angular_rate_dps: float = option(180.0, "fastest plausible camera turn rate (deg/s; beyond it: a tracking failure; 0: no bound)", 0.0, 100000.0)
     lost_variance: float = option(1e4, "pose variance reported while lost (m^2, rad^2)", 1.0, 1e12)
