@@ -12,7 +12,11 @@ covariance adds the loops' covariances (moved to the cycle's frame by their adjo
 odometry drift of each chain, modelled as isotropic with standard deviations growing with the
 distance travelled along it (``drift_translation_ratio`` metres per metre,
 ``drift_rotation_deg_per_m``) above a floor, plus the largest variances of the chain's odometry
-edges (so a VO restart, or a keyframe the odometry reports as uncertain, loosens the check). The accepted loops are the largest set of mutually
+edges (a keyframe the odometry reports as uncertain loosens the check). An edge that carries no
+orientation (a VO restart: :data:`BREAK_ROTATION_SIGMA_DEG`) breaks the chain, as a new session
+does: its unknown turn moves everything after it by its lever arm, which an isotropic drift cannot
+model (house s2 at 640x480: a restart 85 deg off made 151 true loops on one side inconsistent with
+those on the other, and the larger set dropped them). The accepted loops are the largest set of mutually
 consistent loops that pass the odometry check: a maximum clique of the consistency graph, found
 greedily from every high-degree loop (the heuristic of PMC, exact on the graphs loops make:
 a cluster of mutually consistent true loops and scattered, inconsistent wrong ones).
@@ -29,6 +33,9 @@ from mp_slam_ros.config import option
 from mp_slam_ros.geometry.lie import se3_adjoint, se3_inverse, se3_log
 
 FloatArray = NDArray[np.float64]
+#: an odometry edge whose rotation sigma is at least this (deg) carries no orientation: chains
+#: across it are broken (the loop closure's VO-restart edges have ``odometry.restart_sigma_deg``, 180)
+BREAK_ROTATION_SIGMA_DEG = 90.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ class OdometryChains:
     def __init__(self) -> None:
         self.T_odom_node: list[FloatArray] = []
         self.session: list[int] = []
+        self.segment: list[int] = []  # chain pieces between breaks (a new session or a restart edge)
         self.travelled_m: list[float] = []
         self.variance: list[FloatArray] = []  # cumulative (translation m^2, rotation rad^2) of the edges
 
@@ -71,8 +79,9 @@ class OdometryChains:
     def append(self, T_odom_node: FloatArray, session: int, edge_covariance: FloatArray | None = None) -> None:
         """Add the next node (its distance is chained from the previous node of its session);
         ``edge_covariance`` ``(6, 6)``: of its odometry edge, whose largest translation and
-        rotation variances add to the chain's (a VO restart or a keyframe after lost tracking
-        with a large covariance makes chains across it uncertain)."""
+        rotation variances add to the chain's (a keyframe after lost tracking with a large
+        covariance makes chains across it uncertain); one with no orientation
+        (:data:`BREAK_ROTATION_SIGMA_DEG`, a VO restart) breaks the chain."""
         step = 0.0
         if self.session and self.session[-1] == session:
             step = float(np.linalg.norm(T_odom_node[:3, 3] - self.T_odom_node[-1][:3, 3]))
@@ -81,12 +90,14 @@ class OdometryChains:
         if edge_covariance is not None:
             added = np.array([np.linalg.eigvalsh(edge_covariance[:3, :3])[-1], np.linalg.eigvalsh(edge_covariance[3:, 3:])[-1]])
         self.variance.append((self.variance[-1] if self.variance else np.zeros(2)) + added)
+        broken = not self.session or self.session[-1] != session or added[1] >= np.radians(BREAK_ROTATION_SIGMA_DEG) ** 2
+        self.segment.append((self.segment[-1] if self.segment else -1) + int(broken))
         self.T_odom_node.append(np.array(T_odom_node, np.float64))
         self.session.append(int(session))
 
     def connected(self, a: int, b: int) -> bool:
-        """Whether nodes ``a`` and ``b`` share an odometry chain (one session)."""
-        return self.session[a] == self.session[b]
+        """Whether nodes ``a`` and ``b`` share an odometry chain (one session, no break between)."""
+        return self.segment[a] == self.segment[b]
 
     def relative(self, a: int, b: int) -> FloatArray:
         """``T_a_b`` ``(4, 4)`` by odometry."""

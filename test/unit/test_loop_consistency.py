@@ -35,3 +35,28 @@ def test_true_loops_pass_and_a_wrong_loop_is_rejected() -> None:
     chi2 = pcm.add(LoopMeasurement(10, 55, wrong, covariance), chains)
     assert chi2 > pcm.config.max_chi2
     assert pcm.accepted().tolist() == [True, True, True, False]
+
+
+def test_a_vo_restart_breaks_the_chains_so_loops_on_both_sides_stay_consistent() -> None:
+    """A VO restart predicts its new map's pose from a lost stretch (here 85 deg and 0.5 m off) and
+    says so (rotation sigma 180 deg). Chains across it carry no relative pose: true loops whose
+    chains cross it must not be judged by it (house s2 at 640x480 lost 151 true loops that way)."""
+    rng = np.random.default_rng(1)
+    truth = [se3_exp(np.array([[0.25 * k, 0.1 * np.sin(0.2 * k), 0.0, 0.0, 0.0, 0.04 * k]]))[0] for k in range(60)]
+    T_restart_error = truth[30] @ se3_exp(np.array([[0.5, 0.0, 0.0, 0.0, 0.0, np.radians(85.0)]]))[0] @ se3_inverse(truth[30])
+    odometry_edge = np.diag([1e-4] * 3 + [1e-5] * 3)
+    restart_edge = np.diag([1.08**2] * 3 + [np.pi**2] * 3)
+    chains = OdometryChains()
+    for k, T in enumerate(truth):
+        chains.append(T if k < 30 else T_restart_error @ T, 0, None if k == 0 else restart_edge if k == 30 else odometry_edge)
+    assert chains.connected(2, 29) and chains.connected(30, 59) and not chains.connected(2, 40)
+    pcm = PairwiseConsistency(ConsistencyConfig())
+    covariance = np.diag([1e-4] * 3 + [1e-5] * 3)
+    loops = [(2, 40), (3, 41), (4, 42), (33, 55), (34, 56), (35, 57)]  # matches before and after the restart
+    for match, query in loops:
+        noise = se3_exp(rng.normal(0, 0.003, (1, 6)))[0]
+        pcm.add(LoopMeasurement(match, query, se3_inverse(truth[match]) @ truth[query] @ noise, covariance), chains)
+    assert pcm.accepted().all()
+    wrong = se3_inverse(truth[36]) @ truth[58] @ se3_exp(np.array([[2.0, 1.0, 0.0, 0.0, 0.0, 0.4]]))[0]
+    assert pcm.add(LoopMeasurement(36, 58, wrong, covariance), chains) > pcm.config.max_chi2  # same side: still checked
+    assert pcm.accepted().tolist() == [True] * len(loops) + [False]
