@@ -10,10 +10,11 @@ from mp_slam_ros.frontend.depth import depth_at, stereo_depth
 from mp_slam_ros.frontend.features import BORDER_PX, FeatureDetector, bucket, suppress_close
 from mp_slam_ros.frontend.keyframes import keyframe_reason
 from mp_slam_ros.frontend.tracking import (
-    MIN_PNP_POINTS, FrameTracker, bounded_motion, motion_ratio, planar_motion, planar_prior_information, solve_pnp,
+    MIN_PNP_POINTS, FrameTracker, PnPResult, bounded_motion, motion_ratio, planar_motion, planar_prior_information, solve_pnp,
 )
 from mp_slam_ros.geometry.lie import se3_exp, se3_inverse, se3_log
 from mp_slam_ros.pipelines.vo_config import FrontendConfig, KeyframeConfig, TrackingConfig
+from mp_slam_ros.sim.rig import R_BASE_OPTICAL
 
 K = np.array([[300.0, 0.0, 159.5], [0.0, 300.0, 119.5], [0.0, 0.0, 1.0]])
 
@@ -238,7 +239,7 @@ def test_match_by_descriptor_keeps_distinct_nearest_neighbours() -> None:
 def _camera_on_a_robot() -> np.ndarray:
     """``T_base_cam`` of a forward-looking optical camera 0.1 m ahead of and 0.6 m above base_link."""
     T_base_cam = np.eye(4)
-    T_base_cam[:3, :3] = [[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]
+    T_base_cam[:3, :3] = R_BASE_OPTICAL
     T_base_cam[:3, 3] = [0.1, 0.0, 0.6]
     return T_base_cam
 
@@ -269,7 +270,10 @@ def test_planar_motion_drops_sideways_and_vertical_base_motion() -> None:
     motion_cam = se3_inverse(T_base_cam) @ motion_base @ T_base_cam
     sideways_only = planar_motion(motion_cam, T_base_cam, TrackingConfig(sideways_sigma_m=0.001))
     both = planar_motion(motion_cam, T_base_cam, TrackingConfig(sideways_sigma_m=0.001, vertical_sigma_m=0.001))
-    base = lambda motion: T_base_cam @ motion @ se3_inverse(T_base_cam)  # noqa: E731
+
+    def base(motion: np.ndarray) -> np.ndarray:
+        return T_base_cam @ motion @ se3_inverse(T_base_cam)
+
     assert np.allclose(base(sideways_only)[:3, 3], [motion_base[0, 3], 0.0, motion_base[2, 3]])
     assert np.allclose(base(both)[:3, 3], [motion_base[0, 3], 0.0, 0.0])
     assert np.allclose(base(both)[:3, :3], motion_base[:3, :3])  # the turn is kept
@@ -290,7 +294,8 @@ def test_planar_prior_resolves_a_turn_from_a_sideways_shift() -> None:
     guess = se3_exp(np.array([0.01, 0.0, 0.0, 0.0, 0.0, 0.0]))[0] @ T_base_cam  # constant velocity: straight on
     config = TrackingConfig(sideways_sigma_m=0.0005, vertical_sigma_m=0.0005)
 
-    def base_error(result) -> np.ndarray:
+    def base_error(result: PnPResult | None) -> np.ndarray:
+        assert result is not None
         return se3_log(se3_inverse(turn) @ result.T_odom_cam @ se3_inverse(T_base_cam))[0]
 
     free = base_error(solve_pnp(wall, uv, K, guess, config))

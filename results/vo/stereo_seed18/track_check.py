@@ -19,12 +19,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from mp_slam_ros.cli.vo import add_arguments, config_from_args
 from mp_slam_ros.config import with_updates
 from mp_slam_ros.geometry.camera import project
-from mp_slam_ros.geometry.lie import se3_inverse
+from mp_slam_ros.geometry.lie import se3_inverse, so3_log
 from mp_slam_ros.io.tum import read_tum
 from mp_slam_ros.pipelines.vo import VisualOdometry
 from mp_slam_ros.pipelines.vo_bag import BagFrames
@@ -33,13 +32,7 @@ from mp_slam_ros.pipelines.vo_bag import BagFrames
 def truth_by_stamp(path: Path) -> dict[int, np.ndarray]:
     """Ground-truth ``T_world_base`` (4, 4) by stamp in ms (the stamps' float text differs)."""
     truth = read_tum(path)
-    poses = {}
-    for stamp, position, quat in zip(truth.timestamps_s, truth.positions_m, truth.quats_xyzw):
-        T = np.eye(4)
-        T[:3, :3] = Rotation.from_quat(quat).as_matrix()
-        T[:3, 3] = position
-        poses[int(round(stamp * 1e3))] = T
-    return poses
+    return {int(round(stamp * 1e3)): T for stamp, T in zip(truth.timestamps_s, truth.matrices())}
 
 
 def main() -> None:
@@ -64,7 +57,7 @@ def main() -> None:
                 T_odom_world = result.T_odom_base @ se3_inverse(T_world_base)
             if index > args.first and previous is not None:
                 motion_error = se3_inverse(se3_inverse(previous[1]) @ T_world_base) @ (se3_inverse(previous[0]) @ result.T_odom_base)
-                rotation_deg = np.degrees(Rotation.from_matrix(motion_error[:3, :3]).as_rotvec())
+                rotation_deg = np.degrees(so3_log(motion_error[None, :3, :3])[0])
                 heading_error_deg += rotation_deg[2]
                 T_odom_cam_true = T_odom_world @ T_world_base @ frames.T_base_cam
                 points_odom = odometry._window.positions(odometry._track_ids)
