@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +28,9 @@ from mp_slam_ros.io.g2o import write_g2o
 from mp_slam_ros.io.tum import TumTrajectory, write_tum
 from mp_slam_ros.pipelines.loop_closure import LoopClosure
 from mp_slam_ros.pipelines.loop_closure_config import LoopClosureConfig
-from mp_slam_ros.pipelines.vo import TrackingStatus, VisualOdometry
-from mp_slam_ros.pipelines.vo_bag import BagFrames
+from mp_slam_ros.pipelines.vo import TrackingStatus, TrackResult
 from mp_slam_ros.pipelines.vo_config import VOConfig
-from mp_slam_ros.pipelines.vo_run import VORun
+from mp_slam_ros.pipelines.vo_run import VORun, percentiles_ms, run_vo
 from mp_slam_ros.types import KeyframeArrays
 
 
@@ -97,48 +96,29 @@ class SlamRun:
         return TumTrajectory.from_matrices(np.array(self.vo.stamps_s)[keep], np.array(T_map_base).reshape(-1, 4, 4))
 
 
-def run_slam(bag: Path, config: SlamConfig, progress: object = None, wheel_topic: str | None = None) -> SlamRun:
-    """VO over every frame of ``bag`` (the wheel odometry of ``wheel_topic`` as its motion
-    prior); each keyframe goes into the loop closure."""
-    vo_run = VORun()
+def run_slam(
+    bag: Path, config: SlamConfig, progress: Callable[[int, int], None] | None = None, wheel_topic: str | None = None,
+) -> SlamRun:
+    """VO over every frame of ``bag`` (:func:`~mp_slam_ros.pipelines.vo_run.run_vo`, the wheel
+    odometry of ``wheel_topic`` as its motion prior); each keyframe goes into the loop closure."""
     loop_closure = LoopClosure(config.loop_closure)
     frame_nodes: list[int] = []
     keyframes: list[KeyframeArrays] = []
-    with BagFrames(bag, config.vo.mode, wheel_topic=wheel_topic) as frames:
-        vo_config = with_updates(config.vo, {"mode": frames.mode.value})
-        vo_run.mode = frames.mode.value
-        odometry = VisualOdometry(vo_config, frames.T_base_cam)
-        started = time.perf_counter()
-        try:
-            for frame in frames:
-                result = odometry.track(frame)
-                vo_run.stamps_s.append(result.stamp_ns * 1e-9)
-                vo_run.T_odom_base.append(result.T_odom_base)
-                vo_run.statuses.append(result.status)
-                vo_run.track_s.append(result.timings_s["total_s"] - result.timings_s.get("ba_s", 0.0))
-                vo_run.count_ba(result.ba_summaries)
-                if result.keyframe is not None:
-                    vo_run.keyframes += 1
-                    keyframes.append(result.keyframe)
-                    loop_closure.add_keyframe(result.keyframe)
-                frame_nodes.append(len(loop_closure.store) - 1)
-                if progress is not None:
-                    progress(len(vo_run.statuses), frames.num_frames)  # type: ignore[operator]
-        finally:
-            odometry.close()
-        vo_run.wall_s = time.perf_counter() - started
-        T_base_cam = frames.T_base_cam if frames.T_base_cam is not None else np.eye(4)
-    return SlamRun(vo_run, loop_closure, frame_nodes, keyframes, T_base_cam)
+
+    def add_keyframe(result: TrackResult) -> None:
+        if result.keyframe is not None:
+            keyframes.append(result.keyframe)
+            loop_closure.add_keyframe(result.keyframe)
+        frame_nodes.append(len(loop_closure.store) - 1)
+
+    vo_run = run_vo(bag, config.vo, progress, wheel_topic, on_result=add_keyframe)
+    return SlamRun(vo_run, loop_closure, frame_nodes, keyframes, vo_run.T_base_cam)
 
 
 def summary_of(run: SlamRun) -> dict[str, object]:
     """The JSON summary: odometry, loop counts, PGO timings (ms) and warnings."""
     counts = run.loop_closure.counts
-    pgo_s = [s.timings.total_s for s in run.loop_closure.solve_summaries]
-    percentiles = None
-    if pgo_s:
-        p50, p95, top = np.percentile(1e3 * np.asarray(pgo_s), [50, 95, 100])
-        percentiles = {"p50": float(p50), "p95": float(p95), "max": float(top)}
+    percentiles = percentiles_ms([s.timings.total_s for s in run.loop_closure.solve_summaries])
     return {
         "vo": run.vo.summary(),
         "keyframes": counts["keyframes"],

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from mp_slam_ros.config import with_updates
 from mp_slam_ros.io.tum import TumTrajectory
-from mp_slam_ros.pipelines.vo import TrackingStatus, VisualOdometry
+from mp_slam_ros.pipelines.vo import TrackingStatus, TrackResult, VisualOdometry
 from mp_slam_ros.pipelines.vo_bag import BagFrames
 from mp_slam_ros.pipelines.vo_config import VOConfig
 from mp_slam_ros.solvers.summary import Summary
@@ -33,6 +33,7 @@ class VORun:
     keyframes: int = 0
     wall_s: float = 0.0
     mode: str = ""
+    T_base_cam: NDArray[np.float64] = field(default_factory=lambda: np.eye(4))  # (4, 4) from the bag (identity when absent)
 
     def trajectory(self) -> TumTrajectory:
         """Poses of the frames that were not LOST."""
@@ -53,8 +54,8 @@ class VORun:
             "frames": len(self.statuses),
             "keyframes": self.keyframes,
             "lost": sum(s is TrackingStatus.LOST for s in self.statuses),
-            "tracking_ms": _percentiles(self.track_s),
-            "ba_ms": _percentiles(self.ba_s),
+            "tracking_ms": percentiles_ms(self.track_s),
+            "ba_ms": percentiles_ms(self.ba_s),
             "ba_solves": len(self.ba_s),
             "ba_time_limited": self.ba_time_limited,
             "sequence_s": duration,
@@ -63,7 +64,8 @@ class VORun:
         }
 
 
-def _percentiles(values_s: list[float]) -> dict[str, float] | None:
+def percentiles_ms(values_s: list[float]) -> dict[str, float] | None:
+    """p50, p95 and max of durations in seconds, in milliseconds (None when there are none)."""
     if not values_s:
         return None
     p50, p95, top = np.percentile(1e3 * np.asarray(values_s), [50, 95, 100])
@@ -72,14 +74,17 @@ def _percentiles(values_s: list[float]) -> dict[str, float] | None:
 
 def run_vo(
     bag: str | Path, config: VOConfig, progress: Callable[[int, int], None] | None = None,
-    wheel_topic: str | None = None,
+    wheel_topic: str | None = None, on_result: Callable[[TrackResult], None] | None = None,
 ) -> VORun:
     """Run the odometry over every frame of ``bag`` (mode and extrinsics from the bag; the
-    wheel odometry of ``wheel_topic`` as a motion prior, see :class:`BagFrames`)."""
+    wheel odometry of ``wheel_topic`` as a motion prior, see :class:`BagFrames`); ``on_result``
+    gets each frame's result after it is recorded (``mp-slam slam`` feeds its keyframes on)."""
     run = VORun()
     with BagFrames(bag, config.mode, wheel_topic=wheel_topic) as frames:
         config = with_updates(config, {"mode": frames.mode.value})
         run.mode = frames.mode.value
+        if frames.T_base_cam is not None:
+            run.T_base_cam = frames.T_base_cam
         odometry = VisualOdometry(config, frames.T_base_cam)
         started = time.perf_counter()
         try:
@@ -91,6 +96,8 @@ def run_vo(
                 run.track_s.append(result.timings_s["total_s"] - result.timings_s.get("ba_s", 0.0))
                 run.count_ba(result.ba_summaries)
                 run.keyframes += result.keyframe is not None
+                if on_result is not None:
+                    on_result(result)
                 if progress is not None:
                     progress(len(run.statuses), frames.num_frames)
             run.count_ba(odometry.wait_for_ba())

@@ -13,6 +13,7 @@ from mp_slam_ros.cli.main import main
 from mp_slam_ros.config import with_updates
 from mp_slam_ros.io.g2o import read_g2o
 from mp_slam_ros.io.tum import read_tum
+from mp_slam_ros.pipelines import vo_run
 from mp_slam_ros.pipelines.vo import Frame, TrackResult, TrackingStatus, VisualOdometry
 from mp_slam_ros.sim.config import SequenceConfig
 from mp_slam_ros.sim.sequence import generate_sequence
@@ -69,7 +70,7 @@ def test_slam_gives_the_loop_closure_the_keyframes_as_published(sequence: Path, 
     """As the node: a LOST stretch the VO relocalises from leaves the next keyframe (and its
     tracked covariance) as the VO published it; only a new map's keyframe, with the VO's lost
     covariance, gets a loose edge (test_loop_closure)."""
-    monkeypatch.setattr(slam, "VisualOdometry", _LostOnceVO)
+    monkeypatch.setattr(vo_run, "VisualOdometry", _LostOnceVO)  # run_slam drives run_vo
     monkeypatch.setattr(_LostOnceVO, "published", [])
     config = with_updates(slam.SlamConfig(), {"vo.ba.synchronous": True, "loop_closure.pgo.synchronous": True})
     run = slam.run_slam(sequence / "bag", config)
