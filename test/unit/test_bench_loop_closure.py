@@ -90,3 +90,19 @@ def test_missed_revisits_are_bucketed_by_what_became_of_them() -> None:
     buckets = bench_loop_closure.missed_revisits(results, [2, 3, 4], P, Z)
     assert buckets == {"no candidate": 1, "uncertain pose: translation sigma N m > N": 1, "verified, rejected by consistency": 1}
     assert bench_loop_closure.missed_revisits(results[:2] + [result(2, [far])], [2], P, Z) == {"no candidate at the place": 1}
+
+
+def test_the_report_counts_the_runs_against_the_issue_targets() -> None:
+    from lc_report import counts, run_name, table_row  # noqa: PLC0415
+
+    def row(sequence: str, vo: float, lc: float) -> dict:
+        stats = {"rmse": lc, "max": 2 * lc, "p99": lc, "p90": lc, "mean": lc}
+        loops = {"accepted": 10, "wrong": 0, "true_revisits": 4, "revisits_closed": 3, "recall": 0.75}
+        return {"sequence": sequence, "mode": "rgbd", "ate_vo": {**stats, "rmse": vo}, "ate_mixed": stats,
+                "ate_fp64": stats, "loops": loops, "converged": True}
+
+    rows = [row("house-s5-180s-x1-stereo", 0.06, 0.027), row("twin-s3-180s-x1-stereo", 0.9, 0.1)]
+    assert run_name(rows[0]) == "house s5 RGB-D"
+    assert "| **2.7** | 0.45 |" in table_row(rows[0])
+    assert counts(rows).startswith("ATE <= 3 cm in 1 of 2; <= 0.2 of the VO alone in 1 of 2; 0 wrong of 20")
+    assert "recall 0.75 (6 of 8)" in counts(rows)
