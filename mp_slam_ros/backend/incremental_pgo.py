@@ -16,7 +16,7 @@ only refactors it, with the appended nodes ordered last, until the graph has gro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -75,6 +75,7 @@ class Loop:
     query: int
     T_match_query: FloatArray
     information: FloatArray
+    key: int = -1  # the caller's name for it (the loop closure: its index among the verified loops)
 
 
 @dataclass
@@ -85,6 +86,7 @@ class GraphSnapshot:
     graph: PoseGraph
     num_nodes: int
     cache: PreconditionerCache | None = None
+    loop_keys: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # Loop.key of the loop edges, in order
 
 
 class IncrementalPoseGraph:
@@ -155,7 +157,7 @@ class IncrementalPoseGraph:
             is_loop=np.concatenate([np.zeros(len(self._odometry_from), bool), np.ones(len(loops), bool)]),
             fixed_ids=np.array(self.fixed, np.int64),
         )
-        return GraphSnapshot(graph, n, self.preconditioner_cache)
+        return GraphSnapshot(graph, n, self.preconditioner_cache, np.array([loop.key for loop in loops], np.int64))
 
     def apply(self, snapshot: GraphSnapshot, T_map_node: FloatArray) -> None:
         """Write optimised poses of ``snapshot``'s nodes; nodes appended since are re-chained

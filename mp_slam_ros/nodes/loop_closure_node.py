@@ -145,6 +145,9 @@ class LoopClosureNode(Node):
             self._set_T_map_odom(self.pipeline.T_map_odom)
             if summary is not None:
                 self._publish_solve(summary)
+            if self.pipeline.solve_pending:  # the solution dropped a loop it contradicts: solve again
+                with self._solve_wake:
+                    self._solve_requested = True
 
     def _on_config(self, config: LoopClosureConfig, changed: set[str]) -> None:
         self.pipeline.update_config(self._asynchronous(config))

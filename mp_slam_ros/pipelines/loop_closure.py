@@ -185,7 +185,14 @@ class LoopClosure:
             self._update_T_map_odom()
             self.counts["solves"] += 1
             self.solve_summaries.append(summary)
+            self._veto_contradicted(snapshot, solution.graph.T_world_node)
         return summary
+
+    @property
+    def solve_pending(self) -> bool:
+        """Whether the accepted loops changed since the last snapshot (a solve is due)."""
+        with self._lock:
+            return self._dirty and self._relocalized
 
     def optimize(self) -> Summary | None:
         """Solve now if the accepted loops changed (what ``pgo.synchronous`` does inline)."""
@@ -370,9 +377,7 @@ class LoopClosure:
         self.counts["accepted"] += int(accepted[first:].sum())
         self.counts["rejected_consistency"] += int((~accepted[first:]).sum()) + result.dropped_loops
         if not np.array_equal(previous, accepted):
-            self._accepted = accepted
-            self.graph.set_loops(self._map_loops + [self._to_edge(loop) for loop, ok in zip(self.consistency.loops, accepted) if ok])
-            self._dirty = True
+            self._set_loops(accepted)
 
     def _relocalize(self, measurements: list[LoopMeasurement], result: LoopResult) -> None:
         """Move the live session into the map frame through its first match with the map."""
@@ -388,8 +393,24 @@ class LoopClosure:
             self.counts["relocalizations"] += 1
             return
 
-    def _to_edge(self, loop: LoopMeasurement) -> Loop:
-        return Loop(loop.match, loop.query, loop.T_match_query, np.linalg.inv(loop.covariance))
+    def _set_loops(self, accepted: NDArray[np.bool_]) -> None:
+        """The graph's loop edges: the loaded map's and the ``accepted`` verified loops (keyed by index)."""
+        self._accepted = accepted
+        loops = [Loop(loop.match, loop.query, loop.T_match_query, np.linalg.inv(loop.covariance), int(index))
+                 for index, loop in enumerate(self.consistency.loops) if accepted[index]]
+        self.graph.set_loops(self._map_loops + loops)
+        self._dirty = True
+
+    def _veto_contradicted(self, snapshot: GraphSnapshot, T_map_node: FloatArray) -> None:
+        """Drop the unchecked loop of ``snapshot`` that its optimised poses ``T_map_node``
+        contradict (:meth:`PairwiseConsistency.contradicted`); the next solve goes without it."""
+        index = self.consistency.contradicted(self._accepted, snapshot.loop_keys, T_map_node)
+        if index is None:
+            return
+        self.consistency.veto(index)
+        self.counts["vetoed"] += 1
+        self.counts["rejected_consistency"] += 1
+        self._set_loops(self.consistency.accepted())
 
     def _add_loaded_edges(self, graph: PoseGraph) -> None:
         """Odometry and loop edges of a loaded map (loops kept, never re-checked)."""
@@ -403,6 +424,8 @@ class LoopClosure:
 
     def _solve_inline(self, result: LoopResult) -> None:
         summary = self.optimize()
+        while summary is not None and self.solve_pending:  # a loop the solution contradicts was dropped
+            summary = self.optimize()
         if summary is not None:
             result.solved, result.summary = True, summary
             result.T_map_cam = self.graph.T_map_node.copy()
