@@ -137,10 +137,15 @@ def odometry_chi2(loop: LoopMeasurement, chains: OdometryChains, config: Consist
     return _chi2(E, loop.covariance + chains.drift_covariance(loop.match, loop.query, config))
 
 
+def _share_chains(a: LoopMeasurement, b: LoopMeasurement, chains: OdometryChains) -> bool:
+    """Whether the pairwise check can compare loops ``a`` and ``b`` (their ends share chains)."""
+    return chains.connected(a.match, b.match) and chains.connected(a.query, b.query)
+
+
 def pairwise_chi2(a: LoopMeasurement, b: LoopMeasurement, chains: OdometryChains, config: ConsistencyConfig) -> float:
     """Mahalanobis distance of the cycle through loops ``a`` and ``b`` (0 when their ends do not
     share chains: no evidence either way)."""
-    if not (chains.connected(a.match, b.match) and chains.connected(a.query, b.query)):
+    if not _share_chains(a, b, chains):
         return 0.0
     T_queries = chains.relative(a.query, b.query)
     E = a.T_match_query @ T_queries @ se3_inverse(b.T_match_query) @ chains.relative(b.match, a.match)
@@ -171,8 +176,7 @@ class PairwiseConsistency:
         chi2 = odometry_chi2(loop, chains, self.config) if check_odometry else 0.0
         ok = np.isinf(chi2) or chi2 <= self.config.max_chi2  # inf: across sessions, nothing to check
         row = np.array([pairwise_chi2(loop, other, chains, self.config) <= self.config.max_chi2 for other in self.loops], bool)
-        comparable = np.array([chains.connected(loop.match, other.match) and chains.connected(loop.query, other.query)
-                               for other in self.loops], bool)
+        comparable = np.array([_share_chains(loop, other, chains) for other in self.loops], bool)
         self._adjacency = _grown(self._adjacency, row)
         self._comparable = _grown(self._comparable, comparable)
         self.loops.append(loop)
@@ -204,11 +208,8 @@ class PairwiseConsistency:
         keys = keys[unchecked[keys]]
         if not len(keys):
             return None
-        loops = [self.loops[k] for k in keys]
-        T_match = T_world_node[[loop.match for loop in loops]]
-        T_query = T_world_node[[loop.query for loop in loops]]
-        errors = se3_log(se3_inverse(np.array([loop.T_match_query for loop in loops])) @ se3_inverse(T_match) @ T_query)
-        chi2 = np.array([error @ np.linalg.solve(loop.covariance, error) for error, loop in zip(errors, loops)])
+        chi2 = [_chi2(se3_inverse(loop.T_match_query) @ se3_inverse(T_world_node[loop.match]) @ T_world_node[loop.query],
+                      loop.covariance) for loop in (self.loops[k] for k in keys)]
         worst = int(np.argmax(chi2))
         return int(keys[worst]) if chi2[worst] > self.config.unchecked_max_chi2 else None
 

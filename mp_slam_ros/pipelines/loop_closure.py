@@ -170,7 +170,7 @@ class LoopClosure:
     def take_solve(self) -> GraphSnapshot | None:
         """A snapshot to optimise when the accepted loops changed since the last one (else None)."""
         with self._lock:
-            if not self._dirty or not self._relocalized:
+            if not self.solve_pending:
                 return None
             self._dirty = False
             return self.graph.snapshot()
