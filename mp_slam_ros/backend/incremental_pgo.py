@@ -16,7 +16,7 @@ only refactors it, with the appended nodes ordered last, until the graph has gro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,7 +26,8 @@ from mp_slam_ros.config import option
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.precision import Precision
 from mp_slam_ros.solvers.pgo import SOLVERS, PoseGraphResult, PreconditionerCache, default_options, optimize_pose_graph
-from mp_slam_ros.solvers.summary import Summary
+from mp_slam_ros.solvers.robust import LossKind, RobustLoss
+from mp_slam_ros.solvers.summary import Summary, Timings
 
 FloatArray = NDArray[np.float64]
 
@@ -37,7 +38,9 @@ class PGOConfig:
 
     precision: Precision = option(Precision.MIXED, "PGO precision (fp64|fp32|fp16|mixed)")
     solver: str = option("cgnr_ic", "linear solver: cgnr_ic (mixed-precision recipe) or cholesky (fp64 reference)")
-    max_iterations: int = option(30, "LM iterations per solve", 1, 1000)
+    max_iterations: int = option(30, "LM iterations per solve (per stage with a loss)", 1, 1000)
+    loss: LossKind = option(LossKind.CAUCHY, "robust loss on every edge, applied after a plain least-squares solve (none|huber|cauchy): a VO glitch or a poor loop then moves the map less")
+    loss_scale: float = option(3.0, "robust loss scale (whitened residual norm, sigmas)", 0.01, 1000.0)
     synchronous: bool = option(True, "solve inside add_keyframe (offline runs, tests); the node solves in a worker thread")
 
     def validate(self, prefix: str = "") -> None:
@@ -171,11 +174,26 @@ class IncrementalPoseGraph:
 
 
 def solve_snapshot(snapshot: GraphSnapshot, config: PGOConfig) -> tuple[PoseGraphResult | None, Summary | None]:
-    """Optimise ``snapshot`` (warm-started at its current poses); ``(None, None)`` without loops."""
+    """Optimise ``snapshot`` (warm-started at its current poses); ``(None, None)`` without loops.
+
+    With ``config.loss``, the plain least-squares optimum comes first and the robust solve starts
+    from it: a heavy-tailed loss started far from the optimum (the first loop after a long
+    drift, tens of sigmas off) can settle with that loop barely pulled in. The summary is the
+    robust solve's, its timings and iterations covering both stages."""
     if not snapshot.graph.is_loop.any():
         return None, None
     options = replace(default_options(precision=config.precision), max_iterations=config.max_iterations)
     result = optimize_pose_graph(snapshot.graph, options, solver=config.solver, cache=snapshot.cache)
+    loss = RobustLoss(config.loss, config.loss_scale)
+    if loss.is_trivial:
+        return result, result.summary
+    plain = result.summary
+    result = optimize_pose_graph(result.graph, options, solver=config.solver, cache=snapshot.cache, loss=loss)
+    robust = result.summary
+    timings = Timings(**{f.name: getattr(plain.timings, f.name) + getattr(robust.timings, f.name) for f in fields(Timings)})
+    message = f"least squares: {plain.termination.value} after {len(plain.iterations)} iterations; {loss.describe()}: {robust.message}"
+    iterations = plain.iterations + [replace(r, iteration=r.iteration + len(plain.iterations)) for r in robust.iterations]
+    result.summary = replace(robust, timings=timings, iterations=iterations, message=message)
     return result, result.summary
 
 

@@ -5,6 +5,11 @@ residual is the whitened tangent error
 
     e = log(Z^-1 T_i^-1 T_j),      r = L^T e,      cost = 1/2 sum ||r||^2,  chi2 = 2 cost,
 
+or, with a robust loss on some edges (:class:`~mp_slam_ros.solvers.robust.RobustLoss`, e.g.
+Cauchy at 3 sigma, as g2o's and GTSAM's robust kernels), ``cost = 1/2 sum rho(||r||^2)`` over
+those edges, minimised on the iteratively reweighted model (each edge's rows times
+``sqrt(rho'(||r||^2))``); ``chi2`` stays the plain ``sum e^T Omega e``,
+
 with analytic Jacobians (right perturbations ``T <- T exp(d)``)
 
     de/dd_j = Jr^-1(e),      de/dd_i = -Jr^-1(e) Ad((T_i^-1 T_j)^-1).
@@ -54,6 +59,7 @@ from mp_slam_ros.solvers.linear.fallback import FallbackLadder
 from mp_slam_ros.solvers.linear.inexact_newton import InexactNewton
 from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory
 from mp_slam_ros.solvers.lm import IterationCallback, Linearization, solve
+from mp_slam_ros.solvers.robust import RobustLoss, reweight_factors
 from mp_slam_ros.solvers.summary import LinearSolverChange, LinearSolverOptions, SolverOptions, Summary
 
 
@@ -81,15 +87,22 @@ class PoseGraphProblem:
 
     The state is the array of poses ``T_world_node`` ``(N, d+1, d+1)`` float64. Nodes in
     ``fixed_ids`` (default: the graph's fixed ids, else its first node) are held constant.
+    ``loss`` applies to the edges where ``robust_edges`` ``(E,)`` bool is True (default: all).
     Raises :class:`~mp_slam_ros.errors.ProblemError` for an invalid graph (see
     :meth:`PoseGraph.validate`).
     """
 
     kind = ProblemKind.PGO
 
-    def __init__(self, graph: PoseGraph, fixed_ids: np.ndarray | None = None) -> None:
+    def __init__(self, graph: PoseGraph, fixed_ids: np.ndarray | None = None, loss: RobustLoss | None = None,
+                 robust_edges: np.ndarray | None = None) -> None:
         graph.validate(require_connected=True)
         self.graph = graph
+        self.loss = loss or RobustLoss()
+        self._robust_edges = np.ones(graph.num_edges, bool) if robust_edges is None else np.asarray(robust_edges, bool)
+        if self._robust_edges.shape != (graph.num_edges,):
+            raise ConfigError("robust_edges", self._robust_edges.shape, f"must be one flag per edge ({graph.num_edges},)")
+        self._last_robust: tuple[np.ndarray, str, tuple[float, np.ndarray]] | None = None
         self._group = _SE3 if graph.dim == 3 else _SE2
         k = self._group.k
         if fixed_ids is None:
@@ -116,14 +129,20 @@ class PoseGraphProblem:
         return self.graph.T_world_node.copy()
 
     def linearize(self, state: np.ndarray, dtype: np.dtype) -> Linearization:
-        """Whitened residuals ``(6E,)``/``(3E,)`` and the sparse Jacobian, both in ``dtype``."""
-        residual, values = self._evaluate(state, dtype, jacobian=True)
-        return Linearization(residual, self._csr(values), _half_squared_norm(residual))
+        """Whitened (and, under a loss, reweighted) residuals ``(6E,)``/``(3E,)`` and the sparse
+        Jacobian, both in ``dtype``, with the (robust) cost."""
+        if self.loss.is_trivial:
+            residual, values = self._evaluate(state, dtype, jacobian=True)
+            return Linearization(residual, self._csr(values), _half_squared_norm(residual))
+        cost, factors = self._robust_terms(state, dtype)
+        residual, values = self._evaluate(state, dtype, jacobian=True, factors=factors)
+        return Linearization(residual, self._csr(values), cost, exact_model=bool(np.all(factors == 1.0)))
 
     def cost(self, state: np.ndarray, dtype: np.dtype) -> float:
-        """``1/2 sum ||r||^2`` with the residuals evaluated in ``dtype``, summed in float64."""
-        residual, _ = self._evaluate(state, dtype, jacobian=False)
-        return _half_squared_norm(residual)
+        """``1/2 sum ||r||^2`` (or ``1/2 sum rho``) with the residuals evaluated in ``dtype``, summed in float64."""
+        if self.loss.is_trivial:
+            return _half_squared_norm(self._evaluate(state, dtype, jacobian=False)[0])
+        return self._robust_terms(state, dtype)[0]
 
     def retract(self, state: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """New poses ``T <- T exp(delta_block)`` for every free node (fixed nodes unchanged)."""
@@ -145,8 +164,32 @@ class PoseGraphProblem:
         return self._group.k
 
     def chi2(self, state: np.ndarray) -> float:
-        """Sum of squared Mahalanobis errors ``sum e^T Omega e`` in float64 (= 2 cost)."""
-        return 2.0 * self.cost(state, np.dtype(np.float64))
+        """Sum of squared Mahalanobis errors ``sum e^T Omega e`` in float64 (= 2 cost without a loss)."""
+        return 2.0 * _half_squared_norm(self._evaluate(state, np.dtype(np.float64), jacobian=False)[0])
+
+    def edge_chi2(self, state: np.ndarray) -> np.ndarray:
+        """Each edge's ``e^T Omega e`` ``(E,)`` in float64."""
+        residual = self._evaluate(state, np.dtype(np.float64), jacobian=False)[0]
+        blocks = residual.reshape(-1, self._group.k)
+        return np.einsum("ek,ek->e", blocks, blocks)
+
+    def _robust_terms(self, state: np.ndarray, dtype: np.dtype) -> tuple[float, np.ndarray]:
+        """Robust cost and each edge's factor ``sqrt(rho'(||r||^2))`` ``(E,)`` (1 on edges without
+        the loss) at ``state`` in ``dtype``. The last evaluation is kept: the LM driver evaluates a
+        trial state's cost and then, when it accepts it, linearizes that same state object."""
+        key = np.dtype(dtype).name
+        last = self._last_robust
+        if last is not None and last[0] is state and last[1] == key:
+            return last[2]
+        blocks = self._evaluate(state, dtype, jacobian=False)[0].astype(np.float64).reshape(-1, self._group.k)
+        squared = np.einsum("ek,ek->e", blocks, blocks)
+        robust = self._robust_edges
+        cost, edge_factors = reweight_factors(self.loss, squared[robust])
+        factors = np.ones(squared.size)
+        factors[robust] = edge_factors
+        terms = (cost + 0.5 * float(np.sum(squared[~robust])), factors)
+        self._last_robust = (state, key, terms)
+        return terms
 
     def reference_jacobian(self) -> sp.csr_matrix:
         """The Jacobian (float64) at zero residual: every ``T_i^-1 T_j`` equal to its measurement.
@@ -166,11 +209,15 @@ class PoseGraphProblem:
         )
         return self._csr(values)
 
-    def _evaluate(self, state: np.ndarray, dtype: np.dtype, jacobian: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Residuals and (if asked) Jacobian values in ``dtype`` (float32 holding float16)."""
+    def _evaluate(self, state: np.ndarray, dtype: np.dtype, jacobian: bool,
+                  factors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Residuals and (if asked) Jacobian values in ``dtype`` (float32 holding float16), each
+        edge's rows times its ``factors`` ``(E,)`` when given."""
         dtype = np.dtype(dtype)
         storage = np.dtype(np.float32) if dtype == np.float16 else dtype
         Z_inv, W = self._inputs(dtype)
+        if factors is not None:
+            W = W * factors[:, None, None]
         poses = round_to(state, dtype).astype(np.float64, copy=False)
         residual = np.empty(self.num_residuals, dtype=storage)
         values = np.empty(self._indices.size, dtype=storage) if jacobian else _EMPTY.astype(storage)
@@ -348,6 +395,8 @@ def optimize_pose_graph(
     fixed_ids: np.ndarray | None = None,
     preconditioner: IncompleteCholeskyFactory | None = None,
     cache: PreconditionerCache | None = None,
+    loss: RobustLoss | None = None,
+    robust_edges: np.ndarray | None = None,
 ) -> PoseGraphResult:
     """Optimize the poses of ``graph`` with LM; return a new graph (the input is not modified).
 
@@ -359,14 +408,16 @@ def optimize_pose_graph(
     ``preconditioner``: the incomplete-Cholesky options of ``cgnr_ic`` (e.g.
     ``IncompleteCholeskyFactory(drop_tolerance=0.0)`` for IC(0)); ``cache``: keep ``cgnr_ic``'s
     preconditioner choice and ordering across the solves of a growing graph
-    (:class:`PreconditionerCache`; a reuse is listed first in the summary's ``linear_solver_changes``).
-    chi2 values are ``sum e^T Omega e`` evaluated in float64 whatever the precision.
+    (:class:`PreconditionerCache`; a reuse is listed first in the summary's ``linear_solver_changes``);
+    ``loss``: a robust loss on the edges flagged in ``robust_edges`` ``(E,)`` (default all; the
+    summary's costs are then the robust ones).
+    chi2 values are ``sum e^T Omega e`` evaluated in float64 whatever the precision and loss.
     Raises :class:`~mp_slam_ros.errors.ProblemError` for an invalid graph and
     :class:`~mp_slam_ros.errors.ConfigError` for invalid options.
     """
     options = options or default_options()
     started = time.perf_counter()
-    problem = PoseGraphProblem(graph, fixed_ids)
+    problem = PoseGraphProblem(graph, fixed_ids, loss, robust_edges)
     reuses = cache.reuses if cache is not None else 0
     linear_solver = make_linear_solver(solver, problem, preconditioner, options.linear, cache)
     setup_s = time.perf_counter() - started
