@@ -4,8 +4,10 @@ one-line error of bad input."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mp_slam_ros.cli.main import main
@@ -94,3 +96,28 @@ def test_pgo_strict_and_impossible_init_exit_1_with_one_line(
     assert code == 1
     assert err[-1].startswith("mp-slam pgo: error: ") and err[-1].endswith(message)
     assert len(err) == (1 if "--strict" in flags else 3)  # the reader's warnings come first without --strict
+
+
+def test_pgo_loss_on_the_loop_edges_resists_wrong_loops(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Three wrong loops (2-3 m off) in a grid graph: least squares bends the map; ``--loss cauchy
+    --loss-edges loops`` keeps it (its robust cost in the summary, chi2 still plain)."""
+    synthetic = grid_graph(120, dim=3, seed=1, initial="perturbed")
+    graph, truth = synthetic.graph, synthetic.T_world_node_true
+    wrong_from, wrong_to = np.array([3, 40, 77]), np.array([90, 110, 20])
+    offset = np.eye(4)
+    offset[:3, 3] = [2.0, 3.0, 0.0]
+    graph = replace(
+        graph, edge_from=np.r_[graph.edge_from, wrong_from], edge_to=np.r_[graph.edge_to, wrong_to],
+        T_from_to=np.concatenate([graph.T_from_to, np.linalg.inv(truth[wrong_from]) @ truth[wrong_to] @ offset]),
+        information=np.concatenate([graph.information, graph.information[:3]]), is_loop=None,
+    )
+    source = tmp_path / "in.g2o"
+    write_g2o(source, graph)
+    errors = {}
+    for loss in ("none", "cauchy"):
+        target = tmp_path / f"{loss}.g2o"
+        assert main(["pgo", str(source), "-o", str(target), "--loss", loss, "--loss-edges", "loops", "--json", "-q"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["loss"] == ("none" if loss == "none" else "cauchy(3)") and report["loss_edges"] == "loops"
+        errors[loss] = np.abs(read_g2o(target).T_world_node[:, :3, 3] - truth[:, :3, 3]).max()
+    assert errors["none"] > 0.5 and errors["cauchy"] < 0.3 * errors["none"]
