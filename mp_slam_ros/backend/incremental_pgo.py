@@ -39,7 +39,7 @@ class PGOConfig:
     precision: Precision = option(Precision.MIXED, "PGO precision (fp64|fp32|fp16|mixed)")
     solver: str = option("cgnr_ic", "linear solver: cgnr_ic (mixed-precision recipe) or cholesky (fp64 reference)")
     max_iterations: int = option(30, "LM iterations per solve (per stage with a loss)", 1, 1000)
-    loss: LossKind = option(LossKind.CAUCHY, "robust loss on every edge, applied after a plain least-squares solve (none|huber|cauchy): a VO glitch or a poor loop then moves the map less")
+    loss: LossKind = option(LossKind.CAUCHY, "robust loss on every edge (none|huber|cauchy; after a least-squares solve when a loop starts beyond 10 scales): a VO glitch or a poor loop then moves the map less")
     loss_scale: float = option(3.0, "robust loss scale (whitened residual norm, sigmas)", 0.01, 1000.0)
     synchronous: bool = option(True, "solve inside add_keyframe (offline runs, tests); the node solves in a worker thread")
 
@@ -173,28 +173,42 @@ class IncrementalPoseGraph:
             poses[edges_to[edge]] = poses[self._odometry_from.view[edge]] @ self._odometry_T.view[edge]
 
 
+#: With a robust loss, the least-squares solve comes first when a loop edge starts farther than
+#: this many loss scales from its measurement (whitened residual norm): out there a heavy-tailed
+#: loss (Cauchy's weight at ten scales is 1/101) may settle with the loop barely pulled in, e.g. the
+#: first loop after a long drift. Closer, the robust solve starts from the warm start itself.
+#: (Odometry edges are not asked: a VO glitch stays far off at the robust optimum, by design.)
+LEAST_SQUARES_FIRST_SCALES = 10.0
+
+
 def solve_snapshot(snapshot: GraphSnapshot, config: PGOConfig) -> tuple[PoseGraphResult | None, Summary | None]:
     """Optimise ``snapshot`` (warm-started at its current poses); ``(None, None)`` without loops.
 
-    With ``config.loss``, the plain least-squares optimum comes first and the robust solve starts
-    from it: a heavy-tailed loss started far from the optimum (the first loop after a long
-    drift, tens of sigmas off) can settle with that loop barely pulled in. The summary is the
-    robust solve's, its timings and iterations covering both stages."""
+    With ``config.loss``, a loop edge that starts beyond :data:`LEAST_SQUARES_FIRST_SCALES` has the
+    plain least-squares optimum computed first, and the robust solve starts from it; the summary
+    is then the robust solve's, its timings and iterations covering both stages."""
     if not snapshot.graph.is_loop.any():
         return None, None
     options = replace(default_options(precision=config.precision), max_iterations=config.max_iterations)
-    result = optimize_pose_graph(snapshot.graph, options, solver=config.solver, cache=snapshot.cache)
     loss = RobustLoss(config.loss, config.loss_scale)
-    if loss.is_trivial:
-        return result, result.summary
-    plain = result.summary
-    result = optimize_pose_graph(result.graph, options, solver=config.solver, cache=snapshot.cache, loss=loss)
-    robust = result.summary
-    timings = Timings(**{f.name: getattr(plain.timings, f.name) + getattr(robust.timings, f.name) for f in fields(Timings)})
-    message = f"least squares: {plain.termination.value} after {len(plain.iterations)} iterations; {loss.describe()}: {robust.message}"
-    iterations = plain.iterations + [replace(r, iteration=r.iteration + len(plain.iterations)) for r in robust.iterations]
-    result.summary = replace(robust, timings=timings, iterations=iterations, message=message)
+    graph, first = snapshot.graph, None
+    if loss.is_trivial or graph.edge_chi2()[graph.is_loop].max() > (LEAST_SQUARES_FIRST_SCALES * loss.scale) ** 2:
+        first = optimize_pose_graph(graph, options, solver=config.solver, cache=snapshot.cache)
+        if loss.is_trivial:
+            return first, first.summary
+        graph = first.graph
+    result = optimize_pose_graph(graph, options, solver=config.solver, cache=snapshot.cache, loss=loss)
+    if first is not None:
+        result.summary = _both_stages(first.summary, result.summary, loss)
     return result, result.summary
+
+
+def _both_stages(plain: Summary, robust: Summary, loss: RobustLoss) -> Summary:
+    """The robust solve's summary with the least-squares stage's timings and iterations added."""
+    timings = Timings(**{f.name: getattr(plain.timings, f.name) + getattr(robust.timings, f.name) for f in fields(Timings)})
+    iterations = plain.iterations + [replace(r, iteration=r.iteration + len(plain.iterations)) for r in robust.iterations]
+    message = f"least squares: {plain.termination.value} after {len(plain.iterations)} iterations; {loss.describe()}: {robust.message}"
+    return replace(robust, timings=timings, iterations=iterations, message=message)
 
 
 def warm_up_pgo(config: PGOConfig) -> None:

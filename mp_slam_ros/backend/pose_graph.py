@@ -38,6 +38,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from mp_slam_ros.errors import ProblemError
+from mp_slam_ros.geometry import lie
 
 #: Tolerance on ``R^T R - I`` and on the homogeneous last row of a pose.
 _ROTATION_TOLERANCE = 1e-6
@@ -126,6 +127,13 @@ class PoseGraph:
         if self.fixed_ids.size:
             return int(self.index_of(self.fixed_ids[:1])[0])
         return 0
+
+    def edge_chi2(self) -> np.ndarray:
+        """Each edge's ``e^T Omega e`` ``(E,)`` at the current poses, ``e = log(Z^-1 T_i^-1 T_j)`` (float64)."""
+        edge_from, edge_to = self.edge_indices()
+        log, inverse = (lie.se3_log, lie.se3_inverse) if self.dim == 3 else (lie.se2_log, lie.se2_inverse)
+        error = log(inverse(self.T_from_to) @ inverse(self.T_world_node[edge_from]) @ self.T_world_node[edge_to])
+        return np.einsum("ei,eij,ej->e", error, self.information, error)
 
     def with_poses(self, T_world_node: np.ndarray) -> PoseGraph:
         """A copy of this graph with new node poses (edges and ids shared, not copied)."""

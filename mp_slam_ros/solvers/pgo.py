@@ -167,12 +167,6 @@ class PoseGraphProblem:
         """Sum of squared Mahalanobis errors ``sum e^T Omega e`` in float64 (= 2 cost without a loss)."""
         return 2.0 * _half_squared_norm(self._evaluate(state, np.dtype(np.float64), jacobian=False)[0])
 
-    def edge_chi2(self, state: np.ndarray) -> np.ndarray:
-        """Each edge's ``e^T Omega e`` ``(E,)`` in float64."""
-        residual = self._evaluate(state, np.dtype(np.float64), jacobian=False)[0]
-        blocks = residual.reshape(-1, self._group.k)
-        return np.einsum("ek,ek->e", blocks, blocks)
-
     def _robust_terms(self, state: np.ndarray, dtype: np.dtype) -> tuple[float, np.ndarray]:
         """Robust cost and each edge's factor ``sqrt(rho'(||r||^2))`` ``(E,)`` (1 on edges without
         the loss) at ``state`` in ``dtype``. The last evaluation is kept: the LM driver evaluates a

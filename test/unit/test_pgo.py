@@ -14,6 +14,7 @@ from mp_slam_ros.solvers.linear.cholesky import SparseCholeskySolver, cholmod_av
 from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory
 from mp_slam_ros.solvers.lm import solve
 from mp_slam_ros.solvers.pgo import PoseGraphProblem, default_options, optimize_pose_graph
+from mp_slam_ros.solvers.robust import RobustLoss
 from mp_slam_ros.solvers.summary import LinearSolverOptions, SolverOptions, Termination
 
 _NOISE = GraphNoise(correlated=True)
@@ -118,6 +119,34 @@ def test_residuals_and_jacobians_match_finite_differences() -> None:
             minus = problem.linearize(problem.retract(state, -step), np.dtype(np.float64)).residual
             np.testing.assert_allclose((plus - minus) / (2 * h), J[:, column], atol=1e-5 * np.abs(J).max())
         assert problem.chi2(state) == pytest.approx(2.0 * linearization.cost)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_a_robust_loss_reweights_each_edge_and_its_gradient_is_the_robust_costs(dim: int) -> None:
+    """Under Cauchy on the loop edges only: the cost is ``1/2 sum rho`` there and plain elsewhere,
+    the reweighted model's gradient ``J^T r`` matches the robust cost's finite differences, the
+    summary's costs are robust while chi2 stays plain (= ``PoseGraph.edge_chi2`` summed)."""
+    graph = (household_graph(150, dim=3, seed=1, noise=_NOISE, initial="perturbed") if dim == 3
+             else grid_graph(150, dim=2, seed=2, noise=_NOISE, initial="perturbed")).graph
+    assert graph.is_loop.any()
+    loss = RobustLoss("cauchy", 1.0)
+    problem = PoseGraphProblem(graph, loss=loss, robust_edges=graph.is_loop)
+    state = problem.initial_state()
+    squared = graph.edge_chi2()
+    assert problem.chi2(state) == pytest.approx(squared.sum())
+    expected = 0.5 * (loss.rho(squared[graph.is_loop]).sum() + squared[~graph.is_loop].sum())
+    linearization = problem.linearize(state, np.dtype(np.float64))
+    assert linearization.cost == pytest.approx(expected) and not linearization.exact_model
+    gradient = linearization.jacobian.T @ linearization.residual
+    h = 1e-6
+    for column in range(0, gradient.size, 17):
+        step = np.zeros(gradient.size)
+        step[column] = h
+        slope = (problem.cost(problem.retract(state, step), np.dtype(np.float64))
+                 - problem.cost(problem.retract(state, -step), np.dtype(np.float64))) / (2 * h)
+        assert slope == pytest.approx(gradient[column], rel=1e-4, abs=1e-6 * np.abs(gradient).max())
+    result = optimize_pose_graph(graph, default_options(), loss=loss, robust_edges=graph.is_loop)
+    assert result.summary.converged and result.summary.final_cost < 0.5 * result.final_chi2
 
 
 def test_low_precision_linearization_holds_rounded_values() -> None:
