@@ -192,7 +192,7 @@ def solve_snapshot(snapshot: GraphSnapshot, config: PGOConfig) -> tuple[PoseGrap
     options = replace(default_options(precision=config.precision), max_iterations=config.max_iterations)
     loss = RobustLoss(config.loss, config.loss_scale)
     graph, first = snapshot.graph, None
-    if loss.is_trivial or graph.edge_chi2()[graph.is_loop].max() > (LEAST_SQUARES_FIRST_SCALES * loss.scale) ** 2:
+    if loss.is_trivial or graph.edge_chi2(graph.is_loop).max() > (LEAST_SQUARES_FIRST_SCALES * loss.scale) ** 2:
         first = optimize_pose_graph(graph, options, solver=config.solver, cache=snapshot.cache)
         if loss.is_trivial:
             return first, first.summary

@@ -128,12 +128,14 @@ class PoseGraph:
             return int(self.index_of(self.fixed_ids[:1])[0])
         return 0
 
-    def edge_chi2(self) -> np.ndarray:
-        """Each edge's ``e^T Omega e`` ``(E,)`` at the current poses, ``e = log(Z^-1 T_i^-1 T_j)`` (float64)."""
-        edge_from, edge_to = self.edge_indices()
+    def edge_chi2(self, edges: np.ndarray | None = None) -> np.ndarray:
+        """``e^T Omega e`` of each edge selected by ``edges`` (a bool mask ``(E,)``; default all) at
+        the current poses, ``e = log(Z^-1 T_i^-1 T_j)`` (float64)."""
+        chosen = slice(None) if edges is None else np.asarray(edges, dtype=bool)
+        edge_from, edge_to = (index[chosen] for index in self.edge_indices())
         log, inverse = (lie.se3_log, lie.se3_inverse) if self.dim == 3 else (lie.se2_log, lie.se2_inverse)
-        error = log(inverse(self.T_from_to) @ inverse(self.T_world_node[edge_from]) @ self.T_world_node[edge_to])
-        return np.einsum("ei,eij,ej->e", error, self.information, error)
+        error = log(inverse(self.T_from_to[chosen]) @ inverse(self.T_world_node[edge_from]) @ self.T_world_node[edge_to])
+        return np.einsum("ei,eij,ej->e", error, self.information[chosen], error)
 
     def with_poses(self, T_world_node: np.ndarray) -> PoseGraph:
         """A copy of this graph with new node poses (edges and ids shared, not copied)."""

@@ -22,8 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mp_slam_ros.backend.initialization import chordal_initialization, odometry_initialization
 from mp_slam_ros.backend.pose_graph import PoseGraph
 from mp_slam_ros.errors import ConfigError
@@ -66,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="robust loss (default none: plain least squares, as g2o files carry no kernel)")
     parser.add_argument("--loss-scale", type=float, default=3.0, help="robust loss scale in sigmas (default 3)")
     parser.add_argument("--loss-edges", choices=("all", "loops"), default="all",
-                        help="edges under the loss: all, or loops (edges between non-consecutive ids)")
+                        help="edges under the loss: all, or loops (PoseGraph.is_loop: edges between non-consecutive ids)")
     parser.add_argument("--tum", type=Path, help="also write the optimized poses as TUM (timestamp = node id)")
     parser.add_argument("--json", action="store_true", help="print the solver summary as JSON on stdout")
     parser.add_argument("-q", "--quiet", action="store_true", help="no per-iteration progress")
@@ -132,10 +130,9 @@ def run(args: argparse.Namespace) -> int:
     )
     preconditioner = IncompleteCholeskyFactory(drop_tolerance=args.ichol_drop)
     loss = RobustLoss(args.loss, args.loss_scale)
-    loops = np.abs(graph.edge_to - graph.edge_from) != 1
     result = optimize_pose_graph(
         graph, options, solver=args.solver, callback=None if args.quiet else _progress,
-        preconditioner=preconditioner, loss=loss, robust_edges=loops if args.loss_edges == "loops" else None,
+        preconditioner=preconditioner, loss=loss, robust_edges=graph.is_loop if args.loss_edges == "loops" else None,
     )
     summary = result.summary
     if not args.quiet:

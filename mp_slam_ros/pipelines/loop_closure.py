@@ -17,9 +17,10 @@
    a loaded map, **relocalise** on the first verified match against it;
 6. **optimise** the pose graph when the accepted loops changed (inline with
    ``pgo.synchronous``, else by the caller's worker through :meth:`take_solve` /
-   :meth:`finish_solve`): least squares, then a robust loss on every edge from that optimum
-   (``pgo.loss``: a VO glitch stays in its edge); an accepted loop no check could compare that
-   the optimised graph contradicts is dropped, and the graph solved again.
+   :meth:`finish_solve`) under a robust loss on every edge (``pgo.loss``: a VO glitch stays in
+   its edge; least squares first when a loop starts far off, see
+   :func:`~mp_slam_ros.backend.incremental_pgo.solve_snapshot`); an accepted loop no check could
+   compare that the optimised graph contradicts is dropped, and the graph solved again.
 
 Node poses are camera poses: ``T_map_cam`` estimates of the keyframes' ``T_odom_cam``;
 ``T_map_odom = T_map_cam T_odom_cam^-1`` of the latest keyframe.

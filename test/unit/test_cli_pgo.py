@@ -100,7 +100,7 @@ def test_pgo_strict_and_impossible_init_exit_1_with_one_line(
 
 def test_pgo_loss_on_the_loop_edges_resists_wrong_loops(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Three wrong loops (2-3 m off) in a grid graph: least squares bends the map; ``--loss cauchy
-    --loss-edges loops`` keeps it (its robust cost in the summary, chi2 still plain)."""
+    --loss-edges loops`` keeps it, and the JSON names the loss."""
     synthetic = grid_graph(120, dim=3, seed=1, initial="perturbed")
     graph, truth = synthetic.graph, synthetic.T_world_node_true
     wrong_from, wrong_to = np.array([3, 40, 77]), np.array([90, 110, 20])

@@ -42,8 +42,8 @@ def test_loop_solve_and_rechain() -> None:
 
 
 def test_the_robust_stage_leaves_a_vo_glitch_in_its_own_edge() -> None:
-    """A ring of 40 poses whose odometry has one glitch (10 cm, 3 deg: a VO failure its covariance
-    does not admit) and loops every 10 poses. Least squares spreads the glitch over the ring; the
+    """Two laps of a 40-pose ring (80 poses) whose odometry has one glitch (10 cm, 3 deg: a VO
+    failure its covariance does not admit), loops from lap 2 to lap 1 every 5 poses. Least squares spreads the glitch over the ring; the
     Cauchy stage, started from that optimum (the loops start tens of sigmas off), leaves it in its
     own edge. The summary's iterations cover both stages, numbered on. Warm-started at the robust
     optimum, the next solve is the robust one alone."""

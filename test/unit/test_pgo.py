@@ -134,6 +134,7 @@ def test_a_robust_loss_reweights_each_edge_and_its_gradient_is_the_robust_costs(
     state = problem.initial_state()
     squared = graph.edge_chi2()
     assert problem.chi2(state) == pytest.approx(squared.sum())
+    np.testing.assert_allclose(graph.edge_chi2(graph.is_loop), squared[graph.is_loop], rtol=1e-12)
     expected = 0.5 * (loss.rho(squared[graph.is_loop]).sum() + squared[~graph.is_loop].sum())
     linearization = problem.linearize(state, np.dtype(np.float64))
     assert linearization.cost == pytest.approx(expected) and not linearization.exact_model
