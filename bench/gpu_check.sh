@@ -5,23 +5,29 @@
 #   ./bench/gpu_check.sh            # about 5 minutes; prints one verdict line per step
 #
 # Steps (each with its own timeout; a failed step is reported and the next still runs):
-#   0. the project's venv (.venv; scripts/setup.sh creates it if missing: not counted below);
+#   0. the project's venv (.venv; scripts/setup.sh creates it if missing: not counted below), or
+#      MP_SLAM_PYTHON=python3 to use a machine's own Python with NumPy, SciPy, numba and CuPy
+#      (e.g. a GPU image with no registry access) plus MP_SLAM_WHEELS=DIR: wheels of what that
+#      Python lacks (cvxopt), installed offline into .gpu-site/ and put on PYTHONPATH;
 #   1. nvidia-smi sees a GPU (else: exit 1, nothing else makes sense);
 #   2. CuPy in the venv: pip-installs cupy-cuda13x or cupy-cuda12x (after the driver's CUDA
 #      major version) when `import cupy` fails;
 #   3. the backend self-test (mp_slam_ros.precision.cuda_self_test: the package's own CUDA
 #      products, incomplete-Cholesky solves and CGNR against the CPU) and what Backend.AUTO picks;
-#   4. the CUDA tests: pytest -m gpu (test_gpu_paths.py, test_ichol.py) and test_ba.py's CUDA test;
-#   5. timings, CPU vs CUDA, fp64 / fp32 / mixed: PGO (household 2,500 poses, city 10,000) and
-#      BA (two 50-keyframe windows, cgnr and the default solver); one timed run after a warm-up,
-#      chi2/cost of the CUDA answer vs the CPU one checked before the times are compared; lines
-#      are printed as they come, so a timeout still leaves the finished ones.
+#   4. the fp16 products on their own (bench/gpu_spmv.py): J p and J^T q of BA and PGO Jacobians,
+#      cuSPARSE fp64/fp32 against the package's native fp16 kernel, answers checked first;
+#   5. the CUDA tests: pytest -m gpu (test_gpu_paths.py, test_ichol.py) and test_ba.py's CUDA test;
+#   6. timings, CPU vs CUDA, fp64 / fp32 / mixed: PGO (household 2,500 poses, city 10,000; the
+#      iterative cgnr_ic path forced, as the recipe solves them) and BA (two 50-keyframe windows,
+#      cgnr and the default solver); one timed run after a warm-up, chi2/cost of the CUDA answer
+#      vs the CPU one checked before the times are compared, the linear solvers that ran named;
+#      lines are printed as they come, so a timeout still leaves the finished ones.
 # Exit status: 0 when every step passed, 1 otherwise. Budget: under 8 minutes after setup.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-PY="$ROOT/.venv/bin/python"
+PY="${MP_SLAM_PYTHON:-$ROOT/.venv/bin/python}"
 FAILED=()
 START=$SECONDS
 
@@ -49,11 +55,18 @@ step() {
 }
 
 # --- 0. venv ----------------------------------------------------------------------------------
-if [ ! -x "$PY" ]; then
+if [ -z "${MP_SLAM_PYTHON:-}" ] && [ ! -x "$PY" ]; then
   say "no .venv: running scripts/setup.sh first (a few minutes on a fresh machine)"
   ./scripts/setup.sh || die "scripts/setup.sh failed; fix the setup before the GPU check"
 fi
-export OPENBLAS_NUM_THREADS=1 PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+SITE=""
+if [ -n "${MP_SLAM_WHEELS:-}" ]; then
+  SITE="$ROOT/.gpu-site"
+  "$PY" -m pip install --quiet --no-index --no-deps --upgrade --target "$SITE" "$MP_SLAM_WHEELS"/*.whl ||
+    die "offline install of $MP_SLAM_WHEELS/*.whl into $SITE failed"
+fi
+export OPENBLAS_NUM_THREADS=1 PYTHONPATH="$ROOT${SITE:+:$SITE}${PYTHONPATH:+:$PYTHONPATH}"
+say "Python: $("$PY" -c 'import sys, numpy, scipy, numba; print(sys.version.split()[0], "numpy", numpy.__version__, "scipy", scipy.__version__, "numba", numba.__version__)')"
 
 # --- 1. a GPU ---------------------------------------------------------------------------------
 command -v nvidia-smi >/dev/null || die "nvidia-smi not found: no NVIDIA driver on this machine"
@@ -88,16 +101,18 @@ print(f"[gpu_check] self-test: {'passed' if reason is None else 'FAILED: ' + rea
 raise SystemExit(0 if reason is None else 1)
 EOF
 
-# --- 4. the CUDA tests ------------------------------------------------------------------------
+# --- 4. the fp16 products ---------------------------------------------------------------------
+step "fp16 products (bench/gpu_spmv.py)" 200 "$PY" bench/gpu_spmv.py
+
+# --- 5. the CUDA tests ------------------------------------------------------------------------
 step "CUDA tests (pytest -m gpu)" 240 "$PY" -m pytest -q -p no:cacheprovider -m gpu \
   test/unit/test_gpu_paths.py test/unit/test_ichol.py
 step "BA CUDA test (test_ba.py -k cuda)" 120 "$PY" -m pytest -q -p no:cacheprovider test/unit/test_ba.py -k cuda
 
-# --- 5. timings -------------------------------------------------------------------------------
+# --- 6. timings -------------------------------------------------------------------------------
 step "timings CPU vs CUDA" 300 "$PY" - <<'EOF'
 import time
-
-import numpy as np
+from dataclasses import replace
 
 from mp_slam_ros.precision import Backend
 from mp_slam_ros.sim.ba_windows import generate_window
@@ -119,23 +134,29 @@ def timed(run, repeats=1):
 
 
 def report(name, mode, cpu, gpu):
-    (cpu_s, cpu_cost), (gpu_s, gpu_cost) = cpu, gpu
+    (cpu_s, (cpu_cost, _)), (gpu_s, (gpu_cost, summary)) = cpu, gpu
     gap = abs(gpu_cost - cpu_cost) / max(abs(cpu_cost), 1e-300)
     flag = "" if gap <= 1e-3 else "  <-- CUDA answer differs from the CPU one"
     print(f"{name:24s} {mode:6s} cpu {cpu_s:8.3f} s  cuda {gpu_s:8.3f} s  cuda/cpu {gpu_s / cpu_s:6.2f}  "
-          f"cost gap {gap:.1e}{flag}", flush=True)
+          f"cost gap {gap:.1e}  cuda: {summary.backend.value} {'+'.join(summary.linear_solvers_used)} "
+          f"{summary.num_iterations} its {summary.termination.value}{flag}", flush=True)
     return gpu_s, gap
 
 
+def iterative(options):
+    """The recipe's path: cgnr_ic even where the direct solver would be picked for the size."""
+    return replace(options, linear=replace(options.linear, direct_max_parameters=0))
+
+
 bad = 0
-print(f"{'problem':24s} {'mode':6s}   times (after a warm-up; fp16 parts native on the GPU)")
+print(f"{'problem':24s} {'mode':6s}   times (after a warm-up; on CUDA the fp16 products run natively, the IC solves in fp32 on fp16 values)")
 graphs = {"household3d-2500": household_graph(2500, dim=3, seed=0, initial="perturbed").graph,
           "city2d-10000": city_graph(10000, seed=0).graph}
 for name, graph in graphs.items():
     cuda_times = {}
     for mode in MODES:
-        runs = [timed(lambda backend=backend: optimize_pose_graph(
-            graph, default_options(precision=mode, backend=backend)).final_chi2) for backend in (Backend.CPU, Backend.CUDA)]
+        runs = [timed(lambda backend=backend: (lambda result: (result.final_chi2, result.summary))(optimize_pose_graph(
+            graph, iterative(default_options(precision=mode, backend=backend))))) for backend in (Backend.CPU, Backend.CUDA)]
         cuda_times[mode], gap = report(f"pgo {name}", mode, *runs)
         bad += gap > 1e-3
     print(f"{'':24s} cuda mixed/fp64 {cuda_times['mixed'] / cuda_times['fp64']:.2f}  "
@@ -147,9 +168,12 @@ for solver in ("cgnr", None):
         runs = []
         for backend in (Backend.CPU, Backend.CUDA):
             kwargs = {} if solver is None else {"solver": solver}
-            runs.append(timed(lambda backend=backend: sum(
-                bundle_adjust(w.problem, ba_solver_options(mode, backend=backend), **kwargs).summary.final_cost
-                for w in windows)))
+            def run(backend=backend):
+                summaries = [bundle_adjust(w.problem, ba_solver_options(mode, backend=backend), **kwargs).summary
+                             for w in windows]
+                return sum(summary.final_cost for summary in summaries), summaries[0]
+
+            runs.append(timed(run))
         bad += report(f"ba 50kf x2 {label}", mode, *runs)[1] > 1e-3
 raise SystemExit(1 if bad else 0)
 EOF

@@ -92,3 +92,10 @@ def test_the_check_names_a_part_that_differs(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(operators.SparseOperator, "matvec", matvec)
     with pytest.raises(RuntimeError, match=r"J x \(float16\) on cpu differs from the CPU"):
         check_backend_against_cpu(Backend.CPU)
+
+
+@pytest.mark.parametrize(("mean_row_length", "lanes"), [(0.0, 1), (1.0, 1), (8.76, 8), (12.0, 8), (60.0, 32), (1e6, 32)])
+def test_the_cuda_kernel_shares_rows_among_a_power_of_two_of_threads(mean_row_length: float, lanes: int) -> None:
+    from mp_slam_ros.solvers.linear.cuda_spmv import lanes_for
+
+    assert lanes_for(mean_row_length) == lanes

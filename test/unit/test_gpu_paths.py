@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from mp_slam_ros.precision import Backend, Precision, ProblemKind, cuda_self_test, precision_policy, select_backend
 from mp_slam_ros.sim.ba_windows import generate_window
 from mp_slam_ros.sim.pose_graphs import grid_graph, household_graph
 from mp_slam_ros.solvers.ba import ba_solver_options, bundle_adjust
 from mp_slam_ros.solvers.linear.base import ScaledSystem
+from mp_slam_ros.solvers.linear.cuda_spmv import CudaCsrMatrix
 from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory
 from mp_slam_ros.solvers.linear.operators import SparseOperator
 from mp_slam_ros.solvers.pgo import PoseGraphProblem, default_options, optimize_pose_graph
@@ -55,6 +57,22 @@ def test_sparse_products_match_the_cpu(dtype: np.dtype) -> None:
     cpu, gpu = SparseOperator(J, dtype, Backend.CPU), SparseOperator(J, dtype, Backend.CUDA)
     assert _relative_error(gpu.matvec(cupy.asarray(x)), cpu.matvec(x).astype(np.float64)) <= _TOLERANCE[dtype]
     assert _relative_error(gpu.rmatvec(cupy.asarray(y)), cpu.rmatvec(y).astype(np.float64)) <= _TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("dtype", [_F16, _F32, _F64])
+def test_native_csr_kernel_matches_scipy_on_the_stored_values(dtype: np.dtype) -> None:
+    import cupy
+
+    J = _scaled_pose_graph_jacobian().jacobian_scaled
+    rng = np.random.default_rng(3)
+    for M in (J, sp.csr_matrix(J.T)):  # short rows (lanes 8) and long ones (up to a warp)
+        x = rng.standard_normal(M.shape[1]).astype(dtype)
+        stored = sp.csr_matrix((M.data.astype(dtype).astype(np.float64), M.indices, M.indptr), shape=M.shape)
+        kernel = CudaCsrMatrix(M, dtype)
+        got = kernel.dot(cupy.asarray(x))
+        assert got.dtype == (_F32 if dtype == _F16 else dtype)
+        # fp16 products are exact in fp32; only the fp32 sums round
+        assert _relative_error(got, stored @ x.astype(np.float64)) <= (1e-12 if dtype == _F64 else 1e-5)
 
 
 @pytest.mark.parametrize(("mode", "dtype"), [("fp64", _F64), ("fp32", _F32), ("mixed", _F16)])

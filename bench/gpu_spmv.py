@@ -1,0 +1,147 @@
+"""GPU micro-benchmark of the recipe's BA claim: the products ``J p`` and ``J^T q`` in fp16 take
+at least 41% less time than in fp32 (needs CuPy and a CUDA device; run by bench/gpu_check.sh).
+
+Jacobians: the scaled Jacobian of a generated 50-keyframe BA window (as CGNR multiplies it) and
+of a 2,500-pose 3-D pose graph, each alone (small: launch-bound) and tiled block-diagonally to
+about ``--nnz`` non-zeros (large: memory-bound; the same row and column statistics). For each:
+
+* every product is first checked against SciPy in float64 (norm-wise relative error; fp16 rows
+  round the values and the input to float16, so their error is ~1e-3 by design);
+* then timed with CUDA events, median of ``--repeats`` after warm-ups: cuSPARSE (CuPy) in fp64
+  and fp32, this package's CSR kernels (``cuda_spmv``) in fp64, fp32 and native fp16, and
+  ``SparseOperator`` end to end (the input scaling and output rounding the solver pays);
+* ratios are printed from the one run: fp16/fp32 for the same kernel, fp16 vs cuSPARSE fp32.
+
+    python bench/gpu_spmv.py [--nnz 40000000] [--repeats 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from mp_slam_ros.precision import Backend
+from mp_slam_ros.sim.ba_windows import generate_window
+from mp_slam_ros.sim.pose_graphs import household_graph
+from mp_slam_ros.solvers.ba import BundleAdjustment
+from mp_slam_ros.solvers.linear.base import ScaledSystem
+from mp_slam_ros.solvers.linear.cuda_spmv import CudaCsrMatrix
+from mp_slam_ros.solvers.linear.operators import SparseOperator
+from mp_slam_ros.solvers.pgo import PoseGraphProblem
+
+_DTYPES = (np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.float16))
+#: Norm-wise relative error accepted against the float64 product per storage dtype.
+_TOLERANCE = {"float64": 1e-12, "float32": 1e-5, "float16": 2e-2}
+
+
+def _scaled(jacobian: sp.csr_matrix, residual: np.ndarray) -> sp.csr_matrix:
+    return ScaledSystem.from_linearization(jacobian, residual).jacobian_scaled.tocsr()
+
+
+def ba_jacobian() -> sp.csr_matrix:
+    """Scaled Jacobian ``(M, n)`` of a generated 50-keyframe window at its initial state."""
+    problem = BundleAdjustment(generate_window(50, 101).problem)
+    lin = problem.linearize(problem.initial_state(), np.dtype(np.float64))
+    return _scaled(lin.jacobian, lin.residual)
+
+
+def pgo_jacobian() -> sp.csr_matrix:
+    """Scaled Jacobian of a 2,500-pose 3-D household pose graph at its initial state."""
+    problem = PoseGraphProblem(household_graph(2500, dim=3, seed=0).graph)
+    lin = problem.linearize(problem.initial_state(), np.dtype(np.float64))
+    return _scaled(lin.jacobian, lin.residual)
+
+
+def cuda_median_s(run: Callable[[], object], repeats: int) -> float:
+    """Median seconds of ``run`` on the GPU (CUDA events around each call, after 3 warm-ups)."""
+    import cupy
+
+    for _ in range(3):
+        run()
+    cupy.cuda.Device().synchronize()
+    times = []
+    for _ in range(repeats):
+        start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        run()
+        stop.record()
+        stop.synchronize()
+        times.append(cupy.cuda.get_elapsed_time(start, stop) * 1e-3)
+    return statistics.median(times)
+
+
+def _error(got: object, expected: np.ndarray) -> float:
+    import cupy
+
+    got = cupy.asnumpy(got).astype(np.float64)
+    return float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-300))
+
+
+def bench_matrix(name: str, A: sp.csr_matrix, repeats: int) -> int:
+    """Check then time ``A x`` and ``A^T y``; print one line per variant; return the failed checks."""
+    import cupy
+    from cupyx.scipy import sparse as cusparse
+
+    rng = np.random.default_rng(0)
+    failed = 0
+    print(f"\n{name}: {A.shape[0]} x {A.shape[1]}, {A.nnz / 1e6:.2f} M non-zeros", flush=True)
+    for label, M in (("J p", A), ("J^T q", sp.csr_matrix(A.T))):
+        x = rng.standard_normal(M.shape[1])
+        expected = M @ x
+        times: dict[str, float] = {}
+        for dtype in _DTYPES:
+            rounded = sp.csr_matrix((M.data.astype(dtype).astype(np.float64), M.indices, M.indptr), shape=M.shape)
+            x_rounded = x.astype(dtype)
+            variants: dict[str, tuple[Callable[[], object], np.ndarray]] = {}
+            if dtype != np.float16:
+                cs, xd = cusparse.csr_matrix(M.astype(dtype)), cupy.asarray(x_rounded)
+                variants[f"cusparse {dtype.name}"] = (lambda cs=cs, xd=xd: cs @ xd, expected)
+            raw, xd = CudaCsrMatrix(M, dtype), cupy.asarray(x_rounded)
+            reference = rounded @ x_rounded.astype(np.float64)
+            variants[f"kernel {dtype.name} (lanes {raw.lanes})"] = (lambda raw=raw, xd=xd: raw.dot(xd), reference)
+            op = SparseOperator(M, dtype, Backend.CUDA)
+            xo = cupy.asarray(x.astype(np.float32 if dtype != np.float64 else np.float64))
+            variants[f"operator {dtype.name}"] = (lambda op=op, xo=xo: op.matvec(xo), expected)
+            for variant, (run, ref) in variants.items():
+                error = _error(run(), ref)
+                ok = error <= (_TOLERANCE["float32"] if variant.startswith("kernel") and dtype == np.float16 else _TOLERANCE[dtype.name])
+                failed += not ok
+                seconds = cuda_median_s(run, repeats)
+                times[variant.split(" (")[0]] = seconds
+                bytes_moved = M.nnz * (dtype.itemsize + 4) + M.shape[0] * 4
+                print(f"  {label:6s} {variant:28s} {seconds * 1e6:9.1f} us  {bytes_moved / seconds / 1e9:7.0f} GB/s(matrix)  "
+                      f"rel.err {error:.1e}{'' if ok else '  <-- WRONG ANSWER'}", flush=True)
+        print(f"  {label:6s} ratios: kernel fp16/fp32 {times['kernel float16'] / times['kernel float32']:.2f}  "
+              f"kernel fp16/cusparse fp32 {times['kernel float16'] / times['cusparse float32']:.2f}  "
+              f"kernel fp32/cusparse fp32 {times['kernel float32'] / times['cusparse float32']:.2f}  "
+              f"operator fp16/fp32 {times['operator float16'] / times['operator float32']:.2f}  "
+              f"cusparse fp32/fp64 {times['cusparse float32'] / times['cusparse float64']:.2f}", flush=True)
+    return failed
+
+
+def tiled(A: sp.csr_matrix, nnz: int) -> sp.csr_matrix:
+    """``A`` repeated block-diagonally to at least ``nnz`` non-zeros."""
+    return sp.block_diag([A] * max(1, -(-nnz // A.nnz)), format="csr")
+
+
+def main() -> int:
+    """Run the benchmark; exit status 1 when any product disagrees with SciPy."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nnz", type=int, default=40_000_000, help="non-zeros of the tiled Jacobians")
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args()
+    failed = 0
+    for name, make in (("BA window (50 keyframes)", ba_jacobian), ("PGO household 3-D (2,500 poses)", pgo_jacobian)):
+        A = make()
+        failed += bench_matrix(name, A, args.repeats)
+        failed += bench_matrix(f"{name} tiled", tiled(A, args.nnz), args.repeats)
+    print(f"\n{failed} product(s) outside their tolerance" if failed else "\nevery product checked before timing")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
