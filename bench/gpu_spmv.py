@@ -7,10 +7,12 @@ about ``--nnz`` non-zeros (large: memory-bound; the same row and column statisti
 
 * every product is first checked against SciPy in float64 (norm-wise relative error; fp16 rows
   round the values and the input to float16, so their error is ~1e-3 by design);
-* then timed with CUDA events, median of ``--repeats`` after warm-ups: cuSPARSE (CuPy) in fp64
-  and fp32, this package's CSR kernels (``cuda_spmv``) in fp64, fp32 and native fp16, and
-  ``SparseOperator`` end to end (the input scaling and output rounding the solver pays);
-* ratios are printed from the one run: fp16/fp32 for the same kernel, fp16 vs cuSPARSE fp32.
+* then timed with CUDA events, median of ``--repeats`` after warm-ups: cuSPARSE (CuPy) CSR in
+  fp64 and fp32, this package's kernel (``cuda_spmv``) in CSR and in BSR (blocks picked by
+  ``block_size_for``) in fp64, fp32 and native fp16, and ``SparseOperator`` end to end (what the
+  solver pays: fp16 adds the input scaling and the output rounding);
+* ratios are printed from the one run: fp16/fp32 for the same kernel and format, fp16 BSR vs
+  cuSPARSE fp32 CSR, the operators.
 
     python bench/gpu_spmv.py [--nnz 40000000] [--repeats 50]
 """
@@ -29,7 +31,7 @@ from mp_slam_ros.sim.ba_windows import generate_window
 from mp_slam_ros.sim.pose_graphs import household_graph
 from mp_slam_ros.solvers.ba import BundleAdjustment
 from mp_slam_ros.solvers.linear.base import ScaledSystem
-from mp_slam_ros.solvers.linear.cuda_spmv import CudaCsrMatrix
+from mp_slam_ros.solvers.linear.cuda_spmv import CudaBlockSparseMatrix
 from mp_slam_ros.solvers.linear.operators import SparseOperator
 from mp_slam_ros.solvers.pgo import PoseGraphProblem
 
@@ -100,26 +102,37 @@ def bench_matrix(name: str, A: sp.csr_matrix, repeats: int) -> int:
             if dtype != np.float16:
                 cs, xd = cusparse.csr_matrix(M.astype(dtype)), cupy.asarray(x_rounded)
                 variants[f"cusparse {dtype.name}"] = (lambda cs=cs, xd=xd: cs @ xd, expected)
-            raw, xd = CudaCsrMatrix(M, dtype), cupy.asarray(x_rounded)
             reference = rounded @ x_rounded.astype(np.float64)
-            variants[f"kernel {dtype.name} (lanes {raw.lanes})"] = (lambda raw=raw, xd=xd: raw.dot(xd), reference)
+            xd = cupy.asarray(x_rounded)
+            for kind, block_size in (("csr", (1, 1)), ("bsr", None)):
+                kernel = CudaBlockSparseMatrix(M, dtype, block_size)
+                R, C = kernel.block_size
+                variants[f"{kind} {dtype.name} ({R}x{C}, lanes {kernel.lanes})"] = (
+                    lambda kernel=kernel, xd=xd: kernel.dot(xd), reference)
             op = SparseOperator(M, dtype, Backend.CUDA)
             xo = cupy.asarray(x.astype(np.float32 if dtype != np.float64 else np.float64))
             variants[f"operator {dtype.name}"] = (lambda op=op, xo=xo: op.matvec(xo), expected)
             for variant, (run, ref) in variants.items():
                 error = _error(run(), ref)
-                ok = error <= (_TOLERANCE["float32"] if variant.startswith("kernel") and dtype == np.float16 else _TOLERANCE[dtype.name])
+                kernel_fp16 = variant.startswith(("csr", "bsr")) and dtype == np.float16
+                ok = error <= (_TOLERANCE["float32"] if kernel_fp16 else _TOLERANCE[dtype.name])
                 failed += not ok
                 seconds = cuda_median_s(run, repeats)
                 times[variant.split(" (")[0]] = seconds
                 bytes_moved = M.nnz * (dtype.itemsize + 4) + M.shape[0] * 4
-                print(f"  {label:6s} {variant:28s} {seconds * 1e6:9.1f} us  {bytes_moved / seconds / 1e9:7.0f} GB/s(matrix)  "
+                print(f"  {label:6s} {variant:34s} {seconds * 1e6:9.1f} us  {bytes_moved / seconds / 1e9:7.0f} GB/s(as CSR)  "
                       f"rel.err {error:.1e}{'' if ok else '  <-- WRONG ANSWER'}", flush=True)
-        print(f"  {label:6s} ratios: kernel fp16/fp32 {times['kernel float16'] / times['kernel float32']:.2f}  "
-              f"kernel fp16/cusparse fp32 {times['kernel float16'] / times['cusparse float32']:.2f}  "
-              f"kernel fp32/cusparse fp32 {times['kernel float32'] / times['cusparse float32']:.2f}  "
-              f"operator fp16/fp32 {times['operator float16'] / times['operator float32']:.2f}  "
-              f"cusparse fp32/fp64 {times['cusparse float32'] / times['cusparse float64']:.2f}", flush=True)
+        ratios = {
+            "bsr fp16/fp32": ("bsr float16", "bsr float32"),
+            "bsr fp16/cusparse fp32": ("bsr float16", "cusparse float32"),
+            "bsr fp32/cusparse fp32": ("bsr float32", "cusparse float32"),
+            "csr fp16/fp32": ("csr float16", "csr float32"),
+            "operator fp16/fp32": ("operator float16", "operator float32"),
+            "operator fp16/fp64": ("operator float16", "operator float64"),
+            "cusparse fp32/fp64": ("cusparse float32", "cusparse float64"),
+        }
+        print(f"  {label:6s} ratios: " + "  ".join(f"{name} {times[a] / times[b]:.2f}" for name, (a, b) in ratios.items()),
+              flush=True)
     return failed
 
 

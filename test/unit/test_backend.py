@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from mp_slam_ros import precision
 from mp_slam_ros.errors import ConfigError
@@ -99,3 +101,21 @@ def test_the_cuda_kernel_shares_rows_among_a_power_of_two_of_threads(mean_row_le
     from mp_slam_ros.solvers.linear.cuda_spmv import lanes_for
 
     assert lanes_for(mean_row_length) == lanes
+
+
+def test_the_cuda_kernel_stores_jacobians_in_the_blocks_they_are_made_of() -> None:
+    from mp_slam_ros.sim.ba_windows import generate_window
+    from mp_slam_ros.sim.pose_graphs import grid_graph, household_graph
+    from mp_slam_ros.solvers.ba import BundleAdjustment
+    from mp_slam_ros.solvers.linear.cuda_spmv import block_size_for
+    from mp_slam_ros.solvers.pgo import PoseGraphProblem
+
+    def jacobian(problem: object) -> sp.csr_matrix:
+        return problem.linearize(problem.initial_state(), np.dtype(np.float64)).jacobian.tocsr()
+
+    ba = jacobian(BundleAdjustment(generate_window(12, 3).problem))  # 2 or 3 rows per observation
+    pgo_3d = jacobian(PoseGraphProblem(household_graph(200, dim=3, seed=1).graph))
+    pgo_2d = jacobian(PoseGraphProblem(grid_graph(100, dim=2, seed=1).graph))
+    assert [block_size_for(A) for A in (ba, pgo_3d, pgo_2d)] == [(1, 3), (6, 6), (3, 3)]
+    assert [block_size_for(sp.csr_matrix(A.T)) for A in (ba, pgo_3d, pgo_2d)] == [(3, 1), (6, 6), (3, 3)]
+    assert block_size_for(sp.random(30, 30, density=0.2, format="csr", random_state=0)) == (1, 1)

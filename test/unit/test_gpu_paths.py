@@ -16,7 +16,7 @@ from mp_slam_ros.sim.ba_windows import generate_window
 from mp_slam_ros.sim.pose_graphs import grid_graph, household_graph
 from mp_slam_ros.solvers.ba import ba_solver_options, bundle_adjust
 from mp_slam_ros.solvers.linear.base import ScaledSystem
-from mp_slam_ros.solvers.linear.cuda_spmv import CudaCsrMatrix
+from mp_slam_ros.solvers.linear.cuda_spmv import CudaBlockSparseMatrix
 from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory
 from mp_slam_ros.solvers.linear.operators import SparseOperator
 from mp_slam_ros.solvers.pgo import PoseGraphProblem, default_options, optimize_pose_graph
@@ -59,16 +59,18 @@ def test_sparse_products_match_the_cpu(dtype: np.dtype) -> None:
     assert _relative_error(gpu.rmatvec(cupy.asarray(y)), cpu.rmatvec(y).astype(np.float64)) <= _TOLERANCE[dtype]
 
 
+@pytest.mark.parametrize("block_size", [(1, 1), None])
 @pytest.mark.parametrize("dtype", [_F16, _F32, _F64])
-def test_native_csr_kernel_matches_scipy_on_the_stored_values(dtype: np.dtype) -> None:
+def test_native_kernel_matches_scipy_on_the_stored_values(dtype: np.dtype, block_size: tuple[int, int] | None) -> None:
     import cupy
 
     J = _scaled_pose_graph_jacobian().jacobian_scaled
     rng = np.random.default_rng(3)
-    for M in (J, sp.csr_matrix(J.T)):  # short rows (lanes 8) and long ones (up to a warp)
+    for M in (J, sp.csr_matrix(J.T)):
         x = rng.standard_normal(M.shape[1]).astype(dtype)
         stored = sp.csr_matrix((M.data.astype(dtype).astype(np.float64), M.indices, M.indptr), shape=M.shape)
-        kernel = CudaCsrMatrix(M, dtype)
+        kernel = CudaBlockSparseMatrix(M, dtype, block_size)
+        assert kernel.block_size == (block_size or (6, 6))
         got = kernel.dot(cupy.asarray(x))
         assert got.dtype == (_F32 if dtype == _F16 else dtype)
         # fp16 products are exact in fp32; only the fp32 sums round

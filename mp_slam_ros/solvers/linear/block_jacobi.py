@@ -190,7 +190,8 @@ class SchurJacobiPreconditioner:
             s.point_obs_ptr, band, np.empty(n_pose), self._H_ll_inv, np.empty((s.num_points, 3)), self._W, True,
         )
         starts = np.arange(0, n_pose + 1, 6)
-        self._cameras = BlockJacobiPreconditioner(diagonal_blocks(band), 0.0, starts, policy, backend)
+        # the whole apply runs on the host (numba): its camera blocks stay there on any backend
+        self._cameras = BlockJacobiPreconditioner(diagonal_blocks(band), 0.0, starts, policy, Backend.CPU)
         self.shifts = self._cameras.shifts
         self._structure = structure
         self._xp = array_module(backend)

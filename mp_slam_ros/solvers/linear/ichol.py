@@ -485,7 +485,7 @@ class IncompleteCholesky:
         )
 
     def _apply_cuda(self, factor: _Factor, s: object, dtype: np.dtype) -> object:
-        """Untested (no GPU here): cuSPARSE triangular solves in float32/float64."""
+        """cuSPARSE triangular solves in float32/float64 (float16: fp16 values, fp32 solves)."""
         import cupy  # noqa: PLC0415
         from cupyx.scipy import sparse as cusparse  # noqa: PLC0415
         from cupyx.scipy.sparse.linalg import spsolve_triangular  # noqa: PLC0415
@@ -498,10 +498,11 @@ class IncompleteCholesky:
             )
         lower, upper, perm = factor.device
         b = s.astype(factor.lower.dtype)[perm]
-        y = spsolve_triangular(lower, b, lower=True)
+        # CuPy returns float64 from a float32 solve: cast back, or the next solve refuses the mix
+        y = spsolve_triangular(lower, b, lower=True).astype(lower.dtype, copy=False)
         if dtype == _F16:
             y = y.astype(cupy.float16).astype(cupy.float32)
-        z_perm = spsolve_triangular(upper, y, lower=False)
+        z_perm = spsolve_triangular(upper, y, lower=False).astype(lower.dtype, copy=False)
         if dtype == _F16:
             z_perm = z_perm.astype(cupy.float16).astype(cupy.float32)
         z = cupy.empty_like(z_perm)

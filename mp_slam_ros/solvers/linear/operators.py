@@ -93,29 +93,17 @@ class SparseOperator:
             A.sum_duplicates()
         data = round_to(A.data, self.dtype).astype(self._compute, copy=False)
         self._cuda = backend is Backend.CUDA
-        if self._cuda:
+        if self._cuda and self.dtype == _F16:
+            from mp_slam_ros.solvers.linear.cuda_spmv import HalfProducts  # noqa: PLC0415
+
+            self._half = HalfProducts(sp.csr_matrix((data, A.indices, A.indptr), shape=A.shape))
+        elif self._cuda:
+            from cupyx.scipy import sparse as cusparse  # noqa: PLC0415
+
             A = sp.csr_matrix((data, A.indices, A.indptr), shape=A.shape)
-            self._A, self._A_t = self._cuda_matrix(A), self._cuda_matrix(sp.csr_matrix(A.T))
+            self._A, self._A_t = cusparse.csr_matrix(A), cusparse.csr_matrix(sp.csr_matrix(A.T))
         else:
             self._arrays = (*unsigned_pattern(A), data)
-
-    def _cuda_matrix(self, A: sp.csr_matrix) -> object:
-        """(CUDA) ``A`` on the GPU: float16 values natively (:mod:`.cuda_spmv`, fp32 sums), the
-        other dtypes through cuSPARSE."""
-        if self.dtype == _F16:
-            from mp_slam_ros.solvers.linear.cuda_spmv import CudaCsrMatrix  # noqa: PLC0415
-
-            return CudaCsrMatrix(A, _F16)
-        from cupyx.scipy import sparse as cusparse  # noqa: PLC0415
-
-        return cusparse.csr_matrix(A)
-
-    def _cuda_product(self, matrix: object, x_in: object) -> object:
-        """(CUDA) ``matrix @ x_in``; float16 storage takes the input as float16 (exact: ``x_in``
-        already holds float16 values)."""
-        if self.dtype == _F16:
-            return matrix.dot(x_in.astype(_F16))
-        return matrix @ x_in
 
     def _input(self, x: object) -> tuple[object, float]:
         """``x`` in the compute dtype; for float16 storage scaled by a power of two (exact) so its
@@ -133,20 +121,20 @@ class SparseOperator:
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
         """``A x`` ``(m,)``."""
+        if self._cuda and self.dtype == _F16:
+            return self._output(self._half.matvec(x))
         x_in, scale = self._input(x)
         if self._cuda:
-            return self._output(self._round_back(self._cuda_product(self._A, x_in), scale))
+            return self._output(self._A @ x_in)
         return self._output(_matvec(*self._arrays, x_in, self.dtype == _F16, self._compute.type(scale)))
 
     def rmatvec(self, y: np.ndarray) -> np.ndarray:
         """``A^T y`` ``(n,)``."""
+        if self._cuda and self.dtype == _F16:
+            return self._output(self._half.rmatvec(y))
         y_in, scale = self._input(y)
         if self._cuda:
-            return self._output(self._round_back(self._cuda_product(self._A_t, y_in), scale))
+            return self._output(self._A_t @ y_in)
         return self._output(
             _rmatvec(*self._arrays, y_in, self.shape[1], self.dtype == _F16, self._compute.type(scale))
         )
-
-    def _round_back(self, product: object, scale: float) -> object:
-        """(CUDA) the product rounded to the storage dtype, then scaled back."""
-        return product if self.dtype != _F16 else round_to(product, self.dtype) * scale
