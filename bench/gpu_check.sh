@@ -17,7 +17,7 @@
 #   4. the fp16 products on their own (bench/gpu_spmv.py): J p and J^T q of BA and PGO Jacobians,
 #      cuSPARSE fp64/fp32 against the package's native fp16 kernel, answers checked first;
 #   5. the CUDA tests: pytest -m gpu (test_gpu_paths.py, test_ichol.py) and test_ba.py's CUDA test;
-#   6. timings, CPU vs CUDA, fp64 / fp32 / mixed: PGO (household 2,500 poses, city 10,000; the
+#   6. timings, CPU vs CUDA, fp64 / fp32 / mixed: PGO (household 2,500 and 20,000 poses, city 10,000; the
 #      iterative cgnr_ic path forced, as the recipe solves them) and BA (two 50-keyframe windows,
 #      cgnr and the default solver); one timed run after a warm-up, chi2/cost of the CUDA answer
 #      vs the CPU one checked before the times are compared, the linear solvers that ran named;
@@ -139,7 +139,8 @@ def report(name, mode, cpu, gpu):
     flag = "" if gap <= 1e-3 else "  <-- CUDA answer differs from the CPU one"
     print(f"{name:24s} {mode:6s} cpu {cpu_s:8.3f} s  cuda {gpu_s:8.3f} s  cuda/cpu {gpu_s / cpu_s:6.2f}  "
           f"cost gap {gap:.1e}  cuda: {summary.backend.value} {'+'.join(summary.linear_solvers_used)} "
-          f"{summary.num_iterations} its {summary.termination.value}{flag}", flush=True)
+          f"{summary.num_iterations} its {summary.termination.value}, linear solves "
+          f"{summary.timings.linear_solve_s:.3f} s of {summary.timings.total_s:.3f}{flag}", flush=True)
     return gpu_s, gap
 
 
@@ -151,7 +152,8 @@ def iterative(options):
 bad = 0
 print(f"{'problem':24s} {'mode':6s}   times (after a warm-up; on CUDA the fp16 products run natively, the IC solves in fp32 on fp16 values)")
 graphs = {"household3d-2500": household_graph(2500, dim=3, seed=0, initial="perturbed").graph,
-          "city2d-10000": city_graph(10000, seed=0).graph}
+          "city2d-10000": city_graph(10000, seed=0).graph,
+          "household3d-20000": household_graph(20000, dim=3, seed=0, initial="perturbed").graph}
 for name, graph in graphs.items():
     cuda_times = {}
     for mode in MODES:

@@ -11,8 +11,11 @@ about ``--nnz`` non-zeros (large: memory-bound; the same row and column statisti
   fp64 and fp32, this package's kernel (``cuda_spmv``) in CSR and in BSR (blocks picked by
   ``block_size_for``) in fp64, fp32 and native fp16, and ``SparseOperator`` end to end (what the
   solver pays: fp16 adds the input scaling and the output rounding);
+* ``J^T q`` also by scattering the rows of J with atomic adds (what the operator does when the
+  rows of J^T are long: BA);
 * ratios are printed from the one run: fp16/fp32 for the same kernel and format, fp16 BSR vs
-  cuSPARSE fp32 CSR, the operators.
+  cuSPARSE fp32 CSR, the operators; for the tiled Jacobians, the BSR kernel with 1 to 32
+  threads per row.
 
     python bench/gpu_spmv.py [--nnz 40000000] [--repeats 50]
 """
@@ -83,7 +86,25 @@ def _error(got: object, expected: np.ndarray) -> float:
     return float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-300))
 
 
-def bench_matrix(name: str, A: sp.csr_matrix, repeats: int) -> int:
+def lanes_sweep(label: str, M: sp.csr_matrix, x: np.ndarray, repeats: int) -> int:
+    """Time the BSR kernel with 1 to 32 threads per row (fp16 and fp32), checked first."""
+    import cupy
+
+    failed = 0
+    for dtype in _DTYPES[1:]:
+        reference = sp.csr_matrix((M.data.astype(dtype).astype(np.float64), M.indices, M.indptr), shape=M.shape) @ x.astype(
+            dtype).astype(np.float64)
+        xd, cells = cupy.asarray(x.astype(dtype)), []
+        for lanes in (1, 2, 4, 8, 16, 32):
+            kernel = CudaBlockSparseMatrix(M, dtype, None, lanes)
+            ok = _error(kernel.dot(xd), reference) <= _TOLERANCE["float32"]
+            failed += not ok
+            cells.append(f"{lanes}: {cuda_median_s(lambda kernel=kernel: kernel.dot(xd), repeats) * 1e6:.0f}{'' if ok else ' WRONG'}")
+        print(f"  {label:6s} lanes sweep bsr {dtype.name} (us): " + "  ".join(cells), flush=True)
+    return failed
+
+
+def bench_matrix(name: str, A: sp.csr_matrix, repeats: int, sweep: bool = False) -> int:
     """Check then time ``A x`` and ``A^T y``; print one line per variant; return the failed checks."""
     import cupy
     from cupyx.scipy import sparse as cusparse
@@ -109,9 +130,15 @@ def bench_matrix(name: str, A: sp.csr_matrix, repeats: int) -> int:
                 R, C = kernel.block_size
                 variants[f"{kind} {dtype.name} ({R}x{C}, lanes {kernel.lanes})"] = (
                     lambda kernel=kernel, xd=xd: kernel.dot(xd), reference)
-            op = SparseOperator(M, dtype, Backend.CUDA)
+            if label == "J^T q":  # A^T q scattered along the rows of A
+                on_a = CudaBlockSparseMatrix(A, dtype)
+                R, C = on_a.block_size
+                variants[f"bsr-scatter {dtype.name} ({R}x{C} of J)"] = (lambda on_a=on_a, xd=xd: on_a.tdot(xd), reference)
+            # what the solver calls: SparseOperator(J).matvec / .rmatvec
+            op = SparseOperator(A, dtype, Backend.CUDA)
+            product = op.matvec if label == "J p" else op.rmatvec
             xo = cupy.asarray(x.astype(np.float32 if dtype != np.float64 else np.float64))
-            variants[f"operator {dtype.name}"] = (lambda op=op, xo=xo: op.matvec(xo), expected)
+            variants[f"operator {dtype.name}"] = (lambda product=product, xo=xo: product(xo), expected)
             for variant, (run, ref) in variants.items():
                 error = _error(run(), ref)
                 kernel_fp16 = variant.startswith(("csr", "bsr")) and dtype == np.float16
@@ -127,12 +154,16 @@ def bench_matrix(name: str, A: sp.csr_matrix, repeats: int) -> int:
             "bsr fp16/cusparse fp32": ("bsr float16", "cusparse float32"),
             "bsr fp32/cusparse fp32": ("bsr float32", "cusparse float32"),
             "csr fp16/fp32": ("csr float16", "csr float32"),
+            "scatter fp16/fp32": ("bsr-scatter float16", "bsr-scatter float32"),
+            "scatter fp16/cusparse fp32": ("bsr-scatter float16", "cusparse float32"),
             "operator fp16/fp32": ("operator float16", "operator float32"),
             "operator fp16/fp64": ("operator float16", "operator float64"),
             "cusparse fp32/fp64": ("cusparse float32", "cusparse float64"),
         }
-        print(f"  {label:6s} ratios: " + "  ".join(f"{name} {times[a] / times[b]:.2f}" for name, (a, b) in ratios.items()),
-              flush=True)
+        print(f"  {label:6s} ratios: " + "  ".join(
+            f"{name} {times[a] / times[b]:.2f}" for name, (a, b) in ratios.items() if a in times and b in times), flush=True)
+        if sweep:
+            failed += lanes_sweep(label, M, x, repeats)
     return failed
 
 
@@ -151,7 +182,7 @@ def main() -> int:
     for name, make in (("BA window (50 keyframes)", ba_jacobian), ("PGO household 3-D (2,500 poses)", pgo_jacobian)):
         A = make()
         failed += bench_matrix(name, A, args.repeats)
-        failed += bench_matrix(f"{name} tiled", tiled(A, args.nnz), args.repeats)
+        failed += bench_matrix(f"{name} tiled", tiled(A, args.nnz), args.repeats, sweep=True)
     print(f"\n{failed} product(s) outside their tolerance" if failed else "\nevery product checked before timing")
     return 1 if failed else 0
 

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from mp_slam_ros.precision import Backend, Precision, ProblemKind, cuda_self_test, precision_policy, select_backend
 from mp_slam_ros.sim.ba_windows import generate_window
 from mp_slam_ros.sim.pose_graphs import grid_graph, household_graph
-from mp_slam_ros.solvers.ba import ba_solver_options, bundle_adjust
+from mp_slam_ros.solvers.ba import BundleAdjustment, ba_solver_options, bundle_adjust
 from mp_slam_ros.solvers.linear.base import ScaledSystem
 from mp_slam_ros.solvers.linear.cuda_spmv import CudaBlockSparseMatrix
 from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory
@@ -47,11 +47,18 @@ def test_the_self_test_passes_and_auto_picks_cuda() -> None:
     assert select_backend("auto") is Backend.CUDA
 
 
+def _scaled_bundle_adjustment_jacobian() -> ScaledSystem:
+    problem = BundleAdjustment(generate_window(30, 5).problem)
+    linearization = problem.linearize(problem.initial_state(), np.float64)
+    return ScaledSystem.from_linearization(linearization.jacobian, linearization.residual)
+
+
 @pytest.mark.parametrize("dtype", [_F16, _F32, _F64])
-def test_sparse_products_match_the_cpu(dtype: np.dtype) -> None:
+@pytest.mark.parametrize("system", [_scaled_pose_graph_jacobian, _scaled_bundle_adjustment_jacobian])
+def test_sparse_products_match_the_cpu(system, dtype: np.dtype) -> None:  # type: ignore[no-untyped-def]
     import cupy
 
-    J = _scaled_pose_graph_jacobian().jacobian_scaled
+    J = system().jacobian_scaled
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal(J.shape[1]).astype(np.float32), rng.standard_normal(J.shape[0]).astype(np.float32)
     cpu, gpu = SparseOperator(J, dtype, Backend.CPU), SparseOperator(J, dtype, Backend.CUDA)
@@ -75,6 +82,19 @@ def test_native_kernel_matches_scipy_on_the_stored_values(dtype: np.dtype, block
         assert got.dtype == (_F32 if dtype == _F16 else dtype)
         # fp16 products are exact in fp32; only the fp32 sums round
         assert _relative_error(got, stored @ x.astype(np.float64)) <= (1e-12 if dtype == _F64 else 1e-5)
+
+
+@pytest.mark.parametrize("dtype", [_F16, _F32, _F64])
+def test_scattered_transpose_product_matches_scipy(dtype: np.dtype) -> None:
+    import cupy
+
+    J = _scaled_bundle_adjustment_jacobian().jacobian_scaled
+    kernel = CudaBlockSparseMatrix(J, dtype)
+    assert kernel.block_size == (1, 3)
+    q = np.random.default_rng(4).standard_normal(J.shape[0]).astype(dtype)
+    stored = sp.csr_matrix((J.data.astype(dtype).astype(np.float64), J.indices, J.indptr), shape=J.shape)
+    got = kernel.tdot(cupy.asarray(q))
+    assert _relative_error(got, stored.T @ q.astype(np.float64)) <= (1e-12 if dtype == _F64 else 1e-5)
 
 
 @pytest.mark.parametrize(("mode", "dtype"), [("fp64", _F64), ("fp32", _F32), ("mixed", _F16)])

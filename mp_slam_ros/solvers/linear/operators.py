@@ -3,7 +3,7 @@
 :class:`SparseOperator` holds a matrix ``A`` rounded to a storage dtype and computes ``A x`` and
 ``A^T y``. For float16 storage the inputs are rounded to float16, products accumulate in float32
 and the outputs are rounded to float16 again: the semantics of a GPU half-precision SpMV
-(cuSPARSE with fp16 data and fp32 compute type). On the CPU this is emulated with float32
+(fp16 data, fp32 compute type). On the CPU this is emulated with float32
 arrays holding float16-representable values (there are no half-precision sparse kernels), so
 accuracy effects are real and speed effects are not. The fp16 input is first scaled by a power
 of two (exactly) so that its largest entry is at most 1, against overflow; the product is
@@ -11,7 +11,8 @@ scaled back after its output is rounded.
 
 On the CPU both products are numba kernels on the CSR arrays of ``A`` (``A^T y`` scatters along
 the rows, so no transpose is built per matrix; the output rounding is fused into the product);
-on CUDA they are cuSPARSE products of ``A`` and of a transposed copy.
+on CUDA they are this package's block-sparse kernels on ``A`` and on a transposed copy, with
+float16 values and inputs held natively (:mod:`mp_slam_ros.solvers.linear.cuda_spmv`).
 """
 
 from __future__ import annotations
@@ -93,15 +94,10 @@ class SparseOperator:
             A.sum_duplicates()
         data = round_to(A.data, self.dtype).astype(self._compute, copy=False)
         self._cuda = backend is Backend.CUDA
-        if self._cuda and self.dtype == _F16:
-            from mp_slam_ros.solvers.linear.cuda_spmv import HalfProducts  # noqa: PLC0415
+        if self._cuda:
+            from mp_slam_ros.solvers.linear.cuda_spmv import CudaProducts  # noqa: PLC0415
 
-            self._half = HalfProducts(sp.csr_matrix((data, A.indices, A.indptr), shape=A.shape))
-        elif self._cuda:
-            from cupyx.scipy import sparse as cusparse  # noqa: PLC0415
-
-            A = sp.csr_matrix((data, A.indices, A.indptr), shape=A.shape)
-            self._A, self._A_t = cusparse.csr_matrix(A), cusparse.csr_matrix(sp.csr_matrix(A.T))
+            self._device = CudaProducts(sp.csr_matrix((data, A.indices, A.indptr), shape=A.shape), self.dtype)
         else:
             self._arrays = (*unsigned_pattern(A), data)
 
@@ -121,20 +117,16 @@ class SparseOperator:
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
         """``A x`` ``(m,)``."""
-        if self._cuda and self.dtype == _F16:
-            return self._output(self._half.matvec(x))
-        x_in, scale = self._input(x)
         if self._cuda:
-            return self._output(self._A @ x_in)
+            return self._output(self._device.matvec(x))
+        x_in, scale = self._input(x)
         return self._output(_matvec(*self._arrays, x_in, self.dtype == _F16, self._compute.type(scale)))
 
     def rmatvec(self, y: np.ndarray) -> np.ndarray:
         """``A^T y`` ``(n,)``."""
-        if self._cuda and self.dtype == _F16:
-            return self._output(self._half.rmatvec(y))
-        y_in, scale = self._input(y)
         if self._cuda:
-            return self._output(self._A_t @ y_in)
+            return self._output(self._device.rmatvec(y))
+        y_in, scale = self._input(y)
         return self._output(
             _rmatvec(*self._arrays, y_in, self.shape[1], self.dtype == _F16, self._compute.type(scale))
         )
