@@ -13,7 +13,8 @@
 #   2. CuPy in the venv: pip-installs cupy-cuda13x or cupy-cuda12x (after the driver's CUDA
 #      major version) when `import cupy` fails;
 #   3. the backend self-test (mp_slam_ros.precision.cuda_self_test: the package's own CUDA
-#      products, incomplete-Cholesky solves and CGNR against the CPU) and what Backend.AUTO picks;
+#      products, incomplete-Cholesky solves and CGNR against the CPU; backend=cuda is refused
+#      where it fails) and what Backend.AUTO picks (the CPU, by design);
 #   4. the fp16 products on their own (bench/gpu_spmv.py): J p and J^T q of BA and PGO Jacobians,
 #      cuSPARSE fp64/fp32 against the package's native fp16 kernel, answers checked first;
 #   5. the CUDA tests: pytest -m gpu (test_gpu_paths.py, test_ichol.py) and test_ba.py's CUDA test;
@@ -97,12 +98,12 @@ step "backend self-test" 180 "$PY" - <<'EOF'
 from mp_slam_ros.precision import cuda_self_test, select_backend
 reason = cuda_self_test()
 print(f"[gpu_check] self-test: {'passed' if reason is None else 'FAILED: ' + reason}; "
-      f"Backend.AUTO -> {select_backend('auto').value}")
+      f"Backend.AUTO -> {select_backend('auto').value} (the CPU by design: select_backend's docstring)")
 raise SystemExit(0 if reason is None else 1)
 EOF
 
 # --- 4. the fp16 products ---------------------------------------------------------------------
-step "fp16 products (bench/gpu_spmv.py)" 200 "$PY" bench/gpu_spmv.py
+step "fp16 products (bench/gpu_spmv.py)" 240 "$PY" bench/gpu_spmv.py
 
 # --- 5. the CUDA tests ------------------------------------------------------------------------
 step "CUDA tests (pytest -m gpu)" 240 "$PY" -m pytest -q -p no:cacheprovider -m gpu \

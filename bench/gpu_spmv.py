@@ -11,8 +11,6 @@ about ``--nnz`` non-zeros (large: memory-bound; the same row and column statisti
   fp64 and fp32, this package's kernel (``cuda_spmv``) in CSR and in BSR (blocks picked by
   ``block_size_for``) in fp64, fp32 and native fp16, and ``SparseOperator`` end to end (what the
   solver pays: fp16 adds the input scaling and the output rounding);
-* ``J^T q`` also by scattering the rows of J with atomic adds (what the operator does when the
-  rows of J^T are long: BA);
 * ratios are printed from the one run: fp16/fp32 for the same kernel and format, fp16 BSR vs
   cuSPARSE fp32 CSR, the operators; for the tiled Jacobians, the BSR kernel with 1 to 32
   threads per row.
@@ -87,7 +85,8 @@ def _error(got: object, expected: np.ndarray) -> float:
 
 
 def lanes_sweep(label: str, M: sp.csr_matrix, x: np.ndarray, repeats: int) -> int:
-    """Time the BSR kernel with 1 to 32 threads per row (fp16 and fp32), checked first."""
+    """Time the BSR kernel with 1 to 32 threads per row (fp16 and fp32; a fifth of the repeats),
+    checked first: the measurement behind ``cuda_spmv.lanes_for``."""
     import cupy
 
     failed = 0
@@ -99,7 +98,8 @@ def lanes_sweep(label: str, M: sp.csr_matrix, x: np.ndarray, repeats: int) -> in
             kernel = CudaBlockSparseMatrix(M, dtype, None, lanes)
             ok = _error(kernel.dot(xd), reference) <= _TOLERANCE["float32"]
             failed += not ok
-            cells.append(f"{lanes}: {cuda_median_s(lambda kernel=kernel: kernel.dot(xd), repeats) * 1e6:.0f}{'' if ok else ' WRONG'}")
+            seconds = cuda_median_s(lambda kernel=kernel: kernel.dot(xd), max(5, repeats // 5))
+            cells.append(f"{lanes}: {seconds * 1e6:.0f}{'' if ok else ' WRONG'}")
         print(f"  {label:6s} lanes sweep bsr {dtype.name} (us): " + "  ".join(cells), flush=True)
     return failed
 
@@ -130,10 +130,6 @@ def bench_matrix(name: str, A: sp.csr_matrix, repeats: int, sweep: bool = False)
                 R, C = kernel.block_size
                 variants[f"{kind} {dtype.name} ({R}x{C}, lanes {kernel.lanes})"] = (
                     lambda kernel=kernel, xd=xd: kernel.dot(xd), reference)
-            if label == "J^T q":  # A^T q scattered along the rows of A
-                on_a = CudaBlockSparseMatrix(A, dtype)
-                R, C = on_a.block_size
-                variants[f"bsr-scatter {dtype.name} ({R}x{C} of J)"] = (lambda on_a=on_a, xd=xd: on_a.tdot(xd), reference)
             # what the solver calls: SparseOperator(J).matvec / .rmatvec
             op = SparseOperator(A, dtype, Backend.CUDA)
             product = op.matvec if label == "J p" else op.rmatvec
@@ -154,8 +150,6 @@ def bench_matrix(name: str, A: sp.csr_matrix, repeats: int, sweep: bool = False)
             "bsr fp16/cusparse fp32": ("bsr float16", "cusparse float32"),
             "bsr fp32/cusparse fp32": ("bsr float32", "cusparse float32"),
             "csr fp16/fp32": ("csr float16", "csr float32"),
-            "scatter fp16/fp32": ("bsr-scatter float16", "bsr-scatter float32"),
-            "scatter fp16/cusparse fp32": ("bsr-scatter float16", "cusparse float32"),
             "operator fp16/fp32": ("operator float16", "operator float32"),
             "operator fp16/fp64": ("operator float16", "operator float64"),
             "cusparse fp32/fp64": ("cusparse float32", "cusparse float64"),

@@ -42,9 +42,10 @@ def _scaled_pose_graph_jacobian() -> ScaledSystem:
     return ScaledSystem.from_linearization(linearization.jacobian, linearization.residual)
 
 
-def test_the_self_test_passes_and_auto_picks_cuda() -> None:
+def test_the_self_test_passes_and_cuda_is_accepted() -> None:
     assert cuda_self_test() is None
-    assert select_backend("auto") is Backend.CUDA
+    assert select_backend("cuda") is Backend.CUDA
+    assert select_backend("auto") is Backend.CPU
 
 
 def _scaled_bundle_adjustment_jacobian() -> ScaledSystem:
@@ -82,19 +83,6 @@ def test_native_kernel_matches_scipy_on_the_stored_values(dtype: np.dtype, block
         assert got.dtype == (_F32 if dtype == _F16 else dtype)
         # fp16 products are exact in fp32; only the fp32 sums round
         assert _relative_error(got, stored @ x.astype(np.float64)) <= (1e-12 if dtype == _F64 else 1e-5)
-
-
-@pytest.mark.parametrize("dtype", [_F16, _F32, _F64])
-def test_scattered_transpose_product_matches_scipy(dtype: np.dtype) -> None:
-    import cupy
-
-    J = _scaled_bundle_adjustment_jacobian().jacobian_scaled
-    kernel = CudaBlockSparseMatrix(J, dtype)
-    assert kernel.block_size == (1, 3)
-    q = np.random.default_rng(4).standard_normal(J.shape[0]).astype(dtype)
-    stored = sp.csr_matrix((J.data.astype(dtype).astype(np.float64), J.indices, J.indptr), shape=J.shape)
-    got = kernel.tdot(cupy.asarray(q))
-    assert _relative_error(got, stored.T @ q.astype(np.float64)) <= (1e-12 if dtype == _F64 else 1e-5)
 
 
 @pytest.mark.parametrize(("mode", "dtype"), [("fp64", _F64), ("fp32", _F32), ("mixed", _F16)])

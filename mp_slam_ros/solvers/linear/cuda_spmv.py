@@ -11,9 +11,9 @@ Storage is block sparse row (BSR) with dense ``R x C`` blocks; CSR is the ``1 x 
 Jacobians of BA and PGO are made of dense blocks (a reprojection's rows against a camera's or a
 point's parameters, 6 x 6 / 3 x 3 for a 3-D / 2-D relative pose), so one 4-byte column index
 serves ``R C`` values instead of one: with fp16 values the bytes per non-zero fall from 8
-(fp32 CSR) to ``2 + 4 / (R C)`` (BA: 1 x 3 blocks, 3.3 bytes). :func:`block_size_for` picks the largest block that the
-matrix fills. ``lanes`` threads (a power of two up to a warp) share a row and reduce with warp
-shuffles (:func:`lanes_for`).
+(fp32 CSR) to ``2 + 4 / (R C)`` (BA: 1 x 3 blocks, 3.3 bytes). :func:`block_size_for` picks
+the largest block that the matrix fills. ``lanes`` threads (a power of two up to a warp) share
+a row and reduce with warp shuffles (:func:`lanes_for`).
 
 The fp16 path fuses what the solver does around each product (:class:`CudaProducts`): the input
 is scaled by a power of two so its largest entry is in (0.5, 1] and rounded to float16, and the
@@ -44,21 +44,18 @@ __device__ __forceinline__ float power_of_two_scale(float m) {
     return ldexpf(1.0f, f == 0.5f ? e - 1 : e);
 }
 
-// y = A x for a BSR matrix of R x C blocks: `lanes` threads per scalar row, over the `rows`
-// scalar rows listed in `row_ids` (all rows in order when it is null).
+// y = A x for a BSR matrix of R x C blocks with `rows` scalar rows; `lanes` threads per row.
 // With `peak` (float16 only): y = fp16(sum) * scale(peak), the undoing of the input scaling.
 template <typename Value, typename Sum>
 __device__ __forceinline__ void bsr_rows(const int rows, const int lanes, const int R, const int C,
-                                         const int* __restrict__ row_ids, const int* __restrict__ block_ptr,
-                                         const int* __restrict__ block_col, const Value* __restrict__ data,
-                                         const Value* __restrict__ x, Sum* __restrict__ y,
-                                         const float* __restrict__ peak) {
+                                         const int* __restrict__ block_ptr, const int* __restrict__ block_col,
+                                         const Value* __restrict__ data, const Value* __restrict__ x,
+                                         Sum* __restrict__ y, const float* __restrict__ peak) {
     const long long thread = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    const int k = (int)(thread / lanes);
+    const int row = (int)(thread / lanes);
     const int lane = (int)(thread % lanes);
-    const int row = k < rows ? (row_ids == nullptr ? k : row_ids[k]) : -1;
     Sum sum = 0;
-    if (row >= 0) {
+    if (row < rows) {
         const int block_row = row / R;
         const int i = row - block_row * R;
         const int end = block_ptr[block_row + 1];
@@ -73,63 +70,20 @@ __device__ __forceinline__ void bsr_rows(const int rows, const int lanes, const 
     for (int offset = lanes >> 1; offset > 0; offset >>= 1) {
         sum += __shfl_down_sync(0xffffffffu, sum, offset, lanes);
     }
-    if (row >= 0 && lane == 0) {
+    if (row < rows && lane == 0) {
         y[row] = peak == nullptr ? sum : (Sum)(__half2float(__float2half_rn((float)sum)) * power_of_two_scale(*peak));
     }
 }
 
 #define BSR_KERNEL(NAME, VALUE, SUM, PEAK)                                                                  \
     extern "C" __global__ void NAME(const int rows, const int lanes, const int R, const int C,              \
-                                    const int* row_ids, const int* block_ptr, const int* block_col,          \
-                                    const VALUE* data, const VALUE* x, SUM* y, const float* peak) {          \
-        bsr_rows<VALUE, SUM>(rows, lanes, R, C, row_ids, block_ptr, block_col, data, x, y, PEAK);           \
+                                    const int* block_ptr, const int* block_col, const VALUE* data,           \
+                                    const VALUE* x, SUM* y, const float* peak) {                             \
+        bsr_rows<VALUE, SUM>(rows, lanes, R, C, block_ptr, block_col, data, x, y, PEAK);                    \
     }
 BSR_KERNEL(bsr_spmv_f16, __half, float, peak)
 BSR_KERNEL(bsr_spmv_f32, float, float, nullptr)
 BSR_KERNEL(bsr_spmv_f64, double, double, nullptr)
-
-// y += A^T q by scattering each row of A (y zeroed first): the transposed product on A's own
-// layout, for matrices whose transpose has rows too long to share among a warp's threads.
-template <typename Value, typename Sum>
-__device__ __forceinline__ void bsr_scatter_rows(const int rows, const int lanes, const int R, const int C,
-                                                 const int* __restrict__ block_ptr, const int* __restrict__ block_col,
-                                                 const Value* __restrict__ data, const Value* __restrict__ q,
-                                                 Sum* __restrict__ y) {
-    const long long thread = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    const int row = (int)(thread / lanes);
-    const int lane = (int)(thread % lanes);
-    if (row >= rows) return;
-    const Sum q_row = (Sum)widen(q[row]);
-    if (q_row == (Sum)0) return;
-    const int block_row = row / R;
-    const int i = row - block_row * R;
-    const int end = block_ptr[block_row + 1];
-    for (int b = block_ptr[block_row] + lane; b < end; b += lanes) {
-        const Value* v = data + ((long long)b * R + i) * C;
-        Sum* yv = y + (long long)block_col[b] * C;
-        for (int j = 0; j < C; ++j) {
-            atomicAdd(yv + j, (Sum)widen(v[j]) * q_row);
-        }
-    }
-}
-
-#define SCATTER_KERNEL(NAME, VALUE, SUM)                                                                    \
-    extern "C" __global__ void NAME(const int rows, const int lanes, const int R, const int C,              \
-                                    const int* block_ptr, const int* block_col, const VALUE* data,           \
-                                    const VALUE* q, SUM* y) {                                                \
-        bsr_scatter_rows<VALUE, SUM>(rows, lanes, R, C, block_ptr, block_col, data, q, y);                  \
-    }
-SCATTER_KERNEL(bsr_scatter_f16, __half, float)
-SCATTER_KERNEL(bsr_scatter_f32, float, float)
-SCATTER_KERNEL(bsr_scatter_f64, double, double)
-
-// y = fp16(y) * scale(peak): the output rounding of a scattered fp16 product
-extern "C" __global__ void round_half_scaled(const long long n, float* __restrict__ y, const float* __restrict__ peak) {
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) {
-        y[i] = __half2float(__float2half_rn(y[i])) * power_of_two_scale(*peak);
-    }
-}
 
 // h = fp16(x / scale(peak)): the input of an fp16 product, scaled by an exact power of two
 extern "C" __global__ void scale_to_half(const long long n, const float* __restrict__ x, const float* __restrict__ peak,
@@ -142,7 +96,7 @@ extern "C" __global__ void scale_to_half(const long long n, const float* __restr
 """
 
 #: Kernel name and accumulation (output) dtype per storage dtype.
-_KERNELS = {np.dtype(name): (f"bsr_spmv_{tag}", f"bsr_scatter_{tag}", np.dtype(out)) for name, tag, out in (
+_KERNELS = {np.dtype(name): (f"bsr_spmv_{tag}", np.dtype(out)) for name, tag, out in (
     (np.float16, "f16", np.float32), (np.float32, "f32", np.float32), (np.float64, "f64", np.float64))}
 _THREADS_PER_BLOCK = 256
 #: Candidate block sizes, largest first, then CSR. A PGO Jacobian is made of 6 x 6 (3-D) or
@@ -151,8 +105,6 @@ _THREADS_PER_BLOCK = 256
 _BLOCK_SIZES = ((6, 6), (3, 3), (2, 3), (3, 2), (1, 3), (3, 1), (1, 1))
 #: A block size is used when its blocks store at most this many values per non-zero.
 _MAX_FILL = 1.1
-#: Block rows with at least this many blocks get a warp each (:func:`_launches`).
-_LONG_ROW_BLOCKS = 64
 
 
 @functools.lru_cache(maxsize=1)
@@ -170,11 +122,15 @@ def _max_abs() -> object:
     return cupy.ReductionKernel("T x", "T peak", "abs(x)", "max(a, b)", "peak = a", "0", "mp_slam_max_abs")
 
 
-def lanes_for(mean_row_length: float) -> int:
-    """Threads per row: the largest power of two not above the mean row length, in [1, 32]."""
-    if not mean_row_length >= 1.0:
+def lanes_for(median_blocks_per_row: float) -> int:
+    """Threads per row: the largest power of two not above a quarter of the median number of
+    blocks per row, in [1, 32]. Measured on an H200 (``bench/gpu_spmv.py``, 40 M non-zeros,
+    1 to 32 threads swept): one thread per row was fastest for J of BA (1 x 3 blocks, 3 per row)
+    and of PGO (6 x 6, 2 per row); 4 to 8 for J^T of BA (3 x 1, median 33 per row)."""
+    quarter = median_blocks_per_row / 4.0
+    if not quarter >= 1.0:
         return 1
-    return int(min(32, 2 ** math.floor(math.log2(mean_row_length))))
+    return int(min(32, 2 ** math.floor(math.log2(quarter))))
 
 
 def block_size_for(matrix: sp.csr_matrix) -> tuple[int, int]:
@@ -189,35 +145,12 @@ def block_size_for(matrix: sp.csr_matrix) -> tuple[int, int]:
     return 1, 1
 
 
-def _launches(block_ptr: np.ndarray, R: int, lanes: int | None) -> list[tuple[np.ndarray | None, int, int]]:
-    """``(scalar row ids or None for all rows, row count, lanes)`` per kernel launch. Rows get
-    the largest power of two of threads not above their block row's median block count; block
-    rows with at least ``_LONG_ROW_BLOCKS`` blocks (a BA camera's column of J, thousands of
-    blocks among point columns of a dozen) get a warp each in a launch of their own, so that
-    they neither idle the threads of the short rows nor run alone at the end. ``lanes`` forces
-    one launch with that many threads per row."""
-    counts = np.diff(block_ptr)
-    num_rows = counts.size * R
-    if lanes is not None:
-        return [(None, num_rows, lanes)]
-    typical = lanes_for(float(np.median(counts))) if counts.size else 1
-    long = counts >= _LONG_ROW_BLOCKS
-    if typical == 32 or not long.any():
-        return [(None, num_rows, typical)]
-
-    def scalar_rows(block_rows: np.ndarray) -> np.ndarray:
-        return (block_rows[:, None] * R + np.arange(R)).ravel().astype(np.int32)
-
-    long_rows, short_rows = scalar_rows(np.flatnonzero(long)), scalar_rows(np.flatnonzero(~long))
-    return [(rows, rows.size, width) for rows, width in ((long_rows, 32), (short_rows, typical)) if rows.size]
-
-
 class CudaBlockSparseMatrix:
     """A ``(rows, cols)`` matrix on the GPU in BSR with ``block_size`` blocks (``(1, 1)``: CSR;
     ``None``: :func:`block_size_for`) whose values are stored in ``dtype`` (float16, float32 or
     float64); :meth:`dot` multiplies a vector of the same dtype and returns the product in the
     accumulation dtype (float32 for float16 storage). ``lanes`` forces the threads per row
-    (default: :func:`_launches`)."""
+    (default: :func:`lanes_for`)."""
 
     def __init__(
         self, matrix: sp.spmatrix, dtype: np.dtype, block_size: tuple[int, int] | None = None, lanes: int | None = None
@@ -227,8 +160,8 @@ class CudaBlockSparseMatrix:
         self.dtype = np.dtype(dtype)
         if self.dtype not in _KERNELS:
             raise ValueError(f"CudaBlockSparseMatrix: unsupported dtype {self.dtype} (float16, float32 or float64)")
-        name, scatter, self.out_dtype = _KERNELS[self.dtype]
-        self._kernel, self._scatter = _module().get_function(name), _module().get_function(scatter)
+        name, self.out_dtype = _KERNELS[self.dtype]
+        self._kernel = _module().get_function(name)
         A = sp.csr_matrix(matrix)
         self.shape: tuple[int, int] = A.shape
         self.block_size = block_size or block_size_for(A)
@@ -239,19 +172,11 @@ class CudaBlockSparseMatrix:
             bsr = A.tobsr(blocksize=self.block_size)
             block_ptr, block_col, data = bsr.indptr, bsr.indices, bsr.data.reshape(-1)
         self.stored_values = int(data.size)
-        #: True when the rows of A^T (block columns of A) are long enough to need a warp each
-        #: (BA: a camera's columns): A^T y is then scattered along A's rows (:meth:`tdot`).
-        column_blocks = np.bincount(block_col, minlength=A.shape[1] // self.block_size[1])
-        self.long_columns = bool(column_blocks.size) and lanes_for(float(np.median(column_blocks))) == 32
-        self._scatter_lanes = _launches(block_ptr, R, None)[-1][2] if block_col.size else 1
         self._block_ptr = cupy.asarray(block_ptr.astype(np.int32))
         self._block_col = cupy.asarray(block_col.astype(np.int32))
         self._data = cupy.asarray(data.astype(self.dtype))
-        self._launches = [
-            (None if rows is None else cupy.asarray(rows), count, width, (max(1, -(-count * width // _THREADS_PER_BLOCK)),))
-            for rows, count, width in _launches(block_ptr, R, lanes)
-        ]
-        self.lanes = tuple(width for _, _, width, _ in self._launches)
+        self.lanes = lanes or lanes_for(float(np.median(np.diff(block_ptr))) if block_ptr.size > 1 else 0.0)
+        self._grid = (max(1, -(-A.shape[0] * self.lanes // _THREADS_PER_BLOCK)),)
 
     def dot(self, x: object, peak: object = None) -> object:
         """``A x`` ``(rows,)`` in :attr:`out_dtype`; ``x`` ``(cols,)`` must already be in :attr:`dtype`.
@@ -263,37 +188,12 @@ class CudaBlockSparseMatrix:
             raise ValueError(f"CudaBlockSparseMatrix.dot: x must be ({self.shape[1]},) {self.dtype}, got {x.shape} {x.dtype}")
         y = cupy.empty(self.shape[0], dtype=self.out_dtype)
         R, C = self.block_size
-        x = cupy.ascontiguousarray(x)
-        null = np.uint64(0)
-        for rows, count, width, grid in self._launches:
-            self._kernel(
-                grid, (_THREADS_PER_BLOCK,),
-                (np.int32(count), np.int32(width), np.int32(R), np.int32(C), null if rows is None else rows,
-                 self._block_ptr, self._block_col, self._data, x, y, null if peak is None else peak),
-            )
-        return y
-
-
-    def tdot(self, q: object, peak: object = None) -> object:
-        """``A^T q`` ``(cols,)`` in :attr:`out_dtype` by scattering A's rows with atomic adds
-        (summation order not fixed); ``q`` ``(rows,)`` in :attr:`dtype`; ``peak`` as in :meth:`dot`."""
-        import cupy  # noqa: PLC0415
-
-        if q.dtype != self.dtype or q.shape != (self.shape[0],):
-            raise ValueError(f"CudaBlockSparseMatrix.tdot: q must be ({self.shape[0]},) {self.dtype}, got {q.shape} {q.dtype}")
-        y = cupy.zeros(self.shape[1], dtype=self.out_dtype)
-        R, C = self.block_size
-        rows, width = self.shape[0], self._scatter_lanes
-        self._scatter(
-            (max(1, -(-rows * width // _THREADS_PER_BLOCK)),), (_THREADS_PER_BLOCK,),
-            (np.int32(rows), np.int32(width), np.int32(R), np.int32(C), self._block_ptr, self._block_col, self._data,
-             cupy.ascontiguousarray(q), y),
+        self._kernel(
+            self._grid, (_THREADS_PER_BLOCK,),
+            (np.int32(self.shape[0]), np.int32(self.lanes), np.int32(R), np.int32(C), self._block_ptr,
+             self._block_col, self._data, cupy.ascontiguousarray(x), y, np.uint64(0) if peak is None else peak),
         )
-        if peak is not None:
-            _module().get_function("round_half_scaled")(
-                (max(1, -(-y.size // _THREADS_PER_BLOCK)),), (_THREADS_PER_BLOCK,), (np.int64(y.size), y, peak))
         return y
-
 
 class CudaProducts:
     """``A x`` and ``A^T y`` with ``A`` stored in ``dtype`` on the GPU, as the solver needs them.
@@ -303,9 +203,10 @@ class CudaProducts:
 
     def __init__(self, matrix: sp.csr_matrix, dtype: np.dtype) -> None:
         self.dtype = np.dtype(dtype)
+        # A^T y from a transposed copy: scattering A's rows with atomic adds measured 1.6-2.7x
+        # slower on an H200 (BA, 40 M non-zeros)
         self.A = CudaBlockSparseMatrix(matrix, self.dtype)
-        # A^T y: a transposed copy multiplied row by row, unless its rows are long (then A scatters)
-        self.A_t = None if self.A.long_columns else CudaBlockSparseMatrix(sp.csr_matrix(matrix.T), self.dtype)
+        self.A_t = CudaBlockSparseMatrix(sp.csr_matrix(matrix.T), self.dtype)
         self._scale_to_half = _module().get_function("scale_to_half")
 
     def _input(self, x: object) -> tuple[object, object]:
@@ -327,6 +228,4 @@ class CudaProducts:
 
     def rmatvec(self, y: object) -> object:
         """``A^T y`` ``(n,)`` in the accumulation dtype."""
-        if self.A_t is None:
-            return self.A.tdot(*self._input(y))
         return self.A_t.dot(*self._input(y))
