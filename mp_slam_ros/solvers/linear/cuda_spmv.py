@@ -165,13 +165,11 @@ class CudaBlockSparseMatrix:
         A = sp.csr_matrix(matrix)
         self.shape: tuple[int, int] = A.shape
         self.block_size = block_size or block_size_for(A)
-        R, _ = self.block_size
         if self.block_size == (1, 1):
             block_ptr, block_col, data = A.indptr, A.indices, A.data
         else:
             bsr = A.tobsr(blocksize=self.block_size)
             block_ptr, block_col, data = bsr.indptr, bsr.indices, bsr.data.reshape(-1)
-        self.stored_values = int(data.size)
         self._block_ptr = cupy.asarray(block_ptr.astype(np.int32))
         self._block_col = cupy.asarray(block_col.astype(np.int32))
         self._data = cupy.asarray(data.astype(self.dtype))
@@ -194,6 +192,7 @@ class CudaBlockSparseMatrix:
              self._block_col, self._data, cupy.ascontiguousarray(x), y, np.uint64(0) if peak is None else peak),
         )
         return y
+
 
 class CudaProducts:
     """``A x`` and ``A^T y`` with ``A`` stored in ``dtype`` on the GPU, as the solver needs them.
