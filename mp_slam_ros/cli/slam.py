@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from mp_slam_ros.cli.progress import frame_progress
-from mp_slam_ros.config import load_yaml, with_updates
+from mp_slam_ros.cli.vo import VO_NODE, report_unused
+from mp_slam_ros.config import node_pipeline_options, options_from, read_options, with_updates
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.geometry.lie import se3_inverse
 from mp_slam_ros.io.g2o import write_g2o
@@ -34,10 +35,14 @@ from mp_slam_ros.pipelines.vo_run import VORun, percentiles_ms, run_vo
 from mp_slam_ros.types import KeyframeArrays
 
 
+#: the node whose block of a ROS 2 parameter file sets ``loop_closure.*``
+LOOP_CLOSURE_NODE = "loop_closure_node"
+
+
 @dataclass(frozen=True)
 class SlamConfig:
     """Options of ``mp-slam slam``: ``vo.*`` (config/vo.yaml) and ``loop_closure.*``
-    (config/loop_closure.yaml) in one YAML."""
+    (config/loop_closure.yaml) in one YAML, or a preset of both nodes (config/household_rgbd.yaml)."""
 
     vo: VOConfig = field(default_factory=VOConfig)
     loop_closure: LoopClosureConfig = field(default_factory=LoopClosureConfig)
@@ -49,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tum", type=Path, required=True, help="output TUM file: base_link in map at every tracked frame")
     parser.add_argument("--graph", type=Path, help="output g2o pose graph (keyframe camera poses in map)")
     parser.add_argument("--vo-tum", type=Path, help="also write the odometry alone (base_link in odom)")
-    parser.add_argument("--params", type=Path, help="YAML with vo.* and loop_closure.* options")
+    parser.add_argument("--params", type=Path, help="YAML with vo.* and loop_closure.* options, or a ROS 2 parameter file "
+                        "of both nodes (e.g. config/household_rgbd.yaml: their pipeline options)")
     parser.add_argument("--precision", choices=("fp64", "fp32", "fp16", "mixed"), help="loop_closure.pgo.precision")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any option by dotted key, e.g. loop_closure.loop.min_age_s=10")
     parser.add_argument("--wheel-odom", metavar="TOPIC", help="nav_msgs/Odometry topic of the bag used as the VO's motion "
@@ -60,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> SlamConfig:
     """Options: defaults <- --params <- --precision <- --set; offline: synchronous BA and PGO."""
-    config = load_yaml(args.params, SlamConfig) if args.params else SlamConfig()
+    config = _params(args.params) if args.params else SlamConfig()
     updates: dict[str, object] = {"vo.ba.synchronous": True, "loop_closure.pgo.synchronous": True}
     if args.precision:
         updates["loop_closure.pgo.precision"] = args.precision
@@ -70,6 +76,20 @@ def config_from_args(args: argparse.Namespace) -> SlamConfig:
             raise ConfigError("--set", item, "expected KEY=VALUE")
         updates[key.strip()] = value.strip()
     return with_updates(config, updates)
+
+
+def _params(path: Path) -> SlamConfig:
+    """The options of a YAML file (``vo.*`` and ``loop_closure.*`` keys) or of a ROS 2 parameter
+    file such as a preset: ``vo_node``'s pipeline options as ``vo.*``, ``loop_closure_node``'s as
+    ``loop_closure.*`` (the nodes' own, e.g. ``publish_tf``, are named on stderr)."""
+    values, node_file = read_options(path)
+    if node_file:
+        values = {}
+        for node, prefix, tree in ((VO_NODE, "vo", VOConfig), (LOOP_CLOSURE_NODE, "loop_closure", LoopClosureConfig)):
+            options, unused = node_pipeline_options(path, node, tree)
+            report_unused("mp-slam slam", path, node, unused)
+            values.update({f"{prefix}.{key}": value for key, value in options.items()})
+    return options_from(SlamConfig, values, path)
 
 
 @dataclass

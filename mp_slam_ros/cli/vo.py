@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from mp_slam_ros.cli.progress import frame_progress
-from mp_slam_ros.config import describe, options_from, read_options, with_updates
+from mp_slam_ros.config import node_pipeline_options, options_from, read_options, with_updates
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.io.tum import write_tum
 from mp_slam_ros.pipelines.vo_config import VOConfig
@@ -57,13 +57,15 @@ def _params(path: Path) -> VOConfig:
     block that the pipeline has (the node's own, e.g. ``publish_tf``, are named on stderr)."""
     values, node_file = read_options(path, VO_NODE)
     if node_file:
-        pipeline = describe(VOConfig)
-        unused = sorted(key for key in values if key not in pipeline)
-        if unused:
-            print(f"mp-slam vo: {path}: offline, {VO_NODE}'s own parameters do not apply: {', '.join(unused)}",
-                  file=sys.stderr)
-        values = {key: value for key, value in values.items() if key in pipeline}
+        values, unused = node_pipeline_options(path, VO_NODE, VOConfig)
+        report_unused("mp-slam vo", path, VO_NODE, unused)
     return options_from(VOConfig, values, path)
+
+
+def report_unused(command: str, path: Path, node: str, unused: list[str]) -> None:
+    """Name on stderr the node's own parameters of a parameter file that an offline run ignores."""
+    if unused:
+        print(f"{command}: {path}: offline, {node}'s own parameters do not apply: {', '.join(unused)}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

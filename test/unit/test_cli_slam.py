@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from mp_slam_ros.cli import slam
 from mp_slam_ros.cli.main import main
 from mp_slam_ros.config import with_updates
+from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.io.g2o import read_g2o
 from mp_slam_ros.io.tum import read_tum
 from mp_slam_ros.pipelines import vo_run
@@ -49,6 +51,27 @@ def test_slam_bad_option_is_one_line_and_exit_1(sequence: Path, tmp_path: Path, 
     assert main(["slam", str(sequence / "bag"), "--tum", str(tmp_path / "x.tum"), "--wheel-odom", "/wheel", "--no-progress"]) == 1
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "/wheel" in error
+
+
+def test_slam_reads_a_preset_of_both_nodes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    preset = Path(__file__).resolve().parents[2] / "config" / "household_rgbd.yaml"
+    parser = argparse.ArgumentParser()
+    slam.add_arguments(parser)
+    args = parser.parse_args([str(tmp_path / "bag"), "--tum", str(tmp_path / "x.tum"), "--params", str(preset)])
+    config = slam.config_from_args(args)
+    assert config.vo.tracking.sideways_sigma_m == 0.0005  # vo_node's block, a value off the default
+    notes = capsys.readouterr().err
+    assert "vo_node's own parameters do not apply" in notes and "publish_tf" in notes
+    assert "loop_closure_node's own parameters do not apply" in notes and "tf_rate_hz" in notes
+    nodes = tmp_path / "nodes.yaml"
+    nodes.write_text("/**/loop_closure_node:\n  ros__parameters:\n    tf_rate_hz: 30.0\n    loop:\n      min_age_s: 7.0\n")
+    config = slam.config_from_args(parser.parse_args([str(tmp_path / "bag"), "--tum", "x.tum", "--params", str(nodes)]))
+    assert config.loop_closure.loop.min_age_s == 7.0  # loop_closure_node's block
+    assert config.vo.tracking.sideways_sigma_m == 0.0  # no vo_node block: the defaults
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("vo:\n  tracking:\n    sideways_sigma: 0.001\n")
+    with pytest.raises(ConfigError, match="vo.tracking.sideways_sigma"):
+        slam.config_from_args(parser.parse_args([str(tmp_path / "bag"), "--tum", "x.tum", "--params", str(typo)]))
 
 
 class _LostOnceVO(VisualOdometry):
