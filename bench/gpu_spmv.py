@@ -77,6 +77,11 @@ def cuda_median_s(run: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def stored(M: sp.csr_matrix, dtype: np.dtype) -> sp.csr_matrix:
+    """``M`` with its values rounded to ``dtype`` (as a kernel stores them), in float64."""
+    return sp.csr_matrix((M.data.astype(dtype).astype(np.float64), M.indices, M.indptr), shape=M.shape)
+
+
 def _error(got: object, expected: np.ndarray) -> float:
     import cupy
 
@@ -91,8 +96,7 @@ def lanes_sweep(label: str, M: sp.csr_matrix, x: np.ndarray, repeats: int) -> in
 
     failed = 0
     for dtype in _DTYPES[1:]:
-        reference = sp.csr_matrix((M.data.astype(dtype).astype(np.float64), M.indices, M.indptr), shape=M.shape) @ x.astype(
-            dtype).astype(np.float64)
+        reference = stored(M, dtype) @ x.astype(dtype).astype(np.float64)
         xd, cells = cupy.asarray(x.astype(dtype)), []
         for lanes in (1, 2, 4, 8, 16, 32):
             kernel = CudaBlockSparseMatrix(M, dtype, None, lanes)
@@ -117,13 +121,12 @@ def bench_matrix(name: str, A: sp.csr_matrix, repeats: int, sweep: bool = False)
         expected = M @ x
         times: dict[str, float] = {}
         for dtype in _DTYPES:
-            rounded = sp.csr_matrix((M.data.astype(dtype).astype(np.float64), M.indices, M.indptr), shape=M.shape)
             x_rounded = x.astype(dtype)
             variants: dict[str, tuple[Callable[[], object], np.ndarray]] = {}
             if dtype != np.float16:
                 cs, xd = cusparse.csr_matrix(M.astype(dtype)), cupy.asarray(x_rounded)
                 variants[f"cusparse {dtype.name}"] = (lambda cs=cs, xd=xd: cs @ xd, expected)
-            reference = rounded @ x_rounded.astype(np.float64)
+            reference = stored(M, dtype) @ x_rounded.astype(np.float64)
             xd = cupy.asarray(x_rounded)
             for kind, block_size in (("csr", (1, 1)), ("bsr", None)):
                 kernel = CudaBlockSparseMatrix(M, dtype, block_size)

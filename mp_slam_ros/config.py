@@ -232,11 +232,10 @@ def read_options(path: str | Path, node: str | None = None) -> tuple[dict[str, A
     return merged, True
 
 
-def node_pipeline_options(path: str | Path, node: str, cls: type) -> tuple[dict[str, Any], list[str]]:
-    """Of a ROS 2 parameter file (e.g. a preset), the dotted options of the pipeline tree ``cls``
-    that the blocks addressing ``node`` set, and the names of the others: the node's own
-    parameters (``publish_tf``, topics, QoS), which an offline run has no use for."""
-    values, _ = read_options(path, node)
+def split_pipeline_options(values: Mapping[str, Any], cls: type) -> tuple[dict[str, Any], list[str]]:
+    """The dotted ``values`` of a node's parameter block split into those of the pipeline tree
+    ``cls`` and the names of the others: the node's own parameters (``publish_tf``, topics, QoS),
+    which an offline run has no use for."""
     pipeline = describe(cls)
     return {key: value for key, value in values.items() if key in pipeline}, sorted(key for key in values if key not in pipeline)
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from mp_slam_ros.cli.progress import frame_progress
 from mp_slam_ros.cli.vo import VO_NODE, report_unused
-from mp_slam_ros.config import node_pipeline_options, options_from, read_options, with_updates
+from mp_slam_ros.config import options_from, read_options, split_pipeline_options, with_updates
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.geometry.lie import se3_inverse
 from mp_slam_ros.io.g2o import write_g2o
@@ -82,11 +82,13 @@ def _params(path: Path) -> SlamConfig:
     """The options of a YAML file (``vo.*`` and ``loop_closure.*`` keys) or of a ROS 2 parameter
     file such as a preset: ``vo_node``'s pipeline options as ``vo.*``, ``loop_closure_node``'s as
     ``loop_closure.*`` (the nodes' own, e.g. ``publish_tf``, are named on stderr)."""
-    values, node_file = read_options(path)
+    values, node_file = read_options(path, VO_NODE)
     if node_file:
+        blocks = ((VO_NODE, "vo", VOConfig, values),
+                  (LOOP_CLOSURE_NODE, "loop_closure", LoopClosureConfig, read_options(path, LOOP_CLOSURE_NODE)[0]))
         values = {}
-        for node, prefix, tree in ((VO_NODE, "vo", VOConfig), (LOOP_CLOSURE_NODE, "loop_closure", LoopClosureConfig)):
-            options, unused = node_pipeline_options(path, node, tree)
+        for node, prefix, tree, block in blocks:
+            options, unused = split_pipeline_options(block, tree)
             report_unused("mp-slam slam", path, node, unused)
             values.update({f"{prefix}.{key}": value for key, value in options.items()})
     return options_from(SlamConfig, values, path)

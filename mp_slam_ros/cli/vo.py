@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from mp_slam_ros.cli.progress import frame_progress
-from mp_slam_ros.config import node_pipeline_options, options_from, read_options, with_updates
+from mp_slam_ros.config import options_from, read_options, split_pipeline_options, with_updates
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.io.tum import write_tum
 from mp_slam_ros.pipelines.vo_config import VOConfig
@@ -57,7 +57,7 @@ def _params(path: Path) -> VOConfig:
     block that the pipeline has (the node's own, e.g. ``publish_tf``, are named on stderr)."""
     values, node_file = read_options(path, VO_NODE)
     if node_file:
-        values, unused = node_pipeline_options(path, VO_NODE, VOConfig)
+        values, unused = split_pipeline_options(values, VOConfig)
         report_unused("mp-slam vo", path, VO_NODE, unused)
     return options_from(VOConfig, values, path)
 

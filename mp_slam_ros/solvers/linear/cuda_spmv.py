@@ -136,13 +136,21 @@ def lanes_for(median_blocks_per_row: float) -> int:
 def block_size_for(matrix: sp.csr_matrix) -> tuple[int, int]:
     """The largest block size of ``_BLOCK_SIZES`` that divides the shape of ``matrix`` and whose
     blocks hold at most ``_MAX_FILL`` stored values per non-zero; ``(1, 1)`` (CSR) otherwise."""
+    return _blocked(matrix, None)[0]
+
+
+def _blocked(matrix: sp.csr_matrix, block_size: tuple[int, int] | None) -> tuple[tuple[int, int], sp.spmatrix]:
+    """``(block size, matrix in BSR with it)`` (CSR for ``(1, 1)``); ``None``: the block size of
+    :func:`block_size_for`, each candidate converted once and the chosen conversion kept."""
+    if block_size is not None:
+        return block_size, matrix if block_size == (1, 1) else matrix.tobsr(blocksize=block_size)
     rows, cols = matrix.shape
     for R, C in _BLOCK_SIZES[:-1]:
         if rows % R == 0 and cols % C == 0 and matrix.nnz:
             blocks = matrix.tobsr(blocksize=(R, C))
             if blocks.data.size <= _MAX_FILL * matrix.nnz:
-                return R, C
-    return 1, 1
+                return (R, C), blocks
+    return (1, 1), matrix
 
 
 class CudaBlockSparseMatrix:
@@ -164,12 +172,8 @@ class CudaBlockSparseMatrix:
         self._kernel = _module().get_function(name)
         A = sp.csr_matrix(matrix)
         self.shape: tuple[int, int] = A.shape
-        self.block_size = block_size or block_size_for(A)
-        if self.block_size == (1, 1):
-            block_ptr, block_col, data = A.indptr, A.indices, A.data
-        else:
-            bsr = A.tobsr(blocksize=self.block_size)
-            block_ptr, block_col, data = bsr.indptr, bsr.indices, bsr.data.reshape(-1)
+        self.block_size, blocks = _blocked(A, block_size)
+        block_ptr, block_col, data = blocks.indptr, blocks.indices, blocks.data.reshape(-1)
         self._block_ptr = cupy.asarray(block_ptr.astype(np.int32))
         self._block_col = cupy.asarray(block_col.astype(np.int32))
         self._data = cupy.asarray(data.astype(self.dtype))

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mp_slam_ros.fp16 import round_fp16
-from mp_slam_ros.precision import Backend, array_module, round_to
+from mp_slam_ros.precision import Backend, round_to
 
 _F16 = np.dtype(np.float16)
 
@@ -86,7 +86,6 @@ class SparseOperator:
         self.dtype = np.dtype(dtype)
         self._compute = compute_dtype(self.dtype)
         self.out_dtype = np.dtype(out_dtype) if out_dtype is not None else self._compute
-        self.xp = array_module(backend)
         self.shape: tuple[int, int] = matrix.shape
         A = sp.csr_matrix(matrix)
         if not A.has_canonical_format:
@@ -101,14 +100,14 @@ class SparseOperator:
         else:
             self._arrays = (*unsigned_pattern(A), data)
 
-    def _input(self, x: object) -> tuple[object, float]:
-        """``x`` in the compute dtype; for float16 storage scaled by a power of two (exact) so its
+    def _input(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """(CPU) ``x`` in the compute dtype; for float16 storage scaled by a power of two (exact) so its
         largest entry is in [0.5, 1] and rounded to float16, with the factor to undo the scaling:
         a preconditioned CG direction can exceed the float16 range (65504) long before it is
         meaningless."""
         if self.dtype != _F16:
             return x.astype(self._compute, copy=False), 1.0
-        largest = float(self.xp.max(self.xp.abs(x))) if x.size else 0.0
+        largest = float(np.max(np.abs(x))) if x.size else 0.0
         scale = 2.0 ** math.ceil(math.log2(largest)) if 0.0 < largest < math.inf else 1.0
         return round_to(x * (1.0 / scale), self.dtype), scale
 
