@@ -2,7 +2,8 @@
 # GPU check of mp_slam_ros (issue 9, item 6): does the CUDA path work on this machine, and what
 # does it gain? Run from anywhere on a machine with an NVIDIA GPU:
 #
-#   ./bench/gpu_check.sh            # about 5 minutes; prints one verdict line per step
+#   ./bench/gpu_check.sh            # about 6 minutes; prints one verdict line per step
+#   GPU_CHECK_SKIP='products' ./bench/gpu_check.sh   # skip the steps whose name matches
 #
 # Steps (each with its own timeout; a failed step is reported and the next still runs):
 #   0. the project's venv (.venv; scripts/setup.sh creates it if missing: not counted below), or
@@ -17,13 +18,16 @@
 #      where it fails) and what Backend.AUTO picks (the CPU, by design);
 #   4. the fp16 products on their own (bench/gpu_spmv.py): J p and J^T q of BA and PGO Jacobians,
 #      cuSPARSE fp64/fp32 against the package's native fp16 kernel, answers checked first;
+#   4b. the fp16 incomplete-Cholesky triangular solves (bench/gpu_trisolve.py, under 90 s): IC
+#      factors of household 2,500, city 10,000 and sphere2500 poses, cuSPARSE fp32 against the
+#      package's sync-free kernel in fp64/fp32/fp16, answers checked first, a watchdog per wait;
 #   5. the CUDA tests: pytest -m gpu (test_gpu_paths.py, test_ichol.py) and test_ba.py's CUDA test;
 #   6. timings, CPU vs CUDA, fp64 / fp32 / mixed: PGO (household 2,500 and 20,000 poses, city 10,000; the
 #      iterative cgnr_ic path forced, as the recipe solves them) and BA (two 50-keyframe windows,
 #      cgnr and the default solver); one timed run after a warm-up, chi2/cost of the CUDA answer
 #      vs the CPU one checked before the times are compared, the linear solvers that ran named;
 #      lines are printed as they come, so a timeout still leaves the finished ones.
-# Exit status: 0 when every step passed, 1 otherwise. Budget: under 8 minutes after setup.
+# Exit status: 0 when every step passed, 1 otherwise. Budget: under 10 minutes after setup.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,9 +42,14 @@ die() {
   exit 1
 }
 # step NAME SECONDS CMD...: run CMD with a timeout; record a failure (or a timeout) and go on.
+# GPU_CHECK_SKIP=REGEX skips the steps whose name matches (e.g. 'products|BA CUDA' on a short lease).
 step() {
   local name="$1" limit="$2"
   shift 2
+  if [ -n "${GPU_CHECK_SKIP:-}" ] && [[ "$name" =~ $GPU_CHECK_SKIP ]]; then
+    say "== $name: skipped (GPU_CHECK_SKIP)"
+    return 0
+  fi
   say "== $name (timeout ${limit}s)"
   local status=0
   timeout --kill-after=10 "$limit" "$@" || status=$?
@@ -105,6 +114,9 @@ EOF
 # --- 4. the fp16 products ---------------------------------------------------------------------
 step "fp16 products (bench/gpu_spmv.py)" 240 "$PY" bench/gpu_spmv.py
 
+# --- 4b. the fp16 triangular solves -----------------------------------------------------------
+step "fp16 IC triangular solves (bench/gpu_trisolve.py)" 120 "$PY" bench/gpu_trisolve.py
+
 # --- 5. the CUDA tests ------------------------------------------------------------------------
 step "CUDA tests (pytest -m gpu)" 240 "$PY" -m pytest -q -p no:cacheprovider -m gpu \
   test/unit/test_gpu_paths.py test/unit/test_ichol.py
@@ -151,7 +163,7 @@ def iterative(options):
 
 
 bad = 0
-print(f"{'problem':24s} {'mode':6s}   times (after a warm-up; on CUDA the fp16 products run natively, the IC solves in fp32 on fp16 values)")
+print(f"{'problem':24s} {'mode':6s}   times (after a warm-up; on CUDA the fp16 products and IC triangular solves run natively in fp16)")
 graphs = {"household3d-2500": household_graph(2500, dim=3, seed=0, initial="perturbed").graph,
           "city2d-10000": city_graph(10000, seed=0).graph,
           "household3d-20000": household_graph(20000, dim=3, seed=0, initial="perturbed").graph}

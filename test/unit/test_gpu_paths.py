@@ -16,8 +16,10 @@ from mp_slam_ros.sim.ba_windows import generate_window
 from mp_slam_ros.sim.pose_graphs import grid_graph, household_graph
 from mp_slam_ros.solvers.ba import BundleAdjustment, ba_solver_options, bundle_adjust
 from mp_slam_ros.solvers.linear.base import ScaledSystem
+from mp_slam_ros.solvers.linear import cuda_trisolve
 from mp_slam_ros.solvers.linear.cuda_spmv import CudaBlockSparseMatrix
-from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory
+from mp_slam_ros.solvers.linear.cuda_trisolve import CudaSolveTimeout, CudaTriangularFactor, CudaTriangularMatrix
+from mp_slam_ros.solvers.linear.ichol import IncompleteCholeskyFactory, _triangular_solves
 from mp_slam_ros.solvers.linear.operators import SparseOperator
 from mp_slam_ros.solvers.pgo import PoseGraphProblem, default_options, optimize_pose_graph
 
@@ -96,6 +98,89 @@ def test_incomplete_cholesky_solves_match_the_cpu(mode: str, dtype: np.dtype) ->
     s = np.random.default_rng(2).standard_normal(J.shape[1]).astype(np.float32 if dtype == _F16 else dtype)
     expected = cpu.apply(s, policy.preconditioner).astype(np.float64)
     assert _relative_error(gpu.apply(cupy.asarray(s), policy.preconditioner), expected) <= max(_TOLERANCE[dtype], 1e-5)
+
+
+def _random_triangular(n: int, lower: bool, seed: int) -> sp.csr_matrix:
+    """A diagonally dominant triangular CSR ``(n, n)``: diagonal in [1, 2], about a third of the
+    rows without off-diagonal entries, the others with up to 40 (more than a warp's 32 lanes)."""
+    rng = np.random.default_rng(seed)
+    rows, cols = [], []
+    for i in range(n):
+        others = np.arange(i) if lower else np.arange(i + 1, n)
+        if others.size and rng.random() > 0.35:
+            picked = rng.choice(others, size=min(others.size, int(rng.integers(1, 41))), replace=False)
+            rows += [i] * picked.size
+            cols += picked.tolist()
+    off = sp.csr_matrix((rng.uniform(-1.0, 1.0, len(rows)) / 40.0, (rows, cols)), shape=(n, n))
+    return sp.csr_matrix(off + sp.diags(rng.uniform(1.0, 2.0, n)))
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 37, 3000])
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("dtype", [_F16, _F32, _F64])
+def test_native_triangular_solve_matches_scipy(dtype: np.dtype, lower: bool, n: int) -> None:
+    import cupy
+    from scipy.sparse.linalg import spsolve_triangular
+
+    A = _random_triangular(n, lower, seed=n)
+    b = np.random.default_rng(5).uniform(-1.0, 1.0, n).astype(dtype)
+    matrix = CudaTriangularMatrix(A, dtype, lower)
+    got = matrix.solve(cupy.asarray(b))
+    matrix.check()
+    assert got.dtype == dtype and got.shape == (n,)
+    if n == 0:
+        return
+    stored = sp.csr_matrix((A.data.astype(dtype).astype(np.float64), A.indices, A.indptr), shape=A.shape)
+    expected = spsolve_triangular(stored, b.astype(np.float64), lower=lower)
+    # fp16: every unknown is stored rounded to float16 (relative 2^-11 each)
+    assert _relative_error(got, expected) <= {_F16: 2e-3, _F32: 1e-6, _F64: 1e-14}[dtype]
+
+
+@pytest.mark.parametrize("dtype", [_F16, _F32, _F64])
+def test_native_factor_solves_match_the_cpu_kernel_on_an_incomplete_cholesky_factor(dtype: np.dtype) -> None:
+    import cupy
+
+    J = _scaled_pose_graph_jacobian().jacobian_scaled
+    policy = precision_policy("fp64", ProblemKind.PGO)
+    factor = IncompleteCholeskyFactory(drop_tolerance=3e-3, block_size=6)(J, 0.0, policy, Backend.CPU).factor(dtype)
+    b = np.random.default_rng(4).uniform(-1.0, 1.0, J.shape[1]).astype(dtype)
+    expected = _triangular_solves(*factor.kernel_arrays, b.astype(factor.lower.dtype), dtype == _F16)
+    gpu = CudaTriangularFactor(factor.lower, factor.upper, dtype)
+    got = gpu.solve(cupy.asarray(b))
+    cupy.cuda.Device().synchronize()
+    assert got.dtype == dtype
+    assert _relative_error(got, expected.astype(np.float64)) <= {_F16: 2e-3, _F32: 1e-5, _F64: 1e-12}[dtype]
+
+
+@pytest.mark.parametrize("magnitude", [0.0, 1e-30, 3.0, 1e30])
+def test_fp16_incomplete_cholesky_on_cuda_scales_its_input_as_the_cpu(magnitude: float) -> None:
+    import cupy
+
+    J = _scaled_pose_graph_jacobian().jacobian_scaled
+    policy = precision_policy("mixed", ProblemKind.PGO)
+    factory = IncompleteCholeskyFactory(drop_tolerance=3e-3, block_size=6)
+    cpu, gpu = factory(J, 0.0, policy, Backend.CPU), factory(J, 0.0, policy, Backend.CUDA)
+    s = (np.random.default_rng(6).standard_normal(J.shape[1]) * magnitude).astype(np.float32)
+    expected = cpu.apply(s, _F16).astype(np.float64)
+    got = gpu.apply(cupy.asarray(s), _F16)
+    assert got.dtype == np.float32 and bool(cupy.isfinite(got).all())
+    if magnitude == 0.0:
+        assert not bool(cupy.any(got))
+    else:
+        assert _relative_error(got, expected) <= _TOLERANCE[_F16]
+
+
+def test_the_watchdog_ends_a_deadlocked_solve(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cupy
+
+    # rows 0 and 1 wait for each other (the host check that refuses such a matrix is bypassed)
+    cyclic = sp.csr_matrix((np.ones(4), np.array([1, 0, 0, 1]), np.array([0, 2, 4])), shape=(2, 2))
+    monkeypatch.setattr(cuda_trisolve, "_triangular_csr", lambda matrix, lower: matrix)
+    matrix = CudaTriangularMatrix(cyclic, _F32, True, timeout_s=0.05)
+    matrix.solve(cupy.ones(2, dtype=np.float32))
+    with pytest.raises(CudaSolveTimeout):
+        matrix.check()
+    matrix.check()  # the flag was cleared
 
 
 @pytest.mark.parametrize("mode", ["fp64", "fp32", "mixed"])

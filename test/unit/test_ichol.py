@@ -89,6 +89,18 @@ def test_fp16_factor_and_solves_hold_float16_values() -> None:
     assert preconditioner.factor(np.dtype(np.float16)) is factor  # cached per dtype
 
 
+def test_fp16_solves_round_whatever_the_input_scale() -> None:
+    """The input is scaled by a power of two into (0.5, 1] before the float16 solves, so an input
+    already there (scale 1) and twice it give the same answer up to that exact factor: the
+    rounding of the solves' unknowns must not depend on whether a scaling happened."""
+    J = _pose_graph_system()
+    preconditioner = IncompleteCholeskyFactory(drop_tolerance=3e-3)(J, 0.0, _MIXED, Backend.CPU)
+    rhs = np.random.default_rng(3).standard_normal(J.shape[1]).astype(np.float32)
+    rhs *= np.float32(0.9) / np.max(np.abs(rhs))
+    half = np.dtype(np.float16)
+    np.testing.assert_array_equal(2 * preconditioner.apply(rhs, half), preconditioner.apply(2 * rhs, half))
+
+
 def test_breakdown_in_fp16_is_retried_with_a_diagonal_shift() -> None:
     # SPD with pivot 1 - (1 - 1e-4)^2 ~ 2e-4 in fp64; in fp16 the off-diagonal rounds to 1.0
     # and the pivot to 0: a breakdown that only low precision shows.

@@ -36,9 +36,10 @@ in :attr:`IncompleteCholesky.shifts` (reported in the LM summary). If every retr
 non-finite matrix), :meth:`apply` returns NaN so the solve reports a non-finite result.
 
 The triangular solves and the factorization are numba kernels (``cache=True``) on the CPU.
-On a CUDA backend the factor is computed on the host and the solves use
-``cupyx.scipy.sparse.linalg.spsolve_triangular`` in float32/float64 (float16 values stored in
-float32, rounding of inputs and outputs only) -- this path is untested here (no GPU).
+On a CUDA backend the factor is computed on the host and the solves are the package's native
+sync-free kernels (:mod:`.cuda_trisolve`) with the values stored in the factor's dtype (float16
+included) and the CPU semantics above: fp16 input scaling and rounding, every unknown stored in
+float16, float32 sums, the overflow retry.
 """
 
 from __future__ import annotations
@@ -263,7 +264,7 @@ class _Factor:
     lower: sp.csr_matrix
     upper: sp.csr_matrix
     ok: bool
-    device: tuple | None = None  # CuPy copies (CUDA backend only)
+    device: object | None = None  # its CudaTriangularFactor (CUDA backend only)
     #: The CPU kernel's arrays: pattern (:func:`unsigned_pattern`) and values of ``L``, then of ``U``.
     kernel_arrays: tuple = field(init=False, repr=False)
 
@@ -467,44 +468,34 @@ class IncompleteCholesky:
         round16 = np.dtype(dtype) == _F16
         b = np.asarray(s, dtype=factor.lower.dtype)
         if not round16:
-            return self._solve(factor, b, 1.0)[0].astype(s.dtype, copy=False)
+            return self._solve(factor, b, 1.0, False)[0].astype(s.dtype, copy=False)
         peak = float(np.max(np.abs(b), initial=0.0))
         if not 0.0 < peak < np.inf:
             return np.zeros_like(s) if peak == 0.0 else np.full_like(s, np.nan)
         scale = 2.0 ** -math.ceil(math.log2(peak))
         for _ in range(2):
-            z, finite = self._solve(factor, b, scale)
+            z, finite = self._solve(factor, b, scale, True)
             if finite:
                 break
             scale *= _OVERFLOW_RETRY_SCALE
         return z.astype(s.dtype, copy=False)
 
-    def _solve(self, factor: _Factor, b: np.ndarray, scale: float) -> tuple[np.ndarray, bool]:
+    def _solve(self, factor: _Factor, b: np.ndarray, scale: float, round16: bool) -> tuple[np.ndarray, bool]:
+        """Both triangular solves of ``scale * b``; ``round16``: the float16 emulation (every
+        intermediate rounded to float16, whatever the scale)."""
         return _permuted_solves(  # type: ignore[no-any-return]
-            *factor.kernel_arrays, b, self._perm_unsigned, b.dtype.type(scale), scale != 1.0
+            *factor.kernel_arrays, b, self._perm_unsigned, b.dtype.type(scale), round16
         )
 
     def _apply_cuda(self, factor: _Factor, s: object, dtype: np.dtype) -> object:
-        """cuSPARSE triangular solves in float32/float64 (float16: fp16 values, fp32 solves)."""
+        """The native sync-free triangular solves with the values in ``dtype`` (float16 too) and
+        the CPU path's semantics (:class:`~.cuda_trisolve.CudaTriangularFactor`, kept on the factor)."""
         import cupy  # noqa: PLC0415
-        from cupyx.scipy import sparse as cusparse  # noqa: PLC0415
-        from cupyx.scipy.sparse.linalg import spsolve_triangular  # noqa: PLC0415
+
+        from mp_slam_ros.solvers.linear.cuda_trisolve import CudaTriangularFactor  # noqa: PLC0415
 
         if not factor.ok:
             return cupy.full_like(s, cupy.nan)
         if factor.device is None:
-            factor.device = (
-                cusparse.csr_matrix(factor.lower), cusparse.csr_matrix(factor.upper), cupy.asarray(self.perm)
-            )
-        lower, upper, perm = factor.device
-        b = s.astype(factor.lower.dtype)[perm]
-        # CuPy returns float64 from a float32 solve: cast back, or the next solve refuses the mix
-        y = spsolve_triangular(lower, b, lower=True).astype(lower.dtype, copy=False)
-        if dtype == _F16:
-            y = y.astype(cupy.float16).astype(cupy.float32)
-        z_perm = spsolve_triangular(upper, y, lower=False).astype(lower.dtype, copy=False)
-        if dtype == _F16:
-            z_perm = z_perm.astype(cupy.float16).astype(cupy.float32)
-        z = cupy.empty_like(z_perm)
-        z[perm] = z_perm
-        return z.astype(s.dtype)
+            factor.device = CudaTriangularFactor(factor.lower, factor.upper, dtype, self.perm)
+        return factor.device.apply(s, _OVERFLOW_RETRY_SCALE).astype(s.dtype, copy=False)
