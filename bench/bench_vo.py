@@ -36,7 +36,7 @@ from mp_slam_ros.io.kitti import read_kitti, write_kitti_bag
 from mp_slam_ros.io.tum import read_tum
 from mp_slam_ros.pipelines.vo_config import VOConfig
 from mp_slam_ros.pipelines.vo_run import run_vo
-from mp_slam_ros.ros.presets import VO_NODE, load_node_configs
+from mp_slam_ros.presets import VO_NODE, load_node_configs
 from mp_slam_ros.sim.config import SequenceConfig
 from mp_slam_ros.sim.sequence import generate_sequence
 

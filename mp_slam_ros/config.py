@@ -232,14 +232,6 @@ def read_options(path: str | Path, node: str | None = None) -> tuple[dict[str, A
     return merged, True
 
 
-def split_pipeline_options(values: Mapping[str, Any], cls: type) -> tuple[dict[str, Any], list[str]]:
-    """The dotted ``values`` of a node's parameter block split into those of the pipeline tree
-    ``cls`` and the names of the others: the node's own parameters (``publish_tf``, topics, QoS),
-    which an offline run has no use for."""
-    pipeline = describe(cls)
-    return {key: value for key, value in values.items() if key in pipeline}, sorted(key for key in values if key not in pipeline)
-
-
 def options_from(cls: type[ConfigT], values: Mapping[str, Any], source: str | Path) -> ConfigT:
     """``cls`` with the dotted ``values`` set, validated; a :class:`ConfigError` also names
     ``source`` (the file, or the file and node, the values came from)."""

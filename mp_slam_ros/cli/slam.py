@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from mp_slam_ros.cli.progress import frame_progress
-from mp_slam_ros.cli.vo import VO_NODE, report_unused
-from mp_slam_ros.config import options_from, read_options, split_pipeline_options, with_updates
+from mp_slam_ros.cli.vo import report_unused
+from mp_slam_ros.config import options_from, read_options, with_updates
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.geometry.lie import se3_inverse
 from mp_slam_ros.io.g2o import write_g2o
@@ -32,11 +32,8 @@ from mp_slam_ros.pipelines.loop_closure_config import LoopClosureConfig
 from mp_slam_ros.pipelines.vo import TrackingStatus, TrackResult
 from mp_slam_ros.pipelines.vo_config import VOConfig
 from mp_slam_ros.pipelines.vo_run import VORun, percentiles_ms, run_vo
+from mp_slam_ros.presets import LOOP_CLOSURE_NODE, VO_NODE, pipeline_options
 from mp_slam_ros.types import KeyframeArrays
-
-
-#: the node whose block of a ROS 2 parameter file sets ``loop_closure.*``
-LOOP_CLOSURE_NODE = "loop_closure_node"
 
 
 @dataclass(frozen=True)
@@ -81,17 +78,16 @@ def config_from_args(args: argparse.Namespace) -> SlamConfig:
 def _params(path: Path) -> SlamConfig:
     """The options of a YAML file (``vo.*`` and ``loop_closure.*`` keys) or of a ROS 2 parameter
     file such as a preset: ``vo_node``'s pipeline options as ``vo.*``, ``loop_closure_node``'s as
-    ``loop_closure.*`` (the nodes' own, e.g. ``publish_tf``, are named on stderr)."""
+    ``loop_closure.*``, each block validated as its node validates it (the nodes' own, e.g.
+    ``publish_tf``, are named on stderr)."""
     values, node_file = read_options(path, VO_NODE)
-    if node_file:
-        blocks = ((VO_NODE, "vo", VOConfig, values),
-                  (LOOP_CLOSURE_NODE, "loop_closure", LoopClosureConfig, read_options(path, LOOP_CLOSURE_NODE)[0]))
-        values = {}
-        for node, prefix, tree, block in blocks:
-            options, unused = split_pipeline_options(block, tree)
-            report_unused("mp-slam slam", path, node, unused)
-            values.update({f"{prefix}.{key}": value for key, value in options.items()})
-    return options_from(SlamConfig, values, path)
+    if not node_file:
+        return options_from(SlamConfig, values, path)
+    configs = {}
+    for node in (VO_NODE, LOOP_CLOSURE_NODE):
+        configs[node], own = pipeline_options(path, node)
+        report_unused("mp-slam slam", path, node, own)
+    return SlamConfig(vo=configs[VO_NODE], loop_closure=configs[LOOP_CLOSURE_NODE])  # type: ignore[arg-type]
 
 
 @dataclass

@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 
 from mp_slam_ros.cli.progress import frame_progress
-from mp_slam_ros.config import options_from, read_options, split_pipeline_options, with_updates
+from mp_slam_ros.config import options_from, read_options, with_updates
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.io.tum import write_tum
 from mp_slam_ros.pipelines.vo_config import VOConfig
 from mp_slam_ros.pipelines.vo_run import run_vo
+from mp_slam_ros.presets import VO_NODE, pipeline_options
 
 #: the node whose block of a ROS 2 parameter file ``--params`` reads
-VO_NODE = "vo_node"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,12 +54,14 @@ def config_from_args(args: argparse.Namespace) -> VOConfig:
 
 def _params(path: Path) -> VOConfig:
     """The pipeline options of a YAML file; of a ROS 2 parameter file, those of ``vo_node``'s
-    block that the pipeline has (the node's own, e.g. ``publish_tf``, are named on stderr)."""
+    block, validated as the node validates them (the node's own, e.g. ``publish_tf``, are named on
+    stderr: they do not apply offline)."""
     values, node_file = read_options(path, VO_NODE)
-    if node_file:
-        values, unused = split_pipeline_options(values, VOConfig)
-        report_unused("mp-slam vo", path, VO_NODE, unused)
-    return options_from(VOConfig, values, path)
+    if not node_file:
+        return options_from(VOConfig, values, path)
+    config, own = pipeline_options(path, VO_NODE)
+    report_unused("mp-slam vo", path, VO_NODE, own)
+    return config  # type: ignore[return-value]
 
 
 def report_unused(command: str, path: Path, node: str, unused: list[str]) -> None:

@@ -32,7 +32,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from mp_slam_ros.config import with_updates
 from mp_slam_ros.errors import MpSlamError
-from mp_slam_ros.nodes.loop_closure_options import LoopClosureNodeOptions
+from mp_slam_ros.node_options.loop_closure import LoopClosureNodeOptions
 from mp_slam_ros.geometry.lie import se3_to_translation_quat
 from mp_slam_ros.pipelines.loop_closure import LoopClosure, LoopResult
 from mp_slam_ros.pipelines.loop_closure_config import LoopClosureConfig

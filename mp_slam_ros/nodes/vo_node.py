@@ -41,7 +41,7 @@ from mp_slam_ros.errors import ConfigError, MessageError, MpSlamError
 from mp_slam_ros.geometry.lie import se3_from_translation_quat
 from mp_slam_ros.nodes.vo_diagnostics import FrameCounters, ThrottledWarnings, diagnostics_msg
 from mp_slam_ros.nodes.vo_inputs import INPUT_TOPICS, WheelOdometry, frame_from_messages, problem_key
-from mp_slam_ros.nodes.vo_options import READ_ONLY, VONodeOptions
+from mp_slam_ros.node_options.vo import READ_ONLY, VONodeOptions
 from mp_slam_ros.nodes.vo_outputs import VOPublishers
 from mp_slam_ros.pipelines.vo import Frame, TrackResult, TrackingStatus, VisualOdometry
 from mp_slam_ros.pipelines.vo_config import VOConfig

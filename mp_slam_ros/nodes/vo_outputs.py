@@ -18,7 +18,7 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import PointCloud2, PointField
 
 from mp_slam_ros.geometry.lie import se3_to_translation_quat
-from mp_slam_ros.nodes.vo_options import VONodeOptions
+from mp_slam_ros.node_options.vo import VONodeOptions
 from mp_slam_ros.pipelines.vo import TrackResult
 from mp_slam_ros.precision import ProblemKind
 from mp_slam_ros.ros.conversions import pose_to_msg, stamp_from_ns, transform_to_msg

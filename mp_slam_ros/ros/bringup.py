@@ -41,7 +41,7 @@ from mp_slam_ros.nodes.vo_node import VONode
 from mp_slam_ros.pipelines.vo_bag import select_topics
 from mp_slam_ros.pipelines.vo_config import SensorMode
 from mp_slam_ros.ros.player import BagPlayer, PlayOptions
-from mp_slam_ros.ros.presets import (
+from mp_slam_ros.presets import (
     LOOP_CLOSURE_NODE,
     OUTPUT_REMAPPINGS,
     PRECISION_KEYS,

@@ -36,7 +36,7 @@ from mp_slam_ros.nodes.vo_inputs import INPUT_TOPICS
 from mp_slam_ros.ros.bringup import BringupOptions, SlamProcess, bag_camera_topics
 from mp_slam_ros.ros.conversions import ns_from_stamp, pose_from_msg
 from mp_slam_ros.ros.messages import pose_graph_from_msg
-from mp_slam_ros.ros.presets import CONFIG_DIR, LOOP_CLOSURE_NODE, VO_NODE
+from mp_slam_ros.presets import CONFIG_DIR, LOOP_CLOSURE_NODE, VO_NODE
 from mp_slam_ros.ros.qos import KEYFRAME_QOS, POSE_GRAPH_QOS, reliable_qos
 
 #: every frame tracked however loaded the CPU is (reliable inputs, no busy drops): the demo

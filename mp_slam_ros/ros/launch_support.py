@@ -30,7 +30,7 @@ from launch_ros.actions import Node
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.nodes.vo_inputs import INPUT_TOPICS
 from mp_slam_ros.pipelines.vo_config import SensorMode, VOConfig
-from mp_slam_ros.ros.presets import LOOP_CLOSURE_NODE, OUTPUT_REMAPPINGS, PRECISION_KEYS, VO_NODE, configs_from_parameters, parameters_for
+from mp_slam_ros.presets import LOOP_CLOSURE_NODE, OUTPUT_REMAPPINGS, PRECISION_KEYS, VO_NODE, configs_from_parameters, parameters_for
 
 PACKAGE = "mp_slam_ros"
 #: launch argument of each camera input, in the order of vo_node's INPUT_TOPICS per mode

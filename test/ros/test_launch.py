@@ -34,7 +34,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 
 from mp_slam_ros.ros.param_client import RemoteParameters  # noqa: E402
-from mp_slam_ros.ros.presets import CONFIG_DIR, PRECISION_KEYS, node_parameters, parameters_for  # noqa: E402
+from mp_slam_ros.presets import CONFIG_DIR, PRECISION_KEYS, node_parameters, parameters_for  # noqa: E402
 
 pytestmark = pytest.mark.ros
 LAUNCH_DIR = Path(__file__).resolve().parents[2] / "launch"

@@ -16,7 +16,7 @@ pytest.importorskip("rclpy")
 
 from mp_slam_ros.config import describe, flatten  # noqa: E402
 from mp_slam_ros.ros.bringup import BringupOptions, SlamProcess  # noqa: E402
-from mp_slam_ros.ros.presets import node_parameters  # noqa: E402
+from mp_slam_ros.presets import node_parameters  # noqa: E402
 
 pytestmark = pytest.mark.ros
 README = Path(__file__).resolve().parents[2] / "README.md"

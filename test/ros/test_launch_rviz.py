@@ -14,7 +14,7 @@ import yaml
 pytest.importorskip("rclpy")
 
 from mp_slam_ros.ros.bringup import BringupOptions, SlamProcess  # noqa: E402
-from mp_slam_ros.ros.presets import CONFIG_DIR  # noqa: E402
+from mp_slam_ros.presets import CONFIG_DIR  # noqa: E402
 
 pytestmark = pytest.mark.ros
 RVIZ = CONFIG_DIR / "mp_slam.rviz"

@@ -16,7 +16,7 @@ from test_vo_node import sequence  # noqa: E402,F401  (fixture: a 3 s RGB-D + st
 from mp_slam_ros.cli.main import main  # noqa: E402
 from mp_slam_ros.io.bags import BagReader  # noqa: E402
 from mp_slam_ros.ros.bringup import BringupOptions, SlamProcess  # noqa: E402
-from mp_slam_ros.ros.presets import CONFIG_DIR  # noqa: E402
+from mp_slam_ros.presets import CONFIG_DIR  # noqa: E402
 from mp_slam_ros.ros.recorder import typestore_with_interfaces  # noqa: E402
 
 pytestmark = pytest.mark.ros

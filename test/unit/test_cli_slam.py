@@ -72,6 +72,10 @@ def test_slam_reads_a_preset_of_both_nodes(tmp_path: Path, capsys: pytest.Captur
     typo.write_text("vo:\n  tracking:\n    sideways_sigma: 0.001\n")
     with pytest.raises(ConfigError, match="vo.tracking.sideways_sigma"):
         slam.config_from_args(parser.parse_args([str(tmp_path / "bag"), "--tum", "x.tum", "--params", str(typo)]))
+    misspelt = tmp_path / "misspelt.yaml"  # a node's own parameter misspelt: an error, as the node gives
+    misspelt.write_text("loop_closure_node:\n  ros__parameters:\n    tf_rate: 30.0\n")
+    with pytest.raises(ConfigError, match="tf_rate.*unknown parameter of loop_closure_node.*misspelt.yaml"):
+        slam.config_from_args(parser.parse_args([str(tmp_path / "bag"), "--tum", "x.tum", "--params", str(misspelt)]))
 
 
 class _LostOnceVO(VisualOdometry):

@@ -13,7 +13,7 @@ import pytest
 
 from mp_slam_ros.config import flatten
 from mp_slam_ros.errors import ConfigError, FileFormatError
-from mp_slam_ros.ros.presets import (
+from mp_slam_ros.presets import (
     CONFIG_DIR,
     LOOP_CLOSURE_NODE,
     VO_NODE,

@@ -21,7 +21,7 @@ from mp_slam_ros.io.tum import read_tum
 from mp_slam_ros.pipelines.vo import TrackingStatus
 from mp_slam_ros.pipelines.vo_config import VOConfig
 from mp_slam_ros.pipelines.vo_run import run_vo
-from mp_slam_ros.ros.presets import VO_NODE, load_node_configs
+from mp_slam_ros.presets import VO_NODE, load_node_configs
 from mp_slam_ros.sim.sequence import generate_sequence
 
 ROOT = Path(__file__).resolve().parents[3]

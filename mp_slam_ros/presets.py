@@ -16,8 +16,8 @@ from typing import Any
 
 from mp_slam_ros.config import _flatten_mapping, describe, node_key_matches, options_from, read_yaml_mapping
 from mp_slam_ros.errors import ConfigError, FileFormatError
-from mp_slam_ros.nodes.loop_closure_options import LoopClosureNodeOptions
-from mp_slam_ros.nodes.vo_options import VONodeOptions
+from mp_slam_ros.node_options.loop_closure import LoopClosureNodeOptions
+from mp_slam_ros.node_options.vo import VONodeOptions
 from mp_slam_ros.pipelines.loop_closure_config import LoopClosureConfig
 from mp_slam_ros.pipelines.vo_config import VOConfig
 
@@ -28,7 +28,7 @@ PRECISION_KEYS = {VO_NODE: "ba.precision", LOOP_CLOSURE_NODE: "pgo.precision"}
 #: output remappings when both nodes share a namespace: each publishes a ``path`` (odom / map)
 OUTPUT_REMAPPINGS: dict[str, tuple[tuple[str, str], ...]] = {VO_NODE: (), LOOP_CLOSURE_NODE: (("path", "map_path"),)}
 #: Directory of the presets and the rviz config in a source checkout (installed: share/mp_slam_ros/config).
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 
 
 @dataclass(frozen=True)
@@ -99,3 +99,15 @@ def configs_from_parameters(node: str, values: Mapping[str, Any], source: str = 
 def load_node_configs(path: str | Path, node: str) -> tuple[object, ...]:
     """The validated configs of ``node`` set by the parameter file at ``path``."""
     return configs_from_parameters(node, parameters_for(path, node), str(path))
+
+
+def pipeline_options(path: str | Path, node: str) -> tuple[object, list[str]]:
+    """What an offline run (``mp-slam vo``/``slam``) takes from ``node``'s block of the parameter
+    file at ``path``: the node's pipeline config, validated with all the node's parameters as the
+    node would (an unknown key, e.g. a misspelt one, raises :class:`ConfigError` naming it and the
+    file), and the names of the node's own parameters the file sets (``publish_tf``, topics, QoS),
+    which have no use offline."""
+    values = parameters_for(path, node)
+    spec = node_parameters()[node]
+    pipeline = describe(spec.trees[-1])
+    return configs_from_parameters(node, values, str(path))[-1], sorted(key for key in values if key not in pipeline)

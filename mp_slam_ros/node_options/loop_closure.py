@@ -1,7 +1,7 @@
 """Options of the ``loop_closure_node`` ROS adapter itself (the pipeline's are
 :class:`~mp_slam_ros.pipelines.loop_closure_config.LoopClosureConfig`).
 
-ROS-free, so that parameter files can be checked without rclpy (:mod:`mp_slam_ros.ros.presets`);
+ROS-free, so that parameter files can be checked without rclpy (:mod:`mp_slam_ros.presets`);
 declared as ROS parameters by the same walker as the pipeline's (:mod:`mp_slam_ros.ros.params`).
 """
 
