@@ -243,10 +243,11 @@ def select_backend(requested: Backend | str = Backend.AUTO) -> Backend:
     :func:`cuda_self_test` (else :class:`ConfigError` with the reason).
 
     Why ``auto`` is the CPU even on a GPU machine: measured on an H200 (``bench/gpu_check.sh``,
-    results/gpu/README.md), whole solves on CUDA took 1.1-4.7x the time of the CPU path on every
-    problem measured (pose graphs of 2,500-10,000 poses, 50-keyframe BA windows): the host-side
-    linearization, the per-iteration transfers and CuPy's triangular solves outweigh the faster
-    products at household sizes. ``cuda`` stays available for larger problems and GPU work.
+    results/gpu/README.md), whole solves on CUDA took 1.1-4.6x the time of the CPU path on every
+    problem measured (pose graphs of 2,500-20,000 poses, 50-keyframe BA windows): the host-side
+    linearization and preconditioners, the per-iteration transfers and launch-bound products
+    outweigh the faster kernels at household sizes. ``cuda`` stays available for larger problems
+    and GPU work.
     """
     requested = Backend.parse(requested)
     if requested is Backend.AUTO:
