@@ -186,7 +186,8 @@ def _flatten_mapping(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any
 
 
 def read_yaml_mapping(path: str | Path) -> Mapping[str, Any]:
-    """The top-level mapping of a YAML file (empty for an empty file).
+    """The top-level mapping of a YAML file (empty for an empty file; files written by OpenCV,
+    which start with ``%YAML:1.0``, are read too).
 
     Raises :class:`~mp_slam_ros.errors.FileFormatError` naming the file (and line) when it cannot
     be read, is not valid YAML or is not a mapping.
@@ -196,7 +197,10 @@ def read_yaml_mapping(path: str | Path) -> Mapping[str, Any]:
     from mp_slam_ros.errors import FileFormatError
 
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        text = Path(path).read_text()
+        if text.startswith("%YAML:"):  # OpenCV's FileStorage directive, which PyYAML refuses: a comment
+            text = "#" + text
+        data = yaml.safe_load(text) or {}
     except OSError as error:
         raise FileFormatError(path, None, f"cannot read: {error.strerror}") from None
     except yaml.YAMLError as error:

@@ -5,10 +5,8 @@ Layout: ``image_0/ image_1/`` (or ``image_l/ image_r/``) rectified grey PNGs, ``
 ``poses.txt`` (3x4 ``[R | t]`` of the left camera in the first left camera's frame) and
 ``times.txt`` (seconds; 10 Hz when absent).
 
-The bag (:func:`write_kitti_bag`) has ``/left/image_rect``, ``/right/image_rect`` (mono8),
-``/left/camera_info``, ``/right/camera_info`` (the right ``P[0, 3] = -fx * baseline``) and
-``/tf_static`` ``base_link -> camera_left_optical_frame`` (a REP-103 body: x forward, z up, at the
-camera). ``groundtruth.tum`` is base_link in the first base_link frame.
+The bag (:func:`write_kitti_bag`) has the topics of :mod:`.stereo_bag` with ``base_link`` a
+REP-103 body (x forward, z up) at the camera. ``groundtruth.tum`` is base_link in the first base_link frame.
 """
 
 from __future__ import annotations
@@ -24,14 +22,12 @@ from numpy.typing import NDArray
 from mp_slam_ros.errors import FileFormatError
 from mp_slam_ros.geometry.camera import PinholeCamera
 from mp_slam_ros.geometry.lie import se3_inverse
-from mp_slam_ros.io.bags import BagWriter
 from mp_slam_ros.io.text import parse_finite_float, read_text_lines
+from mp_slam_ros.io.stereo_bag import write_stereo_bag
 from mp_slam_ros.io.tum import TumTrajectory, write_tum
-from mp_slam_ros.sim.messages import camera_info_msg, image_msg, tf_msg, transform_stamped
 from mp_slam_ros.sim.rig import R_BASE_OPTICAL
 
 IMAGE_DIRS = (("image_0", "image_1"), ("image_l", "image_r"))
-LEFT_FRAME, RIGHT_FRAME, BASE_FRAME = "camera_left_optical_frame", "camera_right_optical_frame", "base_link"
 KITTI_RATE_HZ = 10.0
 START_NS = 1_000_000_000  # stamps start at 1 s (0 is "no stamp" in ROS)
 
@@ -129,26 +125,18 @@ def write_kitti_bag(sequence: KittiSequence, out_dir: str | Path, progress: Call
     P = sequence.P_left
     camera = PinholeCamera(P[0, 0], P[1, 1], P[0, 2], P[1, 2], width=width, height=height)
     stamps_ns = START_NS + np.rint(sequence.times_s * 1e9).astype(np.int64)
-    topics = {"/left/image_rect": "sensor_msgs/msg/Image", "/right/image_rect": "sensor_msgs/msg/Image",
-              "/left/camera_info": "sensor_msgs/msg/CameraInfo", "/right/camera_info": "sensor_msgs/msg/CameraInfo"}
-    with BagWriter(out_dir / "bag") as bag:
-        for topic, msgtype in topics.items():
-            bag.add_topic(topic, msgtype)
-        bag.add_topic("/tf_static", "tf2_msgs/msg/TFMessage", latched=True)
-        bag.write("/tf_static", int(stamps_ns[0]), tf_msg([transform_stamped(T_base_camera(), int(stamps_ns[0]), BASE_FRAME, LEFT_FRAME)]))
-        for k, (left_path, right_path) in enumerate(zip(sequence.left_images, sequence.right_images)):
-            stamp = int(stamps_ns[k])
-            for side, path, frame, baseline in (("left", left_path, LEFT_FRAME, 0.0), ("right", right_path, RIGHT_FRAME, sequence.baseline_m)):
-                pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-                if pixels is None or pixels.shape != (height, width):
-                    raise FileFormatError(path, None, f"cannot read a {width}x{height} grey PNG")
-                bag.write(f"/{side}/camera_info", stamp, camera_info_msg(camera, stamp, frame, baseline))
-                bag.write(f"/{side}/image_rect", stamp, image_msg(pixels, stamp, frame))
-            if progress is not None:
-                progress(k + 1, len(sequence.left_images))
+
+    def read(path: Path) -> NDArray[np.uint8]:
+        pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if pixels is None or pixels.shape != (height, width):
+            raise FileFormatError(path, None, f"cannot read a {width}x{height} grey PNG")
+        return pixels
+
+    pairs = ((read(left), read(right)) for left, right in zip(sequence.left_images, sequence.right_images))
+    bag = write_stereo_bag(out_dir / "bag", camera, sequence.baseline_m, T_base_camera(), stamps_ns, pairs, progress)
     if sequence.T_cam0_cam is not None:
         T_base_cam = T_base_camera()
         T_world_base = T_base_cam @ sequence.T_cam0_cam @ se3_inverse(T_base_cam)
         write_tum(out_dir / "groundtruth.tum", TumTrajectory.from_matrices(stamps_ns * 1e-9, T_world_base),
                   comment="ground truth T_world_base_link (KITTI poses.txt)")
-    return out_dir / "bag"
+    return bag
