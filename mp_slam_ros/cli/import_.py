@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="output directory (bag/ and groundtruth.tum)")
     parser.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
                         help="tum: undistorted camera intrinsics (default: the freiburg1/2/3 camera named by the folder)")
+    parser.add_argument("--camchain", type=Path, help="euroc: a Kalibr camchain.yaml calibrating cam0/cam1 (default: each "
+                        "camera's sensor.yaml, else <sequence>/dso/camchain.yaml as in TUM-VI's EuRoC-format exports)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -30,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         sequence = read_kitti(args.src)
         count, write, what = len(sequence.left_images), write_kitti_bag, f"stereo pairs, baseline {sequence.baseline_m:.3f} m"
     elif args.format == "euroc":
-        sequence = read_euroc(args.src)
+        sequence = read_euroc(args.src, args.camchain)
         skipped = f"; {sequence.unpaired} images without a partner skipped" if sequence.unpaired else ""
         count, write, what = len(sequence.stamps_ns), write_euroc_bag, f"stereo pairs, rectified{skipped}"
     else:

@@ -7,7 +7,10 @@ each holding ``data.csv`` (``#timestamp [ns],filename`` lines), ``data/*.png`` a
 (``radial-tangential``: ``[k1, k2, p1, p2]``; ``equidistant``: ``[k1, k2, k3, k4]``, the fisheye
 model of TUM-VI's exports) and ``distortion_coefficients``. Optional ground truth, the body (IMU)
 frame in the world: ``state_groundtruth_estimate0/data.csv`` (EuRoC's) or ``mocap0/data.csv``,
-``timestamp [ns], p x y z [m], q w x y z`` first.
+``timestamp [ns], p x y z [m], q w x y z`` first. Instead of ``sensor.yaml``: a Kalibr
+``camchain.yaml`` (``cam0:``/``cam1:`` with ``T_cam_imu``, ``intrinsics``, ``distortion_model``,
+``distortion_coeffs``, ``resolution``), given or found at ``<sequence>/dso/camchain.yaml`` where
+TUM-VI's EuRoC-format exports keep it.
 
 EuRoC's images are distorted and the two cameras are not row-aligned, so the importer rectifies
 both (OpenCV ``stereoRectify`` with zero disparity at infinity and ``alpha = 0``: every output
@@ -88,6 +91,8 @@ def _sequence_root(src: Path) -> Path:
 
 def _numbers(path: Path, data: object, field: str, count: int) -> NDArray[np.float64]:
     values = data.get("data") if isinstance(data, dict) else data
+    if isinstance(values, list) and values and all(isinstance(row, list) for row in values):
+        values = [v for row in values for v in row]  # Kalibr's matrices: a list of rows
     if not isinstance(values, list) or len(values) != count:
         raise FileFormatError(path, None, f"field {field}: expected {count} numbers, found {values!r}")
     try:
@@ -99,28 +104,34 @@ def _numbers(path: Path, data: object, field: str, count: int) -> NDArray[np.flo
     return array
 
 
-def _read_sensor(path: Path) -> tuple[NDArray[np.float64], NDArray[np.float64], str, tuple[int, int], NDArray[np.float64]]:
-    if not path.is_file():
-        raise FileFormatError(path, None, "missing: the camera's calibration")
-    sensor = read_yaml_mapping(path)
-    model = sensor.get("camera_model", "pinhole")
+def _calibration(
+    path: Path, block: object, camera: str | None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], str, tuple[int, int], NDArray[np.float64]]:
+    """``(K, distortion, model, (w, h), T_body_cam)`` of a ``sensor.yaml`` mapping (``camera``
+    None) or of the ``camera`` block of a Kalibr camchain (``T_cam_imu``, ``distortion_coeffs``)."""
+    if not isinstance(block, dict):
+        raise FileFormatError(path, None, f"no {camera!r} block" if camera else "expected a mapping at the top level")
+    prefix = f"{camera}." if camera else ""
+    model = block.get("camera_model", "pinhole")
     if model != "pinhole":
-        raise FileFormatError(path, None, f"field camera_model={model!r}: only pinhole cameras are supported")
-    distortion_model = str(sensor.get("distortion_model", ""))
+        raise FileFormatError(path, None, f"field {prefix}camera_model={model!r}: only pinhole cameras are supported")
+    distortion_model = str(block.get("distortion_model", ""))
     if distortion_model not in DISTORTION_MODELS:
-        raise FileFormatError(path, None, f"field distortion_model={distortion_model!r}: expected one of {', '.join(DISTORTION_MODELS)}")
-    fu, fv, cu, cv = _numbers(path, sensor.get("intrinsics"), "intrinsics", 4)
+        raise FileFormatError(path, None, f"field {prefix}distortion_model={distortion_model!r}: expected one of {', '.join(DISTORTION_MODELS)}")
+    fu, fv, cu, cv = _numbers(path, block.get("intrinsics"), f"{prefix}intrinsics", 4)
     if not (fu > 0 and fv > 0):
-        raise FileFormatError(path, None, f"field intrinsics: focal lengths must be positive, got {fu}, {fv}")
-    distortion = _numbers(path, sensor.get("distortion_coefficients"), "distortion_coefficients", DISTORTION_MODELS[distortion_model])
-    width, height = (int(v) for v in _numbers(path, sensor.get("resolution"), "resolution", 2))
+        raise FileFormatError(path, None, f"field {prefix}intrinsics: focal lengths must be positive, got {fu}, {fv}")
+    coefficients = "distortion_coeffs" if camera else "distortion_coefficients"
+    distortion = _numbers(path, block.get(coefficients), prefix + coefficients, DISTORTION_MODELS[distortion_model])
+    width, height = (int(v) for v in _numbers(path, block.get("resolution"), f"{prefix}resolution", 2))
     if width <= 0 or height <= 0:
-        raise FileFormatError(path, None, f"field resolution: {width}x{height} is not an image size")
-    T = _numbers(path, sensor.get("T_BS"), "T_BS", 16).reshape(4, 4)
+        raise FileFormatError(path, None, f"field {prefix}resolution: {width}x{height} is not an image size")
+    extrinsics = "T_cam_imu" if camera else "T_BS"
+    T = _numbers(path, block.get(extrinsics), prefix + extrinsics, 16).reshape(4, 4)
     if not np.allclose(T[3], [0, 0, 0, 1]) or not np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-4):
-        raise FileFormatError(path, None, "field T_BS: not a rigid transform")
+        raise FileFormatError(path, None, f"field {prefix}{extrinsics}: not a rigid transform")
     K = np.array([[fu, 0.0, cu], [0.0, fv, cv], [0.0, 0.0, 1.0]])
-    return K, distortion, distortion_model, (width, height), T
+    return K, distortion, distortion_model, (width, height), se3_inverse(T) if camera else T
 
 
 def _read_image_list(path: Path) -> dict[int, Path]:
@@ -140,9 +151,15 @@ def _read_image_list(path: Path) -> dict[int, Path]:
     return images
 
 
-def _read_camera(folder: Path) -> EurocCamera:
-    K, distortion, model, size, T = _read_sensor(folder / "sensor.yaml")
-    return EurocCamera(K, distortion, model, size, T, _read_image_list(folder / "data.csv"))
+def _read_camera(folder: Path, camchain: Path | None) -> EurocCamera:
+    """A camera from its ``sensor.yaml`` or, given, its block of the Kalibr ``camchain``."""
+    if camchain is not None:
+        calibration = _calibration(camchain, read_yaml_mapping(camchain).get(folder.name), folder.name)
+    elif (folder / "sensor.yaml").is_file():
+        calibration = _calibration(folder / "sensor.yaml", dict(read_yaml_mapping(folder / "sensor.yaml")), None)
+    else:
+        raise FileFormatError(folder / "sensor.yaml", None, "missing: the camera's calibration (or give a Kalibr camchain.yaml)")
+    return EurocCamera(*calibration, _read_image_list(folder / "data.csv"))
 
 
 def _read_ground_truth(path: Path) -> TumTrajectory:
@@ -171,10 +188,15 @@ def _read_ground_truth(path: Path) -> TumTrajectory:
     return TumTrajectory.from_matrices(np.array(stamps, dtype=np.int64)[order] * 1e-9, T[order])
 
 
-def read_euroc(src: str | Path) -> EurocSequence:
-    """Read a EuRoC (ASL) stereo sequence; :class:`FileFormatError` names what is wrong."""
+def read_euroc(src: str | Path, camchain: str | Path | None = None) -> EurocSequence:
+    """Read a EuRoC (ASL) stereo sequence, calibrated by each camera's ``sensor.yaml`` or by the
+    Kalibr ``camchain`` (given, or ``dso/camchain.yaml`` beside ``mav0/`` when the cameras have
+    no ``sensor.yaml``); :class:`FileFormatError` names what is wrong."""
     root = _sequence_root(Path(src))
-    cam0, cam1 = _read_camera(root / "cam0"), _read_camera(root / "cam1")
+    if camchain is None and not (root / "cam0" / "sensor.yaml").is_file():
+        camchain = next((p for p in (root.parent / "dso" / "camchain.yaml", root / "dso" / "camchain.yaml") if p.is_file()), None)
+    chain = Path(camchain) if camchain is not None else None
+    cam0, cam1 = _read_camera(root / "cam0", chain), _read_camera(root / "cam1", chain)
     if cam0.size != cam1.size:
         raise FileFormatError(root / "cam1" / "sensor.yaml", None, f"resolution {cam1.size} differs from cam0's {cam0.size}")
     paired = sorted(set(cam0.images) & set(cam1.images))

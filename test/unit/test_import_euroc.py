@@ -134,6 +134,32 @@ def test_import_writes_rectified_stereo_topics_and_ground_truth(tmp_path: Path, 
     np.testing.assert_allclose(truth.positions_m[2], [0.2, 0.0, 0.0], atol=1e-9)
 
 
+def test_a_kalibr_camchain_calibrates_a_tum_vi_style_export(tmp_path: Path) -> None:
+    """TUM-VI's EuRoC-format exports have no sensor.yaml but ``dso/camchain.yaml`` (Kalibr:
+    ``T_cam_imu`` as rows, ``distortion_coeffs``): found beside ``mav0/`` and read as the same rig."""
+    reference = read_euroc(_random_sequence(tmp_path / "euroc"))
+    root = _random_sequence(tmp_path / "dataset-room1_512_16")
+    chain = []
+    for cam in ("cam0", "cam1"):
+        (root / "mav0" / cam / "sensor.yaml").unlink()
+        T_BS, intrinsics, distortion = EUROC[cam]
+        T_cam_imu = np.linalg.inv(np.array(T_BS).reshape(4, 4))
+        rows = ", ".join("[" + ", ".join(repr(float(v)) for v in row) + "]" for row in T_cam_imu)
+        chain.append(f"{cam}:\n  T_cam_imu: [{rows}]\n  camera_model: pinhole\n  distortion_coeffs: {[float(d) for d in distortion]}\n"
+                     f"  distortion_model: radial-tangential\n  intrinsics: {[float(v) for v in intrinsics]}\n  resolution: [752, 480]\n")
+    (root / "dso").mkdir()
+    (root / "dso" / "camchain.yaml").write_text("".join(chain))
+    sequence = read_euroc(root)
+    for got, want in ((sequence.cam0, reference.cam0), (sequence.cam1, reference.cam1)):
+        np.testing.assert_allclose(got.T_body_cam, want.T_body_cam, atol=1e-9)
+        np.testing.assert_allclose(got.K, want.K)
+        np.testing.assert_allclose(got.distortion, want.distortion)
+    assert main(["import", "euroc", str(root), "-o", str(tmp_path / "out"), "--no-progress"]) == 0
+    (root / "dso" / "camchain.yaml").write_text("cam0:\n  intrinsics: [1, 1, 1, 1]\n")
+    with pytest.raises(FileFormatError, match="camchain.yaml: field cam0.distortion_model=''"):
+        read_euroc(root)
+
+
 @pytest.mark.parametrize(
     ("damage", "words"),
     [
