@@ -101,13 +101,11 @@ def load_node_configs(path: str | Path, node: str) -> tuple[object, ...]:
     return configs_from_parameters(node, parameters_for(path, node), str(path))
 
 
-def pipeline_options(path: str | Path, node: str) -> tuple[object, list[str]]:
-    """What an offline run (``mp-slam vo``/``slam``) takes from ``node``'s block of the parameter
-    file at ``path``: the node's pipeline config, validated with all the node's parameters as the
-    node would (an unknown key, e.g. a misspelt one, raises :class:`ConfigError` naming it and the
-    file), and the names of the node's own parameters the file sets (``publish_tf``, topics, QoS),
-    which have no use offline."""
-    values = parameters_for(path, node)
-    spec = node_parameters()[node]
-    pipeline = describe(spec.trees[-1])
-    return configs_from_parameters(node, values, str(path))[-1], sorted(key for key in values if key not in pipeline)
+def pipeline_options(node: str, values: Mapping[str, Any], source: str | Path) -> tuple[object, list[str]]:
+    """What an offline run (``mp-slam vo``/``slam``) takes from the dotted ``values`` of ``node``'s
+    block of a parameter file (:func:`parameters_for`, or the CLI's own read): the node's pipeline
+    config, validated with all the node's parameters as the node would (an unknown key, e.g. a
+    misspelt one, raises :class:`ConfigError` naming it and ``source``), and the names of the
+    node's own parameters the block sets (``publish_tf``, topics, QoS), which have no use offline."""
+    pipeline = describe(node_parameters()[node].trees[-1])
+    return configs_from_parameters(node, values, str(source))[-1], sorted(key for key in values if key not in pipeline)

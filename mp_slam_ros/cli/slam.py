@@ -84,8 +84,8 @@ def _params(path: Path) -> SlamConfig:
     if not node_file:
         return options_from(SlamConfig, values, path)
     configs = {}
-    for node in (VO_NODE, LOOP_CLOSURE_NODE):
-        configs[node], own = pipeline_options(path, node)
+    for node, block in ((VO_NODE, values), (LOOP_CLOSURE_NODE, read_options(path, LOOP_CLOSURE_NODE)[0])):
+        configs[node], own = pipeline_options(node, block, path)
         report_unused("mp-slam slam", path, node, own)
     return SlamConfig(vo=configs[VO_NODE], loop_closure=configs[LOOP_CLOSURE_NODE])  # type: ignore[arg-type]
 

@@ -15,8 +15,6 @@ from mp_slam_ros.pipelines.vo_config import VOConfig
 from mp_slam_ros.pipelines.vo_run import run_vo
 from mp_slam_ros.presets import VO_NODE, pipeline_options
 
-#: the node whose block of a ROS 2 parameter file ``--params`` reads
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``mp-slam vo``."""
@@ -59,7 +57,7 @@ def _params(path: Path) -> VOConfig:
     values, node_file = read_options(path, VO_NODE)
     if not node_file:
         return options_from(VOConfig, values, path)
-    config, own = pipeline_options(path, VO_NODE)
+    config, own = pipeline_options(VO_NODE, values, path)
     report_unused("mp-slam vo", path, VO_NODE, own)
     return config  # type: ignore[return-value]
 
