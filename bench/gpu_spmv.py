@@ -82,11 +82,17 @@ def stored(M: sp.csr_matrix, dtype: np.dtype) -> sp.csr_matrix:
     return sp.csr_matrix((M.data.astype(dtype).astype(np.float64), M.indices, M.indptr), shape=M.shape)
 
 
-def _error(got: object, expected: np.ndarray) -> float:
-    import cupy
+def relative_error(got: object, expected: np.ndarray) -> float:
+    """``||got - expected|| / ||expected||`` in float64 (``got`` a device or host array)."""
+    got = np.asarray(got.get() if hasattr(got, "get") else got, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    return float(np.linalg.norm(got - expected) / max(float(np.linalg.norm(expected)), 1e-300))
 
-    got = cupy.asnumpy(got).astype(np.float64)
-    return float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-300))
+
+def print_ratios(kind: str, times: dict[str, float | None], ratios: dict[str, tuple[str, str]]) -> None:
+    """One line of the ratios whose two times exist."""
+    cells = [f"{name} {times[a] / times[b]:.2f}" for name, (a, b) in ratios.items() if times.get(a) and times.get(b)]
+    print(f"  {kind} ratios: " + ("  ".join(cells) if cells else "none (a variant was not timed)"), flush=True)
 
 
 def lanes_sweep(label: str, M: sp.csr_matrix, x: np.ndarray, repeats: int) -> int:
@@ -100,7 +106,7 @@ def lanes_sweep(label: str, M: sp.csr_matrix, x: np.ndarray, repeats: int) -> in
         xd, cells = cupy.asarray(x.astype(dtype)), []
         for lanes in (1, 2, 4, 8, 16, 32):
             kernel = CudaBlockSparseMatrix(M, dtype, None, lanes)
-            ok = _error(kernel.dot(xd), reference) <= _TOLERANCE["float32"]
+            ok = relative_error(kernel.dot(xd), reference) <= _TOLERANCE["float32"]
             failed += not ok
             seconds = cuda_median_s(lambda kernel=kernel: kernel.dot(xd), max(5, repeats // 5))
             cells.append(f"{lanes}: {seconds * 1e6:.0f}{'' if ok else ' WRONG'}")
@@ -139,7 +145,7 @@ def bench_matrix(name: str, A: sp.csr_matrix, repeats: int, sweep: bool = False)
             xo = cupy.asarray(x.astype(np.float32 if dtype != np.float64 else np.float64))
             variants[f"operator {dtype.name}"] = (lambda product=product, xo=xo: product(xo), expected)
             for variant, (run, ref) in variants.items():
-                error = _error(run(), ref)
+                error = relative_error(run(), ref)
                 kernel_fp16 = variant.startswith(("csr", "bsr")) and dtype == np.float16
                 ok = error <= (_TOLERANCE["float32"] if kernel_fp16 else _TOLERANCE[dtype.name])
                 failed += not ok
@@ -157,8 +163,7 @@ def bench_matrix(name: str, A: sp.csr_matrix, repeats: int, sweep: bool = False)
             "operator fp16/fp64": ("operator float16", "operator float64"),
             "cusparse fp32/fp64": ("cusparse float32", "cusparse float64"),
         }
-        print(f"  {label:6s} ratios: " + "  ".join(
-            f"{name} {times[a] / times[b]:.2f}" for name, (a, b) in ratios.items() if a in times and b in times), flush=True)
+        print_ratios(f"{label:6s}", times, ratios)
         if sweep:
             failed += lanes_sweep(label, M, x, repeats)
     return failed

@@ -43,7 +43,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from gpu_spmv import cuda_median_s
+from gpu_spmv import cuda_median_s, print_ratios, relative_error
 from pgo_hard_suite import public_cases
 
 from mp_slam_ros.backend.pose_graph import PoseGraph
@@ -57,13 +57,6 @@ _F16, _F32, _F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float
 #: Norm-wise relative agreement with the CPU kernel of the same dtype required before timing
 #: (summation order; fp16 unknowns may round to a neighbouring half value; a bug gives ~1).
 _AGREEMENT = {"float64": 1e-9, "float32": 1e-4, "float16": 2e-2}
-
-
-def relative_error(got: object, expected: np.ndarray) -> float:
-    """``||got - expected|| / ||expected||`` in float64 (``got`` a device or host array)."""
-    got = np.asarray(got.get() if hasattr(got, "get") else got, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    return float(np.linalg.norm(got - expected) / max(float(np.linalg.norm(expected)), 1e-300))
 
 
 @numba.njit(cache=True)
@@ -163,12 +156,6 @@ def run_variant(label: str, run: Callable[[], object], expected: np.ndarray, exa
         return None
     print(f"  {label:30s} {errors}  {seconds * 1e6:9.1f} us  ({seconds * 1e6 / max(levels, 1):.2f} us/level)", flush=True)
     return seconds
-
-
-def print_ratios(kind: str, times: dict[str, float | None], ratios: dict[str, tuple[str, str]]) -> None:
-    """One line of the ratios whose two times exist."""
-    cells = [f"{name} {times[a] / times[b]:.2f}" for name, (a, b) in ratios.items() if times.get(a) and times.get(b)]
-    print(f"  {kind} ratios: " + ("  ".join(cells) if cells else "none (a variant was not timed)"), flush=True)
 
 
 def bench_graph(name: str, make: Callable[[], PoseGraph], repeats: int, timeout_s: float) -> int:
