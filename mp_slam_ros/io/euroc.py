@@ -54,6 +54,7 @@ class EurocCamera:
     size: tuple[int, int]  # (width, height)
     T_body_cam: NDArray[np.float64]  # (4, 4)
     images: dict[int, Path]  # stamp (ns) -> PNG
+    calibration_file: Path  # the sensor.yaml or camchain.yaml it was read from (named in errors)
 
 
 @dataclass
@@ -153,13 +154,12 @@ def _read_image_list(path: Path) -> dict[int, Path]:
 
 def _read_camera(folder: Path, camchain: Path | None) -> EurocCamera:
     """A camera from its ``sensor.yaml`` or, given, its block of the Kalibr ``camchain``."""
-    if camchain is not None:
-        calibration = _calibration(camchain, read_yaml_mapping(camchain).get(folder.name), folder.name)
-    elif (folder / "sensor.yaml").is_file():
-        calibration = _calibration(folder / "sensor.yaml", dict(read_yaml_mapping(folder / "sensor.yaml")), None)
-    else:
-        raise FileFormatError(folder / "sensor.yaml", None, "missing: the camera's calibration (or give a Kalibr camchain.yaml)")
-    return EurocCamera(*calibration, _read_image_list(folder / "data.csv"))
+    source = camchain if camchain is not None else folder / "sensor.yaml"
+    if not source.is_file():
+        raise FileFormatError(source, None, "missing: the camera's calibration (or give a Kalibr camchain.yaml)")
+    block = read_yaml_mapping(source)
+    calibration = _calibration(source, block.get(folder.name), folder.name) if camchain else _calibration(source, dict(block), None)
+    return EurocCamera(*calibration, _read_image_list(folder / "data.csv"), source)
 
 
 def _read_ground_truth(path: Path) -> TumTrajectory:
@@ -198,7 +198,7 @@ def read_euroc(src: str | Path, camchain: str | Path | None = None) -> EurocSequ
     chain = Path(camchain) if camchain is not None else None
     cam0, cam1 = _read_camera(root / "cam0", chain), _read_camera(root / "cam1", chain)
     if cam0.size != cam1.size:
-        raise FileFormatError(root / "cam1" / "sensor.yaml", None, f"resolution {cam1.size} differs from cam0's {cam0.size}")
+        raise FileFormatError(cam1.calibration_file, None, f"resolution {cam1.size} differs from cam0's {cam0.size}")
     paired = sorted(set(cam0.images) & set(cam1.images))
     if not paired:
         raise FileFormatError(root, None, "cam0 and cam1 share no timestamp: no stereo pair")
@@ -241,7 +241,7 @@ def write_euroc_bag(sequence: EurocSequence, out_dir: str | Path, progress: Call
     try:
         rig = stereo_rectification(sequence.cam0, sequence.cam1)
     except ValueError as error:
-        raise FileFormatError(sequence.cam1.images[int(sequence.stamps_ns[0])].parent.parent / "sensor.yaml", None, str(error)) from None
+        raise FileFormatError(sequence.cam1.calibration_file, None, str(error)) from None
     width, height = sequence.cam0.size
 
     def pairs() -> Iterator[tuple[NDArray[np.uint8], NDArray[np.uint8]]]:
