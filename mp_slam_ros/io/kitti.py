@@ -133,9 +133,9 @@ def write_kitti_bag(sequence: KittiSequence, out_dir: str | Path, progress: Call
         return pixels
 
     pairs = ((read(left), read(right)) for left, right in zip(sequence.left_images, sequence.right_images))
-    bag = write_stereo_bag(out_dir / "bag", camera, sequence.baseline_m, T_base_camera(), stamps_ns, pairs, progress)
+    T_base_cam = T_base_camera()
+    bag = write_stereo_bag(out_dir / "bag", camera, sequence.baseline_m, T_base_cam, stamps_ns, pairs, progress)
     if sequence.T_cam0_cam is not None:
-        T_base_cam = T_base_camera()
         T_world_base = T_base_cam @ sequence.T_cam0_cam @ se3_inverse(T_base_cam)
         write_tum(out_dir / "groundtruth.tum", TumTrajectory.from_matrices(stamps_ns * 1e-9, T_world_base),
                   comment="ground truth T_world_base_link (KITTI poses.txt)")
