@@ -6,9 +6,9 @@ of the Jacobian, solve the damped linear least-squares problem with the problem'
 float64, evaluate the trial cost and accept or reject the step (Nielsen's damping update).
 
 Escalation (``options.escalate``): a step is redone one rung up the precision ladder
-(fp16 -> mixed -> fp32 -> fp64) when the low-precision linear solve produced a non-finite value,
-broke down or drifted (float16 products: :mod:`~mp_slam_ros.solvers.linear.iterative_schur`),
-or when its step increased the cost while the same step computed one rung up does not. An escalation is kept for the rest of the solve, resets the damping (the damping grown by the
+(fp16 -> mixed -> fp32 -> fp64) when the low-precision linear solve produced a non-finite value
+or broke down, or when its step increased the cost while the same step computed one rung up does
+not. An escalation is kept for the rest of the solve, resets the damping (the damping grown by the
 failed low-precision steps would otherwise shrink the steps of the higher rung to a crawl that
 the function tolerance mistakes for convergence) and is recorded in the :class:`Summary`.
 Before a solve on residuals below fp64 stops (converged or out of damping), its cost is checked

@@ -199,16 +199,18 @@ def test_a_monocular_window_whose_cg_stalls_reaches_the_optimum_through_the_dire
     assert not without.summary.linear_solver_changes
 
 
-def test_a_drifted_float16_solve_is_redone_one_rung_up() -> None:
+def test_a_drifted_float16_solve_is_solved_again_in_float32() -> None:
     """bench_ba's window 25 of "2 fixed cameras": PCG with float16 products stopped on its
     truncated-Newton test at a recurrence residual of 0.036 where the true one was 0.056; LM went
     on with such steps and claimed convergence 0.23% above the optimum, at another local minimum.
-    Reported ``drifted``, the step is redone in fp32 and the solve ends at the optimum."""
+    Solved again with float32 products (an event of the solve; the LM policy stays ``mixed``),
+    the run ends at the optimum."""
     window = generate_window(50, 311025, WindowConfig.monocular(gauge_free=False))
     reference = bundle_adjust(window.problem, ba_solver_options("fp64", function_tolerance=1e-12, max_iterations=200),
                               solver="schur")
     optimum = BundleAdjustment(window.problem).cost(reference.state, np.float64)
     result = bundle_adjust(window.problem, ba_solver_options("mixed", True), solver="iterative_schur")
     assert BundleAdjustment(window.problem).cost(result.state, np.float64) <= optimum * (1 + 1e-3)
-    drifted = [e for e in result.summary.escalations if e.reason == f"linear solve {LinearStatus.DRIFTED.value}"]
-    assert drifted and drifted[0].to_precision is Precision.FP32
+    again = [c for c in result.summary.linear_solver_changes if c.action == "higher_precision"]
+    assert again and "float16 PCG drifted" in again[0].reason and "float32 products" in again[0].reason
+    assert not any("drift" in e.reason for e in result.summary.escalations)

@@ -37,12 +37,11 @@ class LinearStatus(str, enum.Enum):
     NON_FINITE = "non_finite"  # overflow or NaN in a low-precision part
     BREAKDOWN = "breakdown"  # e.g. a non-positive curvature p^T A p <= 0
     TOO_SLOW = "too_slow"  # stopped early: its convergence rate projects past max_iterations
-    DRIFTED = "drifted"  # converged by its recurrences, but its true residual is far above theirs
 
     @property
     def failed(self) -> bool:
         """True when the step must not be used at all."""
-        return self in (LinearStatus.NON_FINITE, LinearStatus.BREAKDOWN, LinearStatus.DRIFTED)
+        return self in (LinearStatus.NON_FINITE, LinearStatus.BREAKDOWN)
 
 
 @numba.njit(cache=True, nogil=True)
