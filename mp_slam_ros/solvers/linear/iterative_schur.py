@@ -124,12 +124,14 @@ class IterativeSchurSolver:
         damping: float, policy: PrecisionPolicy, options: LinearSolverOptions,
     ) -> tuple[np.ndarray, LinearStatus, int, float, int, list[tuple[str, str]]]:
         """PCG on ``S y = g_unit`` (``||g_unit|| = 1``, so no float16 vector can overflow); a
-        float16 solve that drifted (:data:`DRIFT_FACTOR`) is solved again one precision rung up,
-        an event of the result (``(action, reason)``)."""
+        float16 solve that drifted (:data:`DRIFT_FACTOR`) is solved again on the first rung up
+        the precision ladder without float16 products, an event of the result (``(action, reason)``)."""
         assert self._split is not None
         J_c, J_p = self._split.blocks(J)
         y, status, iterations, relative, shifts = self._pcg(J_c, J_p, band, H_ll_inv, g_unit, damping, policy, options)
         higher = policy.escalated()
+        while higher is not None and np.dtype(higher.matvec) == np.float16:  # fp16 -> mixed: still float16 products
+            higher = higher.escalated()
         if status is not LinearStatus.CONVERGED or np.dtype(policy.matvec) != np.float16 or higher is None:
             return y, status, iterations, relative, shifts, []
         xp = array_module(self._backend)
