@@ -68,6 +68,7 @@ class DirectFallback:
                 return result
             self._direct_active = True
             self._prepare_direct(system, policy)
+            events += result.events  # what the iterative solve did first (e.g. a higher precision)
             events.append(("direct", f"{self.iterative.name} {result.status.value} after {result.iterations} "
                                      f"iterations at relative residual {result.relative_residual:.1e}"))
         result = self.direct.solve(system, damping, policy, options)
