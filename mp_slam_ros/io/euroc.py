@@ -36,7 +36,7 @@ from mp_slam_ros.config import read_yaml_mapping
 from mp_slam_ros.errors import FileFormatError
 from mp_slam_ros.geometry.camera import PinholeCamera
 from mp_slam_ros.geometry.lie import se3_inverse
-from mp_slam_ros.io.stereo_bag import write_stereo_bag
+from mp_slam_ros.io.stereo_bag import read_grey_image, write_stereo_bag
 from mp_slam_ros.io.text import parse_finite_float, read_text_lines
 from mp_slam_ros.io.tum import TumTrajectory, write_tum
 
@@ -135,12 +135,17 @@ def _calibration(
     return K, distortion, distortion_model, (width, height), se3_inverse(T) if camera else T
 
 
+def _csv_rows(path: Path) -> Iterator[tuple[int, list[str], str]]:
+    """``(line number, stripped fields, line)`` of each row of an ASL ``data.csv`` (blank lines
+    and ``#`` comments skipped)."""
+    for number, line in enumerate(read_text_lines(path), start=1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            yield number, [f.strip() for f in line.split(",")], line
+
+
 def _read_image_list(path: Path) -> dict[int, Path]:
     images: dict[int, Path] = {}
-    for number, line in enumerate(read_text_lines(path), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        fields = [f.strip() for f in line.split(",")]
+    for number, fields, line in _csv_rows(path):
         if len(fields) != 2 or not fields[0].isdigit():
             raise FileFormatError(path, number, f"expected 'timestamp [ns],filename', found {line.strip()!r}")
         stamp = int(fields[0])
@@ -164,10 +169,7 @@ def _read_camera(folder: Path, camchain: Path | None) -> EurocCamera:
 
 def _read_ground_truth(path: Path) -> TumTrajectory:
     stamps, rows = [], []
-    for number, line in enumerate(read_text_lines(path), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        fields = [f.strip() for f in line.split(",")]
+    for number, fields, _ in _csv_rows(path):
         if len(fields) < 8:
             raise FileFormatError(path, number, f"expected timestamp, position (3) and quaternion w x y z, found {len(fields)} fields")
         if not fields[0].isdigit():
@@ -242,18 +244,13 @@ def write_euroc_bag(sequence: EurocSequence, out_dir: str | Path, progress: Call
         rig = stereo_rectification(sequence.cam0, sequence.cam1)
     except ValueError as error:
         raise FileFormatError(sequence.cam1.calibration_file, None, str(error)) from None
-    width, height = sequence.cam0.size
 
     def pairs() -> Iterator[tuple[NDArray[np.uint8], NDArray[np.uint8]]]:
         for stamp in sequence.stamps_ns:
-            images = []
-            for camera in (sequence.cam0, sequence.cam1):
-                path = camera.images[int(stamp)]
-                pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-                if pixels is None or pixels.shape != (height, width):
-                    raise FileFormatError(path, None, f"cannot read a {width}x{height} grey PNG (the size sensor.yaml gives)")
-                images.append(pixels)
-            yield rig.rectify(images[0], images[1])
+            left, right = (read_grey_image(camera.images[int(stamp)], camera.size,
+                                           f"the size {camera.calibration_file.name} gives")
+                           for camera in (sequence.cam0, sequence.cam1))
+            yield rig.rectify(left, right)
 
     bag = write_stereo_bag(out_dir / "bag", rig.camera, rig.baseline_m, rig.T_body_rect, sequence.stamps_ns, pairs(), progress)
     if sequence.T_world_body is not None:

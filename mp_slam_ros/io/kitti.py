@@ -23,7 +23,7 @@ from mp_slam_ros.errors import FileFormatError
 from mp_slam_ros.geometry.camera import PinholeCamera
 from mp_slam_ros.geometry.lie import se3_inverse
 from mp_slam_ros.io.text import parse_finite_float, read_text_lines
-from mp_slam_ros.io.stereo_bag import write_stereo_bag
+from mp_slam_ros.io.stereo_bag import read_grey_image, write_stereo_bag
 from mp_slam_ros.io.tum import TumTrajectory, write_tum
 from mp_slam_ros.sim.rig import R_BASE_OPTICAL
 
@@ -125,14 +125,9 @@ def write_kitti_bag(sequence: KittiSequence, out_dir: str | Path, progress: Call
     P = sequence.P_left
     camera = PinholeCamera(P[0, 0], P[1, 1], P[0, 2], P[1, 2], width=width, height=height)
     stamps_ns = START_NS + np.rint(sequence.times_s * 1e9).astype(np.int64)
-
-    def read(path: Path) -> NDArray[np.uint8]:
-        pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if pixels is None or pixels.shape != (height, width):
-            raise FileFormatError(path, None, f"cannot read a {width}x{height} grey PNG")
-        return pixels
-
-    pairs = ((read(left), read(right)) for left, right in zip(sequence.left_images, sequence.right_images))
+    size = (width, height)
+    pairs = ((read_grey_image(left, size), read_grey_image(right, size))
+             for left, right in zip(sequence.left_images, sequence.right_images))
     T_base_cam = T_base_camera()
     bag = write_stereo_bag(out_dir / "bag", camera, sequence.baseline_m, T_base_cam, stamps_ns, pairs, progress)
     if sequence.T_cam0_cam is not None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from mp_slam_ros.errors import FileFormatError
 from mp_slam_ros.geometry.camera import PinholeCamera
 from mp_slam_ros.io.bags import BagWriter
 from mp_slam_ros.sim.messages import camera_info_msg, image_msg, tf_msg, transform_stamped
@@ -20,6 +22,15 @@ from mp_slam_ros.sim.messages import camera_info_msg, image_msg, tf_msg, transfo
 LEFT_FRAME, RIGHT_FRAME, BASE_FRAME = "camera_left_optical_frame", "camera_right_optical_frame", "base_link"
 TOPICS = {"/left/image_rect": "sensor_msgs/msg/Image", "/right/image_rect": "sensor_msgs/msg/Image",
           "/left/camera_info": "sensor_msgs/msg/CameraInfo", "/right/camera_info": "sensor_msgs/msg/CameraInfo"}
+
+
+def read_grey_image(path: Path, size: tuple[int, int], size_from: str = "") -> NDArray[np.uint8]:
+    """The grey ``(H, W) uint8`` image at ``path``; :class:`FileFormatError` unless it reads
+    with ``size`` ``(width, height)`` (``size_from``: where that size comes from, for the message)."""
+    pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if pixels is None or pixels.shape != (size[1], size[0]):
+        raise FileFormatError(path, None, f"cannot read a {size[0]}x{size[1]} grey PNG" + (f" ({size_from})" if size_from else ""))
+    return pixels
 
 
 def write_stereo_bag(

@@ -109,12 +109,13 @@ class IterativeSchurSolver:
         shifts = 0
         g_norm = float(np.linalg.norm(g_pose))
         if g_norm > 0.0:
+            g_unit = g_pose / g_norm
             y_unit, status, iterations, relative, shifts = self._reduced_solve(
-                J, band, H_ll_inv, g_pose / g_norm, damping, policy, options
+                J, band, H_ll_inv, g_unit, damping, policy, options
             )
             higher = _without_float16_products(policy)
             if status is LinearStatus.CONVERGED and higher is not None:
-                true = self._true_residual(J, H_ll_inv, g_pose / g_norm, damping, y_unit)
+                true = self._true_residual(J, H_ll_inv, g_unit, damping, y_unit)
                 if true > DRIFT_FACTOR * relative:
                     again = self.solve(system, damping, higher, options)
                     again.iterations += iterations
