@@ -3,8 +3,10 @@ houses, place-recognition precision/recall, and latency (place query, incrementa
 
 Answers first: per sequence (RGB-D and a 0.1 m stereo pair in one bag) and VO mode (``--modes``,
 ``vo.mode``) the VO runs once (synchronous BA), its keyframes go through the loop closure in
-``mixed`` and in ``fp64`` (cholesky); ATE (evo, SE(3) alignment) of the VO alone and of both
-corrected trajectories against the generator's ground truth, and ``mixed`` vs ``fp64``; the open
+``mixed`` and in ``fp64`` (cholesky), each followed by the global BA (``loop_closure.global_ba``,
+as ``mp-slam slam``; fp64: the direct Schur solver); ATE (evo, SE(3) alignment) of the VO alone,
+of the PGO alone (``ate_pgo``: before the global BA) and of both final trajectories against the
+generator's ground truth, and ``mixed`` vs ``fp64``; the open
 tail after the last loop (what no loop can correct: the VO's drift over it from the true pose).
 Loops are judged with the ground truth: a loop is correct when its measured relative pose is
 within 0.2 m / 5 deg of the true one; a true revisit is a keyframe with an older one (by
@@ -226,7 +228,8 @@ def slam_run(
         with path.open("rb") as f:  # written by this bench: a trusted local cache
             kept = pickle.load(f)
         loop_closure, results = replay(kept["keyframes"], config.loop_closure)
-        return SlamRun(kept["vo"], loop_closure, kept["frame_nodes"], kept["keyframes"], kept["T_base_cam"]), results
+        global_ba = loop_closure.refine_globally() if config.loop_closure.global_ba.enabled else None
+        return SlamRun(kept["vo"], loop_closure, kept["frame_nodes"], kept["keyframes"], kept["T_base_cam"], global_ba), results
     run = run_slam(seq / "bag", config, wheel_topic=wheel_topic)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -244,16 +247,23 @@ def accuracy(
     started = time.perf_counter()
     run, results = slam_run(seq, config, runs, replay_runs, wheel_topic)
     gt = read_tum(seq / "groundtruth.tum")
-    fp64 = replay(run.keyframes, with_updates(config.loop_closure, {"pgo.precision": "fp64", "pgo.solver": "cholesky"}))[0]
+    fp64_config = with_updates(config.loop_closure, {"pgo.precision": "fp64", "pgo.solver": "cholesky", "global_ba.precision": "fp64", "global_ba.solver": "schur"})
+    fp64 = replay(run.keyframes, fp64_config)[0]
+    fp64_ba = fp64.refine_globally() if fp64_config.global_ba.enabled else None
     out: dict[str, object] = {"sequence": seq.name, "mode": run.vo.mode, "frames": len(run.vo.statuses), "keyframes": len(run.keyframes)}
-    for name, trajectory in (("vo", run.vo.trajectory()), ("mixed", run.trajectory_map()), ("fp64", run.trajectory_map(fp64))):
+    trajectories = [("vo", run.vo.trajectory()), ("mixed", run.trajectory_map()), ("fp64", run.trajectory_map(fp64))]
+    if run.global_ba is not None:
+        trajectories.append(("pgo", run.trajectory_map(T_map_cam=run.global_ba.T_map_cam_before)))
+    for name, trajectory in trajectories:
         out[f"ate_{name}"] = asdict(evaluate(gt, trajectory, name).ate_m)
+    out["global_ba"] = run.global_ba.as_dict() if run.global_ba else None
+    out["global_ba_fp64"] = fp64_ba.as_dict() if fp64_ba else None
     T_world_cam = keyframe_truth(run, seq / "groundtruth.tum")
     out["loops"] = judge_loops(run.loop_closure, T_world_cam, config.loop_closure.loop.min_age_s, results)
     out["open_tail"] = open_tail(run, T_world_cam, gt)
     pgo_ms = [1e3 * s.timings.total_s for s in run.loop_closure.solve_summaries]
     out["pgo_ms"] = {"p50": float(np.percentile(pgo_ms, 50)), "p95": float(np.percentile(pgo_ms, 95))} if pgo_ms else None
-    out["converged"] = all(s.converged for s in run.loop_closure.solve_summaries)
+    out["converged"] = all(s.converged for s in run.loop_closure.solve_summaries) and (run.global_ba is None or run.global_ba.summary.converged)
     out["wall_s"] = time.perf_counter() - started
     return out, run.keyframes
 
@@ -325,6 +335,7 @@ def summarize(rows: list[dict[str, object]]) -> dict[str, dict[str, object]]:
         out[mode] = {
             "sequences": len(group),
             "ate_mixed_max_m": max(rmse(r, "mixed") for r in group),
+            "ate_pgo_max_m": max(rmse(r, "pgo" if "ate_pgo" in r else "mixed") for r in group),
             "ate_ratio_to_vo_max": max(rmse(r, "mixed") / rmse(r, "vo") for r in group),
             "mixed_over_fp64_max": max(rmse(r, "mixed") / rmse(r, "fp64") for r in group),
             "wrong_loops": sum(int(r["loops"]["wrong"]) for r in group),  # type: ignore[index]

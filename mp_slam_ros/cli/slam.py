@@ -4,10 +4,12 @@ The same pipeline objects as the nodes: :class:`~mp_slam_ros.pipelines.vo.Visual
 every frame of the bag, its keyframes into :class:`~mp_slam_ros.pipelines.loop_closure.LoopClosure`
 as published, as the ``loop_closure_node`` gets them (the first keyframe of a new map after lost
 tracking carries the VO's lost covariance, a keyframe relocalised in the kept map its tracked one).
+After the last keyframe, every keyframe is bundle-adjusted with its covisible keyframes
+(``loop_closure.global_ba.*``, :meth:`~mp_slam_ros.pipelines.loop_closure.LoopClosure.refine_globally`).
 Writes the trajectory of base_link in ``map`` at every tracked frame, corrected by the final
-optimised keyframe poses (``T_map_base = T_map_odom(last keyframe) T_odom_base``), optionally
-the pose graph (g2o), and prints a JSON summary (loops proposed, verified, accepted, rejected by
-the consistency check; PGO timings).
+keyframe poses (``T_map_base = T_map_odom(last keyframe) T_odom_base``), optionally the pose
+graph (g2o), and prints a JSON summary (loops proposed, verified, accepted, rejected by the
+consistency check; PGO timings; what the global BA ran on and its cost).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mp_slam_ros.backend.global_ba import GlobalBAResult
 from mp_slam_ros.cli.progress import frame_progress
 from mp_slam_ros.cli.vo import report_unused
 from mp_slam_ros.config import options_from, read_options, with_updates
@@ -99,12 +102,15 @@ class SlamRun:
     frame_nodes: list[int]  # -1 before the first keyframe
     keyframes: list[KeyframeArrays]  # as the odometry published them (to replay other options)
     T_base_cam: np.ndarray  # (4, 4) camera extrinsics from the bag (identity when absent)
+    global_ba: GlobalBAResult | None = None  # the final bundle adjustment (None: off or nothing to adjust)
 
-    def trajectory_map(self, loop_closure: LoopClosure | None = None) -> TumTrajectory:
+    def trajectory_map(self, loop_closure: LoopClosure | None = None, T_map_cam: np.ndarray | None = None) -> TumTrajectory:
         """base_link in map at every tracked frame with the final keyframe corrections of
-        ``loop_closure`` (default: this run's; another one fed the same :attr:`keyframes`)."""
+        ``loop_closure`` (default: this run's; another one fed the same :attr:`keyframes`), or
+        with the keyframe poses ``T_map_cam`` ``(N, 4, 4)`` (e.g. the PGO's before the global BA)."""
         loop_closure = loop_closure or self.loop_closure
-        _, _, T_map_cam = loop_closure.poses()
+        if T_map_cam is None:
+            _, _, T_map_cam = loop_closure.poses()
         T_odom_cam = np.array([k.T_odom_cam for k in loop_closure.store.keyframes]).reshape(-1, 4, 4)
         corrections = T_map_cam @ se3_inverse(T_odom_cam) if len(T_odom_cam) else np.zeros((0, 4, 4))
         keep = [i for i, s in enumerate(self.vo.statuses) if s is not TrackingStatus.LOST]
@@ -118,7 +124,8 @@ def run_slam(
     bag: Path, config: SlamConfig, progress: Callable[[int, int], None] | None = None, wheel_topic: str | None = None,
 ) -> SlamRun:
     """VO over every frame of ``bag`` (:func:`~mp_slam_ros.pipelines.vo_run.run_vo`, the wheel
-    odometry of ``wheel_topic`` as its motion prior); each keyframe goes into the loop closure."""
+    odometry of ``wheel_topic`` as its motion prior); each keyframe goes into the loop closure;
+    after the last, the global BA (``loop_closure.global_ba.enabled``)."""
     loop_closure = LoopClosure(config.loop_closure)
     frame_nodes: list[int] = []
     keyframes: list[KeyframeArrays] = []
@@ -130,7 +137,8 @@ def run_slam(
         frame_nodes.append(len(loop_closure.store) - 1)
 
     vo_run = run_vo(bag, config.vo, progress, wheel_topic, on_result=add_keyframe)
-    return SlamRun(vo_run, loop_closure, frame_nodes, keyframes, vo_run.T_base_cam)
+    global_ba = loop_closure.refine_globally() if config.loop_closure.global_ba.enabled else None
+    return SlamRun(vo_run, loop_closure, frame_nodes, keyframes, vo_run.T_base_cam, global_ba)
 
 
 def summary_of(run: SlamRun) -> dict[str, object]:
@@ -145,6 +153,7 @@ def summary_of(run: SlamRun) -> dict[str, object]:
             "rejected_verification": counts["rejected_verification"], "rejected_consistency": counts["rejected_consistency"],
         },
         "pgo": {"solves": counts["solves"], "ms": percentiles, "precision": run.loop_closure.config.pgo.precision.value},
+        "global_ba": run.global_ba.as_dict() if run.global_ba else None,
         "input_warnings": {k: v for k, v in counts.items() if k in ("bad_pose", "duplicates", "out_of_order", "restarts", "bad_covariance", "no_features")},
     }
 

@@ -5,7 +5,9 @@ Subscribes to ``keyframes`` (mp_slam_interfaces/Keyframe, reliable, deep queue) 
 so listeners never extrapolate into the past; ``publish_tf`` switch), ``pose_graph``
 (transient-local; after every keyframe and solve), ``path`` (keyframe trajectory in ``map``), ``loop_closures``
 (MarkerArray: accepted green, rejected red), ``solver_stats`` and ``/diagnostics``. Services
-``~/save_map`` and ``~/load_map`` (directory: parameter ``map_directory``) and ``~/reset``.
+``~/save_map`` and ``~/load_map`` (directory: parameter ``map_directory``), ``~/reset`` and
+``~/refine_map`` (queues the global bundle adjustment of every keyframe, ``global_ba.*``: it runs
+in the solve worker; its statistics go to ``solver_stats``, then the graph and path are published).
 
 Threads: the keyframe callback only converts and queues; one worker runs the pipeline (place
 recognition, verification, consistency) and another the pose-graph solves, at most one queued
@@ -74,10 +76,12 @@ class LoopClosureNode(Node):
         self.create_service(Trigger, "~/save_map", self._on_save_map)
         self.create_service(Trigger, "~/load_map", self._on_load_map)
         self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(Trigger, "~/refine_map", self._on_refine_map)
         self._queue: deque[Keyframe] = deque()
         self._wake = threading.Condition()
         self._solve_wake = threading.Condition()
         self._solve_requested = False
+        self._refine_requested = False
         self._stopping = False
         self._workers = [
             threading.Thread(target=self._work, name=f"{node_name}_keyframes", daemon=True),
@@ -130,10 +134,14 @@ class LoopClosureNode(Node):
     def _solve_loop(self) -> None:
         while True:
             with self._solve_wake:
-                self._solve_wake.wait_for(lambda: self._solve_requested or self._stopping)
+                self._solve_wake.wait_for(lambda: self._solve_requested or self._refine_requested or self._stopping)
                 if self._stopping:
                     return
-                self._solve_requested = False
+                refine, self._refine_requested = self._refine_requested, False
+                self._solve_requested = self._solve_requested and refine
+            if refine:
+                self._refine()
+                continue
             snapshot = self.pipeline.take_solve()
             if snapshot is None:
                 continue
@@ -144,10 +152,26 @@ class LoopClosureNode(Node):
                 continue
             self._set_T_map_odom(self.pipeline.T_map_odom)
             if summary is not None:
-                self._publish_solve(summary)
+                self._publish_solve(summary, ProblemKind.PGO)
             if self.pipeline.solve_pending:  # the solution dropped a loop it contradicts: solve again
                 with self._solve_wake:
                     self._solve_requested = True
+
+    def _refine(self) -> None:
+        try:
+            result = self.pipeline.refine_globally()
+        except MpSlamError as error:
+            self.get_logger().error(f"global bundle adjustment failed: {error}")
+            return
+        if result is None:
+            self.get_logger().warning("global bundle adjustment: nothing to adjust (no landmark seen by two keyframes, or reset meanwhile)")
+            return
+        self._set_T_map_odom(self.pipeline.T_map_odom)
+        self._publish_solve(result.summary, ProblemKind.BA)
+        s = result.summary
+        self.get_logger().info(
+            f"global bundle adjustment: {result.refined} keyframes, {result.landmarks} landmarks, {result.observations} observations; "
+            f"{s.termination.value}, cost {s.initial_cost:.6g} -> {s.final_cost:.6g}, {result.association_s + result.solve_s:.1f} s")
 
     def _on_config(self, config: LoopClosureConfig, changed: set[str]) -> None:
         self.pipeline.update_config(self._asynchronous(config))
@@ -167,10 +191,10 @@ class LoopClosureNode(Node):
         stamp_ns = self.get_clock().now().nanoseconds + int(options.transform_tolerance_s * 1e9)
         self.tf.send([transform_to_msg(T_map_odom, options.map_frame, options.odom_frame, stamp_ns)])
 
-    def _publish_solve(self, summary: Summary) -> None:
+    def _publish_solve(self, summary: Summary, kind: ProblemKind) -> None:
         options = self._options.config
         now_ns = self.get_clock().now().nanoseconds
-        record = SolverStatsRecord.from_summary(summary, ProblemKind.PGO, now_ns, options.map_frame)
+        record = SolverStatsRecord.from_summary(summary, kind, now_ns, options.map_frame)
         self._stats.publish(solver_stats_to_msg(record))
         self._publish_graph(now_ns)
 
@@ -256,6 +280,16 @@ class LoopClosureNode(Node):
         self._candidates = []
         self._set_T_map_odom(np.eye(4))
         response.success, response.message = True, "loop closure reset"
+        return response
+
+    def _on_refine_map(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if len(self.pipeline.store) < 2:
+            response.success, response.message = False, f"{len(self.pipeline.store)} keyframes: nothing to adjust"
+            return response
+        with self._solve_wake:
+            self._refine_requested = True
+            self._solve_wake.notify()
+        response.success, response.message = True, f"global bundle adjustment of {len(self.pipeline.store)} keyframes queued (result on solver_stats)"
         return response
 
     def destroy_node(self) -> None:

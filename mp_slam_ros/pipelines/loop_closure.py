@@ -22,6 +22,10 @@
    :func:`~mp_slam_ros.backend.incremental_pgo.solve_snapshot`); an accepted loop no check could
    compare that the optimised graph contradicts is dropped, and the graph solved again.
 
+:meth:`LoopClosure.refine_globally` then bundle-adjusts every keyframe with landmarks matched
+between covisible keyframes (:mod:`~mp_slam_ros.backend.global_ba`): offline after the last
+keyframe, in the node on request. A later PGO solve starts from the refined poses.
+
 Node poses are camera poses: ``T_map_cam`` estimates of the keyframes' ``T_odom_cam``;
 ``T_map_odom = T_map_cam T_odom_cam^-1`` of the latest keyframe.
 """
@@ -38,6 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mp_slam_ros.backend import keyframe_store
+from mp_slam_ros.backend.global_ba import GlobalBAResult, refine_keyframes
 from mp_slam_ros.backend.incremental_pgo import GraphSnapshot, IncrementalPoseGraph, Loop, solve_snapshot, warm_up_pgo
 from mp_slam_ros.backend.keyframe_store import KeyframeStore, StoredKeyframe
 from mp_slam_ros.backend.loop_consistency import LoopMeasurement, OdometryChains, PairwiseConsistency
@@ -201,6 +206,28 @@ class LoopClosure:
         """Solve now if the accepted loops changed (what ``pgo.synchronous`` does inline)."""
         snapshot = self.take_solve()
         return None if snapshot is None else self.finish_solve(snapshot)
+
+    def refine_globally(self) -> GlobalBAResult | None:
+        """Bundle-adjust every keyframe (``global_ba.*``; the solve runs without the lock) and
+        apply the refined poses; None when there is nothing to adjust (fewer than two keyframes,
+        no landmark seen twice, before relocalising on a loaded map) or the graph was reset
+        meanwhile. Keyframes added during the solve move with the last refined one."""
+        with self._lock:
+            if not self._relocalized or self.graph.num_nodes < 2:
+                return None
+            graph, snapshot = self.graph, self.graph.snapshot()
+            keyframes = list(self.store.keyframes[: snapshot.num_nodes])
+        loops = np.stack([snapshot.graph.edge_from, snapshot.graph.edge_to], axis=1)[snapshot.graph.is_loop]
+        result = refine_keyframes(keyframes, snapshot.graph.T_world_node, loops, self.config.global_ba)
+        if result is None:
+            return None
+        with self._lock:
+            if graph is not self.graph:
+                return None
+            self.graph.apply(snapshot, result.T_map_cam)
+            self._update_T_map_odom()
+            self.counts["global_ba"] += 1
+        return result
 
     def update_config(self, config: LoopClosureConfig) -> None:
         """Use ``config`` from the next keyframe on (e.g. ``pgo.precision`` changed at runtime)."""

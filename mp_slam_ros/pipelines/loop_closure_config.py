@@ -3,13 +3,15 @@ YAML, the CLI and ROS parameters (walk, flatten, update and load with :mod:`mp_s
 
 ``places.*`` place recognition; ``loop.*`` candidate age and geometric verification;
 ``consistency.*`` the graph-level outlier rejection (PCM); ``odometry.*`` odometry edges from the
-keyframes' covariances; ``pgo.*`` the pose-graph optimisation.
+keyframes' covariances; ``pgo.*`` the pose-graph optimisation; ``global_ba.*`` the bundle
+adjustment of every keyframe (offline after the last keyframe, the node on request).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mp_slam_ros.backend.global_ba import GlobalBAConfig
 from mp_slam_ros.backend.incremental_pgo import PGOConfig
 from mp_slam_ros.backend.loop_consistency import ConsistencyConfig
 from mp_slam_ros.backend.loop_verification import LoopVerificationConfig
@@ -39,3 +41,4 @@ class LoopClosureConfig:
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
     odometry: OdometryEdgeConfig = field(default_factory=OdometryEdgeConfig)
     pgo: PGOConfig = field(default_factory=PGOConfig)
+    global_ba: GlobalBAConfig = field(default_factory=GlobalBAConfig)

@@ -3,7 +3,8 @@ published into it as ``mp_slam_interfaces/Keyframe``.
 
 Checked: ``map -> odom`` on /tf at its rate, stamped ahead of the clock; the pose graph, path,
 markers and solver statistics after loops are accepted; a fabricated wrong loop (a keyframe whose
-features are those of another place) verified but rejected by the consistency check; save ->
+features are those of another place) verified but rejected by the consistency check;
+``~/refine_map`` (the global BA: its statistics, then ``map -> odom``); save ->
 kill -> a new node loads the map -> a new session relocalises and ``map -> odom`` moves it into
 the map frame.
 """
@@ -165,6 +166,12 @@ def test_loops_tf_outputs_and_a_fabricated_wrong_loop(lc_graph: Callable[[], LCG
     stamp_ns, T = map_odom(graph.received["tf"])[-1]
     assert stamp_ns > graph.node.get_clock().now().nanoseconds - int(0.05e9)
     assert np.allclose(T, graph.node.pipeline.T_map_odom)
+    # ~/refine_map: the global BA runs in the solve worker; its statistics, then map -> odom moves
+    response = graph.call("refine_map")
+    assert response.success, response.message
+    graph.wait_for(lambda: any(m.problem_kind == SolverStats.PROBLEM_BA for m in stats), "the global BA's statistics")
+    graph.wait_for(lambda: graph.diagnostics().get("global_ba") == "1", "the global BA counted")
+    graph.wait_for(lambda: np.allclose(map_odom(graph.received["tf"])[-1][1], graph.node.pipeline.T_map_odom), "map -> odom after the global BA")
 
 
 def test_save_kill_load_relocalise(lc_graph: Callable[[], LCGraph]) -> None:

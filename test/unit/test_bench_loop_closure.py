@@ -62,7 +62,8 @@ def test_a_kept_run_replays_its_keyframes_through_the_loop_closure(tmp_path: Pat
         loop_closure = LoopClosure(config.loop_closure)
         for keyframe in keyframes:
             loop_closure.add_keyframe(keyframe)
-        return SlamRun(VORun(mode="rgbd"), loop_closure, list(range(len(keyframes))), keyframes, np.eye(4))
+        global_ba = loop_closure.refine_globally()  # as run_slam
+        return SlamRun(VORun(mode="rgbd"), loop_closure, list(range(len(keyframes))), keyframes, np.eye(4), global_ba)
 
     monkeypatch.setattr(bench_loop_closure, "run_slam", fake_run_slam)
     seq = tmp_path / "house-s1"
@@ -72,8 +73,9 @@ def test_a_kept_run_replays_its_keyframes_through_the_loop_closure(tmp_path: Pat
     replayed, results = bench_loop_closure.slam_run(seq, config, tmp_path / "runs", replay_runs=True)
     assert results is not None and len(results) == len(keyframes)
     assert ran.loop_closure.counts["accepted"] > 0
-    assert replayed.loop_closure.counts == ran.loop_closure.counts
+    assert replayed.loop_closure.counts == ran.loop_closure.counts and ran.loop_closure.counts["global_ba"] == 1
     assert np.allclose(replayed.loop_closure.poses()[2], ran.loop_closure.poses()[2])
+    assert replayed.global_ba is not None and np.allclose(replayed.global_ba.T_map_cam_before, ran.global_ba.T_map_cam_before)
 
 
 def test_missed_revisits_are_bucketed_by_what_became_of_them() -> None:
