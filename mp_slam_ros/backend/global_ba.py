@@ -10,7 +10,9 @@ it. :func:`refine_keyframes` therefore
 2. **matches each pair guided by the map poses**: a keyframe's 3-D points (depth or stereo) are
    projected into the other keyframe; the nearest keypoints within ``search_radius_px`` compete by
    Hamming distance (``max_hamming``, Lowe ratio ``ratio``), the winner's measured depth must agree
-   (``depth_tolerance_*``), each keypoint is matched once per pair;
+   (``depth_tolerance_*``), each keypoint is matched once per pair, and a pair's matches must
+   agree with one relative pose (PnP RANSAC, ``pair_*``, ``min_pair_inliers``): what repeated
+   texture matched wrongly within the search radius is dropped here;
 3. **joins matches into landmarks** (connected keypoints; a landmark that would hold two keypoints
    of one keyframe contains a wrong match and is dropped whole), each started at the mean of its
    observers' 3-D points; keyframes that see fewer than ``min_observations`` landmarks are left
@@ -30,6 +32,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 from scipy.sparse import coo_matrix
@@ -37,6 +40,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from mp_slam_ros.backend.keyframe_store import StoredKeyframe
+from mp_slam_ros.backend.pose_graph import PoseGraph
 from mp_slam_ros.config import option
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.geometry.lie import se3_inverse
@@ -69,6 +73,9 @@ class GlobalBAConfig:
     ratio: float = option(0.8, "best / second-best descriptor distance among the nearby keypoints", 0.01, 1.0)
     depth_tolerance_m: float = option(0.05, "a match's measured depth agrees with the projection within this ...", 0.0, 100.0)
     depth_tolerance_ratio: float = option(0.05, "... plus this share of the depth", 0.0, 10.0)
+    pair_reprojection_px: float = option(2.0, "a pair's matches must agree with one relative pose (PnP RANSAC) within this (px)", 0.1, 100.0)
+    pair_ransac_iterations: int = option(100, "PnP RANSAC iterations per pair", 1, 100000)
+    min_pair_inliers: int = option(15, "fewer matches of a pair agree: none of its matches are used", 4, 100000)
     pixel_sigma_px: float = option(1.0, "keypoint noise (px)", 0.01, 100.0)
     virtual_baseline_m: float = option(0.8, "virtual stereo baseline of the depth measurements (m): their weight against the pixels", 0.001, 10.0)
     loss: LossKind = option(LossKind.HUBER, "robust loss")
@@ -76,6 +83,8 @@ class GlobalBAConfig:
     precision: Precision = option(Precision.MIXED, "BA precision (fp64|fp32|fp16|mixed)")
     solver: str = option("iterative_schur", "linear solver: iterative_schur, cgnr or schur (fp64 direct reference)")
     max_iterations: int = option(30, "LM iterations (per pass)", 1, 1000)
+    odometry_sigma_px: float = option(2.0, "noise (px) of the virtual points that carry each odometry edge between adjusted keyframes into the BA, so that a segment few landmarks join cannot swing (0: no odometry)", 0.0, 1000.0)
+    odometry_max_sigma_m: float = option(0.05, "odometry edges less certain than this (translation sigma, m: lost tracking, VO restarts) are not carried", 1e-6, 1000.0)
     min_observations: int = option(40, "keyframes that see fewer landmarks are not adjusted but move with the previous adjusted keyframe (few observations cannot outvote a wrong match)", 1, 100000)
     outlier_threshold_px: float = option(3.0, "observations whose pixel or virtual-stereo coordinate errs more than this after the first pass are dropped, then solved again (px; 0: one pass)", 0.0, 1000.0)
 
@@ -114,14 +123,15 @@ class GlobalBAResult:
         }
 
 
-def refine_keyframes(
-    keyframes: list[StoredKeyframe], T_map_cam: FloatArray, loops: IntArray, config: GlobalBAConfig,
-) -> GlobalBAResult | None:
-    """Bundle-adjust ``keyframes`` (``T_map_cam`` ``(N, 4, 4)`` their current map poses, ``loops``
-    ``(L, 2)`` the keyframe indices joined by loop edges; see the module docstring); None when no
-    keyframe sees ``min_observations`` landmarks that another such keyframe sees too."""
+def refine_keyframes(keyframes: list[StoredKeyframe], graph: PoseGraph, config: GlobalBAConfig) -> GlobalBAResult | None:
+    """Bundle-adjust ``keyframes``, the nodes of ``graph`` (its poses ``T_world_node``: their
+    current map poses; its loop edges pair keyframes, its odometry edges hold segments together;
+    see the module docstring); None when no keyframe sees ``min_observations`` landmarks that
+    another such keyframe sees too."""
     started = time.perf_counter()
-    T_before = np.asarray(T_map_cam, dtype=np.float64).reshape(-1, 4, 4)
+    T_before = np.asarray(graph.T_world_node, dtype=np.float64).reshape(-1, 4, 4)
+    loops = np.stack([graph.edge_from, graph.edge_to], axis=1)[graph.is_loop]
+    odometry = _odometry_links(graph, config.odometry_max_sigma_m)
     offsets = np.concatenate([[0], np.cumsum([len(k.keypoints_px) for k in keyframes])]).astype(np.int64)
     pairs = covisible_pairs(keyframes, T_before, loops, config)
     trees = [cKDTree(np.asarray(k.keypoints_px, np.float64).reshape(-1, 2)) for k in keyframes]
@@ -136,7 +146,7 @@ def refine_keyframes(
     T_refined = T_before
     passes = 2 if config.outlier_threshold_px > 0.0 else 1
     for step in range(passes):
-        problem, in_ba, fixed = _problem(keyframes, T_refined, landmarks, config)
+        problem, in_ba, fixed = _problem(keyframes, T_refined, landmarks, odometry, config)
         result = bundle_adjust(problem, options, solver=config.solver)
         T_refined = _with_refined(T_refined, result.state.T_world_cam, in_ba)
         inliers = _inliers(landmarks, problem, result.state, config.outlier_threshold_px) if step + 1 < passes else None
@@ -146,8 +156,8 @@ def refine_keyframes(
         if landmarks is None:
             break
     return GlobalBAResult(
-        T_refined, T_before, result.summary, len(pairs), int(sum(len(m) for m in matched)), problem.num_points,
-        problem.num_observations, int(in_ba.sum()), int(fixed.sum()), association_s,
+        T_refined, T_before, result.summary, len(pairs), int(sum(len(m) for m in matched)), len(landmarks.points_map),
+        len(landmarks.obs_keyframe), int(in_ba.sum()), int(fixed.sum()), association_s,
         time.perf_counter() - started - association_s,
     )
 
@@ -205,7 +215,23 @@ def match_pair(a: StoredKeyframe, b: StoredKeyframe, tree_b: cKDTree, T_b_a: Flo
     matches = np.stack([rows[ok], col[ok], best[ok]], axis=1).astype(np.int64)
     matches = matches[np.lexsort((matches[:, 2], matches[:, 1]))]  # one match per keypoint of b: the closest
     first = np.concatenate([[True], matches[1:, 1] != matches[:-1, 1]]) if len(matches) else np.zeros(0, bool)
-    return matches[first, :2]
+    matches = matches[first, :2]
+    if len(matches) < config.min_pair_inliers:
+        return np.zeros((0, 2), np.int64)
+    return matches[_pnp_inliers(points_a[matches[:, 0]], np.asarray(b.keypoints_px, np.float64)[matches[:, 1]], K, config)]
+
+
+def _pnp_inliers(points_a: FloatArray, uv_b: FloatArray, K: FloatArray, config: GlobalBAConfig) -> NDArray[np.bool_]:
+    """The matches one rigid motion explains (EPnP RANSAC within ``pair_reprojection_px``): all
+    false when fewer than ``min_pair_inliers`` agree."""
+    ok, _, _, index = cv2.solvePnPRansac(
+        points_a, uv_b, K, None, iterationsCount=config.pair_ransac_iterations,
+        reprojectionError=config.pair_reprojection_px, confidence=0.999, flags=cv2.SOLVEPNP_EPNP,
+    )
+    inliers = np.zeros(len(points_a), bool)
+    if ok and index is not None and len(index) >= config.min_pair_inliers:
+        inliers[index.reshape(-1)] = True
+    return inliers
 
 
 @dataclass
@@ -270,50 +296,124 @@ def _usable(landmarks: _Landmarks | None, num_keyframes: int, min_observations: 
         keep = now
 
 
-def _problem(keyframes: list[StoredKeyframe], T_map_cam: FloatArray, landmarks: _Landmarks, config: GlobalBAConfig) -> tuple[BAProblem, NDArray[np.bool_], NDArray[np.bool_]]:
-    """The BA problem over the keyframes that observe ``landmarks``; the mask of those keyframes
-    and, among them, the gauge (the first keyframe of each group linked by landmarks)."""
+def _odometry_links(graph: PoseGraph, max_sigma_m: float) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """``T_node_next`` ``(N - 1, 4, 4)`` of the odometry edge from each node to the next and
+    whether it is certain enough to hold the BA (translation sigma <= ``max_sigma_m``: not a gap
+    of lost tracking or a VO restart)."""
+    n = graph.num_nodes
+    T_next, usable = np.tile(np.eye(4), (max(n - 1, 0), 1, 1)), np.zeros(max(n - 1, 0), bool)
+    chain = np.flatnonzero(~graph.is_loop & (graph.edge_to == graph.edge_from + 1))
+    if chain.size:
+        covariance = np.linalg.pinv(graph.information[chain])
+        sigma_m = np.sqrt(np.max(np.diagonal(covariance[:, :3, :3], axis1=1, axis2=2), axis=1))
+        T_next[graph.edge_from[chain]] = graph.T_from_to[chain]
+        usable[graph.edge_from[chain]] = sigma_m <= max_sigma_m
+    return T_next, usable
+
+
+#: the virtual points that carry an odometry edge into the BA, in the older camera (m): a
+#: tetrahedron in front of it, so that their pixels and depths in both cameras fix the relative pose
+_VIRTUAL_POINTS_CAM = np.array([[-0.5, -0.5, 1.5], [0.5, -0.5, 2.5], [-0.5, 0.5, 2.5], [0.5, 0.5, 1.5]])
+
+
+def _problem(
+    keyframes: list[StoredKeyframe], T_map_cam: FloatArray, landmarks: _Landmarks,
+    odometry: tuple[FloatArray, NDArray[np.bool_]], config: GlobalBAConfig,
+) -> tuple[BAProblem, NDArray[np.bool_], NDArray[np.bool_]]:
+    """The BA problem over the keyframes that observe ``landmarks`` (their observations first, in
+    order), plus the odometry between consecutive ones as virtual points; the mask of those
+    keyframes and, among them, the gauge (the first keyframe of each linked group)."""
     in_ba = np.zeros(len(keyframes), bool)
     in_ba[landmarks.obs_keyframe] = True
     cam = np.cumsum(in_ba)[landmarks.obs_keyframe] - 1
-    num_cams, num_points = int(in_ba.sum()), len(landmarks.points_map)
-    links = coo_matrix((np.ones(cam.size, np.int8), (cam, num_cams + landmarks.obs_landmark)), shape=(num_cams + num_points,) * 2)
+    virtual = _virtual_odometry(T_map_cam, in_ba, odometry, config.odometry_sigma_px)
+    obs_point = np.concatenate([landmarks.obs_landmark, len(landmarks.points_map) + virtual.obs_landmark])
+    cam = np.concatenate([cam, np.cumsum(in_ba)[virtual.obs_keyframe] - 1])
+    num_cams, num_points = int(in_ba.sum()), len(landmarks.points_map) + len(virtual.points_map)
+    links = coo_matrix((np.ones(cam.size, np.int8), (cam, num_cams + obs_point)), shape=(num_cams + num_points,) * 2)
     _, group = connected_components(links, directed=False)
     _, first = np.unique(group[:num_cams], return_index=True)
     fixed = np.zeros(num_cams, bool)
     fixed[first] = True
     K = np.array([k.K for k, used in zip(keyframes, in_ba) if used]).reshape(-1, 3, 3)
     fx_baseline = K[:, 0, 0] * config.virtual_baseline_m
-    depth = landmarks.obs_depth
+    virtual_cam = cam[len(landmarks.obs_keyframe):]
+    virtual_uv = virtual.points_cam[:, :2] / virtual.points_cam[:, 2:3] * K[virtual_cam][:, [0, 1], [0, 1]] + K[virtual_cam][:, :2, 2]
+    uv = np.concatenate([landmarks.obs_uv, virtual_uv])
+    depth = np.concatenate([landmarks.obs_depth, virtual.points_cam[:, 2]])
     with np.errstate(divide="ignore", invalid="ignore"):
-        u_right = np.where(np.isfinite(depth) & (depth > 0), landmarks.obs_uv[:, 0] - fx_baseline[cam] / depth, np.nan)
+        u_right = np.where(np.isfinite(depth) & (depth > 0), uv[:, 0] - fx_baseline[cam] / depth, np.nan)
+    weight = np.concatenate([np.full(len(landmarks.obs_keyframe), 1.0 / config.pixel_sigma_px),
+                             np.full(len(virtual.obs_keyframe), 1.0 / max(config.odometry_sigma_px, 1e-9))])
     zeros = np.zeros(num_cams)
     problem = BAProblem(
-        T_world_cam=T_map_cam[in_ba], points_world=landmarks.points_map,
+        T_world_cam=T_map_cam[in_ba], points_world=np.concatenate([landmarks.points_map, virtual.points_map]),
         intrinsics=np.stack([K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], zeros, zeros], axis=1),
-        obs_cam=cam, obs_point=landmarks.obs_landmark, obs_uv=landmarks.obs_uv, obs_u_right=u_right,
-        fx_baseline=fx_baseline, obs_weight=1.0 / config.pixel_sigma_px, fixed_cams=fixed,
-        loss=RobustLoss(config.loss, config.loss_scale),
+        obs_cam=cam, obs_point=obs_point, obs_uv=uv, obs_u_right=u_right,
+        fx_baseline=fx_baseline, obs_weight=weight, fixed_cams=fixed, loss=RobustLoss(config.loss, config.loss_scale),
     )
     return problem, in_ba, fixed
+
+
+@dataclass
+class _Virtual:
+    obs_keyframe: IntArray  # (V,)
+    obs_landmark: IntArray  # (V,) among the virtual points
+    points_cam: FloatArray  # (V, 3) the point in the observing camera (exact measurement)
+    points_map: FloatArray  # (P, 3) initial positions
+
+
+def _virtual_odometry(T_map_cam: FloatArray, in_ba: NDArray[np.bool_], odometry: tuple[FloatArray, NDArray[np.bool_]], sigma_px: float) -> _Virtual:
+    """Virtual points that make each pair of consecutive adjusted keyframes keep the relative pose
+    their odometry measured (composed over the keyframes left out between them), for every pair
+    whose odometry edges are all usable; none with ``sigma_px`` 0."""
+    T_next, usable = odometry
+    nodes = np.flatnonzero(in_ba)
+    a_nodes: list[int] = []
+    b_nodes: list[int] = []
+    T_a_b: list[FloatArray] = []
+    if sigma_px > 0.0:
+        for a, b in zip(nodes[:-1], nodes[1:]):
+            if usable[a:b].all():
+                T = np.eye(4)
+                for T_step in T_next[a:b]:
+                    T = T @ T_step
+                a_nodes.append(int(a)), b_nodes.append(int(b)), T_a_b.append(T)
+    k = len(_VIRTUAL_POINTS_CAM)
+    if not a_nodes:
+        empty = np.zeros(0, np.int64)
+        return _Virtual(empty, empty, np.zeros((0, 3)), np.zeros((0, 3)))
+    T_b_a = se3_inverse(np.array(T_a_b))
+    in_a = np.tile(_VIRTUAL_POINTS_CAM, (len(a_nodes), 1))
+    in_b = (np.einsum("nij,kj->nki", T_b_a[:, :3, :3], _VIRTUAL_POINTS_CAM) + T_b_a[:, None, :3, 3]).reshape(-1, 3)
+    T_a = T_map_cam[a_nodes]
+    points_map = (np.einsum("nij,kj->nki", T_a[:, :3, :3], _VIRTUAL_POINTS_CAM) + T_a[:, None, :3, 3]).reshape(-1, 3)
+    point = np.arange(len(points_map))
+    return _Virtual(
+        np.concatenate([np.repeat(a_nodes, k), np.repeat(b_nodes, k)]), np.concatenate([point, point]),
+        np.concatenate([in_a, in_b]), points_map,
+    )
 
 
 def _inliers(landmarks: _Landmarks, problem: BAProblem, state: BAState, threshold_px: float) -> _Landmarks | None:
     """``landmarks`` (the observations of ``problem``, in order) at the solution ``state``, without
     the observations that err more than ``threshold_px`` there (pixel or virtual-stereo
     coordinate, or behind the camera); None when none errs."""
-    T_cam_world = se3_inverse(state.T_world_cam)[problem.obs_cam]
-    p_cam = np.einsum("nij,nj->ni", T_cam_world[:, :3, :3], state.points_world[problem.obs_point]) + T_cam_world[:, :3, 3]
-    f = problem.intrinsics[problem.obs_cam]
+    real = slice(0, len(landmarks.obs_keyframe))  # the virtual odometry points come after
+    obs_cam, obs_point = problem.obs_cam[real], problem.obs_point[real]
+    T_cam_world = se3_inverse(state.T_world_cam)[obs_cam]
+    p_cam = np.einsum("nij,nj->ni", T_cam_world[:, :3, :3], state.points_world[obs_point]) + T_cam_world[:, :3, 3]
+    f = problem.intrinsics[obs_cam]
     with np.errstate(divide="ignore", invalid="ignore"):
         uv = p_cam[:, :2] / p_cam[:, 2:3] * f[:, :2] + f[:, 2:4]
-        u_right = uv[:, 0] - problem.fx_baseline[problem.obs_cam] / p_cam[:, 2]
-    error = np.abs(uv - problem.obs_uv).max(axis=1)
-    error = np.where(np.isfinite(problem.obs_u_right), np.maximum(error, np.abs(u_right - problem.obs_u_right)), error)
+        u_right = uv[:, 0] - problem.fx_baseline[obs_cam] / p_cam[:, 2]
+    error = np.abs(uv - problem.obs_uv[real]).max(axis=1)
+    error = np.where(np.isfinite(problem.obs_u_right[real]), np.maximum(error, np.abs(u_right - problem.obs_u_right[real])), error)
     keep = (p_cam[:, 2] > 0.0) & (error <= threshold_px)
     if keep.all():
         return None
-    at_solution = _Landmarks(landmarks.obs_keyframe, landmarks.obs_landmark, landmarks.obs_uv, landmarks.obs_depth, state.points_world)
+    points = state.points_world[: len(landmarks.points_map)]
+    at_solution = _Landmarks(landmarks.obs_keyframe, landmarks.obs_landmark, landmarks.obs_uv, landmarks.obs_depth, points)
     return at_solution.subset(keep)
 
 

@@ -217,8 +217,7 @@ class LoopClosure:
                 return None
             graph, snapshot = self.graph, self.graph.snapshot()
             keyframes = list(self.store.keyframes[: snapshot.num_nodes])
-        loops = np.stack([snapshot.graph.edge_from, snapshot.graph.edge_to], axis=1)[snapshot.graph.is_loop]
-        result = refine_keyframes(keyframes, snapshot.graph.T_world_node, loops, self.config.global_ba)
+        result = refine_keyframes(keyframes, snapshot.graph, self.config.global_ba)
         if result is None:
             return None
         with self._lock:

@@ -46,12 +46,10 @@ def test_global_ba_removes_most_of_what_the_pose_graph_left() -> None:
 
 def test_mixed_precision_global_ba_matches_fp64() -> None:
     lc, truth, _ = _loop_closed_run()
-    _, _, T_pgo = lc.poses()
     keyframes = lc.store.keyframes
     graph = lc.graph.snapshot().graph
-    loops = np.stack([graph.edge_from, graph.edge_to], axis=1)[graph.is_loop]
-    mixed = refine_keyframes(keyframes, T_pgo, loops, GlobalBAConfig())
-    fp64 = refine_keyframes(keyframes, T_pgo, loops, GlobalBAConfig(precision="fp64", solver="schur"))  # type: ignore[arg-type]
+    mixed = refine_keyframes(keyframes, graph, GlobalBAConfig())
+    fp64 = refine_keyframes(keyframes, graph, GlobalBAConfig(precision="fp64", solver="schur"))  # type: ignore[arg-type]
     assert mixed is not None and fp64 is not None
     assert mixed.summary.converged and fp64.summary.converged
     assert abs(mixed.summary.final_cost - fp64.summary.final_cost) <= 1e-3 * fp64.summary.final_cost
@@ -108,7 +106,7 @@ def test_keyframes_with_few_landmarks_move_with_the_previous_adjusted_one() -> N
         few.keyframe_id, few.stamp_ns, few.session, few.T_odom_cam, few.K,
         few.keypoints_px[:20], few.descriptors[:20], few.points_cam[:20],
     )
-    result = refine_keyframes(keyframes, T, np.zeros((0, 2), np.int64), GlobalBAConfig(min_observations=30))
+    result = refine_keyframes(keyframes, lc.graph.snapshot().graph, GlobalBAConfig(min_observations=30))
     assert result is not None and result.refined == len(keyframes) - 1
     expected = result.T_map_cam[9] @ se3_inverse(T[9]) @ T[10]
     assert np.allclose(result.T_map_cam[10], expected)
