@@ -10,7 +10,8 @@ it. :func:`refine_keyframes` therefore
 2. **matches each pair guided by the map poses**: a keyframe's 3-D points (depth or stereo) are
    projected into the other keyframe; the nearest keypoints within ``search_radius_px`` compete by
    Hamming distance (``max_hamming``, Lowe ratio ``ratio``), the winner's measured depth must agree
-   (``depth_tolerance_*``), each keypoint is matched once per pair;
+   (``depth_tolerance_*``), each keypoint is matched once per pair, and a pair with fewer than
+   ``min_pair_matches`` matches contributes none;
 3. **joins matches into landmarks** (connected keypoints; a landmark that would hold two keypoints
    of one keyframe contains a wrong match and is dropped whole), each started at the mean of its
    observers' 3-D points; keyframes that see fewer than ``min_observations`` landmarks are left
@@ -74,6 +75,7 @@ class GlobalBAConfig:
     ratio: float = option(0.8, "best / second-best descriptor distance among the nearby keypoints", 0.01, 1.0)
     depth_tolerance_m: float = option(0.05, "a match's measured depth agrees with the projection within this ...", 0.0, 100.0)
     depth_tolerance_ratio: float = option(0.05, "... plus this share of the depth", 0.0, 10.0)
+    min_pair_matches: int = option(15, "a pair with fewer matches contributes none (a few matches between two views are more likely chance than overlap)", 1, 100000)
     pixel_sigma_px: float = option(1.0, "keypoint noise (px)", 0.01, 100.0)
     virtual_baseline_m: float = option(0.8, "virtual stereo baseline of the depth measurements (m): their weight against the pixels", 0.001, 10.0)
     loss: LossKind = option(LossKind.HUBER, "robust loss")
@@ -105,7 +107,7 @@ class GlobalBAResult:
     landmarks: int
     observations: int
     refined: int  # keyframes in the adjustment (the others moved with a neighbour)
-    fixed: int  # gauge keyframes (one per group linked by landmarks)
+    fixed: int  # gauge keyframes (one per group linked by landmarks or odometry)
     association_s: float
     solve_s: float
 
@@ -213,7 +215,7 @@ def match_pair(a: StoredKeyframe, b: StoredKeyframe, tree_b: cKDTree, T_b_a: Flo
     matches = np.stack([rows[ok], col[ok], best[ok]], axis=1).astype(np.int64)
     matches = matches[np.lexsort((matches[:, 2], matches[:, 1]))]  # one match per keypoint of b: the closest
     first = np.concatenate([[True], matches[1:, 1] != matches[:-1, 1]]) if len(matches) else np.zeros(0, bool)
-    return matches[first, :2]
+    return matches[first, :2] if first.sum() >= config.min_pair_matches else np.zeros((0, 2), np.int64)
 
 
 @dataclass
