@@ -3,7 +3,8 @@
     PYTHONPATH=. .venv/bin/python bench/lc_report.py OUT.json [OUT2.json ...] [--kind houses|twins]
 
 ``bench/bench_loop_closure.py`` writes one JSON per invocation (``--out``); this prints, for
-every run in them, ATE RMSE of the VO alone and with loop closure (cm), their ratio, the max /
+every run in them, ATE RMSE of the VO alone, of the PGO before the global BA (reports that have
+it) and with loop closure, the final trajectory (cm), their ratio, the max /
 p99 / p90 / mean table the issue asks for before and after, accepted and wrong loops, recall,
 `mixed` against fp64 and whether every solve converged, sorted by the loop-closed ATE (worst
 first), then the counts against the issue's targets (ATE <= 3 cm, <= 1/5 of the VO alone).
@@ -17,9 +18,9 @@ from pathlib import Path
 
 #: The issue's targets: ATE RMSE with loop closure at most this (m) and this fraction of the VO's.
 ATE_TARGET_M, RATIO_TARGET = 0.03, 0.2
-HEADER = ("| run | VO alone | **with loop closure** | ratio | max / p99 / p90 / mean with loop closure "
+HEADER = ("| run | VO alone | PGO alone | **with loop closure** | ratio | max / p99 / p90 / mean with loop closure "
           "| same, VO alone | loops | wrong | recall | `mixed` / fp64 | converged |\n"
-          "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---|")
+          "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---|")
 
 
 def run_name(row: dict) -> str:
@@ -35,7 +36,8 @@ def _cm(stats: dict) -> str:
 def table_row(row: dict) -> str:
     """One markdown row of the per-run table (ATE in cm)."""
     vo, lc, loops = row["ate_vo"], row["ate_mixed"], row["loops"]
-    return (f"| {run_name(row)} | {100 * vo['rmse']:.1f} | **{100 * lc['rmse']:.1f}** | {lc['rmse'] / vo['rmse']:.2f} "
+    pgo = f"{100 * row['ate_pgo']['rmse']:.2f}" if "ate_pgo" in row else "-"
+    return (f"| {run_name(row)} | {100 * vo['rmse']:.1f} | {pgo} | **{100 * lc['rmse']:.2f}** | {lc['rmse'] / vo['rmse']:.2f} "
             f"| {_cm(lc)} | {_cm(vo)} | {loops['accepted']} | {loops['wrong']} | {loops['recall']:.2f} "
             f"| {lc['rmse'] / row['ate_fp64']['rmse']:.3f} | {row['converged']} |")
 
