@@ -42,6 +42,15 @@ def test_slam_writes_trajectory_graph_and_summary(sequence: Path, tmp_path: Path
     assert summary["pgo"]["precision"] == "fp64"
     assert len(read_tum(tum)) == summary["vo"]["frames"] - summary["vo"]["lost"]
     assert read_g2o(graph).num_nodes == summary["keyframes"]
+    ba = summary["global_ba"]  # after the last keyframe: the graph written holds its poses
+    assert ba["keyframes_refined"] >= 2 and ba["keyframes_fixed"] >= 1 and ba["observations"] > 0 and ba["converged"]
+
+
+def test_slam_without_the_global_ba(sequence: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["slam", str(sequence / "bag"), "--tum", str(tmp_path / "slam.tum"), "--json", "--no-progress",
+            "--set", "loop_closure.global_ba.enabled=false"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["global_ba"] is None
 
 
 def test_slam_bad_option_is_one_line_and_exit_1(sequence: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
