@@ -44,7 +44,7 @@ from mp_slam_ros.backend.incremental_pgo import IncrementalPoseGraph, Loop, PGOC
 from mp_slam_ros.backend.keyframe_store import StoredKeyframe
 from mp_slam_ros.backend.place_recognition import PlaceRecognizer
 from mp_slam_ros.backend.pose_graph import PoseGraph
-from mp_slam_ros.cli.slam import SlamConfig, SlamRun, run_slam
+from mp_slam_ros.cli.slam import SlamConfig, SlamRun, final_refinement, run_slam
 from mp_slam_ros.config import with_updates
 from mp_slam_ros.eval.metrics import evaluate
 from mp_slam_ros.frontend.matching import match_by_projection
@@ -228,7 +228,7 @@ def slam_run(
         with path.open("rb") as f:  # written by this bench: a trusted local cache
             kept = pickle.load(f)
         loop_closure, results = replay(kept["keyframes"], config.loop_closure)
-        global_ba = loop_closure.refine_globally() if config.loop_closure.global_ba.enabled else None
+        global_ba = final_refinement(loop_closure)
         return SlamRun(kept["vo"], loop_closure, kept["frame_nodes"], kept["keyframes"], kept["T_base_cam"], global_ba), results
     run = run_slam(seq / "bag", config, wheel_topic=wheel_topic)
     if path is not None:
@@ -249,7 +249,7 @@ def accuracy(
     gt = read_tum(seq / "groundtruth.tum")
     fp64_config = with_updates(config.loop_closure, {"pgo.precision": "fp64", "pgo.solver": "cholesky", "global_ba.precision": "fp64", "global_ba.solver": "schur"})
     fp64 = replay(run.keyframes, fp64_config)[0]
-    fp64_ba = fp64.refine_globally() if fp64_config.global_ba.enabled else None
+    fp64_ba = final_refinement(fp64)
     out: dict[str, object] = {"sequence": seq.name, "mode": run.vo.mode, "frames": len(run.vo.statuses), "keyframes": len(run.keyframes)}
     trajectories = [("vo", run.vo.trajectory()), ("mixed", run.trajectory_map()), ("fp64", run.trajectory_map(fp64))]
     if run.global_ba is not None:

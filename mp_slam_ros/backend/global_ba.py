@@ -45,6 +45,7 @@ from mp_slam_ros.backend.keyframe_store import StoredKeyframe
 from mp_slam_ros.backend.pose_graph import PoseGraph
 from mp_slam_ros.config import option
 from mp_slam_ros.errors import ConfigError
+from mp_slam_ros.geometry.camera import matrix_intrinsics, project
 from mp_slam_ros.geometry.lie import se3_inverse
 from mp_slam_ros.precision import Precision
 from mp_slam_ros.solvers.ba import LinearSolverKind, ba_solver_options, bundle_adjust
@@ -193,8 +194,7 @@ def match_pair(a: StoredKeyframe, b: StoredKeyframe, tree_b: cKDTree, T_b_a: Flo
     points_b = points_a[rows] @ T_b_a[:3, :3].T + T_b_a[:3, 3]
     front = points_b[:, 2] > 1e-3
     rows, points_b = rows[front], points_b[front]
-    K = b.K
-    uv = points_b[:, :2] / points_b[:, 2:3] * (K[0, 0], K[1, 1]) + (K[0, 2], K[1, 2])
+    uv = project(matrix_intrinsics(b.K), points_b)[0]
     count = min(_CANDIDATES, tree_b.n)
     if count == 0 or rows.size == 0:
         return np.zeros((0, 2), np.int64)
@@ -319,20 +319,18 @@ def _problem(
     _, first = np.unique(group[:num_cams], return_index=True)
     fixed = np.zeros(num_cams, bool)
     fixed[first] = True
-    K = np.array([k.K for k, used in zip(keyframes, in_ba) if used]).reshape(-1, 3, 3)
-    fx_baseline = K[:, 0, 0] * config.virtual_baseline_m
-    virtual_cam = cam[len(landmarks.obs_keyframe):]
-    virtual_uv = virtual.points_cam[:, :2] / virtual.points_cam[:, 2:3] * K[virtual_cam][:, [0, 1], [0, 1]] + K[virtual_cam][:, :2, 2]
+    intrinsics = matrix_intrinsics(np.array([k.K for k, used in zip(keyframes, in_ba) if used]).reshape(-1, 3, 3))
+    fx_baseline = intrinsics[:, 0] * config.virtual_baseline_m
+    virtual_uv = project(intrinsics[cam[len(landmarks.obs_keyframe):]], virtual.points_cam)[0]
     uv = np.concatenate([landmarks.obs_uv, virtual_uv])
     depth = np.concatenate([landmarks.obs_depth, virtual.points_cam[:, 2]])
     with np.errstate(divide="ignore", invalid="ignore"):
         u_right = np.where(np.isfinite(depth) & (depth > 0), uv[:, 0] - fx_baseline[cam] / depth, np.nan)
     weight = np.concatenate([np.full(len(landmarks.obs_keyframe), 1.0 / config.pixel_sigma_px),
                              np.full(len(virtual.obs_keyframe), 1.0 / max(config.odometry_sigma_px, 1e-9))])
-    zeros = np.zeros(num_cams)
     problem = BAProblem(
         T_world_cam=T_map_cam[in_ba], points_world=np.concatenate([landmarks.points_map, virtual.points_map]),
-        intrinsics=np.stack([K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], zeros, zeros], axis=1),
+        intrinsics=intrinsics,
         obs_cam=cam, obs_point=obs_point, obs_uv=uv, obs_u_right=u_right,
         fx_baseline=fx_baseline, obs_weight=weight, fixed_cams=fixed, loss=RobustLoss(config.loss, config.loss_scale),
     )
@@ -387,9 +385,8 @@ def _inliers(landmarks: _Landmarks, problem: BAProblem, state: BAState, threshol
     obs_cam, obs_point = problem.obs_cam[real], problem.obs_point[real]
     T_cam_world = se3_inverse(state.T_world_cam)[obs_cam]
     p_cam = np.einsum("nij,nj->ni", T_cam_world[:, :3, :3], state.points_world[obs_point]) + T_cam_world[:, :3, 3]
-    f = problem.intrinsics[obs_cam]
+    uv = project(problem.intrinsics[obs_cam], p_cam)[0]
     with np.errstate(divide="ignore", invalid="ignore"):
-        uv = p_cam[:, :2] / p_cam[:, 2:3] * f[:, :2] + f[:, 2:4]
         u_right = uv[:, 0] - problem.fx_baseline[obs_cam] / p_cam[:, 2]
     error = np.abs(uv - problem.obs_uv[real]).max(axis=1)
     error = np.where(np.isfinite(problem.obs_u_right[real]), np.maximum(error, np.abs(u_right - problem.obs_u_right[real])), error)

@@ -44,7 +44,7 @@ from numpy.typing import NDArray
 
 from mp_slam_ros.config import option
 from mp_slam_ros.frontend.matching import match_by_projection
-from mp_slam_ros.geometry.camera import project
+from mp_slam_ros.geometry.camera import matrix_intrinsics, project
 from mp_slam_ros.geometry.lie import hat, se3_inverse, se3_log
 
 #: a loop whose pose moves farther than this (Mahalanobis^2 under its covariance, 10 sigma) when
@@ -161,7 +161,7 @@ def verify_pnp(
     points = match_points_cam[with_depth].astype(np.float64)
     in_query = points @ T_query_match[:3, :3].T + T_query_match[:3, 3]
     ahead = in_query[:, 2] > 1e-3
-    projected = project(_pinhole_intrinsics(K), in_query[ahead])[0]
+    projected = project(matrix_intrinsics(K), in_query[ahead])[0]
     rows = np.flatnonzero(with_depth)[ahead]
     landmark = match_by_projection(query_uv, query_descriptors, projected, match_descriptors_[rows], config.guided_radius_px, config.max_hamming)
     matched = np.flatnonzero(landmark >= 0)
@@ -269,11 +269,6 @@ def _check_certainty(result: Verification, config: LoopVerificationConfig) -> No
     result.reason = f"{kind}: {what} ({result.inliers} inliers in {result.inlier_cells} cells)"
 
 
-def _pinhole_intrinsics(K: NDArray[np.float64]) -> NDArray[np.float64]:
-    """The ``project`` intrinsics ``(fx, fy, cx, cy, k1, k2)`` of a 3x3 camera matrix (no distortion)."""
-    return np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2], 0.0, 0.0])
-
-
 def _pnp(
     points_match: NDArray[np.float64], uv: NDArray[np.float64], K: NDArray[np.float64], config: LoopVerificationConfig,
     min_inliers: int,
@@ -292,7 +287,7 @@ def _pnp(
     T_query_match = np.eye(4)
     T_query_match[:3, :3], T_query_match[:3, 3] = cv2.Rodrigues(rvec)[0], tvec.reshape(3)
     points_query = points_match @ T_query_match[:3, :3].T + T_query_match[:3, 3]
-    projected, d_uv = project(_pinhole_intrinsics(K), points_query, with_jacobian=True)
+    projected, d_uv = project(matrix_intrinsics(K), points_query, with_jacobian=True)
     error = np.linalg.norm(projected - uv, axis=1)
     inliers = (points_query[:, 2] > 0.0) & (error <= config.ransac_reprojection_px)
     if inliers.sum() < min_inliers:

@@ -137,8 +137,12 @@ def run_slam(
         frame_nodes.append(len(loop_closure.store) - 1)
 
     vo_run = run_vo(bag, config.vo, progress, wheel_topic, on_result=add_keyframe)
-    global_ba = loop_closure.refine_globally() if config.loop_closure.global_ba.enabled else None
-    return SlamRun(vo_run, loop_closure, frame_nodes, keyframes, vo_run.T_base_cam, global_ba)
+    return SlamRun(vo_run, loop_closure, frame_nodes, keyframes, vo_run.T_base_cam, final_refinement(loop_closure))
+
+
+def final_refinement(loop_closure: LoopClosure) -> GlobalBAResult | None:
+    """The global BA after the last keyframe when ``global_ba.enabled`` (as :func:`run_slam`)."""
+    return loop_closure.refine_globally() if loop_closure.config.global_ba.enabled else None
 
 
 def summary_of(run: SlamRun) -> dict[str, object]:

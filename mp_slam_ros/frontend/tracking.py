@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mp_slam_ros.frontend.alignment import align_patches
-from mp_slam_ros.geometry.camera import project
+from mp_slam_ros.geometry.camera import matrix_intrinsics, project
 from mp_slam_ros.geometry.lie import hat, se3_adjoint, se3_exp, se3_inverse, se3_log, so3_log
 from mp_slam_ros.pipelines.vo_config import FrontendConfig, TrackingConfig
 
@@ -156,7 +156,7 @@ def solve_pnp(
         inliers = np.ones(len(uv), bool)  # too few points for RANSAC: the robust refinement from the prediction decides
     else:
         return None
-    intrinsics = np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2], 0.0, 0.0])
+    intrinsics = matrix_intrinsics(K)
     right = np.full(len(uv), np.nan) if u_right is None else np.array(u_right, np.float64)
     # this frame's depth must agree with the landmark at the RANSAC pose: a stereo mismatch or a
     # depth from the other side of an edge would pull the pose away from the pixels' consensus

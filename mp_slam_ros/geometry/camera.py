@@ -31,6 +31,14 @@ from mp_slam_ros.errors import ConfigError
 INTRINSICS_FIELDS = ("fx", "fy", "cx", "cy", "k1", "k2")
 
 
+def matrix_intrinsics(K: NDArray[np.floating]) -> NDArray[np.float64]:
+    """The intrinsics ``(..., 6)`` (:data:`INTRINSICS_FIELDS`, no distortion) of camera matrices
+    ``K`` ``(..., 3, 3)``, e.g. ``(6,)`` for one."""
+    K = np.asarray(K, dtype=np.float64)
+    zeros = np.zeros(K.shape[:-2])
+    return np.stack([K[..., 0, 0], K[..., 1, 1], K[..., 0, 2], K[..., 1, 2], zeros, zeros], axis=-1)
+
+
 @dataclass(frozen=True)
 class PinholeCamera:
     """Known intrinsics of one camera (pixels), BAL radial distortion, optional stereo baseline.

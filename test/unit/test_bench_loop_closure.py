@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mp_slam_ros.cli.slam import SlamConfig, SlamRun
+from mp_slam_ros.cli.slam import SlamConfig, SlamRun, final_refinement
 from mp_slam_ros.pipelines.loop_closure import CandidateResult, LoopClosure, LoopResult
 from mp_slam_ros.pipelines.vo_run import VORun
 
@@ -62,7 +62,7 @@ def test_a_kept_run_replays_its_keyframes_through_the_loop_closure(tmp_path: Pat
         loop_closure = LoopClosure(config.loop_closure)
         for keyframe in keyframes:
             loop_closure.add_keyframe(keyframe)
-        global_ba = loop_closure.refine_globally()  # as run_slam
+        global_ba = final_refinement(loop_closure)  # as run_slam
         return SlamRun(VORun(mode="rgbd"), loop_closure, list(range(len(keyframes))), keyframes, np.eye(4), global_ba)
 
     monkeypatch.setattr(bench_loop_closure, "run_slam", fake_run_slam)
