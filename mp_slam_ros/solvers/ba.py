@@ -391,8 +391,16 @@ def make_linear_solver(
     solver: LinearSolverKind | str = LinearSolverKind.CGNR,
     preconditioner: PreconditionerKind | str = PreconditionerKind.NONE,
     fallback: bool = True,
+    preconditioner_band: int = 0,
 ) -> LinearSolver:
     """The linear solver named by ``solver`` (and CGNR ``preconditioner``) for a BA structure.
+
+    ``preconditioner_band`` applies to ``iterative_schur``: 0 preconditions the reduced camera
+    system with its inverted 6x6 diagonal blocks (Schur-Jacobi: enough for a sliding window);
+    ``k > 0`` with an incomplete Cholesky factor of its couplings between cameras at most ``k``
+    apart in camera order (:meth:`~mp_slam_ros.solvers.linear.iterative_schur.IterativeSchurSolver._preconditioner`:
+    for long camera chains such as a whole session's keyframes, where block-Jacobi PCG needs
+    hundreds of iterations to carry a correction along the chain).
 
     CGNR stops on the Nash-Sofer test of its objective decrease (as the iterative Schur solver),
     not on its relative residual: that one is met while the low-curvature camera directions are
@@ -404,14 +412,19 @@ def make_linear_solver(
     kind = parse_choice(LinearSolverKind, solver, "ba.solver")
     if kind is LinearSolverKind.SCHUR:
         return SchurSolver(structure)
-    iterative = _iterative_solver(structure, kind, parse_choice(PreconditionerKind, preconditioner, "ba.preconditioner"))
+    iterative = _iterative_solver(
+        structure, kind, parse_choice(PreconditionerKind, preconditioner, "ba.preconditioner"), preconditioner_band
+    )
     return DirectFallback(iterative, SchurSolver(structure)) if fallback else iterative
 
 
-def _iterative_solver(structure: BAStructure, kind: LinearSolverKind, preconditioner: PreconditionerKind) -> LinearSolver:
+def _iterative_solver(
+    structure: BAStructure, kind: LinearSolverKind, preconditioner: PreconditionerKind, band: int
+) -> LinearSolver:
     """The iterative solver ``kind`` (with its step check) for a BA structure."""
     if kind is LinearSolverKind.ITERATIVE_SCHUR:
-        return CheckedStep(IterativeSchurSolver(structure))
+        name = f"iterative_schur+band{band}" if band else "iterative_schur"
+        return CheckedStep(IterativeSchurSolver(structure, name, band))
     if preconditioner is PreconditionerKind.NONE:
         return CheckedStep(CGNRSolver(truncated_newton=True))
     if preconditioner is PreconditionerKind.SCHUR_JACOBI:
@@ -433,6 +446,7 @@ def bundle_adjust(
     preconditioner: PreconditionerKind | str = PreconditionerKind.SCHUR_JACOBI,
     initial_state: BAState | None = None,
     landmark_iterations: int = LANDMARK_ITERATIONS,
+    preconditioner_band: int = 0,
 ) -> SolveResult[BAState]:
     """Bundle-adjust ``problem``; returns the optimized :class:`BAState` and the LM Summary.
 
@@ -444,7 +458,8 @@ def bundle_adjust(
     :class:`~mp_slam_ros.solvers.summary.IterationRecord` (return ``False`` to stop);
     ``preconditioner`` applies to CGNR: the default ``schur_jacobi`` eliminates the landmarks
     exactly (:class:`~mp_slam_ros.solvers.linear.block_jacobi.SchurJacobiPreconditioner`); with
-    block-Jacobi, CGNR on monocular windows crawls toward the optimum. With
+    block-Jacobi, CGNR on monocular windows crawls toward the optimum. ``preconditioner_band``
+    applies to ``iterative_schur`` (:func:`make_linear_solver`). With
     ``options.escalate`` and ``options.linear.fallback`` (both the default) an iterative solver
     that hits its cap hands the rest of the solve to the direct Schur solver (recorded in ``linear_solver_changes``; see
     :mod:`~mp_slam_ros.solvers.linear.direct_fallback`).
@@ -465,5 +480,5 @@ def bundle_adjust(
     ba = BundleAdjustment(problem, initial_state, landmark_iterations)
     options = options or ba_solver_options(monocular=problem.monocular)
     fallback = options.escalate and options.linear.fallback
-    linear_solver = make_linear_solver(ba.structure, solver, preconditioner, fallback=fallback)
+    linear_solver = make_linear_solver(ba.structure, solver, preconditioner, fallback, preconditioner_band)
     return solve(ba, linear_solver, options, callback)

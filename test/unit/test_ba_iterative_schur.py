@@ -8,14 +8,16 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
+from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.precision import Backend, Precision, ProblemKind, precision_policy
 from mp_slam_ros.sim.ba_windows import WindowConfig, generate_window
 from mp_slam_ros.solvers.ba import BundleAdjustment, ba_solver_options, bundle_adjust, make_linear_solver
 from mp_slam_ros.solvers.linear.base import LinearSolveResult, LinearStatus, ScaledSystem
 from mp_slam_ros.solvers.linear.direct_fallback import DirectFallback
 from mp_slam_ros.solvers.linear.iterative_schur import CheckedStep, IterativeSchurSolver
-from mp_slam_ros.solvers.linear.schur import SchurSolver
+from mp_slam_ros.solvers.linear.schur import SchurSolver, _reduced_camera_system
 from mp_slam_ros.solvers.summary import LinearSolverOptions
 
 #: A cold-started 50-keyframe monocular window on which CGNR with block-Jacobi stopped with
@@ -214,3 +216,64 @@ def test_a_drifted_float16_solve_is_solved_again_in_float32() -> None:
     again = [c for c in result.summary.linear_solver_changes if c.action == "higher_precision"]
     assert again and "float16 PCG drifted" in again[0].reason and "float32 products" in again[0].reason
     assert not any("drift" in e.reason for e in result.summary.escalations)
+
+
+@pytest.fixture(scope="module")
+def long_chain():
+    """A 120-keyframe RGB-D run with 2-20 keyframe tracks: a long camera chain, as a session's keyframes."""
+    window = generate_window(120, 1, WindowConfig())
+    ba = BundleAdjustment(window.problem)
+    return ba, *_system(window)[1:]
+
+
+def _reduced(ba: BundleAdjustment, system: ScaledSystem, kd: int, span: int) -> np.ndarray:
+    """``S`` (dense) as the kernel fills it with band ``kd`` and coupling span ``span`` (columns)."""
+    s = ba.structure
+    n = s.num_pose_columns
+    band = np.empty((kd + 1, n), order="F")
+    _reduced_camera_system(
+        system.jacobian_scaled.indptr, system.jacobian_scaled.data, system.rhs, 1e-6, s.cam_column, s.obs_cam,
+        s.obs_stereo_row, s.point_obs_ptr, band, np.empty(n), np.empty((s.num_points, 3, 3)),
+        np.empty((s.num_points, 3)), np.empty((s.obs_cam.size, 3, 6)), span,
+    )
+    upper = sp.dia_matrix((band, kd - np.arange(kd + 1)), shape=(n, n)).toarray()
+    return upper + np.triu(upper, 1).T
+
+
+def test_band_of_the_reduced_system_is_positive_semidefinite_and_its_limits_are_exact(long_chain) -> None:
+    """Each landmark adds its contribution on runs of cameras: a PSD matrix for any span; the
+    widest span is the exact ``S``, span 0 its diagonal blocks."""
+    ba, system = long_chain
+    full_kd = ba.structure.num_pose_columns - 1
+    exact = _reduced(ba, system, full_kd, full_kd + 1)
+    diagonal = _reduced(ba, system, 5, 0)
+    blocks = np.kron(np.eye(exact.shape[0] // 6), np.ones((6, 6))).astype(bool)
+    np.testing.assert_allclose(diagonal, np.where(blocks, exact, 0.0), atol=1e-12)
+    banded = _reduced(ba, system, 6 * 8 + 5, 6 * 8)
+    assert np.linalg.eigvalsh(banded).min() > 0.0  # PSD + the damping
+    assert np.abs(banded - exact).max() > 1e-3  # couplings beyond the band were dropped
+    offsets = np.abs(np.subtract.outer(np.arange(exact.shape[0]), np.arange(exact.shape[0])))
+    assert not banded[offsets > 6 * 8 + 5].any()
+
+
+@pytest.mark.parametrize("mode", [Precision.FP64, Precision.MIXED])
+def test_band_preconditioner_solves_a_long_chain_in_fewer_iterations(long_chain, mode: Precision) -> None:
+    """Same step as the direct Schur solve; block-Jacobi needs several times the iterations."""
+    ba, system = long_chain
+    policy = precision_policy(mode, ProblemKind.BA)
+    options = LinearSolverOptions(rtol=1e-6, max_iterations=2000, stall_iterations=200)
+    exact = SchurSolver(ba.structure).solve(system, 1e-4, policy, options).step_scaled
+    iterations = {}
+    for band in (0, 16):
+        result = IterativeSchurSolver(ba.structure, band=band).solve(system, 1e-4, policy, options)
+        assert result.status is LinearStatus.CONVERGED
+        iterations[band] = result.iterations
+        predicted = system.jacobian_scaled @ (result.step_scaled - exact)
+        tolerance = 1e-3 if mode is Precision.FP64 else 3e-2
+        assert np.linalg.norm(predicted) < tolerance * np.linalg.norm(system.jacobian_scaled @ exact)
+    assert 2 * iterations[16] < iterations[0]
+
+
+def test_negative_band_is_a_config_error(long_chain) -> None:
+    with pytest.raises(ConfigError, match="preconditioner_band"):
+        IterativeSchurSolver(long_chain[0].structure, band=-1)

@@ -187,7 +187,7 @@ class SchurJacobiPreconditioner:
         self._W = np.empty((s.obs_cam.size, 3, 6))
         _reduced_camera_system(
             J_s.indptr, data, np.zeros(J_s.shape[0]), damping, s.cam_column, s.obs_cam, s.obs_stereo_row,
-            s.point_obs_ptr, band, np.empty(n_pose), self._H_ll_inv, np.empty((s.num_points, 3)), self._W, True,
+            s.point_obs_ptr, band, np.empty(n_pose), self._H_ll_inv, np.empty((s.num_points, 3)), self._W, 0,
         )
         starts = np.arange(0, n_pose + 1, 6)
         # the whole apply runs on the host (numba): its camera blocks stay there on any backend

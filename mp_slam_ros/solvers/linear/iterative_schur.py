@@ -44,9 +44,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.precision import Backend, PrecisionPolicy, array_module, round_to
 from mp_slam_ros.solvers.linear.base import LinearSolver, LinearSolveResult, LinearStatus, ScaledSystem
 from mp_slam_ros.solvers.linear.block_jacobi import BlockJacobiPreconditioner
+from mp_slam_ros.solvers.linear.ichol import IncompleteCholesky, IncompleteCholeskyFactory
 from mp_slam_ros.solvers.linear.operators import SparseOperator
 from mp_slam_ros.solvers.linear.pcg import pcg
 from mp_slam_ros.solvers.linear.schur import _back_substitute, _reduced_camera_system, diagonal_blocks
@@ -62,15 +64,20 @@ POSE_DIM, POINT_DIM = 6, 3
 #: accuracy on ill-conditioned reduced systems: over 120 bench_ba windows the gap exceeded 1.5 in
 #: 207 of 1,381 float16 solves (up to 13.9) and in 2 of 1,049 float32 ones. Window 25's was 1.55.
 DRIFT_FACTOR = 1.5
+#: IC(0) in the cameras' order for the band preconditioner (its breakdown shifts as in the PGO's)
+_BAND_FACTOR = IncompleteCholeskyFactory(drop_tolerance=0.0, ordering="natural")
 
 
 class IterativeSchurSolver:
     """PCG on the implicit reduced camera system of a :class:`~mp_slam_ros.solvers.ba.BAStructure`
     (see the module docstring); satisfies the :class:`LinearSolver` protocol."""
 
-    def __init__(self, structure: BAStructure, name: str = "iterative_schur") -> None:
+    def __init__(self, structure: BAStructure, name: str = "iterative_schur", band: int = 0) -> None:
+        if band < 0:
+            raise ConfigError("ba.preconditioner_band", band, "must be >= 0")
         self.name = name
         self.structure = structure
+        self.band = band
         self._backend = Backend.CPU
         self._split: _ColumnSplit | None = None
 
@@ -96,14 +103,15 @@ class IterativeSchurSolver:
         assert self._split is not None
         n_pose = s.num_pose_columns
         data = round_to(J.data, policy.matvec).astype(np.float64, copy=False)
-        band = np.empty((POSE_DIM, n_pose), order="F")
+        span = POSE_DIM * self.band  # columns: couplings of cameras up to ``band`` apart
+        band = np.empty((span + POSE_DIM, n_pose), order="F")
         g_pose = np.empty(n_pose)
         H_ll_inv = np.empty((s.num_points, POINT_DIM, POINT_DIM))
         g_point = np.empty((s.num_points, POINT_DIM))
         W = np.empty((s.obs_cam.size, POINT_DIM, POSE_DIM))
         _reduced_camera_system(
             J.indptr, data, system.rhs, damping, s.cam_column, s.obs_cam, s.obs_stereo_row,
-            s.point_obs_ptr, band, g_pose, H_ll_inv, g_point, W, True,
+            s.point_obs_ptr, band, g_pose, H_ll_inv, g_point, W, span,
         )
         y_pose, status, iterations, relative = np.zeros(n_pose), LinearStatus.CONVERGED, 0, 0.0
         shifts = 0
@@ -140,8 +148,7 @@ class IterativeSchurSolver:
         xp = array_module(self._backend)
         J_c, J_p = self._split.blocks(J)
         apply_S = self._schur_operator(J_c, J_p, H_ll_inv, damping, policy.matvec, policy.vector)
-        starts = np.arange(0, band.shape[1] + 1, POSE_DIM)
-        preconditioner = BlockJacobiPreconditioner(diagonal_blocks(band), 0.0, starts, policy, self._backend)
+        preconditioner = self._preconditioner(band, policy)
 
         def precondition(v: np.ndarray) -> np.ndarray:
             return preconditioner.apply(v, policy.preconditioner)
@@ -151,6 +158,22 @@ class IterativeSchurSolver:
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are detected
             y, status, iterations, relative = pcg(apply_S, g, precondition, options, xp, flexible)
         return y, status, iterations, relative, preconditioner.shifts
+
+    def _preconditioner(self, band: np.ndarray, policy: PrecisionPolicy) -> BlockJacobiPreconditioner | IncompleteCholesky:
+        """The inverted 6x6 diagonal blocks of ``S`` (``band`` 0), else the incomplete Cholesky
+        factor (natural order: the cameras' time order) of ``S`` restricted to the couplings
+        within ``band`` cameras (upper band storage, see :func:`_reduced_camera_system`), factored
+        in ``policy.preconditioner`` (float16 emulated: :mod:`.ichol`)."""
+        if self.band == 0:
+            starts = np.arange(0, band.shape[1] + 1, POSE_DIM)
+            return BlockJacobiPreconditioner(diagonal_blocks(band), 0.0, starts, policy, self._backend)
+        kd, n = band.shape[0] - 1, band.shape[1]
+        upper = sp.dia_matrix((band, kd - np.arange(kd + 1)), shape=(n, n)).tocsr()
+        upper.eliminate_zeros()
+        symmetric = sp.csr_matrix(upper + sp.triu(upper, k=1).T)
+        preconditioner = IncompleteCholesky(symmetric, np.arange(n), _BAND_FACTOR, self._backend)
+        preconditioner.factor(policy.preconditioner)
+        return preconditioner
 
     def _true_residual(
         self, J: sp.csr_matrix, H_ll_inv: np.ndarray, g_unit: np.ndarray, damping: float, y: np.ndarray,

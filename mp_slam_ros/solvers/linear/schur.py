@@ -59,7 +59,7 @@ class SchurSolver:
         W = np.empty((s.obs_cam.size, 3, 6))  # W_o^T = J_point^T J_pose of each observation
         _reduced_camera_system(
             J.indptr, data, system.rhs, damping, s.cam_column, s.obs_cam, s.obs_stereo_row,
-            s.point_obs_ptr, reduced, g_pose, H_ll_inv, g_point, W, False,
+            s.point_obs_ptr, reduced, g_pose, H_ll_inv, g_point, W, reduced.shape[0],
         )
         try:
             y_pose, relative = self._factorization.solve(reduced, g_pose)
@@ -121,7 +121,7 @@ _BAND_COLUMN = np.maximum.outer(np.arange(6), np.arange(6))
 
 def diagonal_blocks(band: np.ndarray) -> np.ndarray:
     """The 6x6 diagonal blocks ``(C, 6, 6)`` of ``S`` from the upper band storage of
-    :func:`_reduced_camera_system` with ``diagonal_only`` (``kd = 5``)."""
+    :func:`_reduced_camera_system` with ``span = 0`` (``kd = 5``)."""
     starts = np.arange(0, band.shape[1], 6)
     return band[_BAND_ROW[None], starts[:, None, None] + _BAND_COLUMN[None]]
 
@@ -131,14 +131,23 @@ def _reduced_camera_system(
     indptr: np.ndarray, data: np.ndarray, b: np.ndarray, damping: float,
     cam_column: np.ndarray, obs_cam: np.ndarray, obs_stereo_row: np.ndarray, point_obs_ptr: np.ndarray,
     band: np.ndarray, g_pose: np.ndarray, H_ll_inv: np.ndarray, g_point: np.ndarray, W: np.ndarray,
-    diagonal_only: bool,
+    span: int,
 ) -> None:
     """Fill ``S`` in upper band storage (``band[kd + i - j, j] = S[i, j]``, column-major),
     ``g_pose`` and the per-landmark/observation blocks, reading the Jacobian from the CSR values
     of the BA layout (:mod:`mp_slam_ros.solvers.ba_kernels`: each row's 6 pose values, if its
-    camera is free, then its 3 landmark values, from ``indptr[row]``). ``diagonal_only``: only
-    the 6x6 diagonal blocks of ``S`` (``kd = 5`` suffices; the Schur-Jacobi preconditioner)."""
+    camera is free, then its 3 landmark values, from ``indptr[row]``).
+
+    ``span`` (columns) limits the camera-camera blocks: a landmark's observers (sorted by
+    camera) are split into runs whose first and last camera columns lie at most ``span`` apart,
+    a new run starting at the first camera beyond; only blocks within a run are added. Each
+    landmark then adds the principal submatrices of its (positive semidefinite) contribution
+    to ``S`` on its runs, so the result stays positive semidefinite, and ``kd = span + 5``
+    suffices. ``span >= kd``: every block (the exact ``S``, when ``kd`` covers every landmark's
+    camera span); ``0``: the 6x6 diagonal blocks only (the Schur-Jacobi preconditioner); between:
+    the band preconditioner of :mod:`.iterative_schur`."""
     kd = band.shape[0] - 1
+    run = np.empty(obs_cam.shape[0], dtype=np.int64)  # run of each observation within its landmark
     band[:] = 0.0
     g_pose[:] = 0.0
     for col in range(band.shape[1]):
@@ -190,6 +199,12 @@ def _reduced_camera_system(
         H_inv = H_ll_inv[point]
         _inverse_3x3(H, H_inv)
         g_point[point] = g
+        first, current = -1, -1
+        for o in range(point_obs_ptr[point], point_obs_ptr[point + 1]):
+            c = cam_column[obs_cam[o]]
+            if c >= 0 and (first < 0 or c - first > span):
+                first, current = c, current + 1
+            run[o] = current
         for o in range(point_obs_ptr[point], point_obs_ptr[point + 1]):
             ci = cam_column[obs_cam[o]]
             if ci < 0:
@@ -201,10 +216,10 @@ def _reduced_camera_system(
                 g_pose[ci + i] -= V[i, 0] * g[0] + V[i, 1] * g[1] + V[i, 2] * g[2]
             # Observations are sorted by camera within a landmark and camera columns increase
             # with the camera index, so cj >= ci: block (ci, cj) lies in the upper triangle
-            # (and in the band: kd covers the landmark's span).
+            # (and in the band: one run spans at most ``span`` columns).
             for o2 in range(o, point_obs_ptr[point + 1]):
                 cj = cam_column[obs_cam[o2]]
-                if cj > ci and not diagonal_only:
+                if cj > ci and run[o2] == run[o]:
                     offset = kd + ci - cj
                     for j in range(6):
                         w0, w1, w2 = W[o2, 0, j], W[o2, 1, j], W[o2, 2, j]
