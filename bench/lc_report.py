@@ -8,6 +8,7 @@ it) and with loop closure, the final trajectory (cm), their ratio, the max /
 p99 / p90 / mean table the issue asks for before and after, accepted and wrong loops, recall,
 `mixed` against fp64 and whether every solve converged, sorted by the loop-closed ATE (worst
 first), then the counts against the issue's targets (ATE <= 3 cm, <= 1/5 of the VO alone).
+A run (sequence and mode) found in several reports is taken from the last one given.
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ def main() -> None:
                         help="only these sequences (default: both)")
     args = parser.parse_args()
     kinds = args.kind or ["houses", "twins"]
-    rows = [row for path in args.reports for kind in kinds for row in json.loads(path.read_text()).get(kind, [])]
+    latest = {(row["sequence"], row["mode"]): row  # a run in a later report replaces the same run in an earlier one
+              for path in args.reports for kind in kinds for row in json.loads(path.read_text()).get(kind, [])}
+    rows = list(latest.values())
     rows.sort(key=lambda r: -r["ate_mixed"]["rmse"])
     print(HEADER)
     for row in rows:

@@ -84,7 +84,7 @@ class GlobalBAConfig:
     precision: Precision = option(Precision.MIXED, "BA precision (fp64|fp32|fp16|mixed)")
     solver: str = option("iterative_schur", "linear solver: iterative_schur, cgnr or schur (fp64 direct reference)")
     max_iterations: int = option(30, "LM iterations (per pass)", 1, 1000)
-    preconditioner_band: int = option(0, "iterative_schur: precondition with an incomplete Cholesky factor of the couplings between keyframes at most this many apart (0: the 6x6 diagonal blocks, Schur-Jacobi)", 0, 1000)
+    preconditioner_band: int = option(0, "iterative_schur: precondition with an incomplete Cholesky factor of the couplings between keyframes at most this many apart (0: the 6x6 diagonal blocks, Schur-Jacobi; at least the map's keyframe count: the whole reduced camera system)", 0, 100000)
     odometry_sigma_px: float = option(2.0, "noise (px) of the virtual points that carry each odometry edge between adjusted keyframes into the BA, so that a segment few landmarks join cannot swing (0: no odometry)", 0.0, 1000.0)
     odometry_max_sigma_m: float = option(0.05, "odometry edges less certain than this (translation sigma, m: lost tracking, VO restarts) are not carried", 1e-6, 1000.0)
     min_observations: int = option(40, "keyframes that see fewer landmarks are not adjusted but move with the previous adjusted keyframe (few observations cannot outvote a wrong match)", 1, 100000)

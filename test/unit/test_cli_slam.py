@@ -114,3 +114,21 @@ def test_slam_gives_the_loop_closure_the_keyframes_as_published(sequence: Path, 
     assert len(run.keyframes) == len(_LostOnceVO.published)
     assert all(a is b for a, b in zip(run.keyframes, _LostOnceVO.published))
 
+
+
+def test_frame_corrections_interpolate_between_keyframes_of_one_session() -> None:
+    """A frame halfway between two keyframes takes half of the change of correction (on SE(3));
+    frames after a session's last keyframe keep its correction; frames before any keyframe none."""
+    import numpy as np
+
+    from mp_slam_ros.geometry.lie import se3_exp
+
+    corrections = np.stack([np.eye(4), se3_exp(np.array([0.2, 0.0, 0.0, 0.0, 0.0, 0.4])).reshape(4, 4), np.eye(4)])
+    stamps = np.array([1.0, 2.0, 3.0])
+    sessions = np.array([0, 0, 1])
+    nodes = np.array([-1, 0, 0, 1, 1, 2])
+    frame_stamps = np.array([0.5, 1.0, 1.5, 2.0, 2.5, 3.5])
+    T = slam.frame_corrections(corrections, stamps, sessions, nodes, frame_stamps)
+    half = se3_exp(np.array([0.1, 0.0, 0.0, 0.0, 0.0, 0.2])).reshape(4, 4)
+    for got, want in zip(T, [np.eye(4), np.eye(4), half, corrections[1], corrections[1], np.eye(4)]):
+        np.testing.assert_allclose(got, want, atol=1e-12)

@@ -41,6 +41,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -51,7 +52,7 @@ from mp_slam_ros.solvers.linear.block_jacobi import BlockJacobiPreconditioner
 from mp_slam_ros.solvers.linear.ichol import IncompleteCholesky, IncompleteCholeskyFactory
 from mp_slam_ros.solvers.linear.operators import SparseOperator
 from mp_slam_ros.solvers.linear.pcg import pcg
-from mp_slam_ros.solvers.linear.schur import _back_substitute, _reduced_camera_system, diagonal_blocks
+from mp_slam_ros.solvers.linear.schur import _back_substitute, _reduced_camera_system, _ReducedCholesky, diagonal_blocks
 from mp_slam_ros.solvers.summary import LinearSolverOptions
 
 if TYPE_CHECKING:  # ba.py builds this solver; import only for the annotation
@@ -78,6 +79,8 @@ class IterativeSchurSolver:
         self.name = name
         self.structure = structure
         self.band = band
+        #: the band that holds all of ``S`` (a wider one would only store zeros)
+        self._widest = _ReducedCholesky(structure).bandwidth if band else 0
         self._backend = Backend.CPU
         self._split: _ColumnSplit | None = None
 
@@ -103,7 +106,7 @@ class IterativeSchurSolver:
         assert self._split is not None
         n_pose = s.num_pose_columns
         data = round_to(J.data, policy.matvec).astype(np.float64, copy=False)
-        span = POSE_DIM * self.band  # columns: couplings of cameras up to ``band`` apart
+        span = min(POSE_DIM * self.band, self._widest)  # columns: couplings of cameras up to ``band`` apart
         band = np.empty((span + POSE_DIM, n_pose), order="F")
         g_pose = np.empty(n_pose)
         H_ll_inv = np.empty((s.num_points, POINT_DIM, POINT_DIM))
@@ -167,10 +170,8 @@ class IterativeSchurSolver:
         if self.band == 0:
             starts = np.arange(0, band.shape[1] + 1, POSE_DIM)
             return BlockJacobiPreconditioner(diagonal_blocks(band), 0.0, starts, policy, self._backend)
-        kd, n = band.shape[0] - 1, band.shape[1]
-        upper = sp.dia_matrix((band, kd - np.arange(kd + 1)), shape=(n, n)).tocsr()
-        upper.eliminate_zeros()
-        symmetric = sp.csr_matrix(upper + sp.triu(upper, k=1).T)
+        n = band.shape[1]
+        symmetric = sp.csr_matrix(_symmetric_csr(band), shape=(n, n))
         preconditioner = IncompleteCholesky(symmetric, np.arange(n), _BAND_FACTOR, self._backend)
         preconditioner.factor(policy.preconditioner)
         return preconditioner
@@ -203,6 +204,30 @@ class IterativeSchurSolver:
             return cams.rmatvec(u - points.matvec(z)) + lam * x
 
         return apply_S
+
+
+@numba.njit(cache=True, nogil=True)
+def _symmetric_csr(band: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(data, indices, indptr)`` of the symmetric matrix whose upper band storage is ``band``
+    (``band[kd + i - j, j] = S[i, j]``, ``i <= j``), its zero entries left out (sorted rows)."""
+    kd, n = band.shape[0] - 1, band.shape[1]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):  # count, then fill the same entries
+        count = 0
+        for j in range(max(0, i - kd), min(n, i + kd + 1)):
+            if (band[kd + j - i, i] if j < i else band[kd + i - j, j]) != 0.0:
+                count += 1
+        indptr[i + 1] = indptr[i] + count
+    data = np.empty(indptr[n])
+    indices = np.empty(indptr[n], dtype=np.int32)
+    for i in range(n):
+        at = indptr[i]
+        for j in range(max(0, i - kd), min(n, i + kd + 1)):
+            value = band[kd + j - i, i] if j < i else band[kd + i - j, j]
+            if value != 0.0:
+                data[at], indices[at] = value, j
+                at += 1
+    return data, indices, indptr
 
 
 def _without_float16_products(policy: PrecisionPolicy) -> PrecisionPolicy | None:
