@@ -27,7 +27,7 @@ from mp_slam_ros.cli.progress import frame_progress
 from mp_slam_ros.cli.vo import report_unused
 from mp_slam_ros.config import options_from, read_options, with_updates
 from mp_slam_ros.errors import ConfigError
-from mp_slam_ros.geometry.lie import se3_exp, se3_inverse, se3_log
+from mp_slam_ros.geometry.lie import se3_interpolate, se3_inverse
 from mp_slam_ros.io.g2o import write_g2o
 from mp_slam_ros.io.tum import TumTrajectory, write_tum
 from mp_slam_ros.pipelines.loop_closure import LoopClosure
@@ -145,9 +145,7 @@ def frame_corrections(
     if np.any(following):
         k0, k1 = k[following], nxt[following]
         fraction = np.clip((frame_stamps_s[placed][following] - keyframe_stamps_s[k0]) / span[following], 0.0, 1.0)
-        delta = se3_log(se3_inverse(T_map_odom_kf[k0]) @ T_map_odom_kf[k1]).reshape(-1, 6)
-        rows = np.flatnonzero(placed)[following]
-        T[rows] = T_map_odom_kf[k0] @ se3_exp(fraction[:, None] * delta).reshape(-1, 4, 4)
+        T[np.flatnonzero(placed)[following]] = se3_interpolate(T_map_odom_kf[k0], T_map_odom_kf[k1], fraction)
     return T
 
 

@@ -217,9 +217,15 @@ def se3_at(stamps_ns: Sequence[int], poses: Sequence[FloatArray], stamp_ns: int)
     if index == 0 or index == len(stamps_ns):
         return None
     t0, t1 = stamps_ns[index - 1], stamps_ns[index]
-    T0, T1 = poses[index - 1], poses[index]
     alpha = (stamp_ns - t0) / (t1 - t0)
-    return T0 @ se3_exp(alpha * se3_log((se3_inverse(T0) @ T1)[None]))[0]
+    return se3_interpolate(np.asarray(poses[index - 1])[None], np.asarray(poses[index])[None], np.array([alpha]))[0]
+
+
+def se3_interpolate(T0: FloatArray, T1: FloatArray, alpha: FloatArray) -> FloatArray:
+    """Geodesic interpolation ``T0 exp(alpha log(T0^-1 T1))`` ``(N, 4, 4)`` between poses
+    ``(N, 4, 4)`` at fractions ``alpha`` ``(N,)`` (0: ``T0``, 1: ``T1``)."""
+    delta = se3_log(se3_inverse(T0) @ T1).reshape(-1, 6)
+    return T0 @ se3_exp(np.asarray(alpha, dtype=np.float64)[:, None] * delta).reshape(-1, 4, 4)
 
 
 def se3_from_translation_quat(t_xyz: FloatArray, quat_xyzw: FloatArray) -> FloatArray:

@@ -16,7 +16,7 @@ from mp_slam_ros.sim.ba_windows import WindowConfig, generate_window
 from mp_slam_ros.solvers.ba import BundleAdjustment, ba_solver_options, bundle_adjust, make_linear_solver
 from mp_slam_ros.solvers.linear.base import LinearSolveResult, LinearStatus, ScaledSystem
 from mp_slam_ros.solvers.linear.direct_fallback import DirectFallback
-from mp_slam_ros.solvers.linear.iterative_schur import CheckedStep, IterativeSchurSolver
+from mp_slam_ros.solvers.linear.iterative_schur import CheckedStep, IterativeSchurSolver, _symmetric_csr
 from mp_slam_ros.solvers.linear.schur import SchurSolver, _reduced_camera_system
 from mp_slam_ros.solvers.summary import LinearSolverOptions
 
@@ -227,7 +227,8 @@ def long_chain():
 
 
 def _reduced(ba: BundleAdjustment, system: ScaledSystem, kd: int, span: int) -> np.ndarray:
-    """``S`` (dense) as the kernel fills it with band ``kd`` and coupling span ``span`` (columns)."""
+    """``S`` (dense) as the kernel fills it with band ``kd`` and coupling span ``span`` (columns);
+    the solver's band -> CSR conversion gives the same matrix."""
     s = ba.structure
     n = s.num_pose_columns
     band = np.empty((kd + 1, n), order="F")
@@ -237,7 +238,9 @@ def _reduced(ba: BundleAdjustment, system: ScaledSystem, kd: int, span: int) -> 
         np.empty((s.num_points, 3)), np.empty((s.obs_cam.size, 3, 6)), span,
     )
     upper = sp.dia_matrix((band, kd - np.arange(kd + 1)), shape=(n, n)).toarray()
-    return upper + np.triu(upper, 1).T
+    dense = upper + np.triu(upper, 1).T
+    np.testing.assert_array_equal(sp.csr_matrix(_symmetric_csr(band), shape=(n, n)).toarray(), dense)
+    return dense
 
 
 def test_band_of_the_reduced_system_is_positive_semidefinite_and_its_limits_are_exact(long_chain) -> None:

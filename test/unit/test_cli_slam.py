@@ -7,12 +7,14 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mp_slam_ros.cli import slam
 from mp_slam_ros.cli.main import main
 from mp_slam_ros.config import with_updates
 from mp_slam_ros.errors import ConfigError
+from mp_slam_ros.geometry.lie import se3_exp
 from mp_slam_ros.io.g2o import read_g2o
 from mp_slam_ros.io.tum import read_tum
 from mp_slam_ros.pipelines import vo_run
@@ -115,14 +117,9 @@ def test_slam_gives_the_loop_closure_the_keyframes_as_published(sequence: Path, 
     assert all(a is b for a, b in zip(run.keyframes, _LostOnceVO.published))
 
 
-
 def test_frame_corrections_interpolate_between_keyframes_of_one_session() -> None:
     """A frame halfway between two keyframes takes half of the change of correction (on SE(3));
     frames after a session's last keyframe keep its correction; frames before any keyframe none."""
-    import numpy as np
-
-    from mp_slam_ros.geometry.lie import se3_exp
-
     corrections = np.stack([np.eye(4), se3_exp(np.array([0.2, 0.0, 0.0, 0.0, 0.0, 0.4])).reshape(4, 4), np.eye(4)])
     stamps = np.array([1.0, 2.0, 3.0])
     sessions = np.array([0, 0, 1])

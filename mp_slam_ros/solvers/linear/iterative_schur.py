@@ -52,7 +52,7 @@ from mp_slam_ros.solvers.linear.block_jacobi import BlockJacobiPreconditioner
 from mp_slam_ros.solvers.linear.ichol import IncompleteCholesky, IncompleteCholeskyFactory
 from mp_slam_ros.solvers.linear.operators import SparseOperator
 from mp_slam_ros.solvers.linear.pcg import pcg
-from mp_slam_ros.solvers.linear.schur import _back_substitute, _reduced_camera_system, _ReducedCholesky, diagonal_blocks
+from mp_slam_ros.solvers.linear.schur import _back_substitute, _reduced_camera_system, diagonal_blocks, reduced_bandwidth
 from mp_slam_ros.solvers.summary import LinearSolverOptions
 
 if TYPE_CHECKING:  # ba.py builds this solver; import only for the annotation
@@ -80,7 +80,7 @@ class IterativeSchurSolver:
         self.structure = structure
         self.band = band
         #: the band that holds all of ``S`` (a wider one would only store zeros)
-        self._widest = _ReducedCholesky(structure).bandwidth if band else 0
+        self._widest = reduced_bandwidth(structure) if band else 0
         self._backend = Backend.CPU
         self._split: _ColumnSplit | None = None
 

@@ -83,15 +83,8 @@ class _ReducedCholesky:
     """
 
     def __init__(self, structure: BAStructure) -> None:
-        n = structure.num_pose_columns
-        columns = structure.cam_column[structure.obs_cam]
-        starts = structure.point_obs_ptr[:-1][np.diff(structure.point_obs_ptr) > 0]
-        free = columns >= 0
-        highest = np.maximum.reduceat(np.where(free, columns, -1), starts) if starts.size else np.empty(0)
-        lowest = np.minimum.reduceat(np.where(free, columns, n), starts) if starts.size else np.empty(0)
-        spans = (highest - lowest)[highest >= 0]
-        self.size = n
-        self.bandwidth = max(min(int(spans.max(initial=0)) + 5, n - 1), 0)  # within a 6x6 block too
+        self.size = structure.num_pose_columns
+        self.bandwidth = reduced_bandwidth(structure)
 
     def new_band(self) -> np.ndarray:
         """Uninitialized band storage ``(kd + 1, n)``, column-major."""
@@ -112,6 +105,19 @@ class _ReducedCholesky:
 
 _dpbtrf, _dpbtrs = scipy.linalg.lapack.dpbtrf, scipy.linalg.lapack.dpbtrs
 _dsbmv = scipy.linalg.blas.dsbmv
+
+
+def reduced_bandwidth(structure: BAStructure) -> int:
+    """The bandwidth ``kd`` of the reduced camera system: the widest camera-column span of a
+    landmark's observers, plus 5 (within a 6x6 block too), at most ``n - 1``."""
+    n = structure.num_pose_columns
+    columns = structure.cam_column[structure.obs_cam]
+    starts = structure.point_obs_ptr[:-1][np.diff(structure.point_obs_ptr) > 0]
+    free = columns >= 0
+    highest = np.maximum.reduceat(np.where(free, columns, -1), starts) if starts.size else np.empty(0)
+    lowest = np.minimum.reduceat(np.where(free, columns, n), starts) if starts.size else np.empty(0)
+    spans = (highest - lowest)[highest >= 0]
+    return max(min(int(spans.max(initial=0)) + 5, n - 1), 0)
 
 
 #: Band storage of a 6x6 diagonal block of ``S``: ``band[5 + i - j, c + j] = S[c + i, c + j]``.
