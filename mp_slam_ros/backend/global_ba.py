@@ -12,9 +12,9 @@ it. :func:`refine_keyframes` therefore
    Hamming distance (``max_hamming``, Lowe ratio ``ratio``), the winner's measured depth must agree
    (``depth_tolerance_*``), each keypoint is matched once per pair, and a pair with fewer than
    ``min_pair_matches`` matches contributes none;
-3. **joins matches into landmarks** (connected keypoints; a landmark that would hold two keypoints
-   of one keyframe contains a wrong match and is dropped whole), each started at the mean of its
-   observers' 3-D points; keyframes that see fewer than ``min_observations`` landmarks are left
+3. **joins matches into landmarks**, best match first (:mod:`~mp_slam_ros.backend.tracks`: a
+   match that would give a landmark two keypoints of one keyframe is refused, the landmark keeps
+   its better matches), each started at the mean of its observers' 3-D points; keyframes that see fewer than ``min_observations`` landmarks are left
    out (they move with the previous adjusted keyframe);
 4. **bundle-adjusts** all keyframe poses and landmarks with the core
    (:func:`~mp_slam_ros.solvers.ba.bundle_adjust`: mixed precision by default), each observation a
@@ -43,6 +43,7 @@ from scipy.spatial import cKDTree
 
 from mp_slam_ros.backend.keyframe_store import StoredKeyframe
 from mp_slam_ros.backend.pose_graph import PoseGraph
+from mp_slam_ros.backend.tracks import join_tracks
 from mp_slam_ros.config import option
 from mp_slam_ros.errors import ConfigError
 from mp_slam_ros.geometry.camera import matrix_intrinsics, project
@@ -68,15 +69,15 @@ class GlobalBAConfig:
 
     enabled: bool = option(True, "mp-slam slam: bundle-adjust every keyframe after the last one (the node: on ~/refine_map)")
     neighbours: int = option(4, "following keyframes of the same session each keyframe is matched with", 0, 100)
-    covisible_radius_m: float = option(3.0, "older keyframes whose camera is this close in the map are matched too (m)", 0.0, 100.0)
-    covisible_angle_deg: float = option(45.0, "... if their optical axes differ by less than this (deg)", 0.0, 180.0)
-    covisible_max: int = option(15, "older covisible keyframes matched per keyframe (the nearest)", 0, 1000)
+    covisible_radius_m: float = option(5.0, "older keyframes whose camera is this close in the map are matched too (m)", 0.0, 100.0)
+    covisible_angle_deg: float = option(60.0, "... if their optical axes differ by less than this (deg)", 0.0, 180.0)
+    covisible_max: int = option(40, "older covisible keyframes matched per keyframe (the nearest)", 0, 1000)
     search_radius_px: float = option(10.0, "a projected point's match lies within this distance (px)", 0.1, 1000.0)
     max_hamming: int = option(50, "largest descriptor distance of a match (bits)", 0, 256)
     ratio: float = option(0.8, "best / second-best descriptor distance among the nearby keypoints", 0.01, 1.0)
     depth_tolerance_m: float = option(0.05, "a match's measured depth agrees with the projection within this ...", 0.0, 100.0)
     depth_tolerance_ratio: float = option(0.05, "... plus this share of the depth", 0.0, 10.0)
-    min_pair_matches: int = option(15, "a pair with fewer matches contributes none (a few matches between two views are more likely chance than overlap)", 1, 100000)
+    min_pair_matches: int = option(10, "a pair with fewer matches contributes none (a few matches between two views are more likely chance than overlap)", 1, 100000)
     pixel_sigma_px: float = option(1.0, "keypoint noise (px)", 0.01, 100.0)
     virtual_baseline_m: float = option(0.8, "virtual stereo baseline of the depth measurements (m): their weight against the pixels", 0.001, 10.0)
     loss: LossKind = option(LossKind.HUBER, "robust loss")
@@ -87,7 +88,7 @@ class GlobalBAConfig:
     preconditioner_band: int = option(0, "iterative_schur: precondition with an incomplete Cholesky factor of the couplings between keyframes at most this many apart (0: the 6x6 diagonal blocks, Schur-Jacobi; at least the map's keyframe count: the whole reduced camera system)", 0, 100000)
     odometry_sigma_px: float = option(2.0, "noise (px) of the virtual points that carry each odometry edge between adjusted keyframes into the BA, so that a segment few landmarks join cannot swing (0: no odometry)", 0.0, 1000.0)
     odometry_max_sigma_m: float = option(0.05, "odometry edges less certain than this (translation sigma, m: lost tracking, VO restarts) are not carried", 1e-6, 1000.0)
-    min_observations: int = option(40, "keyframes that see fewer landmarks are not adjusted but move with the previous adjusted keyframe (few observations cannot outvote a wrong match)", 1, 100000)
+    min_observations: int = option(15, "keyframes that see fewer landmarks are not adjusted but move with the previous adjusted keyframe (few observations cannot outvote a wrong match)", 1, 100000)
     outlier_threshold_px: float = option(3.0, "observations whose pixel or virtual-stereo coordinate errs more than this after the first pass are dropped, then solved again (px; 0: one pass)", 0.0, 1000.0)
 
     def validate(self, prefix: str = "") -> None:
@@ -140,7 +141,8 @@ def refine_keyframes(keyframes: list[StoredKeyframe], graph: PoseGraph, config: 
     matched = [match_pair(keyframes[a], keyframes[b], trees[b], se3_inverse(T_before[b]) @ T_before[a], config) for a, b in pairs]
     a_rows = np.concatenate([offsets[a] + m[:, 0] for (a, _), m in zip(pairs, matched)] or [np.zeros(0, np.int64)])
     b_rows = np.concatenate([offsets[b] + m[:, 1] for (_, b), m in zip(pairs, matched)] or [np.zeros(0, np.int64)])
-    landmarks = _usable(_landmarks(keyframes, T_before, offsets, a_rows, b_rows), len(keyframes), config.min_observations)
+    distance = np.concatenate([m[:, 2] for m in matched] or [np.zeros(0, np.int64)])
+    landmarks = _usable(_landmarks(keyframes, T_before, offsets, a_rows, b_rows, distance), len(keyframes), config.min_observations)
     if landmarks is None:
         return None
     association_s = time.perf_counter() - started
@@ -188,8 +190,9 @@ def covisible_pairs(keyframes: list[StoredKeyframe], T_map_cam: FloatArray, loop
 
 
 def match_pair(a: StoredKeyframe, b: StoredKeyframe, tree_b: cKDTree, T_b_a: FloatArray, config: GlobalBAConfig) -> IntArray:
-    """Feature index pairs ``(M, 2)`` ``[row in a, row in b]``: ``a``'s 3-D points projected into
-    ``b`` by ``T_b_a`` ``(4, 4)`` matched to the nearby keypoints of ``b`` (module docstring, step 2)."""
+    """Feature index pairs and their descriptor distance ``(M, 3)`` ``[row in a, row in b, bits]``:
+    ``a``'s 3-D points projected into ``b`` by ``T_b_a`` ``(4, 4)`` matched to the nearby keypoints
+    of ``b`` (module docstring, step 2)."""
     points_a = np.asarray(a.points_cam, np.float64).reshape(-1, 3)
     rows = np.flatnonzero(np.isfinite(points_a).all(axis=1))
     points_b = points_a[rows] @ T_b_a[:3, :3].T + T_b_a[:3, 3]
@@ -198,7 +201,7 @@ def match_pair(a: StoredKeyframe, b: StoredKeyframe, tree_b: cKDTree, T_b_a: Flo
     uv = project(matrix_intrinsics(b.K), points_b)[0]
     count = min(_CANDIDATES, tree_b.n)
     if count == 0 or rows.size == 0:
-        return np.zeros((0, 2), np.int64)
+        return np.zeros((0, 3), np.int64)
     _, near = tree_b.query(uv, k=count, distance_upper_bound=config.search_radius_px)
     near = near.reshape(len(rows), count)
     valid = near < tree_b.n
@@ -216,7 +219,7 @@ def match_pair(a: StoredKeyframe, b: StoredKeyframe, tree_b: cKDTree, T_b_a: Flo
     matches = np.stack([rows[ok], col[ok], best[ok]], axis=1).astype(np.int64)
     matches = matches[np.lexsort((matches[:, 2], matches[:, 1]))]  # one match per keypoint of b: the closest
     first = np.concatenate([[True], matches[1:, 1] != matches[:-1, 1]]) if len(matches) else np.zeros(0, bool)
-    return matches[first, :2] if first.sum() >= config.min_pair_matches else np.zeros((0, 2), np.int64)
+    return matches[first] if first.sum() >= config.min_pair_matches else np.zeros((0, 3), np.int64)
 
 
 @dataclass
@@ -237,21 +240,19 @@ class _Landmarks:
         return _Landmarks(self.obs_keyframe[keep], index[self.obs_landmark[keep]], self.obs_uv[keep], self.obs_depth[keep], self.points_map[seen])
 
 
-def _landmarks(keyframes: list[StoredKeyframe], T_map_cam: FloatArray, offsets: IntArray, rows: IntArray, cols: IntArray) -> _Landmarks | None:
-    """Landmarks from the matches (global feature rows ``rows`` ~ ``cols``): connected keypoints,
-    none twice in one keyframe (a component that holds two keypoints of one keyframe joins two
-    points through a wrong match: dropped whole), with depth in at least one keyframe."""
+def _landmarks(
+    keyframes: list[StoredKeyframe], T_map_cam: FloatArray, offsets: IntArray, rows: IntArray, cols: IntArray, distance: IntArray,
+) -> _Landmarks | None:
+    """Landmarks from the matches (global feature rows ``rows`` ~ ``cols``, descriptor ``distance``
+    ``(M,)``): tracks joined best match first, none twice in one keyframe
+    (:func:`~mp_slam_ros.backend.tracks.join_tracks`), with depth in at least one keyframe."""
     if rows.size == 0:
         return None
-    num = int(offsets[-1])
-    _, label = connected_components(coo_matrix((np.ones(rows.size, np.int8), (rows, cols)), shape=(num, num)), directed=False)
     keyframe = np.repeat(np.arange(len(keyframes)), np.diff(offsets))
+    label = join_tracks(keyframe, rows, cols, distance)
     _, inverse, size = np.unique(label, return_inverse=True, return_counts=True)
     feature = np.flatnonzero(size[inverse] >= 2)
     label, keyframe = label[feature], keyframe[feature]
-    per_keyframe, count = np.unique(label * len(keyframes) + keyframe, return_counts=True)
-    single = ~np.isin(label, per_keyframe[count > 1] // len(keyframes))
-    label, keyframe, feature = label[single], keyframe[single], feature[single]
     p_cam = np.concatenate([np.asarray(k.points_cam, np.float64).reshape(-1, 3) for k in keyframes])[feature]
     has_depth = np.isfinite(p_cam).all(axis=1)
     T = T_map_cam[keyframe]

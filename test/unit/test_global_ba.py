@@ -65,18 +65,20 @@ def test_nothing_to_adjust_returns_none_and_changes_nothing() -> None:
     assert lc.refine_globally() is None  # one keyframe
 
 
-def test_a_landmark_that_would_hold_two_keypoints_of_one_keyframe_is_dropped() -> None:
+def test_a_match_that_would_give_a_landmark_two_keypoints_of_one_keyframe_is_refused() -> None:
     lc, _, _ = _loop_closed_run()
     keyframes = lc.store.keyframes[:3]
     _, _, T = lc.poses()
     offsets = np.concatenate([[0], np.cumsum([len(k.keypoints_px) for k in keyframes])])
-    # features: 0 ~ next keyframe's 0 ~ last keyframe's 0, and keyframe 0's 1 ~ keyframe 1's 0 (wrong)
+    # features: 0 ~ next keyframe's 0 ~ last keyframe's 0, keyframe 0's 1 ~ keyframe 1's 0 (wrong,
+    # a worse descriptor distance), and 5 ~ keyframe 1's 5
     rows = np.array([0, offsets[1], 1, 5])
     cols = np.array([offsets[1], offsets[2], offsets[1], offsets[1] + 5])
-    landmarks = _landmarks(keyframes, T[:3], offsets, rows, cols)
+    landmarks = _landmarks(keyframes, T[:3], offsets, rows, cols, np.array([10, 12, 30, 8]))
     assert landmarks is not None
-    assert len(landmarks.points_map) == 1  # only 5 ~ offsets[1] + 5 is left
-    assert sorted(landmarks.obs_keyframe.tolist()) == [0, 1]
+    assert len(landmarks.points_map) == 2  # the three-keyframe track kept, the wrong match refused
+    tracks = sorted(sorted(landmarks.obs_keyframe[landmarks.obs_landmark == i].tolist()) for i in range(2))
+    assert tracks == [[0, 1], [0, 1, 2]]
 
 
 def test_pairs_follow_sessions_loops_and_covisibility() -> None:
