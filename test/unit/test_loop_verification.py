@@ -106,6 +106,21 @@ def test_a_degenerate_inlier_set_on_one_patch_is_rejected() -> None:
     assert independent.accepted and independent.inlier_cells == independent.inliers
 
 
+def test_a_loop_on_distant_points_carries_their_depth_error() -> None:
+    """The candidate's points are measured, not exact: their depth error grows with depth squared
+    (``loop.depth_baseline_m``). A loop resting on points 8 m away verifies when they count as
+    exact, and is rejected (translation sigma) when their depth error counts; points 3 m away verify."""
+    config = LoopVerificationConfig()
+    uv, descriptors, points = _patch_or_spread(3.0, 8.0)
+    exact = verify_pnp(uv, descriptors, points, descriptors, K, replace(config, depth_baseline_m=0.0))
+    assert exact.accepted, exact.reason
+    measured = verify_pnp(uv, descriptors, points, descriptors, K, config)
+    assert not measured.accepted and "translation sigma" in measured.reason, measured.reason
+    assert np.linalg.eigvalsh(measured.covariance[:3, :3])[-1] > 1.5 * np.linalg.eigvalsh(exact.covariance[:3, :3])[-1]
+    uv, descriptors, points = _patch_or_spread(1.5, 3.0)
+    assert verify_pnp(uv, descriptors, points, descriptors, K, config).accepted
+
+
 def _patch_and_four_points(tip_m: float) -> tuple[np.ndarray, ...]:
     """A query's pixels and descriptors, the match's points and the true ``T_match_query``: 40
     landmarks on a patch at 2.5 m and 4 to its side, whose pixels come from a pose ``tip_m``
