@@ -14,8 +14,9 @@ it. :func:`refine_keyframes` therefore
    ``min_pair_matches`` matches contributes none;
 3. **joins matches into landmarks**, best match first (:mod:`~mp_slam_ros.backend.tracks`: a
    match that would give a landmark two keypoints of one keyframe is refused, the landmark keeps
-   its better matches), each started at the mean of its observers' 3-D points; keyframes that see fewer than ``min_observations`` landmarks are left
-   out (they move with the previous adjusted keyframe);
+   its better matches), each started at the mean of its observers' 3-D points; keyframes that see
+   fewer than ``min_observations`` landmarks are left out (they move with the previous adjusted
+   keyframe);
 4. **bundle-adjusts** all keyframe poses and landmarks with the core
    (:func:`~mp_slam_ros.solvers.ba.bundle_adjust`: mixed precision by default), each observation a
    pixel plus its depth as a virtual-stereo coordinate (``virtual_baseline_m`` sets the depth's

@@ -10,10 +10,12 @@ relative pose ``T_match_query`` (query camera in the candidate camera's frame) w
 covariance ``c (sum J^T S^-1 J)^-1`` of the inliers' reprojection (right perturbation of
 ``T_match_query``: query-camera ``[rho, phi]``, the loop edge's tangent convention), where each
 inlier's ``S`` is its keypoint noise ``sigma^2 I`` plus its 3-D point's error seen in the query: the
-points are measured, their depth error growing with depth squared (``loop.depth_baseline_m``), so a
-loop resting on distant points is as uncertain as they are. (A wrong loop of a twin-room run was
-accepted without it: 25 inliers on points about 4 m from a candidate 3.7 m away, 0.39 m off, with a
-claimed translation sigma of 1.4 cm.)
+points are measured, by the candidate's keypoint (``sigma`` at the point's depth) and its depth
+(growing with depth squared, ``loop.depth_baseline_m``), so a loop resting on points the candidate
+saw from far is as uncertain as they are. (A wrong loop of a twin-room run was accepted without it:
+25 inliers on points about 4 m from a candidate 3.7 m away, 0.39 m off, with a claimed translation
+sigma of 1.4 cm; with it 8 cm, most of it from the candidate's keypoint noise, which lands in the
+query at about twice the query's own.)
 
 The errors of matched keypoints are not independent: inliers on one texture patch or one stretch
 of the depth map share their bias (pyramid level, depth error, a slightly different view of the
@@ -80,7 +82,7 @@ class LoopVerificationConfig:
     max_sigma_m: float = option(0.04, "loops whose translation is less certain than this (largest sigma of the covariance, m) are rejected: ill-conditioned geometry", 1e-4, 100.0)
     max_sigma_deg: float = option(1.5, "loops whose rotation is less certain than this (largest sigma, deg) are rejected", 1e-3, 180.0)
     ransac_iterations: int = option(300, "RANSAC iterations", 10, 100000)
-    depth_baseline_m: float = option(0.8, "the candidate's 3-D points join the loop covariance with their depth as a virtual stereo disparity of pixel_sigma_px at this baseline (m; error grows with depth squared; 0: points exact)", 0.0, 100.0)
+    depth_baseline_m: float = option(0.8, "the candidate's 3-D points join the loop covariance with their keypoint's noise and their depth as a virtual stereo disparity of pixel_sigma_px at this baseline (m; depth error grows with depth squared; 0: points exact)", 0.0, 100.0)
     pixel_sigma_px: float = option(1.0, "smallest keypoint noise (px) of the loop covariance (the inliers' residual RMS when larger)", 0.01, 100.0)
     error_cell_deg: float = option(15.0, "inliers within one cell of this size (viewing angle, deg) count as one measurement in the loop covariance (their keypoint and depth errors are correlated)", 0.1, 180.0)
     covariance_scale: float = option(1.0, "loop covariance multiplier (errors the reprojection and cell models ignore)", 1.0, 1e6)
@@ -240,7 +242,7 @@ def _check_cell_jackknife(
     """Reject ``result`` when leaving out one cell's inliers (points ``(N, 3)``, pixels ``(N, 2)``,
     their cells ``labels``) moves the re-fitted pose beyond :data:`MAX_CELL_SHIFT_CHI2` under
     ``covariance_pixels`` ``(6, 6)``: the loop's covariance from the keypoint noise alone, the one the
-    threshold was measured with (the points' depth errors move every re-fit alike)."""
+    threshold was measured with (the points' own errors move every re-fit alike)."""
     information = np.linalg.inv(covariance_pixels)
     T_inverse = se3_inverse(T_query_match)
     rvec, tvec = cv2.Rodrigues(T_query_match[:3, :3])[0], T_query_match[:3, 3].reshape(3, 1)
@@ -283,7 +285,7 @@ def _pnp(
 ) -> tuple[NDArray[np.float64], NDArray[np.bool_], float, NDArray[np.float64], NDArray[np.float64]] | None:
     """``T_query_match`` by EPnP RANSAC + LM on the inliers, the inlier mask (re-labelled at the
     refined pose), their mean reprojection error (px) and two covariances of a right perturbation
-    of ``T_match_query``: with the points' depth errors (:func:`point_noise_px2`) and from the
+    of ``T_match_query``: with the points' own errors (:func:`point_noise_px2`) and from the
     keypoint noise alone, ``sigma^2 (J^T J)^-1``; None below ``min_inliers``."""
     ok, rvec, tvec, index = cv2.solvePnPRansac(
         points_match, uv, K, None, iterationsCount=config.ransac_iterations,
@@ -318,10 +320,11 @@ def point_noise_px2(
     """Covariance ``(N, 2, 2)`` px^2 of each PnP residual: the query keypoint's ``sigma_px`` plus the
     candidate's 3-D point ``(N, 3)`` (its camera frame) seen through ``d_uv_d_point`` ``(N, 2, 3)``
     (query pixels per candidate-frame point). The point's depth is a virtual stereo disparity of
-    ``sigma_px`` at ``baseline_m`` (0: exact points), so its error grows with depth squared along
-    its ray; across the ray it is ``sigma_px`` of the candidate's keypoint. Far points then weigh
-    little, and a loop that rests on them (a wide-baseline view of a distant wall) gets the
-    uncertainty it has instead of the pixel noise alone."""
+    ``sigma_px`` at ``baseline_m``, so its error along its ray grows with depth squared; the
+    candidate's keypoint noise adds ``z sigma_px / fx`` in every direction (``baseline_m`` 0: exact
+    points, neither term). Points the candidate saw from far then weigh little, and a loop that
+    rests on them (a wide-baseline view of a distant wall) gets the uncertainty it has instead of
+    the query's pixel noise alone."""
     pixel = np.broadcast_to(sigma_px**2 * np.eye(2), (len(points_match), 2, 2))
     if baseline_m <= 0.0:
         return pixel.copy()

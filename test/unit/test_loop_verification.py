@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mp_slam_ros.backend.loop_verification import LoopVerificationConfig, match_descriptors, verify_pnp
+from mp_slam_ros.backend.loop_verification import LoopVerificationConfig, match_descriptors, point_noise_px2, verify_pnp
 from mp_slam_ros.geometry.lie import se3_exp, se3_inverse
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -106,10 +106,10 @@ def test_a_degenerate_inlier_set_on_one_patch_is_rejected() -> None:
     assert independent.accepted and independent.inlier_cells == independent.inliers
 
 
-def test_a_loop_on_distant_points_carries_their_depth_error() -> None:
-    """The candidate's points are measured, not exact: their depth error grows with depth squared
-    (``loop.depth_baseline_m``). A loop resting on points 8 m away verifies when they count as
-    exact, and is rejected (translation sigma) when their depth error counts; points 3 m away verify."""
+def test_a_loop_on_distant_points_carries_their_error() -> None:
+    """The candidate's points are measured, not exact (``loop.depth_baseline_m``). A loop resting on
+    points 8 m away verifies when they count as exact, and is rejected (translation sigma) when their
+    error counts; points 3 m away verify."""
     config = LoopVerificationConfig()
     uv, descriptors, points = _patch_or_spread(3.0, 8.0)
     exact = verify_pnp(uv, descriptors, points, descriptors, K, replace(config, depth_baseline_m=0.0))
@@ -119,6 +119,18 @@ def test_a_loop_on_distant_points_carries_their_depth_error() -> None:
     assert np.linalg.eigvalsh(measured.covariance[:3, :3])[-1] > 1.5 * np.linalg.eigvalsh(exact.covariance[:3, :3])[-1]
     uv, descriptors, points = _patch_or_spread(1.5, 3.0)
     assert verify_pnp(uv, descriptors, points, descriptors, K, config).accepted
+
+
+def test_a_point_error_grows_with_depth_squared_along_its_ray() -> None:
+    """A query that sees the candidate's ray sideways (its u along the candidate's z) gets the
+    point's depth error, ``z^2 sigma / (fx b)``, and the candidate keypoint's ``z sigma / fx``."""
+    sideways = np.array([[[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]])  # query pixels per candidate-frame metre
+    fx, sigma = K[0, 0], 1.0
+    for z, baseline in ((2.0, 0.8), (8.0, 0.8), (8.0, 0.2)):
+        noise = point_noise_px2(np.array([[0.0, 0.0, z]]), sideways, K, baseline, sigma)[0]
+        depth, keypoint = z**2 * sigma / (fx * baseline), z * sigma / fx
+        np.testing.assert_allclose(noise, np.diag([sigma**2 + depth**2 + keypoint**2, sigma**2 + keypoint**2]))
+    np.testing.assert_array_equal(point_noise_px2(np.array([[0.0, 0.0, 8.0]]), sideways, K, 0.0, sigma)[0], np.eye(2))
 
 
 def _patch_and_four_points(tip_m: float) -> tuple[np.ndarray, ...]:
