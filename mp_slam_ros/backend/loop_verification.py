@@ -67,7 +67,7 @@ class LoopVerificationConfig:
     """Age of candidates and the geometric checks a loop must pass."""
 
     min_age_s: float = option(20.0, "keyframes younger than this (s, before the query) are never loop candidates", 0.0, 1e6)
-    neighbours: int = option(1, "keyframes either side of a candidate whose 3-D points join its verification when its own do not verify (0: the candidate alone)", 0, 100)
+    neighbours: int = option(2, "keyframes either side of a candidate whose 3-D points join its verification when its own do not verify (0: the candidate alone)", 0, 100)
     neighbour_max_sigma_m: float = option(0.05, "a neighbour joins only while the odometry edges to it are this certain (translation sigma, m)", 1e-6, 100.0)
     proximity_candidates: int = option(2, "keyframes near the query's current map pose verified besides the place candidates (nearest first; 0: none)", 0, 100)
     proximity_m: float = option(1.0, "a proximity candidate's camera lies within this distance of the query's in the map (m)", 0.0, 100.0)
