@@ -83,6 +83,20 @@ def test_every_mode_and_solver_converges(solver: str, mode: Precision) -> None:
         assert result.summary.escalations == []
 
 
+@pytest.mark.parametrize("solver", ["cgnr", "schur", "iterative_schur"])
+def test_structure_only_adjustment_with_every_camera_fixed(solver: str) -> None:
+    window = _window(seed=3, rgbd=True)  # the landmarks refined against known poses (e.g. a loaded map's)
+    p = window.problem
+    problem = BAProblem(window.T_world_cam_true, p.points_world, p.intrinsics, p.obs_cam, p.obs_point, p.obs_uv, p.obs_weight,
+                        p.obs_u_right, p.fx_baseline, np.ones(len(p.T_world_cam), bool), p.loss)
+    result = bundle_adjust(problem, ba_solver_options("fp64"), solver=solver)
+    reference = bundle_adjust(problem, ba_solver_options("fp64", function_tolerance=1e-12), solver="schur")
+    assert result.summary.converged
+    assert result.summary.final_cost < 0.5 * result.summary.initial_cost
+    np.testing.assert_array_equal(result.state.T_world_cam, window.T_world_cam_true)
+    assert result.summary.final_cost <= reference.summary.final_cost * (1 + 1e-3)
+
+
 def test_cgnr_in_fp64_agrees_with_schur() -> None:
     window = _window(seed=4)
     ba = BundleAdjustment(window.problem)

@@ -91,7 +91,10 @@ class _ReducedCholesky:
         return np.empty((self.bandwidth + 1, self.size), order="F")
 
     def solve(self, band: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, float]:
-        """``(y, ||S y - g|| / ||g||)``; raises ``LinAlgError`` if ``S`` is not positive definite."""
+        """``(y, ||S y - g|| / ||g||)``; raises ``LinAlgError`` if ``S`` is not positive definite.
+        With every camera fixed (a structure-only adjustment) ``S`` is empty and so is ``y``."""
+        if self.size == 0:
+            return np.zeros(0), 0.0
         factor, info = _dpbtrf(band, lower=0, overwrite_ab=0)
         if info != 0:
             raise np.linalg.LinAlgError(f"reduced camera system: dpbtrf info={info}")
