@@ -1,0 +1,100 @@
+"""What bounds the loop-closed error where the VO alone is already good (a measurement script).
+
+Replays a run kept by ``bench/bench_loop_closure.py --runs`` through the loop closure (global BA
+off), then prints ATE RMSE (cm, SE(3)-aligned) of the keyframes and of every tracked frame for:
+the VO's keyframes, the PGO, the true keyframe poses (the floor of placing frames between
+keyframes), and the global BA started from the PGO and from the truth, with and without the
+odometry's virtual points, each with ``global_ba.virtual_baseline_m`` at every value given.
+Then the residuals at the truth: mean pixel residual and depth residual by depth, where a
+calibration or depth bias would show.
+
+    PYTHONPATH=. .venv/bin/python results/loop_closure/depth_weight/floor.py RUN.pkl SEQUENCE_DIR [BASELINE_M ...]
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
+from bench_loop_closure import keyframe_truth, offline_config, replay  # noqa: E402
+
+from mp_slam_ros.backend import global_ba as gba  # noqa: E402
+from mp_slam_ros.cli.slam import SlamRun  # noqa: E402
+from mp_slam_ros.config import with_updates  # noqa: E402
+from mp_slam_ros.eval.metrics import evaluate  # noqa: E402
+from mp_slam_ros.geometry.lie import se3_inverse  # noqa: E402
+from mp_slam_ros.io.tum import TumTrajectory, read_tum  # noqa: E402
+from mp_slam_ros.precision import Precision  # noqa: E402
+
+DEPTH_BINS_M = [(0, 1), (1, 1.5), (1.5, 2), (2, 3), (3, 4), (4, 7)]
+
+
+def main() -> None:
+    run_path, sequence = Path(sys.argv[1]), Path(sys.argv[2])
+    baselines = [float(b) for b in sys.argv[3:]] or [0.8]
+    kept = pickle.loads(run_path.read_bytes())  # written by the bench: a trusted local cache
+    mode = "rgbd" if run_path.stem.endswith("rgbd") else "stereo"
+    config = with_updates(offline_config(mode), {"loop_closure.global_ba.enabled": False})
+    loop_closure, _ = replay(kept["keyframes"], config.loop_closure)
+    run = SlamRun(kept["vo"], loop_closure, kept["frame_nodes"], kept["keyframes"], kept["T_base_cam"])
+    gt = read_tum(sequence / "groundtruth.tum")
+    T_true = keyframe_truth(run, sequence / "groundtruth.tum")
+    _, stamps_ns, T_pgo = loop_closure.poses()
+    graph, keyframes = loop_closure.graph.snapshot().graph, list(loop_closure.store.keyframes)
+    T_cam_base = se3_inverse(kept["T_base_cam"])
+
+    def report(name: str, T_map_cam: np.ndarray) -> None:
+        kf = TumTrajectory.from_matrices(stamps_ns * 1e-9, T_map_cam @ T_cam_base)
+        kf_cm = 100 * evaluate(gt, kf, name).ate_m.rmse
+        frame_cm = 100 * evaluate(gt, run.trajectory_map(T_map_cam=T_map_cam), name).ate_m.rmse
+        print(f"{name:46s} keyframes {kf_cm:.3f} cm  frames {frame_cm:.3f} cm", flush=True)
+
+    report("VO keyframes", np.array([k.T_odom_cam for k in keyframes]))
+    report("PGO", T_pgo)
+    report("true keyframes (frames placed between them)", T_true)
+    base = replace(config.loop_closure.global_ba, precision=Precision.FP64, solver="schur")
+    for baseline in baselines:
+        for start, T0 in (("PGO", T_pgo), ("truth", T_true)):
+            for odometry in (base.odometry_sigma_px, 0.0):
+                options = replace(base, virtual_baseline_m=baseline, odometry_sigma_px=odometry)
+                result = gba.refine_keyframes(keyframes, graph.with_poses(T0), options)
+                label = f"global BA from {start}, baseline {baseline:g} m{'' if odometry else ', no odometry'}"
+                report(label, result.T_map_cam)
+    residuals_at_truth(keyframes, graph, T_true, base)
+
+
+def residuals_at_truth(keyframes: list, graph, T_true: np.ndarray, options: gba.GlobalBAConfig) -> None:
+    """The global BA's observations at the true poses, each landmark at the mean of its observers'
+    3-D points: mean pixel residual, depth residual (predicted - measured) by depth."""
+    loops = np.stack([graph.edge_from, graph.edge_to], axis=1)[graph.is_loop]
+    offsets = np.concatenate([[0], np.cumsum([len(k.keypoints_px) for k in keyframes])]).astype(np.int64)
+    pairs = gba.covisible_pairs(keyframes, T_true, loops, options)
+    trees = [cKDTree(np.asarray(k.keypoints_px, np.float64).reshape(-1, 2)) for k in keyframes]
+    matched = [gba.match_pair(keyframes[a], keyframes[b], trees[b], se3_inverse(T_true[b]) @ T_true[a], options) for a, b in pairs]
+    a_rows = np.concatenate([offsets[a] + m[:, 0] for (a, _), m in zip(pairs, matched)])
+    b_rows = np.concatenate([offsets[b] + m[:, 1] for (_, b), m in zip(pairs, matched)])
+    distance = np.concatenate([m[:, 2] for m in matched])
+    landmarks = gba._landmarks(keyframes, T_true, offsets, a_rows, b_rows, distance)
+    T_cam_map = se3_inverse(T_true)[landmarks.obs_keyframe]
+    p_cam = np.einsum("nij,nj->ni", T_cam_map[:, :3, :3], landmarks.points_map[landmarks.obs_landmark]) + T_cam_map[:, :3, 3]
+    K = np.array([keyframes[k].K for k in landmarks.obs_keyframe])
+    uv = np.stack([K[:, 0, 0] * p_cam[:, 0] / p_cam[:, 2] + K[:, 0, 2], K[:, 1, 1] * p_cam[:, 1] / p_cam[:, 2] + K[:, 1, 2]], axis=1)
+    pixel = uv - landmarks.obs_uv
+    depth = p_cam[:, 2] - landmarks.obs_depth
+    ok = np.isfinite(depth) & (np.abs(pixel).max(axis=1) < 3.0)
+    print(f"observations {len(ok)}, within 3 px {ok.mean():.3f}: pixel residual mean {pixel[ok].mean(axis=0)} px, std {pixel[ok].std(axis=0)} px")
+    for low, high in DEPTH_BINS_M:
+        sel = ok & (landmarks.obs_depth >= low) & (landmarks.obs_depth < high)
+        if sel.sum() > 10:
+            print(f"  depth {low}-{high} m: {sel.sum():6d} observations, depth residual mean {1e3 * depth[sel].mean():+.2f} mm, "
+                  f"median {1e3 * np.median(depth[sel]):+.2f} mm, std {1e3 * depth[sel].std():.2f} mm")
+
+
+if __name__ == "__main__":
+    main()
