@@ -134,18 +134,11 @@ def refine_keyframes(keyframes: list[StoredKeyframe], graph: PoseGraph, config: 
     another such keyframe sees too."""
     started = time.perf_counter()
     T_before = np.asarray(graph.T_world_node, dtype=np.float64).reshape(-1, 4, 4)
-    loops = np.stack([graph.edge_from, graph.edge_to], axis=1)[graph.is_loop]
     odometry = _odometry_links(graph, config.odometry_max_sigma_m)
-    offsets = np.concatenate([[0], np.cumsum([len(k.keypoints_px) for k in keyframes])]).astype(np.int64)
-    pairs = covisible_pairs(keyframes, T_before, loops, config)
-    trees = [cKDTree(np.asarray(k.keypoints_px, np.float64).reshape(-1, 2)) for k in keyframes]
-    matched = [match_pair(keyframes[a], keyframes[b], trees[b], se3_inverse(T_before[b]) @ T_before[a], config) for a, b in pairs]
-    a_rows = np.concatenate([offsets[a] + m[:, 0] for (a, _), m in zip(pairs, matched)] or [np.zeros(0, np.int64)])
-    b_rows = np.concatenate([offsets[b] + m[:, 1] for (_, b), m in zip(pairs, matched)] or [np.zeros(0, np.int64)])
-    distance = np.concatenate([m[:, 2] for m in matched] or [np.zeros(0, np.int64)])
-    landmarks = _usable(_landmarks(keyframes, T_before, offsets, a_rows, b_rows, distance), len(keyframes), config.min_observations)
-    if landmarks is None:
+    association = associate(keyframes, T_before, graph, config)
+    if association is None:
         return None
+    pairs, matched, landmarks = association
     association_s = time.perf_counter() - started
     options = ba_solver_options(config.precision, max_iterations=config.max_iterations)
     T_refined = T_before
@@ -165,6 +158,24 @@ def refine_keyframes(keyframes: list[StoredKeyframe], graph: PoseGraph, config: 
         len(landmarks.obs_keyframe), int(in_ba.sum()), int(fixed.sum()), association_s,
         time.perf_counter() - started - association_s,
     )
+
+
+def associate(
+    keyframes: list[StoredKeyframe], T_map_cam: FloatArray, graph: PoseGraph, config: GlobalBAConfig,
+) -> tuple[list[tuple[int, int]], list[IntArray], _Landmarks] | None:
+    """Steps 1-3 of the module docstring at the map poses ``T_map_cam`` ``(N, 4, 4)``: the
+    covisible pairs, each pair's matches (:func:`match_pair`) and the usable landmarks; None
+    when no keyframe sees ``min_observations`` landmarks that another such keyframe sees too."""
+    loops = np.stack([graph.edge_from, graph.edge_to], axis=1)[graph.is_loop]
+    offsets = np.concatenate([[0], np.cumsum([len(k.keypoints_px) for k in keyframes])]).astype(np.int64)
+    pairs = covisible_pairs(keyframes, T_map_cam, loops, config)
+    trees = [cKDTree(np.asarray(k.keypoints_px, np.float64).reshape(-1, 2)) for k in keyframes]
+    matched = [match_pair(keyframes[a], keyframes[b], trees[b], se3_inverse(T_map_cam[b]) @ T_map_cam[a], config) for a, b in pairs]
+    a_rows = np.concatenate([offsets[a] + m[:, 0] for (a, _), m in zip(pairs, matched)] or [np.zeros(0, np.int64)])
+    b_rows = np.concatenate([offsets[b] + m[:, 1] for (_, b), m in zip(pairs, matched)] or [np.zeros(0, np.int64)])
+    distance = np.concatenate([m[:, 2] for m in matched] or [np.zeros(0, np.int64)])
+    landmarks = _usable(_landmarks(keyframes, T_map_cam, offsets, a_rows, b_rows, distance), len(keyframes), config.min_observations)
+    return None if landmarks is None else (pairs, matched, landmarks)
 
 
 def covisible_pairs(keyframes: list[StoredKeyframe], T_map_cam: FloatArray, loops: IntArray, config: GlobalBAConfig) -> list[tuple[int, int]]:

@@ -19,7 +19,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
 from bench_loop_closure import keyframe_truth, offline_config, replay  # noqa: E402
@@ -28,6 +27,7 @@ from mp_slam_ros.backend import global_ba as gba  # noqa: E402
 from mp_slam_ros.cli.slam import SlamRun  # noqa: E402
 from mp_slam_ros.config import with_updates  # noqa: E402
 from mp_slam_ros.eval.metrics import evaluate  # noqa: E402
+from mp_slam_ros.geometry.camera import matrix_intrinsics, project  # noqa: E402
 from mp_slam_ros.geometry.lie import se3_inverse  # noqa: E402
 from mp_slam_ros.io.tum import TumTrajectory, read_tum  # noqa: E402
 from mp_slam_ros.precision import Precision  # noqa: E402
@@ -70,21 +70,13 @@ def main() -> None:
 
 
 def residuals_at_truth(keyframes: list, graph, T_true: np.ndarray, options: gba.GlobalBAConfig) -> None:
-    """The global BA's observations at the true poses, each landmark at the mean of its observers'
-    3-D points: mean pixel residual, depth residual (predicted - measured) by depth."""
-    loops = np.stack([graph.edge_from, graph.edge_to], axis=1)[graph.is_loop]
-    offsets = np.concatenate([[0], np.cumsum([len(k.keypoints_px) for k in keyframes])]).astype(np.int64)
-    pairs = gba.covisible_pairs(keyframes, T_true, loops, options)
-    trees = [cKDTree(np.asarray(k.keypoints_px, np.float64).reshape(-1, 2)) for k in keyframes]
-    matched = [gba.match_pair(keyframes[a], keyframes[b], trees[b], se3_inverse(T_true[b]) @ T_true[a], options) for a, b in pairs]
-    a_rows = np.concatenate([offsets[a] + m[:, 0] for (a, _), m in zip(pairs, matched)])
-    b_rows = np.concatenate([offsets[b] + m[:, 1] for (_, b), m in zip(pairs, matched)])
-    distance = np.concatenate([m[:, 2] for m in matched])
-    landmarks = gba._landmarks(keyframes, T_true, offsets, a_rows, b_rows, distance)
+    """The global BA's observations (:func:`~mp_slam_ros.backend.global_ba.associate`) at the true
+    poses, each landmark at the mean of its observers' 3-D points: mean pixel residual, depth
+    residual (predicted - measured) by depth."""
+    _, _, landmarks = gba.associate(keyframes, T_true, graph, options)
     T_cam_map = se3_inverse(T_true)[landmarks.obs_keyframe]
     p_cam = np.einsum("nij,nj->ni", T_cam_map[:, :3, :3], landmarks.points_map[landmarks.obs_landmark]) + T_cam_map[:, :3, 3]
-    K = np.array([keyframes[k].K for k in landmarks.obs_keyframe])
-    uv = np.stack([K[:, 0, 0] * p_cam[:, 0] / p_cam[:, 2] + K[:, 0, 2], K[:, 1, 1] * p_cam[:, 1] / p_cam[:, 2] + K[:, 1, 2]], axis=1)
+    uv = project(matrix_intrinsics(np.array([keyframes[k].K for k in landmarks.obs_keyframe])), p_cam)[0]
     pixel = uv - landmarks.obs_uv
     depth = p_cam[:, 2] - landmarks.obs_depth
     ok = np.isfinite(depth) & (np.abs(pixel).max(axis=1) < 3.0)
