@@ -89,13 +89,13 @@ class FeatureDetector:
             num_tracked = 0 if occupied_uv is None else len(occupied_uv)
             found = self._detect_weak(grey, mask, num_tracked)
         keep = bucket(found.uv, found.response, (width, height), self.config.grid_cols, self.config.grid_rows, budget)
-        return Keypoints(found.uv[keep], found.angle_deg[keep])
+        return Keypoints(refine_corners(grey, found.uv[keep], self.config.corner_refinement_px), found.angle_deg[keep])
 
     def _corners(self, image: NDArray[np.uint8], mask: NDArray[np.uint8]) -> _Corners:
         """ORB corners of ``image`` in ``mask``, less those within ``frontend.new_feature_spacing_px``
         of a stronger one."""
         found = self._orb.detect(image, mask)
-        uv = refine_corners(image, np.array([kp.pt for kp in found], np.float32).reshape(-1, 2), self.config.corner_refinement_px)
+        uv = np.array([kp.pt for kp in found], np.float32).reshape(-1, 2)
         response = np.array([kp.response for kp in found], np.float32)
         angle_deg = np.array([kp.angle for kp in found], np.float32)
         keep = suppress_close(uv, response, self.config.new_feature_spacing_px)
