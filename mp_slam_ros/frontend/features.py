@@ -39,11 +39,6 @@ TEXTURE_POOR_SHARE = 0.25
 #: contrast-limited histogram equalisation of that pass: clip limit and tiles (columns, rows)
 CLAHE_CLIP_LIMIT = 2.0
 CLAHE_TILES = (8, 6)
-#: ``frontend.corner_refinement_px``: side of cornerSubPix's window (px, odd), its iterations
-#: and the step (px) at which it stops
-SUBPIXEL_WINDOW_PX = 7
-SUBPIXEL_ITERATIONS = 20
-SUBPIXEL_EPS_PX = 0.01
 
 
 @dataclass
@@ -89,7 +84,7 @@ class FeatureDetector:
             num_tracked = 0 if occupied_uv is None else len(occupied_uv)
             found = self._detect_weak(grey, mask, num_tracked)
         keep = bucket(found.uv, found.response, (width, height), self.config.grid_cols, self.config.grid_rows, budget)
-        return Keypoints(refine_corners(grey, found.uv[keep], self.config.corner_refinement_px), found.angle_deg[keep])
+        return Keypoints(found.uv[keep], found.angle_deg[keep])
 
     def _corners(self, image: NDArray[np.uint8], mask: NDArray[np.uint8]) -> _Corners:
         """ORB corners of ``image`` in ``mask``, less those within ``frontend.new_feature_spacing_px``
@@ -134,20 +129,6 @@ class FeatureDetector:
             out[index] = descriptors
             valid[index] = True
         return out, valid
-
-
-def refine_corners(image: NDArray[np.uint8], uv: NDArray[np.float32], max_shift_px: float) -> NDArray[np.float32]:
-    """Corners ``uv`` ``(N, 2)`` of ``image`` moved to the sub-pixel saddle of its gradients
-    (OpenCV ``cornerSubPix``, a :data:`SUBPIXEL_WINDOW_PX` window); those whose refinement moves
-    them further than ``max_shift_px`` (it slid to a neighbouring corner or edge) stay where they
-    were. ``max_shift_px`` 0: ``uv`` unchanged."""
-    if max_shift_px <= 0.0 or len(uv) == 0:
-        return uv
-    half = SUBPIXEL_WINDOW_PX // 2
-    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, SUBPIXEL_ITERATIONS, SUBPIXEL_EPS_PX)
-    refined = cv2.cornerSubPix(image, uv.reshape(-1, 1, 2).copy(), (half, half), (-1, -1), criteria).reshape(-1, 2)
-    moved = np.linalg.norm(refined - uv, axis=1) <= max_shift_px
-    return np.where(moved[:, None], refined, uv).astype(np.float32)
 
 
 def suppress_close(uv: NDArray[np.floating], response: NDArray[np.floating], radius_px: float) -> NDArray[np.int64]:

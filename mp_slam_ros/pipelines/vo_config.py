@@ -37,7 +37,6 @@ class FrontendConfig:
     # RPE-1m drift, seeds 10-14 (60 s, 320x240, synchronous), median / max, 0 -> 2 px: RGB-D
     # 0.88 / 1.20% -> 0.77 / 1.08%, stereo 1.49 / 1.74% -> 1.15 / 1.35%, lower on all 10 (results/vo/feature_spacing)
     new_feature_spacing_px: float = option(2.0, "new features keep this far from stronger new ones (px; 0: off): ORB finds one corner at several pyramid levels and neighbouring pixels", 0.0, 200.0)
-    corner_refinement_px: float = option(0.0, "new corners refined to sub-pixel by OpenCV's cornerSubPix (FAST puts them on whole pixels of ORB's pyramid levels, those of sharp corners 2-3 px inside); a refinement moving one further than this is not used (px; 0: off)", 0.0, 10.0)
     klt_window_px: int = option(15, "KLT window size (px, odd)", 5, 101)
     klt_levels: int = option(3, "KLT pyramid levels above the base", 0, 8)
     klt_backward_check: bool = option(False, "track back to the previous frame and drop points that miss their start (PnP RANSAC already drops bad tracks)")

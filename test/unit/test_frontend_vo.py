@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mp_slam_ros.frontend.depth import depth_at, stereo_depth
-from mp_slam_ros.frontend.features import BORDER_PX, FeatureDetector, bucket, refine_corners, suppress_close
+from mp_slam_ros.frontend.features import BORDER_PX, FeatureDetector, bucket, suppress_close
 from mp_slam_ros.frontend.keyframes import keyframe_reason
 from mp_slam_ros.frontend.tracking import (
     MIN_PNP_POINTS, FrameTracker, PnPResult, bounded_motion, motion_ratio, planar_motion, planar_prior_information, solve_pnp,
@@ -302,44 +302,3 @@ def test_planar_prior_resolves_a_turn_from_a_sideways_shift() -> None:
     held = base_error(solve_pnp(wall, uv, K, guess, config, platform_information=planar_prior_information(config, T_base_cam)))
     assert abs(held[1]) < 0.2e-3 < 1e-3 < abs(free[1])  # sideways (m): 0.04 vs 2.3 mm
     assert abs(held[5]) < abs(free[5]) / 3.0  # heading (rad): 0.003 vs 0.033 deg
-
-
-def squares(offset_px: tuple[float, float], side_px: int = 12, shape: tuple[int, int] = (240, 320)) -> tuple[np.ndarray, np.ndarray]:
-    """Bright squares on a dark ground, ``side_px`` apart, shifted by a sub-pixel ``offset_px``
-    (u, v): drawn 8x larger, area-averaged down and blurred; and the pixels ``(N, 2)`` of the
-    squares' corners."""
-    scale, period = 8, 2 * side_px
-    height, width = shape
-    v, u = np.mgrid[0 : height * scale, 0 : width * scale]
-    inside = ((u / scale - offset_px[0]) % period < side_px) & ((v / scale - offset_px[1]) % period < side_px)
-    big = (60 + 140 * inside).astype(np.uint8)
-    grey = cv2.GaussianBlur(cv2.resize(big, (width, height), interpolation=cv2.INTER_AREA), (0, 0), 0.8)
-    # a pixel's centre is at its integer coordinate: the area average moves edges by half a pixel
-    edges_u = offset_px[0] - 0.5 + np.arange(0, width, side_px)
-    edges_v = offset_px[1] - 0.5 + np.arange(0, height, side_px)
-    corners = np.stack(np.meshgrid(edges_u, edges_v), axis=-1).reshape(-1, 2)
-    away = np.all((corners > BORDER_PX + 4) & (corners < np.array([width, height]) - BORDER_PX - 4), axis=1)
-    return grey, corners[away]
-
-
-def test_refined_corners_follow_a_sub_pixel_shift_of_the_image() -> None:
-    # two detections of one corner should agree: ORB's sit on its pyramid levels' pixel grids
-    shift = np.array([0.37, 0.71])
-    before, _ = squares((2.0, 2.0))
-    after, _ = squares((2.0 + shift[0], 2.0 + shift[1]))
-    median_error = []
-    for cap_px in (0.0, 3.0):  # FAST places the corners of these sharp squares 2-3 px inside them
-        detector = FeatureDetector(FrontendConfig(max_features=300, corner_refinement_px=cap_px))
-        uv_before, uv_after = (detector.detect(grey, 300).uv for grey in (before, after))
-        error = np.min(np.linalg.norm(uv_before[:, None] + shift - uv_after[None], axis=2), axis=1)
-        median_error.append(np.median(error[error < 1.5]))
-    assert median_error[0] > 0.5 and median_error[1] < 0.2
-
-
-def test_corner_refinement_keeps_corners_it_would_move_too_far() -> None:
-    grey, truth = squares((0.0, 0.0))
-    converged = refine_corners(grey, truth[:5].astype(np.float32), 3.0)
-    start = (truth[:5] + np.array([1.6, -1.2])).astype(np.float32)  # 2 px off
-    assert np.array_equal(refine_corners(grey, start, 1.0), start)
-    assert np.max(np.linalg.norm(refine_corners(grey, start, 3.0) - converged, axis=1)) < 0.05
-    assert np.array_equal(refine_corners(grey, start, 0.0), start)
