@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pickle
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,38 +35,60 @@ from mp_slam_ros.precision import Precision  # noqa: E402
 DEPTH_BINS_M = [(0, 1), (1, 1.5), (1.5, 2), (2, 3), (3, 4), (4, 7)]
 
 
-def main() -> None:
-    run_path, sequence = Path(sys.argv[1]), Path(sys.argv[2])
-    baselines = [float(b) for b in sys.argv[3:]] or [0.8]
+@dataclass
+class Replayed:
+    """A kept run replayed through the loop closure with the global BA off: its keyframes, pose
+    graph, PGO and true keyframe poses, and the ground truth to score poses against."""
+
+    run: SlamRun
+    keyframes: list
+    graph: object
+    stamps_ns: np.ndarray
+    T_pgo: np.ndarray
+    T_true: np.ndarray
+    gt: TumTrajectory
+    T_cam_base: np.ndarray
+    config: object
+
+    def report(self, name: str, T_map_cam: np.ndarray) -> None:
+        """Print the ATE RMSE (cm) of the keyframes at ``T_map_cam`` and of every tracked frame."""
+        kf = TumTrajectory.from_matrices(self.stamps_ns * 1e-9, T_map_cam @ self.T_cam_base)
+        kf_cm = 100 * evaluate(self.gt, kf, name).ate_m.rmse
+        frame_cm = 100 * evaluate(self.gt, self.run.trajectory_map(T_map_cam=T_map_cam), name).ate_m.rmse
+        print(f"{name:46s} keyframes {kf_cm:.3f} cm  frames {frame_cm:.3f} cm", flush=True)
+
+
+def replayed(run_path: Path, sequence: Path) -> Replayed:
+    """The run kept at ``run_path`` (its mode from the name) on the generated ``sequence``."""
     kept = pickle.loads(run_path.read_bytes())  # written by the bench: a trusted local cache
     mode = "rgbd" if run_path.stem.endswith("rgbd") else "stereo"
     config = with_updates(offline_config(mode), {"loop_closure.global_ba.enabled": False})
     loop_closure, _ = replay(kept["keyframes"], config.loop_closure)
     run = SlamRun(kept["vo"], loop_closure, kept["frame_nodes"], kept["keyframes"], kept["T_base_cam"])
-    gt = read_tum(sequence / "groundtruth.tum")
-    T_true = keyframe_truth(run, sequence / "groundtruth.tum")
     _, stamps_ns, T_pgo = loop_closure.poses()
-    graph, keyframes = loop_closure.graph.snapshot().graph, list(loop_closure.store.keyframes)
-    T_cam_base = se3_inverse(kept["T_base_cam"])
+    return Replayed(
+        run, list(loop_closure.store.keyframes), loop_closure.graph.snapshot().graph, stamps_ns, T_pgo,
+        keyframe_truth(run, sequence / "groundtruth.tum"), read_tum(sequence / "groundtruth.tum"),
+        se3_inverse(kept["T_base_cam"]), config,
+    )
 
-    def report(name: str, T_map_cam: np.ndarray) -> None:
-        kf = TumTrajectory.from_matrices(stamps_ns * 1e-9, T_map_cam @ T_cam_base)
-        kf_cm = 100 * evaluate(gt, kf, name).ate_m.rmse
-        frame_cm = 100 * evaluate(gt, run.trajectory_map(T_map_cam=T_map_cam), name).ate_m.rmse
-        print(f"{name:46s} keyframes {kf_cm:.3f} cm  frames {frame_cm:.3f} cm", flush=True)
 
-    report("VO keyframes", np.array([k.T_odom_cam for k in keyframes]))
-    report("PGO", T_pgo)
-    report("true keyframes (frames placed between them)", T_true)
-    base = replace(config.loop_closure.global_ba, precision=Precision.FP64, solver="schur")
+def main() -> None:
+    run_path, sequence = Path(sys.argv[1]), Path(sys.argv[2])
+    baselines = [float(b) for b in sys.argv[3:]] or [0.8]
+    r = replayed(run_path, sequence)
+    r.report("VO keyframes", np.array([k.T_odom_cam for k in r.keyframes]))
+    r.report("PGO", r.T_pgo)
+    r.report("true keyframes (frames placed between them)", r.T_true)
+    base = replace(r.config.loop_closure.global_ba, precision=Precision.FP64, solver="schur")
     for baseline in baselines:
-        for start, T0 in (("PGO", T_pgo), ("truth", T_true)):
+        for start, T0 in (("PGO", r.T_pgo), ("truth", r.T_true)):
             for odometry in (base.odometry_sigma_px, 0.0):
                 options = replace(base, virtual_baseline_m=baseline, odometry_sigma_px=odometry)
-                result = gba.refine_keyframes(keyframes, graph.with_poses(T0), options)
+                result = gba.refine_keyframes(r.keyframes, r.graph.with_poses(T0), options)
                 label = f"global BA from {start}, baseline {baseline:g} m{'' if odometry else ', no odometry'}"
-                report(label, result.T_map_cam)
-    residuals_at_truth(keyframes, graph, T_true, base)
+                r.report(label, result.T_map_cam)
+    residuals_at_truth(r.keyframes, r.graph, r.T_true, base)
 
 
 def residuals_at_truth(keyframes: list, graph, T_true: np.ndarray, options: gba.GlobalBAConfig) -> None:
