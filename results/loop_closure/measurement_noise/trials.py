@@ -78,6 +78,7 @@ def camera(K: np.ndarray) -> PinholeCamera:
 def remeasured(r: Replayed, sequence: Path, method: str) -> list:
     """The keyframes with each landmark's observations aligned to its earliest one (module doc)."""
     grey, depth = keyframe_images(r, sequence)
+    images = grey if method == "klt" else {k: image.astype(np.float32) for k, image in grey.items()}  # KLT: 8-bit; the aligner: float32
     _, _, lm = gba.associate(r.keyframes, r.T_pgo, r.graph, r.config.loop_closure.global_ba)
     row = np.empty(len(lm.obs_keyframe), np.int64)  # each observation's keypoint in its keyframe
     for k in np.unique(lm.obs_keyframe):
@@ -95,7 +96,7 @@ def remeasured(r: Replayed, sequence: Path, method: str) -> list:
     for key in np.unique(pair):
         sel = others[pair == key]
         a, b = int(lm.obs_keyframe[ref[sel[0]]]), int(lm.obs_keyframe[sel[0]])
-        found, ok = align(method, grey, a, b, lm.obs_uv[ref[sel]], lm.obs_uv[sel],
+        found, ok = align(method, images, a, b, lm.obs_uv[ref[sel]], lm.obs_uv[sel],
                           np.asarray(r.keyframes[a].points_cam, np.float64)[row[ref[sel]]], r.T_pgo, r.keyframes[a].K)
         uv[sel[ok]], moved[sel[ok]] = found[ok], True
     shift = np.linalg.norm(uv - lm.obs_uv, axis=1)[moved]
@@ -117,15 +118,16 @@ def remeasured(r: Replayed, sequence: Path, method: str) -> list:
     return keyframes
 
 
-def align(method: str, grey: dict, a: int, b: int, uv_a: np.ndarray, uv_b: np.ndarray, points_a: np.ndarray,
+def align(method: str, images: dict, a: int, b: int, uv_a: np.ndarray, uv_b: np.ndarray, points_a: np.ndarray,
           T_map_cam: np.ndarray, K_a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``uv_b`` ``(M, 2)`` in keyframe ``b`` re-measured against ``uv_a`` in ``a``; which moved."""
+    """``uv_b`` ``(M, 2)`` in keyframe ``b`` re-measured against ``uv_a`` in ``a`` (``images``: grey,
+    uint8 for KLT, float32 for the aligner); which moved."""
     if method == "klt":
         criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ITERATIONS, 0.003)
         flow = dict(winSize=(PATCH_PX + 2, PATCH_PX + 2), maxLevel=0, criteria=criteria, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
         p_a, p_b = uv_a.astype(np.float32).reshape(-1, 1, 2), uv_b.astype(np.float32).reshape(-1, 1, 2)
-        forward, status, _ = cv2.calcOpticalFlowPyrLK(grey[a], grey[b], p_a, p_b.copy(), **flow)
-        back, status_back, _ = cv2.calcOpticalFlowPyrLK(grey[b], grey[a], forward.copy(), p_a.copy(), **flow)
+        forward, status, _ = cv2.calcOpticalFlowPyrLK(images[a], images[b], p_a, p_b.copy(), **flow)
+        back, status_back, _ = cv2.calcOpticalFlowPyrLK(images[b], images[a], forward.copy(), p_a.copy(), **flow)
         forward, back = forward.reshape(-1, 2), back.reshape(-1, 2)
         ok = (status.ravel() == 1) & (status_back.ravel() == 1) & (np.linalg.norm(back - uv_a, axis=1) < 0.1)
         return forward, ok & (np.linalg.norm(forward - uv_b, axis=1) < MAX_MOVE_PX)
@@ -133,7 +135,7 @@ def align(method: str, grey: dict, a: int, b: int, uv_a: np.ndarray, uv_b: np.nd
     found, ok = uv_b.copy(), np.zeros(len(uv_b), bool)
     if has.any():
         warps = affine_warps(points_a[has], uv_a[has], se3_inverse(T_map_cam[b]) @ T_map_cam[a], camera(np.asarray(K_a)))
-        found[has], ok[has] = align_patches(grey[a].astype(np.float32), grey[b].astype(np.float32), uv_a[has], warps,
+        found[has], ok[has] = align_patches(images[a], images[b], uv_a[has], warps,
                                             uv_b[has], PATCH_PX // 2, ITERATIONS, MAX_MOVE_PX)
     return found, ok
 
