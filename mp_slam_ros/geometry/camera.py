@@ -68,6 +68,13 @@ class PinholeCamera:
         if self.width < 0 or self.height < 0 or self.baseline_m < 0.0:
             raise ConfigError("camera", self, "width, height and baseline_m must be >= 0")
 
+    @classmethod
+    def from_matrix(cls, K: NDArray[np.floating], width: int = 0, height: int = 0, baseline_m: float = 0.0) -> PinholeCamera:
+        """The camera of a calibration (or rectified projection) matrix ``K`` (at least ``(3, 3)``:
+        a ``(3, 4)`` ``P`` works too), no distortion."""
+        K = np.asarray(K, np.float64)
+        return cls(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), width=width, height=height, baseline_m=baseline_m)
+
     @property
     def intrinsics(self) -> NDArray[np.float64]:
         """``[fx, fy, cx, cy, k1, k2]`` ``(6,)`` float64 (the layout the kernels take)."""

@@ -229,7 +229,7 @@ def stereo_rectification(cam0: EurocCamera, cam1: EurocCamera) -> StereoRectific
         raise ValueError("stereo rectification: cam1 is not to the right of cam0 (a vertical or swapped rig)")
     maps = tuple(init(cam.K, cam.distortion, Rr, P, size, cv2.CV_32FC1)
                  for cam, Rr, P in ((cam0, R1, P1), (cam1, R2, P2)))
-    camera = PinholeCamera(P1[0, 0], P1[1, 1], P1[0, 2], P1[1, 2], width=size[0], height=size[1])
+    camera = PinholeCamera.from_matrix(P1, width=size[0], height=size[1])
     T_cam0_rect = np.eye(4)
     T_cam0_rect[:3, :3] = R1.T  # R1 turns cam0's coordinates into the rectified ones
     return StereoRectification(camera, float(-P2[0, 3] / P2[0, 0]), cam0.T_body_cam @ T_cam0_rect, maps)  # type: ignore[arg-type]

@@ -123,7 +123,7 @@ def write_kitti_bag(sequence: KittiSequence, out_dir: str | Path, progress: Call
         raise FileFormatError(sequence.left_images[0], None, "cannot read the PNG image")
     height, width = first.shape
     P = sequence.P_left
-    camera = PinholeCamera(P[0, 0], P[1, 1], P[0, 2], P[1, 2], width=width, height=height)
+    camera = PinholeCamera.from_matrix(P, width=width, height=height)
     stamps_ns = START_NS + np.rint(sequence.times_s * 1e9).astype(np.int64)
     size = (width, height)
     pairs = ((read_grey_image(left, size), read_grey_image(right, size))

@@ -118,7 +118,7 @@ def write_tum_rgbd_bag(sequence: TumRgbdSequence, out_dir: str | Path, progress:
     out_dir.mkdir(parents=True, exist_ok=True)
     height, width = _read_png(sequence.rgb[0], cv2.IMREAD_COLOR).shape[:2]
     K = sequence.K
-    camera = PinholeCamera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], width=width, height=height)
+    camera = PinholeCamera.from_matrix(K, width=width, height=height)
     maps = None
     if np.any(sequence.distortion != 0.0):
         maps = cv2.initUndistortRectifyMap(K, sequence.distortion, None, K, (width, height), cv2.CV_32FC1)

@@ -74,3 +74,13 @@ def test_invalid_intrinsics_name_the_field(field: str, value: float) -> None:
     kwargs[field] = value
     with pytest.raises(ConfigError, match=f"camera.{field}"):
         PinholeCamera(**kwargs)
+
+
+def test_from_matrix_reads_a_calibration_or_projection_matrix() -> None:
+    P = np.array([[718.9, 0.0, 607.2, -386.1], [0.0, 718.8, 185.2, 0.0], [0.0, 0.0, 1.0, 0.0]])
+    camera = PinholeCamera.from_matrix(P, width=1241, height=376, baseline_m=0.54)
+    assert (camera.fx, camera.fy, camera.cx, camera.cy, camera.k1) == (718.9, 718.8, 607.2, 185.2, 0.0)
+    assert (camera.width, camera.height, camera.baseline_m) == (1241, 376, 0.54)
+    np.testing.assert_array_equal(PinholeCamera.from_matrix(camera.K).K, camera.K)
+    with pytest.raises(ConfigError, match="camera.fx"):
+        PinholeCamera.from_matrix(np.zeros((3, 3)))

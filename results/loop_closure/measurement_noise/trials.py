@@ -70,11 +70,6 @@ def keyframe_images(r: Replayed, sequence: Path) -> tuple[dict[int, np.ndarray],
     return grey, depth
 
 
-def camera(K: np.ndarray) -> PinholeCamera:
-    """The pinhole of a keyframe's ``K`` ``(3, 3)``."""
-    return PinholeCamera(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2])
-
-
 def remeasured(r: Replayed, sequence: Path, method: str) -> list:
     """The keyframes with each landmark's observations aligned to its earliest one (module doc)."""
     grey, depth = keyframe_images(r, sequence)
@@ -113,7 +108,7 @@ def remeasured(r: Replayed, sequence: Path, method: str) -> list:
             z = np.where(np.isfinite(again) & np.isfinite(z), again, z)
         keypoints[row[sel]] = uv[sel]
         has = np.isfinite(z)
-        points[row[sel][has]] = camera(np.asarray(kf.K)).unproject(uv[sel][has], z[has])
+        points[row[sel][has]] = PinholeCamera.from_matrix(kf.K).unproject(uv[sel][has], z[has])
         keyframes[k] = replace(kf, keypoints_px=keypoints.astype(np.float32), points_cam=points.astype(np.float32))
     return keyframes
 
@@ -134,7 +129,7 @@ def align(method: str, images: dict, a: int, b: int, uv_a: np.ndarray, uv_b: np.
     has = np.isfinite(points_a).all(axis=1)
     found, ok = uv_b.copy(), np.zeros(len(uv_b), bool)
     if has.any():
-        warps = affine_warps(points_a[has], uv_a[has], se3_inverse(T_map_cam[b]) @ T_map_cam[a], camera(np.asarray(K_a)))
+        warps = affine_warps(points_a[has], uv_a[has], se3_inverse(T_map_cam[b]) @ T_map_cam[a], PinholeCamera.from_matrix(K_a))
         found[has], ok[has] = align_patches(images[a], images[b], uv_a[has], warps,
                                             uv_b[has], PATCH_PX // 2, ITERATIONS, MAX_MOVE_PX)
     return found, ok

@@ -92,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     meta = json.loads((args.sequence / "sequence.json").read_text())
     K = np.asarray(meta["camera"]["K"], np.float64)
-    camera = PinholeCamera(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2])
+    camera = PinholeCamera.from_matrix(K)
     truth = read_tum(args.sequence / "groundtruth.tum")
     truth_ns = np.rint(truth.timestamps_s * 1e9).astype(np.int64).tolist()
     T_world_base, T_base_cam = truth.matrices(), np.asarray(meta["T_base_cam"], np.float64)
