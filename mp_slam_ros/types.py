@@ -85,8 +85,8 @@ class CameraModel:
 
     def pinhole(self, baseline_m: float | None = None) -> PinholeCamera:
         """The :class:`PinholeCamera` of K (distortion ignored: rectified images), size and baseline."""
-        return PinholeCamera(
-            self.fx, self.fy, self.cx, self.cy, width=int(self.width), height=int(self.height),
+        return PinholeCamera.from_matrix(
+            self.camera_matrix, width=int(self.width), height=int(self.height),
             baseline_m=self.baseline_m if baseline_m is None else baseline_m,
         )
 

@@ -25,6 +25,7 @@ def rows(files: list[Path]) -> dict[tuple[str, str], dict]:
 
 
 def cm(run: dict, key: str) -> float:
+    """ATE RMSE (cm) of trajectory ``key`` (``ate_vo``, ``ate_pgo``, ``ate_mixed``) of ``run``."""
     return 100.0 * run[key]["rmse"]
 
 
