@@ -41,10 +41,12 @@ for name in $PYTHONS; do
     printf '[pythons] %s: creating %s\n' "$version" "$venv"
     rm -rf "$venv"
     "$python" -m venv "$venv"
-    if ! "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off \
+    # --no-cache-dir: the wheels are not kept twice (CI once ran out of disk on the third venv).
+    if ! "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off --no-cache-dir \
       -r "$ROOT/requirements/robot.txt" \
       pytest hypothesis catkin_pkg >"$venv/pip-install.log" 2>&1; then
       tail -n 30 "$venv/pip-install.log" >&2
+      df -h "$ROOT" >&2
       printf '[pythons] %s: pip install failed (log: %s)\n' "$version" "$venv/pip-install.log" >&2
       status=1
       continue
