@@ -114,6 +114,9 @@ class GlobalBAResult:
     fixed: int  # gauge keyframes (one per group linked by landmarks or odometry)
     association_s: float
     solve_s: float
+    #: landmarks the last pass left erring beyond ``outlier_threshold_px`` in an observation: the
+    #: summary's convergence is the cost's, these landmarks did not settle (the poses did)
+    unsettled_landmarks: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready counts, cost and timings."""
@@ -121,6 +124,7 @@ class GlobalBAResult:
         return {
             "pairs": self.pairs, "matches": self.matches, "landmarks": self.landmarks,
             "observations": self.observations, "keyframes_refined": self.refined, "keyframes_fixed": self.fixed,
+            "unsettled_landmarks": self.unsettled_landmarks,
             "termination": s.termination.value, "converged": s.converged, "initial_cost": s.initial_cost,
             "final_cost": s.final_cost, "precision": s.precision_used.value, "iterations": s.num_iterations,
             "association_s": round(self.association_s, 3), "solve_s": round(self.solve_s, 3),
@@ -147,16 +151,18 @@ def refine_keyframes(keyframes: list[StoredKeyframe], graph: PoseGraph, config: 
         problem, in_ba, fixed = _problem(keyframes, T_refined, landmarks, odometry, config)
         result = bundle_adjust(problem, options, solver=config.solver, preconditioner_band=config.preconditioner_band)
         T_refined = _with_refined(T_refined, result.state.T_world_cam, in_ba)
+        solved = landmarks
         inliers = _inliers(landmarks, problem, result.state, config.outlier_threshold_px) if step + 1 < passes else None
         if inliers is None:
             break
         landmarks = _usable(inliers, len(keyframes), config.min_observations)
         if landmarks is None:
             break
+    unsettled = _unsettled(solved, problem, result.state, config.outlier_threshold_px) if config.outlier_threshold_px > 0.0 else 0
     return GlobalBAResult(
-        T_refined, T_before, result.summary, len(pairs), int(sum(len(m) for m in matched)), len(landmarks.points_map),
-        len(landmarks.obs_keyframe), int(in_ba.sum()), int(fixed.sum()), association_s,
-        time.perf_counter() - started - association_s,
+        T_refined, T_before, result.summary, len(pairs), int(sum(len(m) for m in matched)), len(solved.points_map),
+        len(solved.obs_keyframe), int(in_ba.sum()), int(fixed.sum()), association_s,
+        time.perf_counter() - started - association_s, unsettled,
     )
 
 
@@ -393,9 +399,29 @@ def _virtual_odometry(T_map_cam: FloatArray, in_ba: NDArray[np.bool_], odometry:
 
 def _inliers(landmarks: _Landmarks, problem: BAProblem, state: BAState, threshold_px: float) -> _Landmarks | None:
     """``landmarks`` (the observations of ``problem``, in order) at the solution ``state``, without
-    the observations that err more than ``threshold_px`` there (pixel or virtual-stereo
-    coordinate, or behind the camera); None when none errs."""
-    real = slice(0, len(landmarks.obs_keyframe))  # the virtual odometry points come after
+    the observations that err more than ``threshold_px`` there (:func:`_agrees`); None when none
+    errs."""
+    keep = _agrees(len(landmarks.obs_keyframe), problem, state, threshold_px)
+    if keep.all():
+        return None
+    points = state.points_world[: len(landmarks.points_map)]
+    at_solution = _Landmarks(landmarks.obs_keyframe, landmarks.obs_landmark, landmarks.obs_uv, landmarks.obs_depth, points)
+    return at_solution.subset(keep)
+
+
+def _unsettled(landmarks: _Landmarks, problem: BAProblem, state: BAState, threshold_px: float) -> int:
+    """Landmarks that an observation disagrees with at the solution ``state`` by more than
+    ``threshold_px`` (:func:`_agrees`): the BA's cost converged without them (a landmark whose
+    depth disagrees with its pixels can drift far along its rays at a bounded cost)."""
+    keep = _agrees(len(landmarks.obs_keyframe), problem, state, threshold_px)
+    return int(np.unique(landmarks.obs_landmark[~keep]).size)
+
+
+def _agrees(count: int, problem: BAProblem, state: BAState, threshold_px: float) -> NDArray[np.bool_]:
+    """Whether each of the first ``count`` observations of ``problem`` (the landmarks'; the virtual
+    odometry points come after) errs at most ``threshold_px`` at ``state`` in its pixel and its
+    virtual-stereo coordinate, in front of the camera."""
+    real = slice(0, count)
     obs_cam, obs_point = problem.obs_cam[real], problem.obs_point[real]
     T_cam_world = se3_inverse(state.T_world_cam)[obs_cam]
     p_cam = np.einsum("nij,nj->ni", T_cam_world[:, :3, :3], state.points_world[obs_point]) + T_cam_world[:, :3, 3]
@@ -404,12 +430,7 @@ def _inliers(landmarks: _Landmarks, problem: BAProblem, state: BAState, threshol
         u_right = uv[:, 0] - problem.fx_baseline[obs_cam] / p_cam[:, 2]
     error = np.abs(uv - problem.obs_uv[real]).max(axis=1)
     error = np.where(np.isfinite(problem.obs_u_right[real]), np.maximum(error, np.abs(u_right - problem.obs_u_right[real])), error)
-    keep = (p_cam[:, 2] > 0.0) & (error <= threshold_px)
-    if keep.all():
-        return None
-    points = state.points_world[: len(landmarks.points_map)]
-    at_solution = _Landmarks(landmarks.obs_keyframe, landmarks.obs_landmark, landmarks.obs_uv, landmarks.obs_depth, points)
-    return at_solution.subset(keep)
+    return (p_cam[:, 2] > 0.0) & (error <= threshold_px)
 
 
 def _with_refined(T_map_cam: FloatArray, T_adjusted: FloatArray, in_ba: NDArray[np.bool_]) -> FloatArray:

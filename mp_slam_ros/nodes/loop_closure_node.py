@@ -171,7 +171,8 @@ class LoopClosureNode(Node):
         s = result.summary
         self.get_logger().info(
             f"global bundle adjustment: {result.refined} keyframes, {result.landmarks} landmarks, {result.observations} observations; "
-            f"{s.termination.value}, cost {s.initial_cost:.6g} -> {s.final_cost:.6g}, {result.association_s + result.solve_s:.1f} s")
+            f"{s.termination.value}, cost {s.initial_cost:.6g} -> {s.final_cost:.6g}, {result.association_s + result.solve_s:.1f} s; "
+            f"{result.unsettled_landmarks} landmarks left erring beyond global_ba.outlier_threshold_px")
 
     def _on_config(self, config: LoopClosureConfig, changed: set[str]) -> None:
         self.pipeline.update_config(self._asynchronous(config))
