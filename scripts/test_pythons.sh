@@ -5,7 +5,8 @@
 #   ./scripts/test_pythons.sh              # every interpreter of MP_SLAM_PYTHONS that exists
 #   MP_SLAM_PYTHONS="python3.12" ./scripts/test_pythons.sh
 #
-# Each interpreter gets a venv .venv-<version> (rebuilt only when the requirements change). An
+# Each interpreter gets a venv .venv-<version> (rebuilt only when the requirements change; with
+# CI=true removed after its tests, so that the next install has the disk). An
 # interpreter that is not installed is reported and skipped; any test failure fails the script.
 set -euo pipefail
 
@@ -55,5 +56,8 @@ for name in $PYTHONS; do
   fi
   printf '[pythons] %s: %s\n' "$version" "$("$venv/bin/python" -c 'import numpy, scipy, numba; print("numpy", numpy.__version__, "scipy", scipy.__version__, "numba", numba.__version__)')"
   (cd "$ROOT" && "$venv/bin/python" -m pytest -q -p no:cacheprovider -m "not ros and not gpu" "${ROS_ONLY[@]}" test) || status=1
+  if [[ "${CI:-}" == "true" ]]; then
+    rm -rf "$venv"  # a clean clone is not run twice: the next interpreter's install gets the disk
+  fi
 done
 exit "$status"
