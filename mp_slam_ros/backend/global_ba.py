@@ -115,7 +115,7 @@ class GlobalBAResult:
     association_s: float
     solve_s: float
     #: landmarks the last pass left erring beyond ``outlier_threshold_px`` in an observation: the
-    #: summary's convergence is the cost's, these landmarks did not settle (the poses did)
+    #: summary's convergence is the cost's and does not cover them (0 when the threshold is 0)
     unsettled_landmarks: int = 0
 
     def as_dict(self) -> dict[str, object]:
@@ -411,8 +411,8 @@ def _inliers(landmarks: _Landmarks, problem: BAProblem, state: BAState, threshol
 
 def _unsettled(landmarks: _Landmarks, problem: BAProblem, state: BAState, threshold_px: float) -> int:
     """Landmarks that an observation disagrees with at the solution ``state`` by more than
-    ``threshold_px`` (:func:`_agrees`): the BA's cost converged without them (a landmark whose
-    depth disagrees with its pixels can drift far along its rays at a bounded cost)."""
+    ``threshold_px`` (:func:`_agrees`), which the cost's convergence does not cover (a landmark
+    whose depth disagrees with its pixels can drift far along its rays at a bounded cost)."""
     keep = _agrees(len(landmarks.obs_keyframe), problem, state, threshold_px)
     return int(np.unique(landmarks.obs_landmark[~keep]).size)
 
