@@ -128,7 +128,6 @@ class BAConfig:
     solver: LinearSolverKind = option(LinearSolverKind.SCHUR, "BA linear solver")
     window_size: int = option(50, "keyframes in the window", 2, 1000)
     fixed_keyframes: int = option(1, "oldest keyframes held fixed (gauge)", 1, 100)
-    free_keyframes: int = option(0, "newest keyframes a window solve moves; the older ones are held fixed, so a weakly linked stretch of the window (a burst of keyframes in a texture-poor view) cannot swing the newer part about it (0: all but fixed_keyframes)", 0, 1000)
     max_iterations: int = option(10, "LM iterations per window solve", 1, 1000)
     max_solve_time_ms: float = option(0.0, "wall-clock budget of a window solve (ms; 0: none): a solve stops, not converged (time_limit), before an iteration that would end past it, and the next solve goes on from its state; results then depend on the machine's speed", 0.0, 1e6)
     max_landmarks: int = option(0, "landmarks in a window solve, those seen by the most keyframes first; the others move with their keyframe (0: all)", 0, 10_000_000)

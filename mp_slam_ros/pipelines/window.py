@@ -160,7 +160,7 @@ class SlidingWindow:
             return None
         new_index = np.cumsum(keep_landmark) - 1
         fixed = np.zeros(len(self.keyframes), bool)
-        fixed[: _num_fixed(len(self.keyframes), config)] = True
+        fixed[: min(config.fixed_keyframes, len(self.keyframes) - 1)] = True
         problem = BAProblem.from_camera(
             camera,
             T_world_cam=np.stack([kf.T_odom_cam for kf in self.keyframes]),
@@ -205,13 +205,6 @@ class SlidingWindow:
                 outliers.append(bad)
         if outliers:
             self._kill_unobserved(np.unique(np.concatenate(outliers)))
-
-
-def _num_fixed(num_keyframes: int, config: BAConfig) -> int:
-    """How many of the oldest of ``num_keyframes`` a window solve holds fixed: ``fixed_keyframes``,
-    and every one older than the newest ``free_keyframes``; never the newest."""
-    older = num_keyframes - config.free_keyframes if config.free_keyframes else 0
-    return min(max(config.fixed_keyframes, older), num_keyframes - 1)
 
 
 def _most_observed(observations: IntArray, eligible: NDArray[np.bool_], budget: int) -> NDArray[np.bool_]:

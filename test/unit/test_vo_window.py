@@ -68,14 +68,6 @@ def test_problem_fixes_the_oldest_keyframes_and_solution_applies_by_id() -> None
     assert not stale.keyframes
 
 
-@pytest.mark.parametrize(("fixed", "free", "held"), [(1, 2, 4), (1, 0, 1), (1, 20, 1), (3, 4, 3), (1, 1, 5)])
-def test_keyframes_older_than_the_free_ones_are_held_fixed(fixed: int, free: int, held: int) -> None:
-    """``fixed_keyframes`` oldest, and all but the newest ``free_keyframes``; never the newest."""
-    window, _ = window_with(6)
-    job = window.problem(CAMERA, BAConfig(fixed_keyframes=fixed, free_keyframes=free))
-    assert job.problem.fixed_cams.tolist() == [True] * held + [False] * (6 - held)
-
-
 def test_few_keyframes_make_no_problem() -> None:
     window, _ = window_with(1)
     assert window.problem(CAMERA, BAConfig()) is None
