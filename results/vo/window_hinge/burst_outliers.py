@@ -16,18 +16,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from household_run import run_until, vo_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
-from bench_loop_closure import offline_config  # noqa: E402
-
-from mp_slam_ros.config import with_updates  # noqa: E402
-from mp_slam_ros.geometry.lie import se3_inverse  # noqa: E402
-from mp_slam_ros.pipelines import vo as vo_module  # noqa: E402
-from mp_slam_ros.pipelines.vo_run import run_vo  # noqa: E402
-
-
-class _Done(Exception):
-    """Raised past the last frame asked for."""
+from mp_slam_ros.geometry.lie import se3_inverse
+from mp_slam_ros.pipelines import vo as vo_module
 
 
 def spread(values: np.ndarray, scale: float = 1.0) -> str:
@@ -61,28 +53,20 @@ def report(odometry: vo_module.VisualOdometry, uv: np.ndarray, tracked: np.ndarr
 
 def main() -> None:
     sequence, since_s, until_s = Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
-    config = with_updates(offline_config("rgbd").vo, {"tracking.sideways_sigma_m": 0.0005, "tracking.vertical_sigma_m": 0.0005})
-    clock: dict[str, float] = {}
+    clock = {"next_s": 0.0}  # the next frame's time since the first, for the hook
     estimate_pose = vo_module.VisualOdometry._estimate_pose
 
     def estimate(self, uv, tracked, T_pred, images):  # type: ignore[no-untyped-def]
         pnp = estimate_pose(self, uv, tracked, T_pred, images)
-        if pnp is not None and since_s <= clock.get("next_s", 0.0) <= until_s:
+        if pnp is not None and since_s <= clock["next_s"] <= until_s:
             print(f"{clock['next_s']:.3f} s\n" + report(self, uv, tracked, pnp, self._depth(uv, images)))
         return pnp
 
-    def on_result(result: vo_module.TrackResult) -> None:
-        stamp_s = result.stamp_ns * 1e-9
-        clock.setdefault("start_s", stamp_s)
-        clock["next_s"] = stamp_s - clock["start_s"] + 1.0 / 30.0  # the next frame's, for the hook
-        if clock["next_s"] > until_s + 0.05:
-            raise _Done
+    def on_result(_result: vo_module.TrackResult, elapsed_s: float) -> None:
+        clock["next_s"] = elapsed_s + 1.0 / 30.0
 
     vo_module.VisualOdometry._estimate_pose = estimate
-    try:
-        run_vo(sequence / "bag", config, on_result=on_result)
-    except _Done:
-        pass
+    run_until(sequence, vo_config("rgbd"), until_s, on_result)
 
 
 if __name__ == "__main__":

@@ -15,24 +15,15 @@ the landmarks made at the last keyframe.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
+from household_run import run_until, vo_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
-from bench_loop_closure import offline_config  # noqa: E402
-
-from mp_slam_ros.config import with_updates  # noqa: E402
-from mp_slam_ros.geometry.lie import so3_log  # noqa: E402
-from mp_slam_ros.io.tum import read_tum  # noqa: E402
-from mp_slam_ros.pipelines import vo as vo_module  # noqa: E402
-from mp_slam_ros.pipelines.vo_run import run_vo  # noqa: E402
-from mp_slam_ros.pipelines.window import WindowSolution  # noqa: E402
-
-
-class _Done(Exception):
-    """Raised past ``--until`` to stop the run."""
+from mp_slam_ros.geometry.lie import so3_log
+from mp_slam_ros.io.tum import read_tum
+from mp_slam_ros.pipelines import vo as vo_module
+from mp_slam_ros.pipelines.window import WindowSolution
 
 
 def spans(obs_cam: np.ndarray, obs_point: np.ndarray, num_keyframes: int) -> np.ndarray:
@@ -53,11 +44,9 @@ def main() -> None:
     parser.add_argument("--until", type=float, required=True)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="VO options (e.g. ba.free_keyframes=0)")
     args = parser.parse_args()
-    updates: dict[str, object] = {"tracking.sideways_sigma_m": 0.0005, "tracking.vertical_sigma_m": 0.0005}
-    updates.update(item.split("=", 1) for item in args.set)
-    config = with_updates(offline_config(args.mode).vo, updates)
+    config = vo_config(args.mode, dict(item.split("=", 1) for item in args.set))
     truth = read_tum(args.sequence / "groundtruth.tum")
-    state: dict[str, object] = {"t0": None, "now": 0.0, "lines": [], "landmarks_before_kf": 0, "landmarks": 0}
+    state: dict[str, object] = {"now": 0.0, "lines": [], "landmarks_before_kf": 0, "landmarks": 0}
 
     def inside() -> bool:
         return args.since <= float(state["now"]) <= args.until
@@ -89,7 +78,7 @@ def main() -> None:
                 f"{summary.initial_cost:.1f} -> {summary.final_cost:.1f}; landmarks moved p50 {np.median(moved_cm):.2f} cm, "
                 f"{int(np.sum(moved_cm > 5))} of {len(moved_cm)} > 5 cm")
             state["lines"].append("    keyframes (s/observations: cm, deg): " + " ".join(
-                f"{(by_id[k].stamp_ns * 1e-9 - float(state['t0'])):.2f}/{len(by_id[k].landmark_ids)}:{c:.2f},{d:.2f}"
+                f"{(by_id[k].stamp_ns * 1e-9 - float(state['t0_s'])):.2f}/{len(by_id[k].landmark_ids)}:{c:.2f},{d:.2f}"
                 for k, c, d in zip(solution.keyframe_ids, shift_cm, turn_deg) if k in by_id))
         return apply_solution(self, solution)
 
@@ -108,9 +97,9 @@ def main() -> None:
     vo_module.SlidingWindow.problem = problem
     previous: list[np.ndarray] = []
 
-    def on_result(result: vo_module.TrackResult) -> None:
+    def on_result(result: vo_module.TrackResult, elapsed_s: float) -> None:
         stamp_s = result.stamp_ns * 1e-9
-        state["t0"] = stamp_s if state["t0"] is None else state["t0"]
+        state.setdefault("t0_s", stamp_s)
         i = min(int(np.searchsorted(truth.timestamps_s, stamp_s - 1e-4)), len(truth.timestamps_s) - 1)
         position, true_position = result.T_odom_base[:3, 3].copy(), np.asarray(truth.positions_m)[i]
         if inside() and previous:
@@ -124,9 +113,7 @@ def main() -> None:
         if result.keyframe is not None:
             state["landmarks_before_kf"] = state["landmarks"]
         state["landmarks"] = landmarks
-        state["now"] = stamp_s + 1.0 / 30.0 - float(state["t0"])  # the next frame's time, for the hooks
-        if float(state["now"]) > args.until + 1.0 / 30.0:
-            raise _Done
+        state["now"] = elapsed_s + 1.0 / 30.0  # the next frame's time, for the hooks
 
     keyframe_reason = vo_module.keyframe_reason
 
@@ -135,10 +122,7 @@ def main() -> None:
         return state["reason"]
 
     vo_module.keyframe_reason = reason
-    try:
-        run_vo(args.sequence / "bag", config, on_result=on_result)
-    except _Done:
-        pass
+    run_until(args.sequence, config, args.until, on_result)
 
 
 if __name__ == "__main__":

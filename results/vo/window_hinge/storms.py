@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 
-def bursts(t_s: np.ndarray, features: np.ndarray) -> list[str]:
-    """The bursts among keyframe times ``t_s`` (s, sorted) with their fewest ``features``."""
+def bursts(t_s: np.ndarray) -> list[tuple[int, int]]:
+    """The bursts among keyframe times ``t_s`` (s, sorted), as (first, last) keyframe indices."""
     found, i = [], 0
     while i < len(t_s) - 4:
         if t_s[i + 4] - t_s[i] > 0.25:
@@ -23,7 +23,7 @@ def bursts(t_s: np.ndarray, features: np.ndarray) -> list[str]:
         j = i + 4
         while j + 1 < len(t_s) and t_s[j + 1] - t_s[j] <= 0.1:
             j += 1
-        found.append(f"{t_s[i]:.1f}-{t_s[j]:.1f} s x{j - i + 1} (fewest {features[i:j + 1].min()})")
+        found.append((i, j))
         i = j + 1
     return found
 
@@ -34,9 +34,10 @@ def main() -> None:
         keyframes = kept["keyframes"]
         t_s = np.array([k.stamp_ns for k in keyframes]) * 1e-9 - kept["vo"].stamps_s[0]
         features = np.array([int(np.isfinite(np.asarray(k.points_cam)[:, 2]).sum()) for k in keyframes])
-        found = bursts(t_s, features)
-        in_bursts = sum(int(s.split(" x")[1].split(" ")[0]) for s in found)
-        print(f"{path.stem}: {len(t_s)} keyframes, {len(found)} bursts holding {in_bursts}: " + "; ".join(found))
+        found = bursts(t_s)
+        in_bursts = sum(j - i + 1 for i, j in found)
+        print(f"{path.stem}: {len(t_s)} keyframes, {len(found)} bursts holding {in_bursts}: " + "; ".join(
+            f"{t_s[i]:.1f}-{t_s[j]:.1f} s x{j - i + 1} (fewest {features[i:j + 1].min()})" for i, j in found))
 
 
 if __name__ == "__main__":
