@@ -91,16 +91,20 @@ def main() -> None:
     residuals_at_truth(r.keyframes, r.graph, r.T_true, base)
 
 
-def residuals_at_truth(keyframes: list, graph, T_true: np.ndarray, options: gba.GlobalBAConfig) -> None:
-    """The global BA's observations (:func:`~mp_slam_ros.backend.global_ba.associate`) at the true
-    poses, each landmark at the mean of its observers' 3-D points: mean pixel residual, depth
-    residual (predicted - measured) by depth."""
+def truth_residuals(keyframes: list, graph, T_true: np.ndarray, options: gba.GlobalBAConfig) -> tuple:
+    """The global BA's landmarks and observations (:func:`~mp_slam_ros.backend.global_ba.associate`)
+    at the true poses ``T_true`` ``(N, 4, 4)``, each landmark at the mean of its observers' 3-D
+    points, and their residuals (predicted - measured): pixel ``(M, 2)`` and depth ``(M,)``."""
     _, _, landmarks = gba.associate(keyframes, T_true, graph, options)
     T_cam_map = se3_inverse(T_true)[landmarks.obs_keyframe]
     p_cam = np.einsum("nij,nj->ni", T_cam_map[:, :3, :3], landmarks.points_map[landmarks.obs_landmark]) + T_cam_map[:, :3, 3]
     uv = project(matrix_intrinsics(np.array([keyframes[k].K for k in landmarks.obs_keyframe])), p_cam)[0]
-    pixel = uv - landmarks.obs_uv
-    depth = p_cam[:, 2] - landmarks.obs_depth
+    return landmarks, uv - landmarks.obs_uv, p_cam[:, 2] - landmarks.obs_depth
+
+
+def residuals_at_truth(keyframes: list, graph, T_true: np.ndarray, options: gba.GlobalBAConfig) -> None:
+    """:func:`truth_residuals` summed up: mean pixel residual, depth residual by depth."""
+    landmarks, pixel, depth = truth_residuals(keyframes, graph, T_true, options)
     ok = np.isfinite(depth) & (np.abs(pixel).max(axis=1) < 3.0)
     print(f"observations {len(ok)}, within 3 px {ok.mean():.3f}: pixel residual mean {pixel[ok].mean(axis=0)} px, std {pixel[ok].std(axis=0)} px")
     for low, high in DEPTH_BINS_M:

@@ -21,12 +21,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "depth_weight"), str(HERE.parent / "measurement_noise")]
-from floor import replayed  # noqa: E402
+from floor import replayed, truth_residuals  # noqa: E402
 from trials import keyframe_images  # noqa: E402
-
-from mp_slam_ros.backend import global_ba as gba  # noqa: E402
-from mp_slam_ros.geometry.camera import matrix_intrinsics, project  # noqa: E402
-from mp_slam_ros.geometry.lie import se3_inverse  # noqa: E402
 
 #: side of the structure tensor's window (px)
 WINDOW_PX = 9
@@ -54,11 +50,7 @@ def structure_tensors(grey: np.ndarray, uv: np.ndarray) -> np.ndarray:
 def main() -> None:
     run_path, sequence = Path(sys.argv[1]), Path(sys.argv[2])
     r = replayed(run_path, sequence)
-    _, _, lm = gba.associate(r.keyframes, r.T_true, r.graph, r.config.loop_closure.global_ba)
-    T_cam_map = se3_inverse(r.T_true)[lm.obs_keyframe]
-    p_cam = np.einsum("nij,nj->ni", T_cam_map[:, :3, :3], lm.points_map[lm.obs_landmark]) + T_cam_map[:, :3, 3]
-    K = matrix_intrinsics(np.array([r.keyframes[k].K for k in lm.obs_keyframe]))
-    residual = project(K, p_cam)[0] - lm.obs_uv
+    lm, residual, _ = truth_residuals(r.keyframes, r.graph, r.T_true, r.config.loop_closure.global_ba)
     grey, _ = keyframe_images(r, sequence)
     tensor = np.full((len(residual), 3), np.nan)
     for k in np.unique(lm.obs_keyframe):
